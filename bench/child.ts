@@ -1,0 +1,211 @@
+/**
+ * Runs ONE workload x system x case in this process (spawned by run.ts, so that
+ * peak RSS — a per-process high-water mark — belongs to that run alone), then
+ * prints one line `@@RESULT <json>` on stdout. Program output lines (check lines)
+ * are printed as `@@OUT <line>`.
+ *
+ *   node dist/bench/child.js '{"workload":"splay","system":"v8","params":{...}}'
+ */
+import { performance } from 'node:perf_hooks';
+import { percentileOf, percentileTable, round } from './lib/histogram.js';
+import { Heartbeat, Meter, V8GcObserver } from './lib/meter.js';
+import { peakRssBytes } from './lib/proc.js';
+import { loadForkgc, type CycleStats, type Heap } from './lib/forkgc.js';
+import { workloadByName } from './workloads/index.js';
+import { SYSTEMS, run, type Params, type SystemId } from './workloads/types.js';
+
+export interface ChildSpec {
+  workload: string;
+  system: SystemId;
+  params: Params;
+}
+
+/** One row of the results (see run.ts for the file format). */
+export interface ResultRow {
+  workload: string;
+  case: string;
+  system: string;
+  params: Params;
+  ok: boolean;
+  error?: string;
+  verified: boolean | null;
+  output: string[];
+  wallMs: number;
+  /** GC pauses as reported by the collectors in this process: V8 gc entries + forkgc CycleStats.pauseUs. */
+  maxPauseMs: number | null;
+  p99PauseMs: number | null;
+  p50PauseMs: number | null;
+  pauseCount: number;
+  pausePercentilesMs: Record<string, number> | null;
+  /** Mutator-observed latency between consecutive meter ticks (one tick per `opUnit`). */
+  opUnit: string;
+  opCount: number;
+  opP50Us: number | null;
+  opP99Us: number | null;
+  opP999Us: number | null;
+  opMaxMs: number | null;
+  opPercentilesUs: Record<string, number> | null;
+  /** Event-loop heartbeat (1 ms interval), gap between callbacks. */
+  heartbeatMaxGapMs: number | null;
+  heartbeatP99GapMs: number | null;
+  peakRssBytes: number;
+  cycles: number;
+  abortedCycles: number;
+  /** Mutator-blocking GC time: V8 gc entries + forkgc pauses. */
+  gcTotalMs: number;
+  v8GcCount: number;
+  v8GcTotalMs: number;
+  v8GcMaxMs: number | null;
+  v8GcByKind: Record<string, { count: number; totalMs: number; maxMs: number }>;
+  forkgcPauseMaxMs: number | null;
+  forkgcPauseTotalMs: number | null;
+  forkgcMarkTotalMs: number | null;
+  forkgcSweepTotalMs: number | null;
+  markNsPerObject: number | null;
+  bitmapBytesTotal: number | null;
+  cowBytesTotal: number | null;
+  [extra: string]: unknown;
+}
+
+async function main(): Promise<void> {
+  const spec = JSON.parse(process.argv[2] ?? '{}') as ChildSpec;
+  const workload = workloadByName(spec.workload);
+  const system = SYSTEMS[spec.system];
+  if (!system) throw new Error(`unknown system ${spec.system}`);
+  const output: string[] = [];
+  const meter = new Meter(workload.unit);
+  const heartbeat = new Heartbeat();
+  const v8gc = new V8GcObserver();
+  const cycles: CycleStats[] = [];
+  const aborts: string[] = [];
+  let heap: Heap | null = null;
+
+  if (system.kind === 'forkgc') {
+    const lib = await loadForkgc();
+    heap = new lib.Heap({
+      mode: system.mode,
+      hugePages: !!system.hugePages,
+      ...workload.heapOptions(spec.params, system),
+    });
+    heap.on('cycle', (c) => cycles.push(c));
+    heap.on('abort', (e) => aborts.push(`${e.code ?? ''} ${e.reason ?? ''} ${e.message}`));
+  }
+
+  v8gc.start();
+  heartbeat.start(1);
+  meter.start();
+  const t0 = performance.now();
+  let verified: boolean | null = null;
+  let extra: Record<string, unknown> = {};
+  let error: string | undefined;
+  try {
+    const r = await run(workload, {
+      system,
+      params: spec.params,
+      meter,
+      heap,
+      unmeasured: (fn) => {
+        const wasRecording = meter.recording;
+        meter.recording = false;
+        heartbeat.pause();
+        const s = performance.now();
+        let e = s;
+        try {
+          fn();
+        } finally {
+          e = performance.now();
+          v8gc.exclude(s, e);
+          heartbeat.resume();
+          meter.recording = wasRecording;
+          meter.resetClock();
+        }
+        return e - s;
+      },
+      out: (line) => {
+        output.push(line);
+        process.stdout.write(`@@OUT ${line}\n`);
+      },
+    });
+    verified = r.verified;
+    extra = r.extra ?? {};
+  } catch (e) {
+    error = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+  }
+  const wallMs = performance.now() - t0;
+  heartbeat.stop();
+  let heapStats = null;
+  if (heap) {
+    try {
+      heapStats = heap.stats();
+      await heap.close();
+    } catch (e) {
+      error ??= `close: ${e instanceof Error ? e.message : String(e)}`;
+    }
+  }
+  await v8gc.stop();
+
+  const forkPausesMs = cycles.map((c) => c.pauseUs / 1000);
+  const pauses = [...v8gc.pausesMs, ...forkPausesMs];
+  const v8Total = v8gc.pausesMs.reduce((a, b) => a + b, 0);
+  const forkTotal = forkPausesMs.reduce((a, b) => a + b, 0);
+  const marked = cycles.reduce((a, c) => a + c.objectsMarked, 0);
+  const markMs = cycles.reduce((a, c) => a + c.markMs, 0);
+  const hasCow = cycles.length > 0 && cycles.every((c) => typeof c.cowBytes === 'number');
+  const nz = (v: number) => (Number.isFinite(v) ? v : null);
+  const ticks = meter.ticks;
+  const row: ResultRow = {
+    workload: spec.workload,
+    case: workload.label(spec.params),
+    system: spec.system,
+    params: spec.params,
+    ok: !error && aborts.length === 0,
+    ...(error ? { error } : aborts.length ? { error: `aborted cycles: ${aborts.join('; ')}` } : {}),
+    verified,
+    output,
+    wallMs: round(wallMs, 1),
+    maxPauseMs: pauses.length ? round(Math.max(...pauses), 3) : null,
+    p99PauseMs: pauses.length ? round(percentileOf(pauses, 99), 3) : null,
+    p50PauseMs: pauses.length ? round(percentileOf(pauses, 50), 3) : null,
+    pauseCount: pauses.length,
+    pausePercentilesMs: pauses.length ? percentileTable(pauses) : null,
+    opUnit: workload.unit,
+    opCount: ticks.count,
+    opP50Us: nz(round(ticks.percentile(50) / 1e3, 2)),
+    opP99Us: nz(round(ticks.percentile(99) / 1e3, 2)),
+    opP999Us: nz(round(ticks.percentile(99.9) / 1e3, 2)),
+    opMaxMs: nz(round(ticks.max / 1e6, 3)),
+    opPercentilesUs: ticks.count ? percentileTable(ticks, 1e-3) : null,
+    heartbeatMaxGapMs: nz(round(heartbeat.gaps.max / 1e6, 3)),
+    heartbeatP99GapMs: nz(round(heartbeat.gaps.percentile(99) / 1e6, 3)),
+    peakRssBytes: peakRssBytes(),
+    cycles: heap ? cycles.length : v8gc.pausesMs.length,
+    abortedCycles: heapStats?.abortedCycles ?? aborts.length,
+    gcTotalMs: round(v8Total + forkTotal, 2),
+    v8GcCount: v8gc.pausesMs.length,
+    v8GcTotalMs: round(v8Total, 2),
+    v8GcMaxMs: v8gc.pausesMs.length ? round(Math.max(...v8gc.pausesMs), 3) : null,
+    v8GcByKind: v8gc.byKind,
+    v8GcExcluded: v8gc.excludedCount,
+    forkgcPauseMaxMs: heap && cycles.length ? round(Math.max(...forkPausesMs), 3) : null,
+    forkgcPauseTotalMs: heap ? round(forkTotal, 2) : null,
+    forkgcMarkTotalMs: heap ? round(markMs, 2) : null,
+    forkgcSweepTotalMs: heap ? round(cycles.reduce((a, c) => a + c.sweepMs, 0), 2) : null,
+    markNsPerObject: heap && marked > 0 ? round((markMs * 1e6) / marked, 2) : null,
+    bitmapBytesTotal: heap ? cycles.reduce((a, c) => a + c.bitmapBytes, 0) : null,
+    cowBytesTotal: hasCow ? cycles.reduce((a, c) => a + (c.cowBytes ?? 0), 0) : null,
+    yields: meter.yields,
+    heapStats,
+    ...extra,
+  };
+  process.stdout.write(`@@RESULT ${JSON.stringify(row)}\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    process.stdout.write(
+      `@@RESULT ${JSON.stringify({ ok: false, error: e instanceof Error ? `${e.name}: ${e.message}` : String(e) })}\n`,
+    );
+    process.exit(1);
+  },
+);

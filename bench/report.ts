@@ -1,0 +1,215 @@
+/**
+ * Renders a results file (run.ts --json) as Markdown (bench/results/latest.md) and
+ * hand-written SVG plots (bench/results/*.svg). Also runnable on its own:
+ *   node dist/bench/report.js bench/results/latest.json [outDir]
+ */
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PALETTE, chart, fmtNum, svgDocument, type Series } from './lib/svg.js';
+
+export interface ResultsFile {
+  machine: Record<string, unknown>;
+  node: string;
+  kernel: string;
+  date: string;
+  mode: 'quick' | 'full';
+  skipped: string[];
+  results: Row[];
+}
+
+// Rows are ResultRow (child.ts) or peer rows: everything optional here.
+export type Row = Record<string, any> & { workload: string; system: string; case: string };
+
+const num = (v: unknown, digits = 1): string =>
+  typeof v === 'number' && Number.isFinite(v) ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(digits)) : '–';
+const mibStr = (v: unknown) => (typeof v === 'number' ? (v / 1048576).toFixed(0) : '–');
+const kibStr = (v: unknown) => (typeof v === 'number' ? (v / 1024).toFixed(0) : '–');
+
+function verifiedMark(r: Row): string {
+  if (!r.ok) return `✗ ${String(r.error ?? 'failed').slice(0, 60)}`;
+  if (r.verified === false) return `✗ ${r.verifyNote ?? 'check failed'}`;
+  return r.verified === true ? '✓' : '–';
+}
+
+const MAIN = ['binary-trees', 'gcbench', 'lru-cache', 'splay'];
+
+export function markdown(f: ResultsFile): string {
+  const L: string[] = [];
+  const m = f.machine as Record<string, any>;
+  L.push(`# forkgc benchmarks (${f.mode} run)`);
+  L.push('');
+  L.push(
+    `${f.date} · ${m.cpu} × ${m.cores} cores · ${(Number(m.memBytes) / 2 ** 30).toFixed(0)} GiB · ` +
+      `Linux ${f.kernel} · THP ${m.thp} · Node ${f.node}`,
+  );
+  L.push('');
+  L.push('All systems were run side by side in this one run, each workload × system in its own Node process;');
+  L.push('the machine is a noisy 2-core VM, so compare ratios within a row group, not absolute figures across runs.');
+  L.push('');
+  if (f.skipped.length) {
+    for (const s of f.skipped) L.push(`- ${s}`);
+    L.push('');
+  }
+  L.push('## Workloads');
+  L.push('');
+  L.push(
+    '| workload | case | system | wall ms | × v8 | GC pause p50 / p99 / max ms | mutator p99 µs | mutator max ms | heartbeat max gap ms | peak RSS MiB | cycles | GC pause total ms | mark ns/obj | ok |',
+  );
+  L.push('|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|');
+  for (const w of MAIN) {
+    const rows = f.results.filter((r) => r.workload === w);
+    const v8 = rows.find((r) => r.system === 'v8' && r.ok);
+    for (const r of rows) {
+      const ratio = v8 && r.ok && typeof r.wallMs === 'number' ? (r.wallMs / v8.wallMs).toFixed(2) : '–';
+      L.push(
+        `| ${w} | ${r.case} | ${r.system} | ${num(r.wallMs, 0)} | ${ratio} | ${num(r.p50PauseMs, 2)} / ${num(r.p99PauseMs, 2)} / ${num(r.maxPauseMs, 2)} | ` +
+          `${num(r.opP99Us)} | ${num(r.opMaxMs, 2)} | ${num(r.heartbeatMaxGapMs, 2)} | ${mibStr(r.peakRssBytes)} | ${r.cycles ?? '–'} | ` +
+          `${num(r.gcTotalMs, 1)} | ${num(r.markNsPerObject, 1)} | ${verifiedMark(r)} |`,
+      );
+    }
+  }
+  L.push('');
+  const ps = f.results.filter((r) => r.workload === 'pause-scaling');
+  if (ps.length) {
+    L.push('## Pause scaling');
+    L.push('');
+    L.push(
+      '| target live | system | live MiB (marked) | objects | fork pause ms (max) | child mark ms | stw pause ms (max) | mark ns/obj | bitmap KiB | CoW MiB/cycle | mutator max ms during cycles | peak RSS MiB | ok |',
+    );
+    L.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|');
+    for (const r of ps) {
+      L.push(
+        `| ${r.case.replace(/ live$/, '')} | ${r.system} | ${mibStr(r.liveBytes)} | ${typeof r.objects === 'number' ? fmtNum(r.objects) : '–'} | ` +
+          `${num(r.forkPauseMs, 2)} (${num(r.forkPauseMaxMs, 2)}) | ${num(r.childMarkMs, 1)} | ${num(r.stwPauseMs, 1)} (${num(r.stwPauseMaxMs, 1)}) | ` +
+          `${num(r.markNsPerObject, 1)} | ${kibStr(r.bitmapBytes)} | ${typeof r.cowBytes === 'number' ? (r.cowBytes / 1048576).toFixed(1) : 'n/a'} | ` +
+          `${num(r.opMaxMs, 2)} | ${mibStr(r.peakRssBytes)} | ${verifiedMark(r)} |`,
+      );
+    }
+    L.push('');
+    L.push(
+      'v8 rows: "stw pause" is a forced full collection (`gc()`, --expose-gc), the mutator column is V8 under the same churn with its normal incremental/concurrent GC.',
+    );
+    L.push('');
+  }
+  L.push('![pause vs live heap](pause-vs-heap.svg)');
+  L.push('');
+  L.push('![pause distribution](pause-distribution.svg)');
+  L.push('');
+  L.push('## Columns');
+  L.push('');
+  L.push('- **GC pause**: pauses reported by the collectors in the process: V8 `gc` PerformanceObserver entries plus forkgc `CycleStats.pauseUs` (fork() time in fork mode, the whole marking in stw mode). Peers: their GC\'s own figures (druntime `GC.profileStats`, Boehm collection start→end).');
+  L.push('- **mutator p99 / max**: gap between consecutive units of mutator work (a request, a splay op, 1024 tree-node allocations): everything the mutator waited for, including safepoints, sweeping and event-loop turns with collector callbacks.');
+  L.push('- **heartbeat max gap**: longest gap between callbacks of a 1 ms `setInterval` (workloads yield every ~2 ms).');
+  L.push('- **peak RSS**: VmHWM of the process that ran the case (the GC child\'s copy-on-write pages are not included). **cycles**: forkgc cycles, or V8 gc events for v8.');
+  L.push('- **mark ns/obj**: forkgc marking time (in the child in fork mode) × 10⁶ / objects marked. **CoW**: `CycleStats.cowBytes` when the library reports it.');
+  L.push('');
+  return L.join('\n');
+}
+
+const PCTS = ['50', '90', '99', '99.9', '99.99', '100'];
+
+export function pauseVsHeapSvg(f: ResultsFile): string {
+  const ps = f.results.filter((r) => r.workload === 'pause-scaling' && r.ok);
+  const series = (name: string, system: string, field: string, dash = false, color?: string): Series => ({
+    name,
+    color: color ?? PALETTE[system] ?? '#333',
+    dash,
+    points: ps
+      .filter((r) => r.system === system && typeof r[field] === 'number')
+      .map((r) => [Number(r.params.liveMiB), r[field] as number] as [number, number])
+      .sort((a, b) => a[0] - b[0]),
+  });
+  const body = chart(
+    {
+      title: 'Pause vs live heap (log–log)',
+      xLabel: 'live heap target (MiB, log scale)',
+      yLabel: 'pause (ms, log scale)',
+      xLog: true,
+      yLog: true,
+      width: 760,
+      height: 460,
+      series: [
+        series('forkgc fork pause', 'forkgc-fork', 'forkPauseMs'),
+        series('forkgc fork pause (huge pages)', 'forkgc-fork-huge', 'forkPauseMs'),
+        series('forkgc stw pause', 'forkgc-stw', 'stwPauseMs'),
+        series('forkgc stw pause (huge pages)', 'forkgc-stw-huge', 'stwPauseMs'),
+        series('forkgc child marking (concurrent)', 'forkgc-fork', 'childMarkMs', true, '#7f7f7f'),
+        series('v8 forced full gc()', 'v8', 'stwPauseMs', true),
+        series('v8 max pause under churn', 'v8', 'maxPauseMs'),
+      ],
+    },
+    0,
+    0,
+  );
+  return svgDocument(760, 460, body, 'forkgc: pause vs live heap size');
+}
+
+export function pauseDistributionSvg(f: ResultsFile): string {
+  const panelW = 330;
+  const panelH = 280;
+  const parts: string[] = [];
+  MAIN.forEach((w, i) => {
+    const rows = f.results.filter((r) => r.workload === w && r.ok);
+    const gc: Series[] = rows
+      .filter((r) => r.pausePercentilesMs)
+      .map((r) => ({
+        name: r.system,
+        color: PALETTE[r.system] ?? '#333',
+        points: PCTS.map((p, j) => [j, r.pausePercentilesMs[p]] as [number, number]),
+      }));
+    // Peers have only some of the percentiles.
+    for (const r of rows.filter((r) => !r.pausePercentilesMs && typeof r.maxPauseMs === 'number')) {
+      const pts: [number, number][] = [];
+      if (typeof r.p50PauseMs === 'number') pts.push([0, r.p50PauseMs]);
+      if (typeof r.p99PauseMs === 'number') pts.push([2, r.p99PauseMs]);
+      pts.push([5, r.maxPauseMs]);
+      gc.push({ name: r.system, color: PALETTE[r.system] ?? '#333', dash: true, points: pts });
+    }
+    const op: Series[] = rows
+      .filter((r) => r.opPercentilesUs)
+      .map((r) => ({
+        name: r.system,
+        color: PALETTE[r.system] ?? '#333',
+        points: PCTS.map((p, j) => [j, r.opPercentilesUs[p] / 1000] as [number, number]),
+      }));
+    const cats = PCTS.map((p) => (p === '100' ? 'max' : `p${p}`));
+    parts.push(
+      chart(
+        { title: `${w}: GC pauses`, xLabel: 'percentile', yLabel: 'pause (ms, log)', yLog: true, xCategories: cats, series: gc, width: panelW, height: panelH },
+        i * panelW,
+        0,
+      ),
+    );
+    const unit = rows.find((r) => r.opUnit)?.opUnit ?? 'op';
+    parts.push(
+      chart(
+        { title: `${w}: mutator latency / ${unit}`, xLabel: 'percentile', yLabel: 'latency (ms, log)', yLog: true, xCategories: cats, series: op, width: panelW, height: panelH },
+        i * panelW,
+        panelH,
+      ),
+    );
+  });
+  return svgDocument(panelW * MAIN.length, panelH * 2, parts.join('\n'), 'forkgc: pause distribution per system');
+}
+
+export function writeReport(f: ResultsFile, outDir: string): string[] {
+  mkdirSync(outDir, { recursive: true });
+  const files: [string, string][] = [
+    ['latest.md', markdown(f)],
+    ['pause-vs-heap.svg', pauseVsHeapSvg(f)],
+    ['pause-distribution.svg', pauseDistributionSvg(f)],
+  ];
+  for (const [name, text] of files) writeFileSync(resolve(outDir, name), text);
+  return files.map(([n]) => resolve(outDir, n));
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const file = process.argv[2];
+  if (!file) {
+    console.error('usage: node dist/bench/report.js RESULTS.json [outDir]');
+    process.exit(2);
+  }
+  const f = JSON.parse(readFileSync(file, 'utf8')) as ResultsFile;
+  for (const p of writeReport(f, process.argv[3] ?? resolve(file, '..'))) console.log(p);
+}

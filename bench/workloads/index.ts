@@ -1,0 +1,14 @@
+import type { Params, Workload } from './types.js';
+import { binaryTrees } from './binary-trees.js';
+import { gcBench } from './gcbench.js';
+import { lruCache } from './lru-cache.js';
+import { splay } from './splay.js';
+import { pauseScaling } from './pause-scaling.js';
+
+export const WORKLOADS: Workload<Params>[] = [binaryTrees, gcBench, lruCache, splay, pauseScaling] as unknown as Workload<Params>[];
+
+export function workloadByName(name: string): Workload<Params> {
+  const w = WORKLOADS.find((x) => x.name === name);
+  if (!w) throw new Error(`unknown workload ${name}; known: ${WORKLOADS.map((x) => x.name).join(', ')}`);
+  return w;
+}

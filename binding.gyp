@@ -1,0 +1,27 @@
+{
+  "targets": [
+    {
+      "target_name": "forkgc",
+      "sources": [
+        "native/arena.cc",
+        "native/marker.cc",
+        "native/child.cc",
+        "native/binding.cc"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")"
+      ],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NAPI_DISABLE_CPP_EXCEPTIONS",
+        "_GNU_SOURCE"
+      ],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-O2", "-fno-exceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [
+        ["OS!='linux'", { "defines": ["FORKGC_UNSUPPORTED_PLATFORM"] }]
+      ]
+    }
+  ]
+}

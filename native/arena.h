@@ -1,0 +1,64 @@
+// The platform layer: the private anonymous mappings of one heap (see
+// layout.h for the regions) and a process-wide registry of heaps, so that a
+// worker thread's copy of the addon can attach to a heap the main thread made.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace forkgc {
+
+struct Region {
+  uint8_t* base = nullptr;
+  size_t bytes = 0;
+};
+
+struct HeapMemory {
+  int id = 0;
+  Region arena;        // granules; span 0 reserved
+  Region allocBits;    // 1 bit per granule
+  Region markBits;     // 1 bit per granule
+  Region markStack;    // u32 entries
+  Region descriptors;  // kMaxTypes * kDescriptorWords u32
+  Region roots;        // u32 per root handle
+  Region spans;        // kSpanWords i32 per span
+  bool hugePages = false;
+  bool wipeOnFork = false;  // the kernel zeroes markBits/markStack in the child
+  std::atomic<int> attachments{0};
+  std::atomic<bool> destroyed{false};
+
+  uint32_t arenaGranules() const { return uint32_t(arena.bytes >> 4); }
+  uint32_t spanCount() const;
+  uint32_t markStackEntries() const { return uint32_t(markStack.bytes / 4); }
+};
+
+struct HeapOptions {
+  uint64_t arenaBytes;
+  bool hugePages;
+  uint32_t markStackEntries;
+  uint32_t maxRoots;
+};
+
+// Returns nullptr and sets errno when a mapping fails.
+HeapMemory* createHeapMemory(const HeapOptions& options);
+
+// Attach takes a reference to a registered heap (nullptr once destroyed);
+// detach drops it. The mappings go when the heap is destroyed and the last
+// attachment is gone, so no thread ever touches unmapped memory.
+HeapMemory* attachHeapMemory(int id);
+void detachHeapMemory(HeapMemory* heap);
+void destroyHeapMemory(HeapMemory* heap);
+
+// Gives [offset, offset+bytes) of the arena back to the OS. The pages read as
+// zero afterwards. Returns 0 or an errno.
+int releaseArenaRange(HeapMemory* heap, uint64_t offset, uint64_t bytes);
+
+size_t systemPageSize();
+constexpr size_t kHugePageBytes = 2u << 20;
+
+}  // namespace forkgc
+
+namespace forkgc {
+// The heap with this id, for the thread that owns it (no reference taken).
+HeapMemory* lookupHeapMemory(int id, bool includeDestroyed = false);
+}  // namespace forkgc

@@ -1,0 +1,51 @@
+// fork() and the GC child. startForkCycle() runs on the main thread at a
+// safepoint; everything the child does lives in child.cc and is restricted to
+// async-signal-safe work (DESIGN.md, "The child").
+#pragma once
+#include <sys/types.h>
+
+#include <cstdint>
+
+#include "arena.h"
+
+namespace forkgc {
+
+// Faults the child (or the fork itself) can be told to commit, for the tests
+// of invariant 3 ("all or nothing"). Reached only through the heap's
+// faultInjectionForTesting option.
+enum Fault : int32_t {
+  kFaultNone = 0,
+  kFaultExitBeforeMark = 1,     // _exit(kExitFault) before marking
+  kFaultHang = 2,               // never writes, never exits (watchdog test)
+  kFaultTruncate = 3,           // header and half the chunks, then _exit(0)
+  kFaultCorruptChunk = 4,       // flips a payload bit after its checksum
+  kFaultWrongCycle = 5,         // header carries another cycle id
+  kFaultZombieMark = 6,         // a consistent stream that marks a free granule
+  kFaultExitNonZero = 7,        // a complete stream, then _exit(3)
+  kFaultSignalAfterStream = 8,  // a complete stream, then SIGKILL to itself
+  kFaultStallMidStream = 9,     // sleeps faultArg ms after half the chunks
+  kFaultDelayBeforeMark = 10,   // sleeps faultArg ms before marking
+  kFaultForkEagain = 11,        // fork() "fails" with EAGAIN (no child)
+  kFaultForkEnomem = 12,        // fork() "fails" with ENOMEM (no child)
+  kFaultBadTrailer = 13,        // trailer checksum off by one
+};
+
+struct ForkRequest {
+  HeapMemory* heap;
+  uint32_t cycleId;
+  uint32_t topGranule;
+  uint32_t rootCount;
+  int32_t fault;
+  int32_t faultArg;
+};
+
+struct ForkResult {
+  pid_t pid = -1;
+  int readFd = -1;
+  uint64_t forkNs = 0;  // the fork() call alone
+  int error = 0;        // errno when pid < 0
+};
+
+ForkResult startForkCycle(const ForkRequest& request);
+
+}  // namespace forkgc

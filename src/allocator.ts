@@ -1,0 +1,292 @@
+// The allocator: spans of one size class each, allocation bits per granule,
+// large objects in runs of whole spans. It runs on the main thread only.
+//
+// Where a slot comes from, in order:
+//   1. the current span of its class, from a cursor;
+//   2. a swept span of the class that has free slots (`partial`);
+//   3. during a sweep: an unswept span of the class, swept right here (lazy
+//      sweeping) rather than waiting for the background sweeper;
+//   4. a free span (zeroed first if it is dirty), or a new one above `topSpan`.
+// When none is left the caller (the heap) decides: finish the sweep, wait for
+// the pending cycle, or throw HeapExhaustedError.
+//
+// The mutator never allocates from a span that is not IN_USE: spans become
+// UNSWEPT at the start of a sweep, and `current`/`partial` are dropped then.
+import {
+  CLASS_GRANULES, CLASS_SLOTS, FREE_CLEAN, FREE_DIRTY, FREE_RELEASED, LARGE_CLASS, SPAN_BYTES,
+  SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_LARGE_TAIL, SPAN_RESERVED, SPAN_UNSWEPT, SPAN_WORDS,
+  SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
+} from './layout.js';
+import { SweepTally, claimSpan, sweepClaimedSpan } from './sweeper.js';
+import type { HeapViews } from './views.js';
+
+export class Allocator {
+  /** One past the highest span ever handed out and still counted; the child marks [0, topSpan). */
+  topSpan = 1;
+  inUseSpans = 0;
+  private readonly current: Int32Array;
+  private readonly cursor: Int32Array;
+  private readonly partial: number[][];
+  private readonly unswept: number[][];
+  private freeSpans: number[] = [];
+  /** Whether a sweep is in progress (spans may be UNSWEPT). */
+  sweeping = false;
+  /** What lazy sweeping on the main thread did in the current sweep. */
+  readonly lazyTally = new SweepTally();
+  lazySweepNs = 0;
+
+  constructor(private readonly v: HeapViews) {
+    this.current = new Int32Array(LARGE_CLASS).fill(-1);
+    this.cursor = new Int32Array(LARGE_CLASS);
+    this.partial = Array.from({ length: LARGE_CLASS }, () => []);
+    this.unswept = Array.from({ length: LARGE_CLASS + 1 }, () => []);
+    Atomics.store(v.spans, SW_STATE, SPAN_RESERVED);
+  }
+
+  get topGranule(): number { return this.topSpan * SPAN_GRANULES; }
+
+  /** A free slot of class `cls` (its alloc bit not yet set), or 0 if none is left. */
+  allocSmall(cls: number): number {
+    const v = this.v;
+    const alloc = v.allocBits;
+    for (;;) {
+      const s = this.current[cls];
+      if (s >= 0) {
+        const e = s * SPAN_WORDS;
+        const slots = CLASS_SLOTS[cls];
+        if (v.spans[e + SW_LIVE] < slots) {
+          const sg = CLASS_GRANULES[cls];
+          const base = s * SPAN_GRANULES;
+          for (let i = this.cursor[cls]; i < slots; i++) {
+            const g = base + i * sg;
+            if ((alloc[g >>> 5] & (1 << (g & 31))) === 0) {
+              this.cursor[cls] = i + 1;
+              v.spans[e + SW_LIVE]++;
+              return g;
+            }
+          }
+        }
+        this.current[cls] = -1;
+      }
+      const next = this.nextSpanFor(cls);
+      if (next < 0) return 0;
+      this.current[cls] = next;
+      this.cursor[cls] = 0;
+    }
+  }
+
+  private nextSpanFor(cls: number): number {
+    const partial = this.partial[cls];
+    while (partial.length > 0) {
+      const s = partial.pop()!;
+      if (this.v.spans[s * SPAN_WORDS + SW_STATE] === SPAN_IN_USE && this.v.spans[s * SPAN_WORDS + SW_CLASS] === cls) return s;
+    }
+    if (this.sweeping) {
+      const s = this.lazySweep(cls);
+      if (s >= 0) return s;
+    }
+    const s = this.takeFreeSpans(1);
+    if (s < 0) return -1;
+    const e = s * SPAN_WORDS;
+    this.v.spans[e + SW_CLASS] = cls;
+    this.v.spans[e + SW_LIVE] = 0;
+    this.v.spans[e + SW_AUX] = 0;
+    Atomics.store(this.v.spans, e + SW_STATE, SPAN_IN_USE);
+    this.inUseSpans++;
+    return s;
+  }
+
+  /** Sweeps unswept spans of the class until one has a free slot. */
+  private lazySweep(cls: number): number {
+    const list = this.unswept[cls];
+    const slots = CLASS_SLOTS[cls];
+    const start = process.hrtime.bigint();
+    try {
+      while (list.length > 0) {
+        const s = list.pop()!;
+        if (!claimSpan(this.v, s)) continue;
+        const freed = sweepClaimedSpan(this.v, s, this.lazyTally);
+        if (freed === 0 && this.v.spans[s * SPAN_WORDS + SW_LIVE] < slots) return s;
+        this.afterSweep(s, freed);
+      }
+      return -1;
+    } finally {
+      this.lazySweepNs += Number(process.hrtime.bigint() - start);
+    }
+  }
+
+  /** Bookkeeping after any sweeper finished span s, freeing `freedSpans` spans from s on. */
+  afterSweep(s: number, freedSpans: number): void {
+    if (freedSpans > 0) {
+      this.inUseSpans -= freedSpans;
+      for (let t = s; t < s + freedSpans; t++) this.freeSpans.push(t);
+      return;
+    }
+    const cls = this.v.spans[s * SPAN_WORDS + SW_CLASS];
+    if (cls !== LARGE_CLASS && this.v.spans[s * SPAN_WORDS + SW_LIVE] < CLASS_SLOTS[cls]) this.partial[cls].push(s);
+  }
+
+  /** Start of a sweep: every span in use becomes UNSWEPT. */
+  beginSweep(): void {
+    const v = this.v;
+    for (let c = 0; c < LARGE_CLASS; c++) {
+      this.current[c] = -1;
+      this.partial[c].length = 0;
+    }
+    for (const list of this.unswept) list.length = 0;
+    for (let s = 1; s < this.topSpan; s++) {
+      const e = s * SPAN_WORDS;
+      if (v.spans[e + SW_STATE] === SPAN_IN_USE) {
+        Atomics.store(v.spans, e + SW_STATE, SPAN_UNSWEPT);
+        this.unswept[v.spans[e + SW_CLASS]].push(s);
+      }
+    }
+    this.lazyTally.freedObjects = this.lazyTally.freedBytes = this.lazyTally.liveObjects = 0;
+    this.lazyTally.spans = this.lazyTally.emptiedSpans = 0;
+    this.lazySweepNs = 0;
+    this.sweeping = true;
+  }
+
+  endSweep(): void {
+    this.sweeping = false;
+    for (const list of this.unswept) list.length = 0;
+  }
+
+  /** First span of a run of n free spans, made IN_USE-ready, or -1. Zeroes dirty spans. */
+  private takeFreeSpans(n: number): number {
+    const v = this.v;
+    let s = -1;
+    if (n === 1) {
+      while (this.freeSpans.length > 0) {
+        const t = this.freeSpans.pop()!;
+        if (v.spans[t * SPAN_WORDS + SW_STATE] === SPAN_FREE) { s = t; break; }
+      }
+      if (s < 0 && this.topSpan < v.spanCount) s = this.topSpan;
+    } else {
+      s = this.findFreeRun(n);
+    }
+    if (s < 0) return -1;
+    for (let t = s; t < s + n; t++) {
+      const e = t * SPAN_WORDS;
+      if (v.spans[e + SW_AUX] === FREE_DIRTY) v.u32.fill(0, t * (SPAN_BYTES / 4), (t + 1) * (SPAN_BYTES / 4));
+      v.spans[e + SW_AUX] = FREE_CLEAN;
+    }
+    if (s + n > this.topSpan) this.topSpan = s + n;
+    return s;
+  }
+
+  private findFreeRun(n: number): number {
+    const v = this.v;
+    let runStart = 1;
+    let runLength = 0;
+    for (let s = 1; s < v.spanCount; s++) {
+      if (v.spans[s * SPAN_WORDS + SW_STATE] === SPAN_FREE) {
+        if (runLength === 0) runStart = s;
+        if (++runLength === n) return runStart;
+      } else {
+        runLength = 0;
+      }
+    }
+    return -1;
+  }
+
+  /** A run of spans for one large object; returns its granule or 0. */
+  allocLarge(bytes: number): number {
+    const n = Math.ceil(bytes / SPAN_BYTES);
+    let s = this.takeFreeSpans(n);
+    if (s < 0 && this.sweeping) {
+      this.sweepAllLazily();
+      s = this.takeFreeSpans(n);
+    }
+    if (s < 0) return 0;
+    const v = this.v;
+    for (let t = s; t < s + n; t++) {
+      const e = t * SPAN_WORDS;
+      v.spans[e + SW_CLASS] = t === s ? LARGE_CLASS : 0;
+      v.spans[e + SW_LIVE] = t === s ? 1 : 0;
+      v.spans[e + SW_AUX] = t === s ? n : s;
+      Atomics.store(v.spans, e + SW_STATE, t === s ? SPAN_IN_USE : SPAN_LARGE_TAIL);
+    }
+    this.inUseSpans += n;
+    return s * SPAN_GRANULES;
+  }
+
+  /** Sweeps every remaining unswept span on this thread (heap nearly full). */
+  sweepAllLazily(): void {
+    const start = process.hrtime.bigint();
+    for (let s = 1; s < this.topSpan; s++) {
+      if (claimSpan(this.v, s)) this.afterSweep(s, sweepClaimedSpan(this.v, s, this.lazyTally));
+    }
+    this.lazySweepNs += Number(process.hrtime.bigint() - start);
+  }
+
+  /**
+   * After a sweep: gives free resident spans beyond `retainBytes` back to the
+   * OS, highest first, in runs (whole 2 MiB groups when huge pages back the
+   * arena, so no huge page is split), zeroes dirty spans that stay, and lowers
+   * topSpan over trailing free spans. Returns the bytes given back.
+   */
+  releaseFreeSpans(retainBytes: number, hugePages: boolean, release: (offset: number, bytes: number) => boolean): number {
+    const v = this.v;
+    const spans = v.spans;
+    const state = (s: number) => spans[s * SPAN_WORDS + SW_STATE];
+    const resident = (s: number) => state(s) === SPAN_FREE && spans[s * SPAN_WORDS + SW_AUX] !== FREE_RELEASED;
+    let residentFree = 0;
+    for (let s = 1; s < this.topSpan; s++) if (resident(s)) residentFree++;
+    let toRelease = residentFree - Math.floor(retainBytes / SPAN_BYTES);
+    let returned = 0;
+    const unit = hugePages ? 32 : 1;
+    let runLo = -1;
+    let runHi = -1;
+    const flush = () => {
+      if (runLo < 0) return;
+      if (release(runLo * SPAN_BYTES, (runHi - runLo) * SPAN_BYTES)) {
+        for (let s = runLo; s < runHi; s++) {
+          if (resident(s)) returned += SPAN_BYTES;
+          spans[s * SPAN_WORDS + SW_AUX] = FREE_RELEASED;
+        }
+      }
+      runLo = runHi = -1;
+    };
+    for (let hi = this.topSpan; hi > 1 && toRelease > 0;) {
+      const lo = Math.max(1, Math.floor((hi - 1) / unit) * unit);
+      let allFree = true;
+      let count = 0;
+      for (let s = lo; s < hi; s++) {
+        if (state(s) !== SPAN_FREE) allFree = false;
+        else if (resident(s)) count++;
+      }
+      if (allFree && count > 0) {
+        if (runLo !== hi) flush();
+        if (runHi < 0) runHi = hi;
+        runLo = lo;
+        toRelease -= count;
+      } else {
+        flush();
+      }
+      hi = lo;
+    }
+    flush();
+    // Dirty spans that stay resident must read as zero before reuse: zero
+    // them now, off the allocation path.
+    for (let s = 1; s < this.topSpan; s++) {
+      const e = s * SPAN_WORDS;
+      if (spans[e + SW_STATE] === SPAN_FREE && spans[e + SW_AUX] === FREE_DIRTY) {
+        v.u32.fill(0, s * (SPAN_BYTES / 4), (s + 1) * (SPAN_BYTES / 4));
+        spans[e + SW_AUX] = FREE_CLEAN;
+      }
+    }
+    while (this.topSpan > 1 && state(this.topSpan - 1) === SPAN_FREE) this.topSpan--;
+    this.freeSpans = this.freeSpans.filter((s) => s < this.topSpan && state(s) === SPAN_FREE);
+    return returned;
+  }
+
+  /** Spans currently UNSWEPT, in index order, for the background sweeper. */
+  *unsweptSpans(): Generator<number> {
+    for (let s = 1; s < this.topSpan; s++) {
+      if (this.v.spans[s * SPAN_WORDS + SW_STATE] === SPAN_UNSWEPT) yield s;
+    }
+  }
+
+  get heapBytes(): number { return this.inUseSpans * SPAN_BYTES; }
+}

@@ -1,0 +1,98 @@
+// Every error forkgc throws is a ForkGcError with a stable string `code`.
+// The README lists them all; test/errors.test.ts provokes each one.
+
+export class ForkGcError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** An option passed to `new Heap()` is missing its form or out of range. */
+export class InvalidOptionError extends ForkGcError {
+  constructor(message: string) { super('ERR_INVALID_OPTION', message); }
+}
+
+/** A struct declaration is malformed (empty or duplicate name, unknown field kind...). */
+export class TypeDefinitionError extends ForkGcError {
+  constructor(message: string) { super('ERR_TYPE_DEFINITION', message); }
+}
+
+/** A value used as a reference is not one: not a number, out of the arena, not an object start, or null where an object is needed. */
+export class InvalidReferenceError extends ForkGcError {
+  constructor(message: string) { super('ERR_INVALID_REF', message); }
+}
+
+/** A typed accessor was given an object of another type. */
+export class WrongTypeError extends ForkGcError {
+  constructor(message: string) { super('ERR_WRONG_TYPE', message); }
+}
+
+/** The object was freed by a cycle (checked mode: or the reference was held across a cycle). */
+export class StaleReferenceError extends ForkGcError {
+  constructor(message: string) { super('ERR_STALE_REF', message); }
+}
+
+/** An array, byte-array or string index is outside the object. */
+export class IndexOutOfBoundsError extends ForkGcError {
+  constructor(message: string) { super('ERR_INDEX_OUT_OF_BOUNDS', message); }
+}
+
+/** A value of the wrong kind or range was written to a field or element. */
+export class FieldValueError extends ForkGcError {
+  constructor(message: string) { super('ERR_FIELD_VALUE', message); }
+}
+
+/** The heap was closed. */
+export class HeapClosedError extends ForkGcError {
+  constructor(message = 'the heap is closed') { super('ERR_HEAP_CLOSED', message); }
+}
+
+/** No memory is left within maxHeap, even after waiting for the pending cycle. */
+export class HeapExhaustedError extends ForkGcError {
+  constructor(message: string) { super('ERR_HEAP_EXHAUSTED', message); }
+}
+
+/** A root handle was used after release(). */
+export class RootReleasedError extends ForkGcError {
+  constructor(message = 'the root handle was released') { super('ERR_ROOT_RELEASED', message); }
+}
+
+/** Why a cycle was aborted (invariant 3: an aborted cycle frees nothing). */
+export type AbortReason =
+  | 'FORK_FAILED'      // fork() failed (EAGAIN, ENOMEM); the heap falls back to stw
+  | 'CHILD_SIGNALED'   // the child died by a signal
+  | 'CHILD_EXIT'       // the child exited with a non-zero status
+  | 'STREAM_SHORT'     // the stream ended before its trailer
+  | 'BAD_HEADER'       // wrong magic, version, geometry or header checksum
+  | 'BAD_CHECKSUM'     // a chunk or the trailer failed its checksum
+  | 'WRONG_CYCLE'      // the stream belongs to another cycle
+  | 'ZOMBIE_MARK'      // the bitmap marks a granule that holds no object
+  | 'COUNT_MISMATCH'   // the trailer's object count disagrees with the bitmap
+  | 'WATCHDOG'         // the child took longer than childTimeoutMs and was killed
+  | 'HEAP_CORRUPT'     // the marker met a reference that is not an object
+  | 'CLOSED'           // the heap was closed while the cycle ran
+  | 'SWEEP_FAILED';    // a sweeper failed before freeing anything
+
+/** A cycle was aborted: nothing was freed. `reason` says why. */
+export class CycleAbortedError extends ForkGcError {
+  readonly reason: AbortReason;
+  readonly cycleId: number;
+  constructor(reason: AbortReason, cycleId: number, message: string) {
+    super('ERR_CYCLE_ABORTED', `cycle ${cycleId} aborted (${reason}): ${message}; nothing was freed`);
+    this.reason = reason;
+    this.cycleId = cycleId;
+  }
+}
+
+/** forkgc needs Linux (fork, copy-on-write, madvise). */
+export class UnsupportedPlatformError extends ForkGcError {
+  constructor(message: string) { super('ERR_UNSUPPORTED_PLATFORM', message); }
+}
+
+/** The native addon could not be loaded. */
+export class NativeLoadError extends ForkGcError {
+  constructor(message: string) { super('ERR_NATIVE_LOAD', message); }
+}

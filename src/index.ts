@@ -1,0 +1,14 @@
+// forkgc: a garbage-collected heap for Node.js whose marking runs in a real
+// fork()ed child process. See README.md for the API and how a cycle works.
+export { Heap, type HeapEvents } from './heap.js';
+export type { HeapOptions, Mode, FaultKind, FaultInjection } from './options.js';
+export { parseBytes } from './options.js';
+export type { Ref, FieldKind, FieldSpec, FieldValue, StructType, StructValues } from './types.js';
+export { RefArrays, ByteArrays, Strings } from './types.js';
+export { RootHandle } from './roots.js';
+export type { CycleStats, HeapStats, Trigger } from './stats.js';
+export {
+  ForkGcError, InvalidOptionError, TypeDefinitionError, InvalidReferenceError, WrongTypeError,
+  StaleReferenceError, IndexOutOfBoundsError, FieldValueError, HeapClosedError, HeapExhaustedError,
+  RootReleasedError, CycleAbortedError, UnsupportedPlatformError, NativeLoadError, type AbortReason,
+} from './errors.js';

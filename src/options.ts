@@ -1,0 +1,157 @@
+// Validation of the options of `new Heap()`. Every rejection is an
+// InvalidOptionError that names the option and what it accepts.
+import { InvalidOptionError } from './errors.js';
+import { MAX_ARENA_BYTES, SPAN_BYTES } from './layout.js';
+
+export type Mode = 'fork' | 'stw';
+
+export interface HeapOptions {
+  /** Largest the heap may grow: bytes, or a string such as '512MiB' or '2GiB'. Default '1GiB'; at most 4GiB. */
+  maxHeap?: number | string;
+  /** 'fork' (default): mark in a forked child. 'stw': the same marker in-process, stop-the-world. */
+  mode?: Mode;
+  /** Ask for transparent huge pages on the arena (MADV_HUGEPAGE). Default false. */
+  hugePages?: boolean;
+  /** Checked mode: references carry an epoch tag and every use is verified (slower). Default false. */
+  checked?: boolean;
+  /** Start a cycle when the bytes allocated since the last one reach this percentage of the live heap. Default 100. */
+  gcPercent?: number;
+  /** Never trigger a cycle before this many bytes were allocated since the last. Default '4MiB'. */
+  minTriggerBytes?: number | string;
+  /** Schedule cycles automatically from the event loop when the policy asks. Default true. */
+  auto?: boolean;
+  /** Kill a child that has not finished after this long. Default: 10 s plus 20 ms per MiB of heap in use at the fork. */
+  childTimeoutMs?: number;
+  /** Capacity of the marker's explicit stack (entries). Default: one per 64 granules, at least 64 Ki. */
+  markStackEntries?: number;
+  /** Maximum number of live root handles. Default 4 Mi. */
+  maxRoots?: number;
+  /** After this many consecutive aborted fork cycles, the next cycle runs stop-the-world. Default 3. */
+  maxConsecutiveAborts?: number;
+  /** Testing only: make the child (or fork) fail in a chosen way; see FaultKind. */
+  faultInjectionForTesting?: FaultInjection;
+}
+
+export type FaultKind =
+  | 'exit-before-mark' | 'hang' | 'truncate' | 'corrupt-chunk' | 'wrong-cycle' | 'zombie-mark'
+  | 'exit-nonzero' | 'signal-after-stream' | 'stall-mid-stream' | 'delay-before-mark'
+  | 'fork-eagain' | 'fork-enomem' | 'bad-trailer';
+
+/** Mirror of native/child.h's Fault enum. */
+export const FAULT_CODES: Record<FaultKind, number> = {
+  'exit-before-mark': 1, hang: 2, truncate: 3, 'corrupt-chunk': 4, 'wrong-cycle': 5,
+  'zombie-mark': 6, 'exit-nonzero': 7, 'signal-after-stream': 8, 'stall-mid-stream': 9,
+  'delay-before-mark': 10, 'fork-eagain': 11, 'fork-enomem': 12, 'bad-trailer': 13,
+};
+
+export interface FaultInjection {
+  kind: FaultKind;
+  /** Milliseconds, for the stall and delay faults. */
+  arg?: number;
+  /** Which cycles get the fault: a predicate on the cycle id, or every cycle. */
+  cycles?: (cycleId: number) => boolean;
+}
+
+export interface ResolvedOptions {
+  maxHeap: number;
+  mode: Mode;
+  hugePages: boolean;
+  checked: boolean;
+  gcPercent: number;
+  minTriggerBytes: number;
+  auto: boolean;
+  /** null: scaled to the heap in use at each fork (10 s + 20 ms per MiB). */
+  childTimeoutMs: number | null;
+  markStackEntries: number;
+  maxRoots: number;
+  maxConsecutiveAborts: number;
+  fault: FaultInjection | undefined;
+}
+
+const UNITS: Record<string, number> = {
+  '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 2 ** 20, mb: 2 ** 20, mib: 2 ** 20,
+  g: 2 ** 30, gb: 2 ** 30, gib: 2 ** 30,
+};
+
+/** Parses 4096, '4096', '64KiB', '1.5 GiB' (binary units; 'MB' is read as MiB). */
+export function parseBytes(name: string, value: number | string): number {
+  let bytes: number;
+  if (typeof value === 'number') {
+    bytes = value;
+  } else if (typeof value === 'string') {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
+    const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
+    if (!m || unit === undefined) {
+      throw new InvalidOptionError(`${name}: '${value}' is not a size (use bytes or e.g. '512MiB', '2GiB')`);
+    }
+    bytes = Number(m[1]) * unit;
+  } else {
+    throw new InvalidOptionError(`${name}: expected a number of bytes or a string such as '512MiB', got ${typeof value}`);
+  }
+  if (!Number.isFinite(bytes) || bytes < 0) {
+    throw new InvalidOptionError(`${name}: ${String(value)} is not a non-negative finite size`);
+  }
+  return Math.floor(bytes);
+}
+
+function bool(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new InvalidOptionError(`${name}: expected true or false, got ${String(value)}`);
+  return value;
+}
+
+function int(name: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidOptionError(`${name}: expected an integer from ${min} to ${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
+const KNOWN = new Set([
+  'maxHeap', 'mode', 'hugePages', 'checked', 'gcPercent', 'minTriggerBytes', 'auto', 'childTimeoutMs',
+  'markStackEntries', 'maxRoots', 'maxConsecutiveAborts', 'faultInjectionForTesting', 'sweepThreads', 'piscina',
+]);
+
+export function resolveOptions(options: HeapOptions | undefined): ResolvedOptions {
+  if (options !== undefined && (typeof options !== 'object' || options === null)) {
+    throw new InvalidOptionError('options: expected an object');
+  }
+  const o = options ?? {};
+  for (const key of Object.keys(o)) {
+    if (!KNOWN.has(key)) throw new InvalidOptionError(`unknown option '${key}'`);
+  }
+  const maxHeap = parseBytes('maxHeap', o.maxHeap ?? '1GiB');
+  if (maxHeap < 2 * SPAN_BYTES || maxHeap > MAX_ARENA_BYTES) {
+    throw new InvalidOptionError(
+      `maxHeap: ${maxHeap} bytes is out of range (from ${2 * SPAN_BYTES} bytes to 4GiB, the largest arena a Node 20 typed array can view)`);
+  }
+  const mode = o.mode ?? 'fork';
+  if (mode !== 'fork' && mode !== 'stw') {
+    throw new InvalidOptionError(`mode: expected 'fork' or 'stw', got ${String(mode)}`);
+  }
+  const gcPercent = o.gcPercent ?? 100;
+  if (typeof gcPercent !== 'number' || !Number.isFinite(gcPercent) || gcPercent <= 0 || gcPercent > 10000) {
+    throw new InvalidOptionError(`gcPercent: expected a number in (0, 10000], got ${String(gcPercent)}`);
+  }
+  const minTriggerBytes = parseBytes('minTriggerBytes', o.minTriggerBytes ?? '4MiB');
+  const granules = maxHeap / 16;
+  const fault = o.faultInjectionForTesting;
+  if (fault !== undefined && (typeof fault !== 'object' || fault === null || !(fault.kind in FAULT_CODES))) {
+    throw new InvalidOptionError(`faultInjectionForTesting: expected { kind: one of ${Object.keys(FAULT_CODES).join(', ')} }`);
+  }
+  return {
+    maxHeap,
+    mode,
+    hugePages: bool('hugePages', o.hugePages, false),
+    checked: bool('checked', o.checked, false),
+    gcPercent,
+    minTriggerBytes,
+    auto: bool('auto', o.auto, true),
+    childTimeoutMs: o.childTimeoutMs === undefined ? null : int('childTimeoutMs', o.childTimeoutMs, 0, 1, 2 ** 31 - 1),
+    markStackEntries: int('markStackEntries', o.markStackEntries, Math.max(65536, Math.ceil(granules / 64)), 1, 2 ** 28),
+    maxRoots: int('maxRoots', o.maxRoots, 2 ** 22, 1, 2 ** 28),
+    maxConsecutiveAborts: int('maxConsecutiveAborts', o.maxConsecutiveAborts, 3, 1, 1000),
+    fault,
+  };
+}

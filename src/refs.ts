@@ -1,0 +1,132 @@
+// References as the mutator sees them, and their validation.
+//
+// A Ref is a plain number: the object's granule index (0 = null). Every use
+// by an accessor checks, on the fast path, that it is a granule inside the
+// arena, an object start (its allocation bit), and of the accessor's type
+// (the header's typeId). Only when a check fails does the slow path work out
+// which error to throw.
+//
+// Checked mode adds an epoch tag in the top 4 bits (granules need only 28):
+//
+// | bits  | field                                                   |
+// |-------|---------------------------------------------------------|
+// | 0-27  | granule index                                           |
+// | 28-31 | epoch: cycles started (mod 16) when the Ref was handed out |
+//
+// A cycle starts only at a safepoint, and the rooting contract says a raw Ref
+// does not survive a safepoint; so a Ref whose tag is not the current epoch
+// was held across a cycle, and its use is reported (StaleReferenceError)
+// even when its object happens to be alive. Refs handed out within one epoch
+// are equal numbers for the same object.
+import {
+  FieldValueError, HeapClosedError, InvalidReferenceError, StaleReferenceError, WrongTypeError,
+} from './errors.js';
+import { CLASS_GRANULES, LARGE_CLASS, SPAN_GRANULES, SPAN_FREE, SPAN_WORDS, SW_CLASS, SW_STATE, TYPE_FREE } from './layout.js';
+import type { HeapViews } from './views.js';
+
+const TAG_UNIT = 2 ** 28;
+
+export interface RefContext {
+  readonly views: HeapViews;
+  /** Objects lie below this granule; 0 once the heap is closed. */
+  topGranule: number;
+  closed: boolean;
+  epochTag: number;
+  typeName(typeId: number): string;
+}
+
+export interface RefOps {
+  /** Granule of the object `ref` names, which must be of type `typeId`. */
+  typed(ref: unknown, typeId: number): number;
+  /** Granule of the object `ref` names, of any type. */
+  any(ref: unknown): number;
+  /** What a reference field stores for `ref`: 0 for null, else a live object's granule. */
+  field(ref: unknown): number;
+  /** The Ref handed to the mutator for granule g (0 stays 0). */
+  encode(g: number): number;
+}
+
+export function makeRefOps(ctx: RefContext, checked: boolean): RefOps {
+  const v = ctx.views;
+  const alloc = v.allocBits;
+  const u16 = v.u16;
+
+  // Called only when a fast check failed: says exactly what is wrong.
+  const diagnose = (ref: unknown, g: number, typeId: number): never => {
+    if (ctx.closed) throw new HeapClosedError();
+    if (typeof ref !== 'number') {
+      throw new InvalidReferenceError(`expected a reference (a number), got ${ref === null ? 'null' : typeof ref}`);
+    }
+    if (ref === 0) throw new InvalidReferenceError('null reference (0) where an object is needed');
+    if (!Number.isInteger(g) || g <= 0 || g >= ctx.topGranule) {
+      throw new InvalidReferenceError(`reference ${ref} is outside the heap (objects lie in 1..${ctx.topGranule - 1})`);
+    }
+    if ((alloc[g >>> 5] & (1 << (g & 31))) === 0) {
+      const s = Math.floor(g / SPAN_GRANULES);
+      const e = s * SPAN_WORDS;
+      const state = v.spans[e + SW_STATE];
+      const cls = v.spans[e + SW_CLASS];
+      const slotStart = state !== SPAN_FREE && cls < LARGE_CLASS
+        ? (g - s * SPAN_GRANULES) % CLASS_GRANULES[cls] === 0
+        : state === SPAN_FREE && g % SPAN_GRANULES === 0;
+      if (slotStart || (state === SPAN_FREE && u16[g * 8] === TYPE_FREE)) {
+        throw new StaleReferenceError(`reference ${ref} names no object: it was freed by a cycle (or never allocated)`);
+      }
+      throw new InvalidReferenceError(`reference ${ref} is not the start of an object`);
+    }
+    const actual = u16[g * 8];
+    throw new WrongTypeError(`reference ${ref} is a ${ctx.typeName(actual)}, expected a ${ctx.typeName(typeId)}`);
+  };
+
+  if (!checked) {
+    const typed = (ref: unknown, typeId: number): number => {
+      const g = ref as number;
+      if (g > 0 && g < ctx.topGranule && (alloc[g >>> 5] & (1 << (g & 31))) !== 0 && u16[g * 8] === typeId) return g;
+      return diagnose(ref, g, typeId);
+    };
+    const any = (ref: unknown): number => {
+      const g = ref as number;
+      if (g > 0 && g < ctx.topGranule && (alloc[g >>> 5] & (1 << (g & 31))) !== 0) return g;
+      return diagnose(ref, g, -1);
+    };
+    return {
+      typed,
+      any,
+      field: (ref) => (ref === 0 ? 0 : any(ref)),
+      encode: (g) => g,
+    };
+  }
+
+  const untag = (ref: unknown): number => {
+    if (typeof ref !== 'number' || !Number.isInteger(ref) || ref < 0 || ref >= 2 ** 32) return diagnose(ref, NaN, -1);
+    const tag = Math.floor(ref / TAG_UNIT);
+    const g = ref - tag * TAG_UNIT;
+    if (g !== 0 && tag !== ctx.epochTag && !ctx.closed) {
+      throw new StaleReferenceError(
+        `reference ${ref} was handed out ${(ctx.epochTag - tag + 16) % 16} cycle(s) ago and held across a safepoint ` +
+        '(root it with heap.root() to keep it across a yield)');
+    }
+    return g;
+  };
+  const typed = (ref: unknown, typeId: number): number => {
+    const g = untag(ref);
+    if (g > 0 && g < ctx.topGranule && (alloc[g >>> 5] & (1 << (g & 31))) !== 0 && u16[g * 8] === typeId) return g;
+    return diagnose(ref, g, typeId);
+  };
+  const any = (ref: unknown): number => {
+    const g = untag(ref);
+    if (g > 0 && g < ctx.topGranule && (alloc[g >>> 5] & (1 << (g & 31))) !== 0) return g;
+    return diagnose(ref, g, -1);
+  };
+  return {
+    typed,
+    any,
+    field: (ref) => (ref === 0 ? 0 : any(ref)),
+    encode: (g) => (g === 0 ? 0 : g + ctx.epochTag * TAG_UNIT),
+  };
+}
+
+export function fieldValueError(what: string, value: unknown, expected: string): never {
+  throw new FieldValueError(`${what}: expected ${expected}, got ${typeof value === 'number' ? value : typeof value}`);
+}
+

@@ -1,0 +1,70 @@
+// The figures of a cycle and of a heap's life.
+
+export type Trigger = 'explicit' | 'allocation' | 'safepoint';
+
+export interface CycleStats {
+  id: number;
+  mode: 'fork' | 'stw';
+  trigger: Trigger;
+  /** True when a fork-mode heap ran this cycle stop-the-world (fork failed, or too many aborts). */
+  fallback: boolean;
+  /** Mutator pause to start the cycle: the fork() call in fork mode; the whole marking in stw mode (µs). */
+  pauseUs: number;
+  /** The fork() system call alone (µs; 0 in stw mode). */
+  forkUs: number;
+  childPid: number;
+  /** Marking time (ms), measured in the child in fork mode. */
+  markMs: number;
+  /** From fork to the child's trailer, in the child (ms; 0 in stw mode). */
+  childMs: number;
+  /** The child's peak resident set (KiB, its own getrusage figure; 0 in stw mode). */
+  childMaxRssKb: number;
+  objectsMarked: number;
+  bytesMarked: number;
+  markStackHighWater: number;
+  overflowRescans: number;
+  /** Mark-bitmap bytes piped from the child (0 in stw mode). */
+  bitmapBytes: number;
+  /** Bytes read from the pipe in all (header, chunks, trailer). */
+  streamBytes: number;
+  objectsFreed: number;
+  bytesFreed: number;
+  /** From the start of the sweep to its end (ms, wall time). */
+  sweepMs: number;
+  /** Time the main thread spent sweeping, background and lazy (ms). */
+  mainThreadSweepMs: number;
+  /** Spans swept by the main thread. */
+  spansSwept: number;
+  heapBytesBefore: number;
+  heapBytesAfter: number;
+  liveBytesAfter: number;
+  /** Bytes of empty spans given back to the OS (madvise). */
+  bytesReturned: number;
+  /** From the cycle's start to the end of its sweep (ms). */
+  totalMs: number;
+}
+
+export interface HeapStats {
+  mode: 'fork' | 'stw';
+  maxHeap: number;
+  cycles: number;
+  abortedCycles: number;
+  fallbackCycles: number;
+  /** Bytes of spans holding objects. */
+  heapBytes: number;
+  liveBytes: number;
+  objects: number;
+  roots: number;
+  allocatedBytesTotal: number;
+  freedBytesTotal: number;
+  returnedBytesTotal: number;
+  maxPauseUs: number;
+  totalPauseUs: number;
+  totalMarkMs: number;
+  totalSweepMs: number;
+  /** What a cycle is doing now. */
+  phase: 'idle' | 'marking' | 'sweeping';
+  /** Bytes allocated since the last cycle began, and the figure at which the next begins. */
+  allocatedSinceCycle: number;
+  nextTriggerBytes: number;
+}

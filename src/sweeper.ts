@@ -1,0 +1,141 @@
+// Sweeping one span: pure bit operations over shared views, so the same code
+// runs on the main thread (lazy and background sweeping) and in sweeper
+// workers. A span is swept by whoever wins its UNSWEPT -> SWEEPING
+// compare-and-swap on the span table; nobody else touches its objects,
+// bitmaps or table entry until the winner stores the final state.
+//
+// Sweeping a small span, word by word of its 128 bitmap words (as Go's
+// sweeper swaps gcmarkBits into allocBits):
+//
+//   freed = alloc & ~mark      slots to free (object starts only)
+//   alloc = alloc &  mark      the survivors
+//   mark  = 0                  ready for the next cycle
+//
+// A freed slot is zeroed at once, so a new object never shows an old one's
+// bytes. A span left empty is not zeroed here: it goes back to the free list
+// marked dirty, and is either returned to the OS (pages read back as zero) or
+// zeroed before it is reused.
+import {
+  CLASS_GRANULES, DESCRIPTOR_WORDS, FREE_CLEAN, FREE_DIRTY, GRANULE_BYTES, HEADER_BYTES, KIND_LEAF,
+  KIND_REF_ARRAY, KIND_STRUCT, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_GRANULES,
+  SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS, SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
+  roundToGranules,
+} from './layout.js';
+import type { HeapViews } from './views.js';
+
+/** Size of the object at granule g, header included, rounded to granules. */
+export function objectBytes(v: HeapViews, g: number): number {
+  const type = v.u16[g * 8];
+  const length = v.u32[g * 4 + 1];
+  const d = type * DESCRIPTOR_WORDS;
+  switch (v.descriptors[d]) {
+    case KIND_STRUCT: return v.descriptors[d + 3];
+    case KIND_REF_ARRAY: return roundToGranules(HEADER_BYTES + length * 4);
+    case KIND_LEAF: return roundToGranules(HEADER_BYTES + length);
+    default: return 0;
+  }
+}
+
+/** What one sweep freed and kept; reused across spans to avoid allocation. */
+export class SweepTally {
+  freedObjects = 0;
+  freedBytes = 0;
+  liveObjects = 0;
+  spans = 0;
+  emptiedSpans = 0;
+  add(other: SweepTally): void {
+    this.freedObjects += other.freedObjects;
+    this.freedBytes += other.freedBytes;
+    this.liveObjects += other.liveObjects;
+    this.spans += other.spans;
+    this.emptiedSpans += other.emptiedSpans;
+  }
+}
+
+/** Claims span s for sweeping; false if someone else has it or it needs none. */
+export function claimSpan(v: HeapViews, s: number): boolean {
+  return Atomics.compareExchange(v.spans, s * SPAN_WORDS + SW_STATE, SPAN_UNSWEPT, SPAN_SWEEPING) === SPAN_UNSWEPT;
+}
+
+/**
+ * Sweeps a span this thread has claimed, then publishes its new state
+ * (IN_USE, or FREE when nothing in it survived). Returns how many spans it
+ * freed: 0 when the span stays in use, the run's length for a large object.
+ */
+export function sweepClaimedSpan(v: HeapViews, s: number, tally: SweepTally): number {
+  const e = s * SPAN_WORDS;
+  const cls = v.spans[e + SW_CLASS];
+  tally.spans++;
+  if (cls === LARGE_CLASS) return sweepLarge(v, s, tally);
+  const alloc = v.allocBits;
+  const mark = v.markBits;
+  const w0 = s * SPAN_BITMAP_WORDS;
+  const slotWords = CLASS_GRANULES[cls] * (GRANULE_BYTES / 4);
+  let live = 0;
+  for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) {
+    const a = alloc[w];
+    if (a === 0) {
+      mark[w] = 0;
+      continue;
+    }
+    const m = mark[w];
+    const kept = a & m;
+    let freed = a & ~m;
+    if (kept !== 0) live += popcount(kept);
+    alloc[w] = kept;
+    mark[w] = 0;
+    while (freed !== 0) {
+      const bit = 31 - Math.clz32(freed & -freed);
+      freed &= freed - 1;
+      const g = w * 32 + bit;
+      tally.freedObjects++;
+      tally.freedBytes += objectBytes(v, g);
+      v.u32.fill(0, g * 4, g * 4 + slotWords);
+    }
+  }
+  tally.liveObjects += live;
+  v.spans[e + SW_LIVE] = live;
+  if (live === 0) {
+    tally.emptiedSpans++;
+    // Every slot is zero (freed slots are zeroed when swept), but resident.
+    v.spans[e + SW_AUX] = FREE_CLEAN;
+    Atomics.store(v.spans, e + SW_STATE, SPAN_FREE);
+    return 1;
+  }
+  Atomics.store(v.spans, e + SW_STATE, SPAN_IN_USE);
+  return 0;
+}
+
+function sweepLarge(v: HeapViews, s: number, tally: SweepTally): number {
+  const e = s * SPAN_WORDS;
+  const g = s * SPAN_GRANULES;
+  const bit = 1 << (g & 31);
+  const w = g >>> 5;
+  if ((v.markBits[w] & bit) !== 0) {
+    v.markBits[w] &= ~bit;
+    tally.liveObjects++;
+    Atomics.store(v.spans, e + SW_STATE, SPAN_IN_USE);
+    return 0;
+  }
+  const run = v.spans[e + SW_AUX];
+  tally.freedObjects++;
+  tally.freedBytes += objectBytes(v, g);
+  tally.emptiedSpans += run;
+  v.allocBits[w] &= ~bit;
+  v.u32[g * 4] = 0;  // header: the object is gone even before its pages are
+  for (let t = s + run - 1; t >= s; t--) {
+    const te = t * SPAN_WORDS;
+    v.spans[te + SW_CLASS] = 0;
+    v.spans[te + SW_LIVE] = 0;
+    v.spans[te + SW_AUX] = FREE_DIRTY;
+    Atomics.store(v.spans, te + SW_STATE, SPAN_FREE);
+  }
+  return run;
+}
+
+export function popcount(x: number): number {
+  x -= (x >>> 1) & 0x55555555;
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  x = (x + (x >>> 4)) & 0x0f0f0f0f;
+  return Math.imul(x, 0x01010101) >>> 24;
+}

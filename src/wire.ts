@@ -1,0 +1,226 @@
+// Mirror of native/wire.h (the tables are there), and the parent's side of
+// the pipe: a StreamReader consumes the bytes as they arrive, validates each
+// chunk against its own checksum and hands it to a stage callback at once, so
+// that little is left to do when the trailer arrives. test/wire-binding.test.ts
+// binds this file to the native definitions.
+import type { AbortReason } from './errors.js';
+
+export const HEADER_MAGIC = 0x43474b46;
+export const CHUNK_MAGIC = 0x4b4e4843;
+export const TRAILER_MAGIC = 0x45474b46;
+export const VERSION = 1;
+export const HEADER_BYTES = 40;
+export const CHUNK_HEAD_BYTES = 16;
+export const TRAILER_BYTES = 64;
+export const CHUNK_BYTES = 256 * 1024;
+export const HEADER_SEED = 0x464b4743;
+export const STREAM_SEED = 0x53545245;
+
+export const EXIT_ORPHANED = 70;
+export const EXIT_HEAP_CORRUPT = 71;
+export const EXIT_WRITE_FAILED = 72;
+export const EXIT_FAULT = 73;
+
+export function mix(h: number, w: number): number {
+  const x = (h ^ w) >>> 0;
+  const r = ((x << 5) | (x >>> 27)) >>> 0;
+  return (Math.imul(r, 0x85ebca6b) + 0x6b43a9b5) >>> 0;
+}
+
+export function finish(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x7feb352d);
+  h ^= h >>> 15;
+  return h >>> 0;
+}
+
+export function checksumWords(words: Uint32Array, seed: number, start = 0, end = words.length): number {
+  let h = seed >>> 0;
+  for (let i = start; i < end; i++) {
+    const x = (h ^ words[i]) >>> 0;
+    h = (Math.imul(((x << 5) | (x >>> 27)) >>> 0, 0x85ebca6b) + 0x6b43a9b5) >>> 0;
+  }
+  return finish(h);
+}
+
+export function chunkSeed(cycleId: number, index: number): number {
+  return (Math.imul(cycleId, 0x9e3779b1) + index) >>> 0;
+}
+
+export interface StreamHeader {
+  cycleId: number;
+  granuleBytes: number;
+  topGranule: number;
+  bitmapBytes: number;
+  chunkBytes: number;
+  chunkCount: number;
+  childPid: number;
+}
+
+export interface StreamTrailer {
+  status: number;
+  objectsMarked: number;
+  bytesMarked: number;
+  markNs: number;
+  childNs: number;
+  childMaxRssKb: number;
+  markStackHighWater: number;
+  overflowRescans: number;
+}
+
+export class StreamError extends Error {
+  constructor(readonly reason: AbortReason, message: string) { super(message); }
+}
+
+export interface StreamExpectations {
+  cycleId: number;
+  topGranule: number;
+  granuleBytes: number;
+}
+
+type Phase = 'header' | 'chunkHead' | 'payload' | 'trailer' | 'done';
+
+/**
+ * Parses one stream. `stage(words, wordOffset)` receives each chunk's payload
+ * once its checksum has held; it may throw a StreamError (e.g. a zombie mark).
+ * The words view is only valid during the call.
+ */
+export class StreamReader {
+  private phase: Phase = 'header';
+  private readonly scratch: Uint8Array;
+  private readonly scratchWords: Uint32Array;
+  private readonly scratchView: DataView;
+  private filled = 0;
+  private need = HEADER_BYTES;
+  private fold = 0;
+  private chunkIndex = 0;
+  private chunkPayload = 0;
+  private chunkSum = 0;
+  header: StreamHeader | undefined;
+  trailer: StreamTrailer | undefined;
+  bytesReceived = 0;
+
+  constructor(
+    private readonly expect: StreamExpectations,
+    private readonly stage: (words: Uint32Array, wordOffset: number) => void,
+  ) {
+    this.scratch = new Uint8Array(CHUNK_BYTES + 64);
+    this.scratchWords = new Uint32Array(this.scratch.buffer);
+    this.scratchView = new DataView(this.scratch.buffer);
+  }
+
+  get done(): boolean { return this.phase === 'done'; }
+
+  /** Consumes bytes; throws StreamError on the first thing that is wrong. */
+  push(data: Uint8Array): void {
+    let at = 0;
+    this.bytesReceived += data.length;
+    while (at < data.length) {
+      if (this.phase === 'done') throw new StreamError('BAD_HEADER', 'bytes after the trailer');
+      const take = Math.min(this.need - this.filled, data.length - at);
+      this.scratch.set(data.subarray(at, at + take), this.filled);
+      this.filled += take;
+      at += take;
+      if (this.filled === this.need) {
+        this.filled = 0;
+        this.step();
+      }
+    }
+  }
+
+  /** The stream ended (EOF): anything but a complete stream is short. */
+  end(): void {
+    if (this.phase !== 'done') {
+      throw new StreamError('STREAM_SHORT', `the stream ended in its ${this.phase} after ${this.bytesReceived} bytes`);
+    }
+  }
+
+  private step(): void {
+    const v = this.scratchView;
+    switch (this.phase) {
+      case 'header': {
+        if (v.getUint32(0, true) !== HEADER_MAGIC) throw new StreamError('BAD_HEADER', 'bad magic');
+        if (v.getUint16(4, true) !== VERSION) throw new StreamError('BAD_HEADER', `wire version ${v.getUint16(4, true)}, expected ${VERSION}`);
+        if (v.getUint16(6, true) !== HEADER_BYTES) throw new StreamError('BAD_HEADER', 'bad header size');
+        const sum = checksumWords(this.scratchWords, HEADER_SEED, 0, 9);
+        if (sum !== v.getUint32(36, true)) throw new StreamError('BAD_CHECKSUM', 'header checksum');
+        const h: StreamHeader = {
+          cycleId: v.getUint32(8, true),
+          granuleBytes: v.getUint32(12, true),
+          topGranule: v.getUint32(16, true),
+          bitmapBytes: v.getUint32(20, true),
+          chunkBytes: v.getUint32(24, true),
+          chunkCount: v.getUint32(28, true),
+          childPid: v.getUint32(32, true),
+        };
+        if (h.cycleId !== this.expect.cycleId) {
+          throw new StreamError('WRONG_CYCLE', `stream of cycle ${h.cycleId}, expected ${this.expect.cycleId}`);
+        }
+        const words = Math.ceil(this.expect.topGranule / 32);
+        if (h.granuleBytes !== this.expect.granuleBytes || h.topGranule !== this.expect.topGranule ||
+            h.bitmapBytes !== words * 4 || h.chunkBytes !== CHUNK_BYTES ||
+            h.chunkCount !== Math.ceil(h.bitmapBytes / CHUNK_BYTES)) {
+          throw new StreamError('BAD_HEADER', 'geometry does not match the heap at fork');
+        }
+        this.header = h;
+        this.fold = mix(STREAM_SEED, sum);
+        this.enterChunkOrTrailer();
+        return;
+      }
+      case 'chunkHead': {
+        const index = v.getUint32(4, true);
+        const bytes = v.getUint32(8, true);
+        const h = this.header!;
+        const expected = Math.min(CHUNK_BYTES, h.bitmapBytes - this.chunkIndex * CHUNK_BYTES);
+        if (v.getUint32(0, true) !== CHUNK_MAGIC || index !== this.chunkIndex || bytes !== expected) {
+          throw new StreamError('BAD_HEADER', `bad head of chunk ${this.chunkIndex}`);
+        }
+        this.chunkPayload = bytes;
+        this.chunkSum = v.getUint32(12, true);
+        this.phase = 'payload';
+        this.need = bytes;
+        return;
+      }
+      case 'payload': {
+        const words = this.chunkPayload / 4;
+        const sum = checksumWords(this.scratchWords, chunkSeed(this.expect.cycleId, this.chunkIndex), 0, words);
+        if (sum !== this.chunkSum) throw new StreamError('BAD_CHECKSUM', `chunk ${this.chunkIndex}`);
+        this.fold = mix(this.fold, sum);
+        this.stage(this.scratchWords.subarray(0, words), this.chunkIndex * (CHUNK_BYTES / 4));
+        this.chunkIndex++;
+        this.enterChunkOrTrailer();
+        return;
+      }
+      case 'trailer': {
+        if (v.getUint32(0, true) !== TRAILER_MAGIC) throw new StreamError('BAD_HEADER', 'bad trailer magic');
+        const sum = checksumWords(this.scratchWords, this.fold, 0, 15);
+        if (sum !== v.getUint32(60, true)) throw new StreamError('BAD_CHECKSUM', 'trailer (whole stream)');
+        this.trailer = {
+          status: v.getUint32(4, true),
+          objectsMarked: Number(v.getBigUint64(8, true)),
+          bytesMarked: Number(v.getBigUint64(16, true)),
+          markNs: Number(v.getBigUint64(24, true)),
+          childNs: Number(v.getBigUint64(32, true)),
+          childMaxRssKb: Number(v.getBigUint64(40, true)),
+          markStackHighWater: v.getUint32(48, true),
+          overflowRescans: v.getUint32(52, true),
+        };
+        this.phase = 'done';
+        this.need = 1;
+        return;
+      }
+      default:
+        throw new StreamError('BAD_HEADER', 'bytes after the trailer');
+    }
+  }
+
+  private enterChunkOrTrailer(): void {
+    if (this.chunkIndex < this.header!.chunkCount) {
+      this.phase = 'chunkHead';
+      this.need = CHUNK_HEAD_BYTES;
+    } else {
+      this.phase = 'trailer';
+      this.need = TRAILER_BYTES;
+    }
+  }
+}
