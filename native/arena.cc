@@ -56,6 +56,7 @@ void unmapAll(HeapMemory* h) {
   unmap(h->descriptors);
   unmap(h->roots);
   unmap(h->spans);
+  unmap(h->scratch);
 }
 
 }  // namespace
@@ -77,7 +78,8 @@ HeapMemory* createHeapMemory(const HeapOptions& o) {
             reserve(h->markStack, size_t(o.markStackEntries) * 4, 0) &&
             reserve(h->descriptors, size_t(kMaxTypes) * kDescriptorWords * 4, 0) &&
             reserve(h->roots, size_t(o.maxRoots) * 4, 0) &&
-            reserve(h->spans, size_t(arenaBytes / kSpanBytes) * kSpanWords * 4, 0);
+            reserve(h->spans, size_t(arenaBytes / kSpanBytes) * kSpanWords * 4, 0) &&
+            reserve(h->scratch, kScratchBytes, 0);
   if (!ok) {
     int saved = errno;
     unmapAll(h);
@@ -87,7 +89,8 @@ HeapMemory* createHeapMemory(const HeapOptions& o) {
   }
   h->hugePages = o.hugePages && madvise(h->arena.base, h->arena.bytes, MADV_HUGEPAGE) == 0;
   h->wipeOnFork = madvise(h->markBits.base, h->markBits.bytes, MADV_WIPEONFORK) == 0 &&
-                  madvise(h->markStack.base, h->markStack.bytes, MADV_WIPEONFORK) == 0;
+                  madvise(h->markStack.base, h->markStack.bytes, MADV_WIPEONFORK) == 0 &&
+                  madvise(h->scratch.base, h->scratch.bytes, MADV_WIPEONFORK) == 0;
   // Not fatal if refused: the child then shares (and ignores) the span table.
   madvise(h->spans.base, h->spans.bytes, MADV_DONTFORK);
   std::lock_guard<std::mutex> lock(registryMutex);

@@ -22,6 +22,7 @@ struct HeapMemory {
   Region descriptors;  // kMaxTypes * kDescriptorWords u32
   Region roots;        // u32 per root handle
   Region spans;        // kSpanWords i32 per span
+  Region scratch;      // the child's scratch buffer (pagemap reads)
   bool hugePages = false;
   bool wipeOnFork = false;  // the kernel zeroes markBits/markStack in the child
   std::atomic<int> attachments{0};
@@ -31,6 +32,8 @@ struct HeapMemory {
   uint32_t spanCount() const;
   uint32_t markStackEntries() const { return uint32_t(markStack.bytes / 4); }
 };
+
+constexpr size_t kScratchBytes = 64 * 1024;
 
 struct HeapOptions {
   uint64_t arenaBytes;

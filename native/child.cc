@@ -10,7 +10,8 @@
 //
 // In the child, from _Fork() to _exit(), only async-signal-safe calls run:
 // prctl, getppid, setrlimit, close_range/close, madvise, clock_gettime,
-// nanosleep, getrusage (a raw system call), write, kill, _exit. Nothing
+// nanosleep, getrusage (a raw system call), open/pread/close of
+// /proc/self/pagemap into a buffer mapped before the fork, write, kill, _exit. Nothing
 // allocates, locks, throws, or touches V8, libuv or stdio: the process was
 // multi-threaded and every other thread vanished at fork, holding whatever
 // locks it held.
@@ -75,6 +76,35 @@ void closeInheritedDescriptors(int keep) {
     long max = getrlimit(RLIMIT_NOFILE, &lim) == 0 ? long(lim.rlim_cur) : 65536;
     for (long fd = keep + 1; fd < max; fd++) close(int(fd));
   }
+}
+
+// Arena pages [0, bytes) of the snapshot that only this process still maps:
+// the ones the parent copied by writing to them (see wire.h, cowPages).
+uint32_t countCopiedPages(const HeapMemory& h, uint64_t bytes) {
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0xFFFFFFFFu;
+  const size_t page = systemPageSize();
+  const uint64_t pages = (bytes + page - 1) / page;
+  const uint64_t first = reinterpret_cast<uintptr_t>(h.arena.base) / page;
+  uint64_t* entries = reinterpret_cast<uint64_t*>(h.scratch.base);
+  const uint64_t perRead = h.scratch.bytes / 8;
+  uint32_t copied = 0;
+  for (uint64_t done = 0; done < pages;) {
+    uint64_t n = pages - done < perRead ? pages - done : perRead;
+    ssize_t got = pread(fd, entries, n * 8, off_t((first + done) * 8));
+    if (got <= 0) {
+      close(fd);
+      return 0xFFFFFFFFu;
+    }
+    uint64_t count = uint64_t(got) / 8;
+    for (uint64_t i = 0; i < count; i++) {
+      const uint64_t present = uint64_t(1) << 63, exclusive = uint64_t(1) << 56;
+      if ((entries[i] & (present | exclusive)) == (present | exclusive)) copied++;
+    }
+    done += count;
+  }
+  close(fd);
+  return copied;
 }
 
 [[noreturn]] void childMain(const ForkRequest& req, int out, pid_t parent, uint64_t forkedAt) {
@@ -183,6 +213,7 @@ void closeInheritedDescriptors(int keep) {
   put64(trailer + 40, uint64_t(usage.ru_maxrss));
   put32(trailer + 48, result.stackHighWater);
   put32(trailer + 52, result.overflowRescans);
+  put32(trailer + 56, countCopiedPages(h, uint64_t(req.topGranule) * kGranuleBytes));
   uint32_t trailerSum = wire::checksumWords(reinterpret_cast<const uint32_t*>(trailer), 15, fold);
   if (req.fault == kFaultBadTrailer) trailerSum++;
   put32(trailer + 60, trailerSum);

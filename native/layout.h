@@ -14,6 +14,7 @@
 // | descriptors | 16 bytes / type | written when a type is defined             | copy-on-write    |
 // | roots       | u32 / handle    | root handles; marker reads                 | copy-on-write    |
 // | spans       | 16 bytes / span | allocator, sweeper (atomics)               | DONTFORK         |
+// | scratch     | 64 KiB          | the child only (pagemap reads)             | WIPEONFORK       |
 //
 // WIPEONFORK gives the child zero pages for its bitmap and stack, so neither
 // side pays a copy for them; DONTFORK keeps the span table, which the child

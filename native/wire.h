@@ -38,8 +38,15 @@
 // |     40 |     8 | childMaxRssKb (getrusage, the child's own figure)    |
 // |     48 |     4 | markStackHighWater                                   |
 // |     52 |     4 | overflowRescans                                      |
-// |     56 |     4 | reserved (0)                                         |
+// |     56 |     4 | cowPages: arena pages the parent copied meanwhile    |
 // |     60 |     4 | checksum of bytes 0..59, seeded with the stream fold |
+//
+// cowPages is counted by the child just before its trailer: a page of the
+// snapshot that the parent has written since the fork was copied for the
+// parent, so the original is now mapped by the child alone; /proc/self/pagemap
+// says so (bit 56, "exclusively mapped"). Measured there it cannot race with
+// the child's exit, as a count taken by the parent would. 0xFFFFFFFF when
+// pagemap could not be read.
 //
 // The stream fold starts at kStreamSeed and mixes in the header checksum and
 // then every chunk checksum in order, so the trailer's checksum covers the

@@ -46,6 +46,7 @@ import type { RootTable } from './roots.js';
 import type { CycleStats, Trigger } from './stats.js';
 import { SweepTally, claimSpan, popcount, sweepClaimedSpan } from './sweeper.js';
 import type { HeapViews } from './views.js';
+import type { CycleEventMap, CycleEventName } from './events.js';
 import { EXIT_HEAP_CORRUPT, StreamError, StreamReader } from './wire.js';
 
 export type Phase = 'idle' | 'marking' | 'sweeping';
@@ -61,6 +62,8 @@ export interface CycleHost {
   readonly policy: Policy;
   /** A cycle is starting: checked mode moves to the next epoch. */
   newEpoch(): void;
+  /** Publishes a phase of the cycle (src/events.ts). */
+  publish<K extends CycleEventName>(name: K, payload: CycleEventMap[K]): void;
   /** The sweep freed objects: live accounting goes down. */
   freed(objects: number, bytes: number): void;
   liveBytes(): number;
@@ -89,6 +92,7 @@ interface Cycle {
   watchdog?: NodeJS.Timeout;
   streamEnded: boolean;
   stagedObjects: number;
+  firstByteMs: number;
   reaped: boolean;
   failure?: { reason: AbortReason; message: string };
   // sweeping
@@ -106,8 +110,11 @@ export class Collector {
   private sweepCursor = 1;
   private sweepImmediate: NodeJS.Immediate | undefined;
   private closed = false;
+  private readonly pageBytes: number;
 
-  constructor(private readonly host: CycleHost) {}
+  constructor(private readonly host: CycleHost) {
+    this.pageBytes = host.addon.layoutConstants().pageSize;
+  }
 
   get busy(): boolean { return this.phase !== 'idle'; }
 
@@ -136,6 +143,7 @@ export class Collector {
       fd: -1,
       streamEnded: false,
       stagedObjects: 0,
+      firstByteMs: 0,
       reaped: false,
       sweepStartNs: 0n,
       mainSweepNs: 0,
@@ -144,6 +152,10 @@ export class Collector {
     this.cycle = c;
     const done = new Promise<CycleStats>((resolve, reject) => c.waiters.push({ resolve, reject }));
     h.newEpoch();
+    h.publish('cycleStart', {
+      heapId: h.regions.id, cycleId: id, mode: h.options.mode, trigger, heapBytes: a.heapBytes,
+      liveBytes: h.liveBytes(), topGranule: c.topGranule, timeMs: performance.now(),
+    });
     if (h.policy.useStopTheWorld(h.options.mode)) {
       c.stats.fallback = h.options.mode === 'fork';
       this.markStopTheWorld(c);
@@ -177,6 +189,10 @@ export class Collector {
     c.stats.childPid = r.pid;
     c.stats.pauseUs = pauseNs / 1000;
     c.stats.forkUs = r.forkNs / 1000;
+    h.publish('fork', {
+      heapId: h.regions.id, cycleId: c.stats.id, pid: r.pid, pauseUs: c.stats.pauseUs, forkUs: c.stats.forkUs,
+      timeMs: performance.now(),
+    });
     const v = h.views;
     c.reader = new StreamReader(
       { cycleId: c.stats.id, topGranule: c.topGranule, granuleBytes: GRANULE_BYTES },
@@ -212,6 +228,7 @@ export class Collector {
 
   private onData(c: Cycle, data: Buffer): void {
     if (c !== this.cycle || c.failure) return;
+    if (c.firstByteMs === 0) c.firstByteMs = performance.now();
     try {
       c.reader!.push(data);
     } catch (e) {
@@ -263,8 +280,14 @@ export class Collector {
     s.childMaxRssKb = t.childMaxRssKb;
     s.markStackHighWater = t.markStackHighWater;
     s.overflowRescans = t.overflowRescans;
+    s.cowBytes = t.cowPages < 0 ? -1 : t.cowPages * this.pageBytes;
     s.bitmapBytes = c.reader!.header!.bitmapBytes;
     s.streamBytes = c.reader!.bytesReceived;
+    this.host.publish('childDone', {
+      heapId: this.host.regions.id, cycleId: s.id, pid: c.pid, markMs: s.markMs, childMs: s.childMs,
+      objectsMarked: s.objectsMarked, bytesMarked: s.bytesMarked, childMaxRssKb: s.childMaxRssKb,
+      cowBytes: s.cowBytes, timeMs: performance.now(),
+    });
   }
 
   /**
@@ -290,6 +313,10 @@ export class Collector {
   /** The stream validated and the child exited 0: nothing can abort this cycle now. */
   private streamAccepted(c: Cycle): void {
     this.closeChannel(c);
+    this.host.publish('stream', {
+      heapId: this.host.regions.id, cycleId: c.stats.id, pid: c.pid, bitmapBytes: c.stats.bitmapBytes,
+      streamBytes: c.stats.streamBytes, firstByteMs: c.firstByteMs, timeMs: performance.now(),
+    });
     this.beginSweep(c);
   }
 
@@ -395,6 +422,10 @@ export class Collector {
     s.markMs = r.ns / 1e6;
     s.markStackHighWater = r.stackHighWater;
     s.overflowRescans = r.overflowRescans;
+    h.publish('mark', {
+      heapId: h.regions.id, cycleId: s.id, markMs: s.markMs, objectsMarked: s.objectsMarked,
+      bytesMarked: s.bytesMarked, timeMs: performance.now(),
+    });
     this.beginSweep(c);
   }
 
@@ -404,6 +435,9 @@ export class Collector {
     this.phase = 'sweeping';
     c.sweepStartNs = process.hrtime.bigint();
     this.host.allocator.beginSweep();
+    this.host.publish('sweepStart', {
+      heapId: this.host.regions.id, cycleId: c.stats.id, spans: this.host.allocator.topSpan - 1, timeMs: performance.now(),
+    });
     this.sweepCursor = 1;
     this.sweepImmediate = setImmediate(() => this.sweepSlice(c));
   }
@@ -416,6 +450,8 @@ export class Collector {
     const a = h.allocator;
     const v = h.views;
     const start = process.hrtime.bigint();
+    const startMs = performance.now();
+    const before = { spans: c.tally.spans, objects: c.tally.freedObjects, bytes: c.tally.freedBytes };
     let n = 0;
     while (this.sweepCursor < a.topSpan) {
       const s = this.sweepCursor++;
@@ -423,6 +459,13 @@ export class Collector {
       if ((++n & 15) === 0 && process.hrtime.bigint() - start > SLICE_NS) break;
     }
     c.mainSweepNs += Number(process.hrtime.bigint() - start);
+    if (c.tally.spans > before.spans) {
+      h.publish('sweepProgress', {
+        heapId: h.regions.id, cycleId: c.stats.id, thread: 'main', spans: c.tally.spans - before.spans,
+        freedObjects: c.tally.freedObjects - before.objects, freedBytes: c.tally.freedBytes - before.bytes,
+        startMs, endMs: performance.now(),
+      });
+    }
     if (this.sweepCursor < a.topSpan) {
       this.sweepImmediate = setImmediate(() => this.sweepSlice(c));
       return;
@@ -462,6 +505,7 @@ export class Collector {
     this.phase = 'idle';
     this.cycle = undefined;
     h.policy.cycleCompleted(s.liveBytesAfter, s.heapBytesAfter);
+    h.publish('sweepEnd', s);
     h.cycleCompleted(s);
     for (const w of c.waiters) w.resolve(s);
   }
@@ -496,7 +540,7 @@ function exitReason(code: number): AbortReason {
 function emptyStats(id: number, mode: 'fork' | 'stw', trigger: Trigger, heapBytes: number): CycleStats {
   return {
     id, mode, trigger, fallback: false, pauseUs: 0, forkUs: 0, childPid: 0, markMs: 0, childMs: 0,
-    childMaxRssKb: 0, objectsMarked: 0, bytesMarked: 0, markStackHighWater: 0, overflowRescans: 0,
+    childMaxRssKb: 0, cowBytes: 0, objectsMarked: 0, bytesMarked: 0, markStackHighWater: 0, overflowRescans: 0,
     bitmapBytes: 0, streamBytes: 0, objectsFreed: 0, bytesFreed: 0, sweepMs: 0, mainThreadSweepMs: 0,
     spansSwept: 0, heapBytesBefore: heapBytes, heapBytesAfter: heapBytes, liveBytesAfter: 0,
     bytesReturned: 0, totalMs: 0,

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { Allocator } from './allocator.js';
 import { Collector } from './cycle.js';
-import { CycleAbortedError, HeapClosedError, HeapExhaustedError, InvalidOptionError } from './errors.js';
+import { HeapClosedError, HeapExhaustedError, InvalidOptionError } from './errors.js';
 import { LARGE_CLASS, SPAN_BYTES, roundToGranules, sizeClassOf } from './layout.js';
 import { native, type NativeAddon, type RegionViews } from './native.js';
 import { resolveOptions, type HeapOptions, type ResolvedOptions } from './options.js';
@@ -17,15 +17,20 @@ import {
   ByteArrays, RefArrays, Strings, TypeRegistry, type FieldSpec, type Ref, type StructType, type TypeContext,
 } from './types.js';
 import { HeapViews } from './views.js';
+import { publish, type CycleEventMap, type CycleEventName, type FallbackEvent } from './events.js';
 
-export interface HeapEvents {
+/**
+ * Typed events: 'cycle' after each completed cycle, 'abort' after each
+ * aborted one, 'fallback' once when the heap could not fork, and every
+ * phase of src/events.ts (cycleStart, fork, childDone, stream, mark,
+ * sweepStart, sweepProgress, sweepEnd), also published on diagnostics_channel.
+ */
+export type HeapEvents = { [K in Exclude<CycleEventName, 'fallback'>]: [CycleEventMap[K]] } & {
   /** A cycle finished its sweep. */
   cycle: [CycleStats];
-  /** A cycle was aborted; nothing was freed. */
-  abort: [CycleAbortedError];
   /** The heap could not fork and collected stop-the-world instead (emitted once per heap). */
-  fallback: [{ reason: string }];
-}
+  fallback: [FallbackEvent];
+};
 
 // A heap dropped without close() still gives its memory back.
 // (A cycle in flight keeps its heap reachable through the pipe's socket, so
@@ -96,6 +101,12 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
       roots: this.roots,
       options: o,
       policy: this.policy,
+      publish: (name, payload) => {
+        publish(name, payload);
+        if (name !== 'abort' && name !== 'fallback' && this.listenerCount(name) > 0) {
+          (this.emit as (n: string, p: unknown) => boolean)(name, payload);
+        }
+      },
       newEpoch: () => {
         this.epochTag = (this.epochTag + 1) & 15;
         this.allocatedSinceCycle = 0;
@@ -109,6 +120,7 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
       cycleCompleted: (s) => this.cycleCompleted(s),
       cycleAborted: (e) => {
         this.totals.aborted++;
+        publish('abort', e);
         this.emit('abort', e);
         this.scheduleIfDue();
       },
@@ -117,7 +129,9 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
         if (this.saidFallback) return;
         this.saidFallback = true;
         process.emitWarning(`forkgc: ${reason}; collecting stop-the-world instead`, { code: 'FORKGC_FALLBACK' });
-        this.emit('fallback', { reason });
+        const event = { heapId: this.regions.id, reason, timeMs: performance.now() };
+        publish('fallback', event);
+        this.emit('fallback', event);
       },
     });
     this.collector = collector;

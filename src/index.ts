@@ -12,3 +12,8 @@ export {
   StaleReferenceError, IndexOutOfBoundsError, FieldValueError, HeapClosedError, HeapExhaustedError,
   RootReleasedError, CycleAbortedError, UnsupportedPlatformError, NativeLoadError, type AbortReason,
 } from './errors.js';
+export { CHANNELS } from './events.js';
+export type {
+  CycleEventMap, CycleEventName, CycleStartEvent, ForkEvent, ChildDoneEvent, StreamEvent, MarkEvent,
+  SweepStartEvent, SweepProgressEvent, FallbackEvent,
+} from './events.js';

@@ -23,6 +23,12 @@ export interface CycleStats {
   bytesMarked: number;
   markStackHighWater: number;
   overflowRescans: number;
+  /**
+   * Arena bytes the parent copied (copy-on-write) by writing while the child
+   * lived, counted by the child from its pagemap at the end of its life
+   * (0 in stw mode; -1 when the child could not read its pagemap).
+   */
+  cowBytes: number;
   /** Mark-bitmap bytes piped from the child (0 in stw mode). */
   bitmapBytes: number;
   /** Bytes read from the pipe in all (header, chunks, trailer). */

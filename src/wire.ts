@@ -66,6 +66,8 @@ export interface StreamTrailer {
   childMaxRssKb: number;
   markStackHighWater: number;
   overflowRescans: number;
+  /** Arena pages the parent copied while the child lived; -1 if the child could not tell. */
+  cowPages: number;
 }
 
 export class StreamError extends Error {
@@ -204,6 +206,7 @@ export class StreamReader {
           childMaxRssKb: Number(v.getBigUint64(40, true)),
           markStackHighWater: v.getUint32(48, true),
           overflowRescans: v.getUint32(52, true),
+          cowPages: v.getUint32(56, true) === 0xffffffff ? -1 : v.getUint32(56, true),
         };
         this.phase = 'done';
         this.need = 1;
