@@ -12,9 +12,12 @@
 //
 // The mutator never allocates from a span that is not IN_USE: spans become
 // UNSWEPT at the start of a sweep, and `current`/`partial` are dropped then.
+// Sweeper threads may sweep any UNSWEPT span meanwhile (src/sweeper.ts says
+// how the two sides agree); the lists are rebuilt from the span table when
+// the sweep ends.
 import {
   CLASS_GRANULES, CLASS_SLOTS, FREE_CLEAN, FREE_DIRTY, FREE_RELEASED, LARGE_CLASS, SPAN_BYTES,
-  SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_LARGE_TAIL, SPAN_RESERVED, SPAN_UNSWEPT, SPAN_WORDS,
+  SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_LARGE_TAIL, SPAN_RESERVED, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS,
   SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from './layout.js';
 import { SweepTally, claimSpan, sweepClaimedSpan } from './sweeper.js';
@@ -104,7 +107,14 @@ export class Allocator {
     try {
       while (list.length > 0) {
         const s = list.pop()!;
-        if (!claimSpan(this.v, s)) continue;
+        if (!claimSpan(this.v, s)) {
+          // A sweeper thread got it first. If it is done, its store of the
+          // state (read here with Atomics.load) orders all its writes before
+          // ours: the span is ready to allocate from.
+          if (Atomics.load(this.v.spans, s * SPAN_WORDS + SW_STATE) === SPAN_IN_USE &&
+              this.v.spans[s * SPAN_WORDS + SW_LIVE] < slots) return s;
+          continue;
+        }
         const freed = sweepClaimedSpan(this.v, s, this.lazyTally);
         if (freed === 0 && this.v.spans[s * SPAN_WORDS + SW_LIVE] < slots) return s;
         this.afterSweep(s, freed);
@@ -150,6 +160,40 @@ export class Allocator {
   endSweep(): void {
     this.sweeping = false;
     for (const list of this.unswept) list.length = 0;
+    this.rebuildFromTable();
+  }
+
+  /**
+   * Recomputes the free list, the partial lists and the span count from the
+   * span table: after a sweep, spans swept by worker threads are known only
+   * there. O(spans), once per cycle.
+   */
+  rebuildFromTable(): void {
+    const spans = this.v.spans;
+    let inUse = 0;
+    this.freeSpans = [];
+    for (let c = 0; c < LARGE_CLASS; c++) this.partial[c].length = 0;
+    for (let s = 1; s < this.topSpan; s++) {
+      const e = s * SPAN_WORDS;
+      const state = Atomics.load(spans, e + SW_STATE);
+      if (state === SPAN_FREE) {
+        this.freeSpans.push(s);
+        continue;
+      }
+      inUse++;
+      if (state !== SPAN_IN_USE) continue;
+      const cls = spans[e + SW_CLASS];
+      if (cls !== LARGE_CLASS && s !== this.current[cls] && spans[e + SW_LIVE] < CLASS_SLOTS[cls]) this.partial[cls].push(s);
+    }
+    this.inUseSpans = inUse;
+  }
+
+  /** Whether any span is being swept by some thread right now. */
+  anySweeping(): boolean {
+    for (let s = 1; s < this.topSpan; s++) {
+      if (Atomics.load(this.v.spans, s * SPAN_WORDS + SW_STATE) === SPAN_SWEEPING) return true;
+    }
+    return false;
   }
 
   /** First span of a run of n free spans, made IN_USE-ready, or -1. Zeroes dirty spans. */

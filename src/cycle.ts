@@ -38,7 +38,6 @@
 import net from 'node:net';
 import { CycleAbortedError, type AbortReason } from './errors.js';
 import type { Allocator } from './allocator.js';
-import { GRANULE_BYTES } from './layout.js';
 import type { NativeAddon, RegionViews } from './native.js';
 import { FAULT_CODES, type ResolvedOptions } from './options.js';
 import type { Policy } from './policy.js';
@@ -47,6 +46,12 @@ import type { CycleStats, Trigger } from './stats.js';
 import { SweepTally, claimSpan, popcount, sweepClaimedSpan } from './sweeper.js';
 import type { HeapViews } from './views.js';
 import type { CycleEventMap, CycleEventName } from './events.js';
+import type { SweepPool } from './sweep-pool.js';
+import type { SweepTaskResult } from './sweep-worker.js';
+import {
+  FREE_CLEAN, GRANULE_BYTES, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS,
+  SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
+} from './layout.js';
 import { EXIT_HEAP_CORRUPT, StreamError, StreamReader } from './wire.js';
 
 export type Phase = 'idle' | 'marking' | 'sweeping';
@@ -62,6 +67,10 @@ export interface CycleHost {
   readonly policy: Policy;
   /** A cycle is starting: checked mode moves to the next epoch. */
   newEpoch(): void;
+  /** The sweeper threads, if the heap has any (created on first use). */
+  sweepPool(): SweepPool | undefined;
+  /** After a failed sweep: recount live objects and bytes from the allocation bits. */
+  recount(): void;
   /** Publishes a phase of the cycle (src/events.ts). */
   publish<K extends CycleEventName>(name: K, payload: CycleEventMap[K]): void;
   /** The sweep freed objects: live accounting goes down. */
@@ -99,7 +108,14 @@ interface Cycle {
   sweepStartNs: bigint;
   mainSweepNs: number;
   tally: SweepTally;
+  /** Sweeper-thread tasks not yet settled, and the first failure among them. */
+  tasksPending: number;
+  sweepFailure?: Error;
+  workers: Map<number, { spans: number; ms: number }>;
 }
+
+/** Spans per sweeper task: 4 MiB of arena, small enough to spread over threads. */
+const TASK_SPANS = 64;
 
 const SLICE_NS = 2_000_000n;  // background sweeping yields to the event loop this often
 
@@ -148,6 +164,8 @@ export class Collector {
       sweepStartNs: 0n,
       mainSweepNs: 0,
       tally: new SweepTally(),
+      tasksPending: 0,
+      workers: new Map(),
     };
     this.cycle = c;
     const done = new Promise<CycleStats>((resolve, reject) => c.waiters.push({ resolve, reject }));
@@ -439,7 +457,98 @@ export class Collector {
       heapId: this.host.regions.id, cycleId: c.stats.id, spans: this.host.allocator.topSpan - 1, timeMs: performance.now(),
     });
     this.sweepCursor = 1;
-    this.sweepImmediate = setImmediate(() => this.sweepSlice(c));
+    const pool = this.host.sweepPool();
+    if (!pool) {
+      this.sweepImmediate = setImmediate(() => this.sweepSlice(c));
+      return;
+    }
+    // Sweeper threads take the spans in order; the mutator meanwhile sweeps
+    // (lazily) only spans of the classes it allocates from.
+    const fault = this.host.options.fault;
+    let failAfter = fault?.kind === 'sweep-worker-throw' && (!fault.cycles || fault.cycles(c.stats.id)) ? fault.arg ?? 1 : 0;
+    const top = this.host.allocator.topSpan;
+    for (let from = 1; from < top; from += TASK_SPANS) {
+      c.tasksPending++;
+      pool.run({ heapId: this.host.regions.id, cycleId: c.stats.id, from, to: Math.min(top, from + TASK_SPANS), failAfter })
+        .then((r) => this.taskDone(c, r), (e) => this.taskFailed(c, e as Error));
+      failAfter = 0;
+    }
+    if (c.tasksPending === 0) this.sweepImmediate = setImmediate(() => this.sweepSlice(c));
+  }
+
+  private taskDone(c: Cycle, r: SweepTaskResult): void {
+    if (c !== this.cycle) return;
+    const h = this.host;
+    const a = h.allocator;
+    // The result message orders the worker's writes before these reads.
+    for (let i = 0; i < r.swept.length; i += 2) a.afterSweep(r.swept[i], r.swept[i + 1]);
+    c.tally.freedObjects += r.freedObjects;
+    c.tally.freedBytes += r.freedBytes;
+    c.tally.liveObjects += r.liveObjects;
+    const ms = r.endEpochMs - r.startEpochMs;
+    const w = c.workers.get(r.threadId) ?? { spans: 0, ms: 0 };
+    w.spans += r.spans;
+    w.ms += ms;
+    c.workers.set(r.threadId, w);
+    if (r.spans > 0) {
+      h.publish('sweepProgress', {
+        heapId: h.regions.id, cycleId: c.stats.id, thread: `worker-${r.threadId}`, spans: r.spans,
+        freedObjects: r.freedObjects, freedBytes: r.freedBytes,
+        startMs: r.startEpochMs - performance.timeOrigin, endMs: r.endEpochMs - performance.timeOrigin,
+      });
+    }
+    this.taskSettled(c);
+  }
+
+  private taskFailed(c: Cycle, e: Error): void {
+    if (c !== this.cycle) return;
+    c.sweepFailure ??= e;
+    this.taskSettled(c);
+  }
+
+  private taskSettled(c: Cycle): void {
+    if (--c.tasksPending > 0) return;
+    if (c.sweepFailure) this.sweepFailed(c, c.sweepFailure);
+    else this.completeSweep(c);
+  }
+
+  /**
+   * A sweeper thread threw. What was swept was swept correctly (from a
+   * validated bitmap); the rest is put back as it was, unswept garbage and
+   * all: every span still UNSWEPT or left SWEEPING by the dead task is reset
+   * (its mark bits cleared last by the sweeper, so a half-swept span keeps
+   * every survivor), counted again, and made usable. Then the cycle fails
+   * loudly (CycleAbortedError SWEEP_FAILED).
+   */
+  private sweepFailed(c: Cycle, e: Error): void {
+    const h = this.host;
+    const a = h.allocator;
+    const v = h.views;
+    for (let s = 1; s < a.topSpan; s++) {
+      const e0 = s * SPAN_WORDS;
+      const state = Atomics.load(v.spans, e0 + SW_STATE);
+      if (state !== SPAN_UNSWEPT && state !== SPAN_SWEEPING) continue;
+      const w0 = s * SPAN_BITMAP_WORDS;
+      let live = 0;
+      for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) live += popcount(v.allocBits[w]);
+      v.markBits.fill(0, w0, w0 + SPAN_BITMAP_WORDS);
+      v.spans[e0 + SW_LIVE] = live;
+      if (live === 0 && v.spans[e0 + SW_CLASS] !== LARGE_CLASS) {
+        v.spans[e0 + SW_AUX] = FREE_CLEAN;
+        Atomics.store(v.spans, e0 + SW_STATE, SPAN_FREE);
+      } else {
+        Atomics.store(v.spans, e0 + SW_STATE, SPAN_IN_USE);
+      }
+    }
+    a.endSweep();
+    h.recount();
+    this.phase = 'idle';
+    this.cycle = undefined;
+    const error = new CycleAbortedError('SWEEP_FAILED', c.stats.id,
+      `a sweeper thread failed (${e.message}); the spans it had not finished were left unswept`);
+    h.policy.cycleAborted();
+    h.cycleAborted(error);
+    for (const w of c.waiters) w.reject(error);
   }
 
   /** Background sweeping on the main thread, a slice per event-loop turn. */
@@ -473,10 +582,26 @@ export class Collector {
     this.completeSweep(c);
   }
 
-  /** Sweeps whatever is left right now (heap full, or close). */
+  /**
+   * Sweeps whatever is left right now (the heap is full). With sweeper
+   * threads, it also waits (bounded) for spans they are sweeping and picks
+   * up what they freed from the span table; the cycle itself completes when
+   * their results arrive.
+   */
   finishSweepSync(): void {
     const c = this.cycle;
     if (!c || this.phase !== 'sweeping') return;
+    if (c.tasksPending > 0) {
+      const a = this.host.allocator;
+      const start = process.hrtime.bigint();
+      a.sweepAllLazily();
+      const nap = new Int32Array(new SharedArrayBuffer(4));
+      const deadline = Date.now() + 10_000;
+      while (a.anySweeping() && Date.now() < deadline) Atomics.wait(nap, 0, 0, 1);
+      a.rebuildFromTable();
+      c.mainSweepNs += Number(process.hrtime.bigint() - start);
+      return;
+    }
     if (this.sweepImmediate) clearImmediate(this.sweepImmediate);
     this.sweepImmediate = undefined;
     this.sweepCursor = this.host.allocator.topSpan;
@@ -495,6 +620,9 @@ export class Collector {
     s.bytesFreed = c.tally.freedBytes;
     s.spansSwept = c.tally.spans;
     s.mainThreadSweepMs = (c.mainSweepNs + a.lazySweepNs) / 1e6;
+    s.workers = [...c.workers].map(([threadId, w]) => ({ threadId, spans: w.spans, ms: w.ms }));
+    s.workerSpansSwept = s.workers.reduce((n, w) => n + w.spans, 0);
+    s.workerSweepMs = s.workers.reduce((n, w) => n + w.ms, 0);
     s.bytesReturned = a.releaseFreeSpans(h.policy.retainFreeBytes(h.liveBytes()), h.regions.hugePages,
       (offset, bytes) => h.addon.releaseArena(h.regions.id, offset, bytes) === 0);
     const end = process.hrtime.bigint();
@@ -542,7 +670,7 @@ function emptyStats(id: number, mode: 'fork' | 'stw', trigger: Trigger, heapByte
     id, mode, trigger, fallback: false, pauseUs: 0, forkUs: 0, childPid: 0, markMs: 0, childMs: 0,
     childMaxRssKb: 0, cowBytes: 0, objectsMarked: 0, bytesMarked: 0, markStackHighWater: 0, overflowRescans: 0,
     bitmapBytes: 0, streamBytes: 0, objectsFreed: 0, bytesFreed: 0, sweepMs: 0, mainThreadSweepMs: 0,
-    spansSwept: 0, heapBytesBefore: heapBytes, heapBytesAfter: heapBytes, liveBytesAfter: 0,
+    spansSwept: 0, workerSweepMs: 0, workerSpansSwept: 0, workers: [], heapBytesBefore: heapBytes, heapBytesAfter: heapBytes, liveBytesAfter: 0,
     bytesReturned: 0, totalMs: 0,
   };
 }

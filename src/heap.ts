@@ -17,6 +17,8 @@ import {
   ByteArrays, RefArrays, Strings, TypeRegistry, type FieldSpec, type Ref, type StructType, type TypeContext,
 } from './types.js';
 import { HeapViews } from './views.js';
+import { SweepPool } from './sweep-pool.js';
+import { objectBytes } from './sweeper.js';
 import { publish, type CycleEventMap, type CycleEventName, type FallbackEvent } from './events.js';
 
 /**
@@ -69,6 +71,7 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
   private allocatedTotal = 0;
   private scheduled = false;
   private saidFallback = false;
+  private pool: SweepPool | undefined;
   private totals = { cycles: 0, aborted: 0, fallback: 0, freed: 0, returned: 0, maxPauseUs: 0, pauseUs: 0, markMs: 0, sweepMs: 0 };
 
   constructor(options?: HeapOptions) {
@@ -101,6 +104,27 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
       roots: this.roots,
       options: o,
       policy: this.policy,
+      sweepPool: () => {
+        if (!this.pool && (o.piscina || o.sweepThreads > 0)) this.pool = new SweepPool(o.sweepThreads, o.piscina);
+        return this.pool;
+      },
+      recount: () => {
+        const v = this.views;
+        let objects = 0;
+        let bytes = 0;
+        const words = Math.ceil(this.allocator.topGranule / 32);
+        for (let w = 0; w < words; w++) {
+          let bits = v.allocBits[w];
+          while (bits !== 0) {
+            const bit = 31 - Math.clz32(bits & -bits);
+            bits &= bits - 1;
+            objects++;
+            bytes += objectBytes(v, w * 32 + bit);
+          }
+        }
+        this.objectCount = objects;
+        this.live = bytes;
+      },
       publish: (name, payload) => {
         publish(name, payload);
         if (name !== 'abort' && name !== 'fallback' && this.listenerCount(name) > 0) {
@@ -108,7 +132,7 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
         }
       },
       newEpoch: () => {
-        this.epochTag = (this.epochTag + 1) & 15;
+        this.epochTag = (this.epochTag + 1) % 2 ** 25;
         this.allocatedSinceCycle = 0;
       },
       freed: (objects, bytes) => {
@@ -303,6 +327,9 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
     this.topGranule = 0;
     this.collector.close();
     unclosed.unregister(this);
+    // Sweeper threads attach to the mappings, which stay until the last
+    // detaches; still, let running tasks end before we go.
+    if (this.pool) await this.pool.close();
     this.addon.destroyHeap(this.regions);
   }
 

@@ -1,5 +1,6 @@
 // Validation of the options of `new Heap()`. Every rejection is an
 // InvalidOptionError that names the option and what it accepts.
+import os from 'node:os';
 import { InvalidOptionError } from './errors.js';
 import { MAX_ARENA_BYTES, SPAN_BYTES } from './layout.js';
 
@@ -28,20 +29,32 @@ export interface HeapOptions {
   maxRoots?: number;
   /** After this many consecutive aborted fork cycles, the next cycle runs stop-the-world. Default 3. */
   maxConsecutiveAborts?: number;
-  /** Testing only: make the child (or fork) fail in a chosen way; see FaultKind. */
+  /**
+   * Sweeper threads (a piscina pool) that sweep in the background while the
+   * application runs. 0: sweep on the main thread only (lazily, and in small
+   * slices between event-loop turns). Default: one less than the CPUs, at
+   * least 1, at most 4.
+   */
+  sweepThreads?: number;
+  /** Run sweeps on this Piscina pool instead of a pool of our own (sweepThreads is then ignored). */
+  piscina?: import('piscina').Piscina;
+  /** Testing only: make the child (or fork, or a sweeper) fail in a chosen way; see FaultKind. */
   faultInjectionForTesting?: FaultInjection;
 }
 
 export type FaultKind =
   | 'exit-before-mark' | 'hang' | 'truncate' | 'corrupt-chunk' | 'wrong-cycle' | 'zombie-mark'
   | 'exit-nonzero' | 'signal-after-stream' | 'stall-mid-stream' | 'delay-before-mark'
-  | 'fork-eagain' | 'fork-enomem' | 'bad-trailer';
+  | 'fork-eagain' | 'fork-enomem' | 'bad-trailer'
+  /** Not a child fault: a sweeper worker throws after claiming `arg` spans (default 1). */
+  | 'sweep-worker-throw';
 
 /** Mirror of native/child.h's Fault enum. */
 export const FAULT_CODES: Record<FaultKind, number> = {
   'exit-before-mark': 1, hang: 2, truncate: 3, 'corrupt-chunk': 4, 'wrong-cycle': 5,
   'zombie-mark': 6, 'exit-nonzero': 7, 'signal-after-stream': 8, 'stall-mid-stream': 9,
   'delay-before-mark': 10, 'fork-eagain': 11, 'fork-enomem': 12, 'bad-trailer': 13,
+  'sweep-worker-throw': 0,
 };
 
 export interface FaultInjection {
@@ -65,6 +78,8 @@ export interface ResolvedOptions {
   markStackEntries: number;
   maxRoots: number;
   maxConsecutiveAborts: number;
+  sweepThreads: number;
+  piscina: import('piscina').Piscina | undefined;
   fault: FaultInjection | undefined;
 }
 
@@ -113,6 +128,14 @@ const KNOWN = new Set([
   'markStackEntries', 'maxRoots', 'maxConsecutiveAborts', 'faultInjectionForTesting', 'sweepThreads', 'piscina',
 ]);
 
+function pool(value: unknown): import('piscina').Piscina | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null || typeof (value as { run?: unknown }).run !== 'function') {
+    throw new InvalidOptionError('piscina: expected a Piscina instance');
+  }
+  return value as import('piscina').Piscina;
+}
+
 export function resolveOptions(options: HeapOptions | undefined): ResolvedOptions {
   if (options !== undefined && (typeof options !== 'object' || options === null)) {
     throw new InvalidOptionError('options: expected an object');
@@ -152,6 +175,8 @@ export function resolveOptions(options: HeapOptions | undefined): ResolvedOption
     markStackEntries: int('markStackEntries', o.markStackEntries, Math.max(65536, Math.ceil(granules / 64)), 1, 2 ** 28),
     maxRoots: int('maxRoots', o.maxRoots, 2 ** 22, 1, 2 ** 28),
     maxConsecutiveAborts: int('maxConsecutiveAborts', o.maxConsecutiveAborts, 3, 1, 1000),
+    sweepThreads: int('sweepThreads', o.sweepThreads, Math.min(4, Math.max(1, os.availableParallelism() - 1)), 0, 64),
+    piscina: pool(o.piscina),
     fault,
   };
 }

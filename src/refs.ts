@@ -6,18 +6,22 @@
 // (the header's typeId). Only when a check fails does the slow path work out
 // which error to throw.
 //
-// Checked mode adds an epoch tag in the top 4 bits (granules need only 28):
+// Checked mode hands out Refs tagged with an epoch above the granule bits
+// (granules need only 28). Fields still store bare granules; only the
+// mutator's numbers are wider, so the tag can use all of a double's integer
+// range:
 //
-// | bits  | field                                                   |
-// |-------|---------------------------------------------------------|
-// | 0-27  | granule index                                           |
-// | 28-31 | epoch: cycles started (mod 16) when the Ref was handed out |
+// | bits  | field                                                      |
+// |-------|------------------------------------------------------------|
+// | 0-27  | granule index                                              |
+// | 28-52 | epoch: cycles started when the Ref was handed out (2^25)   |
 //
 // A cycle starts only at a safepoint, and the rooting contract says a raw Ref
 // does not survive a safepoint; so a Ref whose tag is not the current epoch
 // was held across a cycle, and its use is reported (StaleReferenceError)
-// even when its object happens to be alive. Refs handed out within one epoch
-// are equal numbers for the same object.
+// even when its object happens to be alive or its slot reused. Refs handed
+// out within one epoch are equal numbers for the same object. (The epoch
+// wraps after 2^25 cycles.)
 import {
   FieldValueError, HeapClosedError, InvalidReferenceError, StaleReferenceError, WrongTypeError,
 } from './errors.js';
@@ -31,6 +35,7 @@ export interface RefContext {
   /** Objects lie below this granule; 0 once the heap is closed. */
   topGranule: number;
   closed: boolean;
+  /** Checked mode: cycles started, mod 2^25. */
   epochTag: number;
   typeName(typeId: number): string;
 }
@@ -52,12 +57,14 @@ export function makeRefOps(ctx: RefContext, checked: boolean): RefOps {
   const u16 = v.u16;
 
   // Called only when a fast check failed: says exactly what is wrong.
+  const untagForDiagnosis = (ref: number) => ref - Math.floor(ref / TAG_UNIT) * TAG_UNIT;
   const diagnose = (ref: unknown, g: number, typeId: number): never => {
     if (ctx.closed) throw new HeapClosedError();
     if (typeof ref !== 'number') {
       throw new InvalidReferenceError(`expected a reference (a number), got ${ref === null ? 'null' : typeof ref}`);
     }
     if (ref === 0) throw new InvalidReferenceError('null reference (0) where an object is needed');
+    if (checked) g = untagForDiagnosis(ref);
     if (!Number.isInteger(g) || g <= 0 || g >= ctx.topGranule) {
       throw new InvalidReferenceError(`reference ${ref} is outside the heap (objects lie in 1..${ctx.topGranule - 1})`);
     }
@@ -79,14 +86,18 @@ export function makeRefOps(ctx: RefContext, checked: boolean): RefOps {
   };
 
   if (!checked) {
+    // typeof first: a BigInt must not reach the bit operations; (g >>> 0) === g
+    // rejects fractions, negatives and NaN.
     const typed = (ref: unknown, typeId: number): number => {
       const g = ref as number;
-      if (g > 0 && g < ctx.topGranule && (alloc[g >>> 5] & (1 << (g & 31))) !== 0 && u16[g * 8] === typeId) return g;
+      if (typeof ref === 'number' && (g >>> 0) === g && g > 0 && g < ctx.topGranule &&
+          (alloc[g >>> 5] & (1 << (g & 31))) !== 0 && u16[g * 8] === typeId) return g;
       return diagnose(ref, g, typeId);
     };
     const any = (ref: unknown): number => {
       const g = ref as number;
-      if (g > 0 && g < ctx.topGranule && (alloc[g >>> 5] & (1 << (g & 31))) !== 0) return g;
+      if (typeof ref === 'number' && (g >>> 0) === g && g > 0 && g < ctx.topGranule &&
+          (alloc[g >>> 5] & (1 << (g & 31))) !== 0) return g;
       return diagnose(ref, g, -1);
     };
     return {
@@ -98,13 +109,13 @@ export function makeRefOps(ctx: RefContext, checked: boolean): RefOps {
   }
 
   const untag = (ref: unknown): number => {
-    if (typeof ref !== 'number' || !Number.isInteger(ref) || ref < 0 || ref >= 2 ** 32) return diagnose(ref, NaN, -1);
+    if (typeof ref !== 'number' || !Number.isSafeInteger(ref) || ref < 0) return diagnose(ref, NaN, -1);
     const tag = Math.floor(ref / TAG_UNIT);
     const g = ref - tag * TAG_UNIT;
     if (g !== 0 && tag !== ctx.epochTag && !ctx.closed) {
       throw new StaleReferenceError(
-        `reference ${ref} was handed out ${(ctx.epochTag - tag + 16) % 16} cycle(s) ago and held across a safepoint ` +
-        '(root it with heap.root() to keep it across a yield)');
+        `reference ${ref} was handed out ${tag < ctx.epochTag ? `${ctx.epochTag - tag} cycle(s) ago` : 'in another epoch'} ` +
+        'and held across a safepoint (root it with heap.root() to keep it across a yield)');
     }
     return g;
   };

@@ -41,6 +41,12 @@ export interface CycleStats {
   mainThreadSweepMs: number;
   /** Spans swept by the main thread. */
   spansSwept: number;
+  /** Time sweeper threads spent sweeping, summed over threads (ms). */
+  workerSweepMs: number;
+  /** Spans swept by sweeper threads. */
+  workerSpansSwept: number;
+  /** Per sweeper thread: spans swept and time spent. */
+  workers: Array<{ threadId: number; spans: number; ms: number }>;
   heapBytesBefore: number;
   heapBytesAfter: number;
   liveBytesAfter: number;

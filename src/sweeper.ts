@@ -9,7 +9,21 @@
 //
 //   freed = alloc & ~mark      slots to free (object starts only)
 //   alloc = alloc &  mark      the survivors
-//   mark  = 0                  ready for the next cycle
+//   mark  = 0                  ready for the next cycle (after all words)
+//
+// Memory ordering. The span table, bitmaps and arena are plain (non-shared)
+// external ArrayBuffers over the same native memory in every thread; V8's
+// Atomics use the processor's atomic instructions on them too
+// (test/sweeper.test.ts checks that no contended update is lost). The CAS
+// that claims a span is the only arbitration: the loser never touches the
+// span. Two spans never share a bitmap word (a span is 128 words), and the
+// mutator allocates only in IN_USE spans, so the claimant's writes race with
+// nobody. It publishes with a sequentially consistent Atomics.store of the
+// final state, after all its writes; the main thread learns of a span a
+// worker swept either from the task's result message (postMessage orders
+// the worker's writes before the main thread's reads) or by reading that
+// state with Atomics.load (rebuildFromTable), never by a plain read racing
+// with the worker.
 //
 // A freed slot is zeroed at once, so a new object never shows an old one's
 // bytes. A span left empty is not zeroed here: it goes back to the free list
@@ -74,16 +88,12 @@ export function sweepClaimedSpan(v: HeapViews, s: number, tally: SweepTally): nu
   let live = 0;
   for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) {
     const a = alloc[w];
-    if (a === 0) {
-      mark[w] = 0;
-      continue;
-    }
+    if (a === 0) continue;
     const m = mark[w];
     const kept = a & m;
     let freed = a & ~m;
     if (kept !== 0) live += popcount(kept);
     alloc[w] = kept;
-    mark[w] = 0;
     while (freed !== 0) {
       const bit = 31 - Math.clz32(freed & -freed);
       freed &= freed - 1;
@@ -93,6 +103,9 @@ export function sweepClaimedSpan(v: HeapViews, s: number, tally: SweepTally): nu
       v.u32.fill(0, g * 4, g * 4 + slotWords);
     }
   }
+  // Mark bits go last: a sweep interrupted before this line (a worker that
+  // died) can be redone, or the span reset, without freeing a survivor.
+  mark.fill(0, w0, w0 + SPAN_BITMAP_WORDS);
   tally.liveObjects += live;
   v.spans[e + SW_LIVE] = live;
   if (live === 0) {

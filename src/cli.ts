@@ -1,0 +1,502 @@
+#!/usr/bin/env node
+// The `forkgc` command: see a cycle happen on your own machine.
+//
+//   forkgc demo              narrates one cycle with its real figures
+//   forkgc cow-map           pictures the arena's pages mid-cycle (HTML or SVG)
+//   forkgc trace FILE        runs a workload and writes a Perfetto trace
+//   forkgc bench [args...]   runs the benchmark suite (node dist/bench/run.js)
+//   forkgc pressure          shows the memory pressure (PSI) the heap would react to
+//
+// docs/how-it-works.md uses these commands section by section.
+import { spawn } from 'node:child_process';
+import { existsSync, realpathSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { CowMapper, PageKind, pageBytes, type CowMap } from './cow-budget.js';
+import { CycleAbortedError } from './errors.js';
+import { Heap } from './heap.js';
+import type { HeapOptions } from './options.js';
+import { pressureSource, readPressure } from './pressure.js';
+import type { CycleStats } from './stats.js';
+import { startTrace, TRACE_NAMES } from './trace.js';
+import type { Ref } from './types.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+// ---- helpers -------------------------------------------------------------------
+
+function int(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
+    return n;
+  };
+}
+
+function num(min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`expected a number from ${min} to ${max}`);
+    return n;
+  };
+}
+
+const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(bytes >= 10 * 2 ** 20 ? 1 : 2);
+const kib = (bytes: number) => (bytes / 1024).toFixed(0);
+const n0 = (n: number) => Math.round(n).toLocaleString('en-US');
+const ms = (x: number) => x.toFixed(x < 10 ? 2 : 1);
+
+/**
+ * The workload of the demos: a table of `records` records (a struct with a
+ * string each), rooted by one array, then `garbage` records that nothing
+ * keeps, allocated after the live ones so that whole spans of them die.
+ */
+function buildWorkload(heap: Heap, records: number, garbage: number) {
+  const Rec = heap.defineStruct('Record', { name: 'ref', next: 'ref', id: 'u32', score: 'f64' });
+  const table = heap.root(heap.arrays.alloc(records));
+  const t = table.get();
+  for (let i = 0; i < records; i++) {
+    const r = Rec.alloc({ id: i, score: i / 7 });
+    Rec.set.name(r, heap.strings.alloc(`record-${i}`));
+    heap.arrays.set(t, i, r);
+  }
+  let chain = 0;
+  for (let i = 0; i < garbage; i++) {
+    chain = Rec.alloc({ id: i, next: (i & 63) === 0 ? 0 : chain });
+    Rec.set.name(chain, heap.strings.alloc(`garbage-${i}`));
+  }
+  return { Rec, table };
+}
+
+type Workload = ReturnType<typeof buildWorkload>;
+
+/** Indices of records that lie on `pages` distinct arena pages (one record per page). */
+function recordsOnDistinctPages(heap: Heap, w: Workload, pages: number): number[] {
+  const page = pageBytes(heap);
+  const t = w.table.get();
+  const n = heap.arrays.length(t);
+  const seen = new Set<number>();
+  const picked: number[] = [];
+  for (let i = 0; i < n && picked.length < pages; i++) {
+    const r = heap.arrays.get(t, i);
+    const p = Math.floor((r * 16) / page);
+    if (!seen.has(p)) {
+      seen.add(p);
+      picked.push(i);
+    }
+  }
+  return picked;
+}
+
+/** Mutates the heap while the child marks: writes to records (one per page), allocates rooted objects. */
+function mutateDuringCycle(heap: Heap, w: Workload, indices: number[], allocate: number): void {
+  // Refs are fetched from the root after the safepoint (the rooting contract).
+  const t = w.table.get();
+  for (const i of indices) w.Rec.set.score(heap.arrays.get(t, i), -1);
+  if (allocate > 0) {
+    const extra = heap.arrays.alloc(allocate);
+    for (let i = 0; i < allocate; i++) heap.arrays.set(extra, i, w.Rec.alloc({ id: i }));
+    // Keep them reachable from the table's record 0 chain: live whatever the child saw.
+    const first = heap.arrays.get(t, 0);
+    const keeper = w.Rec.alloc({ id: 0xfffffff });
+    w.Rec.set.next(first, keeper);
+    w.Rec.set.name(keeper, extra);
+  }
+}
+
+function heapOptions(o: { mode?: 'fork' | 'stw'; hugePages?: boolean; hold?: number; maxHeap?: string }): HeapOptions {
+  return {
+    maxHeap: o.maxHeap ?? '1GiB',
+    auto: false,
+    mode: o.mode ?? 'fork',
+    hugePages: o.hugePages ?? false,
+    ...(o.hold && o.hold > 0 && (o.mode ?? 'fork') === 'fork'
+      ? { faultInjectionForTesting: { kind: 'delay-before-mark' as const, arg: o.hold } }
+      : {}),
+  };
+}
+
+// ---- forkgc demo -------------------------------------------------------------------
+
+interface DemoOptions {
+  records: number; garbage: number; writes: number; allocate: number; hold: number;
+  mode: 'fork' | 'stw'; hugePages: boolean; killChild: boolean;
+}
+
+async function demo(o: DemoOptions): Promise<void> {
+  const heap = new Heap(heapOptions({ ...o, hold: o.killChild ? Math.max(o.hold, 2000) : o.hold }));
+  try {
+    const out = (s: string) => process.stdout.write(`${s}\n`);
+    out(`forkgc demo: pid ${process.pid}, Node ${process.version}, ${o.mode} mode${o.hugePages ? ', huge pages' : ''}`);
+    const w = buildWorkload(heap, o.records, o.garbage);
+    const before = heap.stats();
+    out(`built ${n0(o.records)} live records (${n0(2 * o.records + 1)} objects) and ${n0(o.garbage)} garbage ones ` +
+      `(${n0(2 * o.garbage)} objects): heap ${mib(before.heapBytes)} MiB, ${n0(before.objects)} objects, ` +
+      `RSS ${mib(process.memoryUsage().rss)} MiB\n`);
+    const targets = o.mode === 'fork' ? recordsOnDistinctPages(heap, w, o.writes) : [];
+    let t0 = 0;
+    const at = (timeMs: number) => `[${(timeMs - t0).toFixed(3).padStart(9)} ms]`;
+    heap.on('cycleStart', (e) => {
+      t0 = e.timeMs;
+      out(`${at(e.timeMs)} cycle ${e.cycleId} starts (${e.trigger}): ${mib(e.heapBytes)} MiB of spans, ` +
+        `${mib(e.liveBytes)} MiB counted live since the last cycle; the snapshot covers granules [0, ${n0(e.topGranule)})`);
+    });
+    let childPid = 0;
+    heap.on('fork', (e) => { childPid = e.pid; });
+    heap.on('fork', (e) => out(`${at(e.timeMs)} fork() returned: the mutator paused ${n0(e.pauseUs)} µs ` +
+      `(the system call itself ${n0(e.forkUs)} µs); the child is pid ${e.pid}`));
+    heap.on('mark', (e) => out(`${at(e.timeMs)} stop-the-world marking: ${n0(e.objectsMarked)} objects in ${ms(e.markMs)} ms, all of it a pause`));
+    heap.on('childDone', (e) => out(`${at(e.timeMs)} the child's trailer: ${n0(e.objectsMarked)} objects (${mib(e.bytesMarked)} MiB) ` +
+      `marked in ${ms(e.markMs)} ms; it lived ${ms(e.childMs)} ms, peak RSS ${n0(e.childMaxRssKb)} KiB; it counted ` +
+      `${e.cowBytes < 0 ? 'no' : n0(e.cowBytes / pageBytes(heap))} pages the parent had copied`));
+    heap.on('stream', (e) => out(`${at(e.timeMs)} stream accepted: ${n0(e.streamBytes)} bytes (${n0(e.bitmapBytes)} of bitmap), ` +
+      `first byte at ${at(e.firstByteMs).trim()}; every checksum held and the child exited 0`));
+    heap.on('sweepStart', (e) => out(`${at(e.timeMs)} sweep starts over ${n0(e.spans)} spans`));
+    heap.on('sweepEnd', () => out(`${at(performance.now())} sweep done`));
+    heap.on('abort', (e) => out(`${at(performance.now())} cycle aborted (${e.reason}): ${e.message}`));
+
+    const cycle = heap.collect();
+    if (o.mode === 'fork') {
+      mutateDuringCycle(heap, w, targets, o.allocate);
+      out(`${at(performance.now())} meanwhile the parent wrote to ${n0(targets.length)} distinct pages and allocated ` +
+        `${n0(o.allocate)} new objects (allocated black)`);
+      if (o.killChild) {
+        const pid = childPid;
+        out(`${at(performance.now())} killing the child (SIGKILL ${pid}) in the middle of its work`);
+        if (pid > 0) process.kill(pid, 'SIGKILL');
+      }
+    }
+    let c: CycleStats;
+    try {
+      c = await cycle;
+    } catch (e) {
+      if (!(e instanceof CycleAbortedError)) throw e;
+      const s = heap.stats();
+      out('');
+      out(`The cycle aborted (${e.reason}): nothing was freed. The heap still holds ${n0(s.objects)} objects ` +
+        `(${mib(s.liveBytes)} MiB counted live, as before the cycle); the next cycle will find the garbage again.`);
+      return;
+    }
+    const page = pageBytes(heap);
+    out('');
+    if (c.mode === 'fork' && !c.fallback) {
+      const cowPages = c.cowBytes < 0 ? -1 : c.cowBytes / page;
+      out(`fork took ${n0(c.forkUs)} µs (a mutator pause of ${n0(c.pauseUs)} µs in all); ` +
+        `child pid ${c.childPid} marked ${n0(c.objectsMarked)} objects in ${ms(c.markMs)} ms; ` +
+        `the pipe carried ${n0(c.streamBytes)} bytes; ` +
+        (cowPages < 0
+          ? 'the child could not read its pagemap, so the copies are unknown; '
+          : `while the child worked the parent copied ${n0(cowPages)} pages (${kib(c.cowBytes)} KiB) by writing to them; `) +
+        `the sweep freed ${n0(c.objectsFreed)} objects and returned ${mib(c.bytesReturned)} MiB to the OS.`);
+      out(`(the child's peak RSS was ${n0(c.childMaxRssKb)} KiB, mostly pages it shares with the parent; ` +
+        `the ${n0(o.allocate)} objects allocated during the cycle survived it: ${n0(heap.stats().objects)} objects remain)`);
+    } else {
+      out(`stop-the-world: the mutator paused ${n0(c.pauseUs)} µs while ${n0(c.objectsMarked)} objects were marked in-process; ` +
+        `the sweep freed ${n0(c.objectsFreed)} objects and returned ${mib(c.bytesReturned)} MiB to the OS.`);
+    }
+    w.table.release();
+  } finally {
+    await heap.close();
+  }
+}
+
+// ---- forkgc cow-map ---------------------------------------------------------------
+
+interface CowMapOptions { out: string; records: number; garbage: number; writes: number; allocate: number; hold: number }
+
+async function cowMap(o: CowMapOptions): Promise<void> {
+  const heap = new Heap(heapOptions({ hold: o.hold }));
+  try {
+    const w = buildWorkload(heap, o.records, o.garbage);
+    const targets = recordsOnDistinctPages(heap, w, o.writes);
+    const mapper = new CowMapper(heap);
+    const cycle = heap.collect();
+    mutateDuringCycle(heap, w, targets, o.allocate);
+    // The child sleeps `hold` ms before it marks: it is alive now.
+    const map = mapper.capture();
+    mapper.close();
+    const c = await cycle;
+    if (!map) {
+      console.error('forkgc cow-map: could not read this process\'s page map (/proc/self/pagemap, /proc/self/mem); ' +
+        'nothing was drawn. Is /proc mounted?');
+      process.exitCode = 1;
+      return;
+    }
+    const html = /\.svg$/i.test(o.out) ? renderSvg(map, c, o) : renderHtml(map, c, o);
+    writeFileSync(o.out, html);
+    const k = map.counts;
+    console.log(`cycle ${c.id}, child pid ${c.childPid}, captured ${o.hold} ms into its life: ` +
+      `${n0(map.pages.length)} arena pages of ${map.pageBytes} bytes`);
+    console.log(`  shared with the child  ${n0(k.shared).padStart(9)}`);
+    console.log(`  copied by the parent   ${n0(k.copied).padStart(9)}   (it wrote to ${n0(targets.length)} distinct pages; ` +
+      `the child counted ${c.cowBytes < 0 ? '?' : n0(c.cowBytes / map.pageBytes)} at its end)`);
+    console.log(`  new since the fork     ${n0(k.new).padStart(9)}   (${n0(o.allocate)} objects allocated during the cycle)`);
+    console.log(`  not resident           ${n0(k.absent).padStart(9)}`);
+    console.log(`wrote ${o.out}`);
+    w.table.release();
+  } finally {
+    await heap.close();
+  }
+}
+
+const COLORS: Record<number, string> = {
+  [PageKind.Absent]: '#e4e4e4', [PageKind.Shared]: '#3f9e6b', [PageKind.Copied]: '#d6384e', [PageKind.New]: '#2f7ed8',
+};
+const LABELS: Record<number, string> = {
+  [PageKind.Shared]: 'shared with the child', [PageKind.Copied]: 'copied by the parent (written during the cycle)',
+  [PageKind.New]: 'new since the fork (never shared)', [PageKind.Absent]: 'not resident',
+};
+
+function mapSvg(map: CowMap): string {
+  const maxCells = 32768;
+  const per = Math.max(1, Math.ceil(map.pages.length / maxCells));  // pages per cell
+  const cells = Math.ceil(map.pages.length / per);
+  const cols = 128;
+  const size = 6;
+  const rows = Math.ceil(cells / cols);
+  const width = cols * size;
+  const height = rows * size;
+  const parts: string[] = [];
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height + 4}" viewBox="0 0 ${width} ${height + 4}" shape-rendering="crispEdges">`);
+  parts.push(`<title>forkgc arena pages, cycle ${map.cycleId}: one cell = ${per} page(s) of ${map.pageBytes} bytes</title>`);
+  // Runs of one kind on a row become one rect.
+  for (let r = 0; r < rows; r++) {
+    let runStart = 0;
+    let runKind = -1;
+    const flush = (end: number) => {
+      if (runKind >= 0 && end > runStart) {
+        parts.push(`<rect x="${runStart * size}" y="${r * size}" width="${(end - runStart) * size}" height="${size - 1}" fill="${COLORS[runKind]}"/>`);
+      }
+    };
+    for (let col = 0; col < cols; col++) {
+      const cell = r * cols + col;
+      if (cell >= cells) break;
+      // A cell of several pages shows the most telling kind: copied > new > shared > absent.
+      let kind: number = PageKind.Absent;
+      for (let p = cell * per; p < Math.min(map.pages.length, (cell + 1) * per); p++) {
+        const k = map.pages[p];
+        const rank = (x: number) => (x === PageKind.Copied ? 3 : x === PageKind.New ? 2 : x === PageKind.Shared ? 1 : 0);
+        if (rank(k) > rank(kind)) kind = k;
+      }
+      if (kind !== runKind) {
+        flush(col);
+        runStart = col;
+        runKind = kind;
+      }
+      if (col === cols - 1 || cell === cells - 1) flush(col + 1);
+    }
+  }
+  // Where the child's snapshot ends.
+  const topCell = Math.ceil(map.snapshotPages / per);
+  if (topCell < cells) {
+    const x = (topCell % cols) * size;
+    const y = Math.floor(topCell / cols) * size;
+    parts.push(`<rect x="${x}" y="${y}" width="2" height="${size}" fill="#000"><title>top of the snapshot</title></rect>`);
+  }
+  parts.push('</svg>');
+  return parts.join('\n');
+}
+
+function renderSvg(map: CowMap, _c: CycleStats, _o: CowMapOptions): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>\n${mapSvg(map)}\n`;
+}
+
+function renderHtml(map: CowMap, c: CycleStats, o: CowMapOptions): string {
+  const per = Math.max(1, Math.ceil(map.pages.length / 32768));
+  const k = map.counts;
+  const legend = [PageKind.Shared, PageKind.Copied, PageKind.New, PageKind.Absent].map((kind) => {
+    const count = kind === PageKind.Shared ? k.shared : kind === PageKind.Copied ? k.copied : kind === PageKind.New ? k.new : k.absent;
+    return `<li><span class="sw" style="background:${COLORS[kind]}"></span>${LABELS[kind]}: <b>${n0(count)}</b> pages (${kib(count * map.pageBytes)} KiB)</li>`;
+  }).join('\n');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>forkgc copy-on-write map, cycle ${c.id}</title>
+<style>
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em; color: #222; max-width: 60em }
+.sw { display: inline-block; width: 12px; height: 12px; margin-right: .5em; vertical-align: -1px }
+ul { list-style: none; padding: 0 } svg { border: 1px solid #ccc; padding: 2px }
+code { background: #f3f3f3; padding: 0 .2em }
+</style></head><body>
+<h1>The arena mid-cycle, as the kernel maps it</h1>
+<p>Heap ${map.heapId}, cycle ${c.id}: the child (pid ${c.childPid}) was held ${o.hold} ms before marking; while it lived the
+parent wrote to one record on each of ${n0(o.writes)} pages and allocated ${n0(o.allocate)} objects. The picture was taken then,
+from the parent's <code>/proc/self/pagemap</code>: bit 63 (present) and bit 56 (mapped by this process alone), against which pages were present
+just before the fork. One cell is ${per} page${per > 1 ? 's' : ''} of ${map.pageBytes} bytes, ${128 * per * map.pageBytes / 1024} KiB a row;
+the black mark is the top of the child's snapshot (topGranule at the fork).</p>
+<ul>
+${legend}
+</ul>
+${mapSvg(map)}
+<p>The child's own count, from its pagemap at the end of its life: <b>${c.cowBytes < 0 ? 'unavailable' : `${n0(c.cowBytes / map.pageBytes)} pages`}</b>
+copied (CycleStats.cowBytes = ${c.cowBytes}). Fork ${n0(c.forkUs)} µs; ${n0(c.objectsMarked)} objects marked in ${ms(c.markMs)} ms;
+${n0(c.objectsFreed)} objects freed; ${mib(c.bytesReturned)} MiB returned to the OS.</p>
+<p>Generated by <code>forkgc cow-map</code> on ${new Date().toISOString()} (pid ${process.pid}, Node ${process.version}).</p>
+</body></html>
+`;
+}
+
+// ---- forkgc trace -------------------------------------------------------------
+
+interface TraceCmdOptions { seconds: number; records: number; mode: 'fork' | 'stw' }
+
+async function traceCommand(file: string, o: TraceCmdOptions): Promise<void> {
+  const heap = new Heap({ mode: o.mode, maxHeap: '1GiB', minTriggerBytes: '8MiB' });
+  const rec = startTrace(heap);
+  try {
+    const Rec = heap.defineStruct('Record', { name: 'ref', next: 'ref', id: 'u32', score: 'f64' });
+    const table = heap.root(heap.arrays.alloc(o.records));
+    const make = (id: number): Ref => {
+      const r = Rec.alloc({ id, score: id / 7 });
+      Rec.set.name(r, heap.strings.alloc(`record-${id}`));
+      return r;
+    };
+    for (let i = 0; i < o.records; i++) {
+      heap.arrays.set(table.get(), i, make(i));
+      if ((i & 0x3fff) === 0) await new Promise(setImmediate);  // cycles start from the event loop
+    }
+    let seed = 7;
+    const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const end = Date.now() + o.seconds * 1000;
+    let ops = 0;
+    while (Date.now() < end) {
+      const t = table.get();
+      for (let k = 0; k < 2000; k++) {
+        heap.arrays.set(t, Math.floor(rand() * o.records), make(ops++));
+        let head = 0;
+        for (let j = 0; j < 4; j++) head = Rec.alloc({ next: head, id: j });
+      }
+      await new Promise(setImmediate);
+    }
+    await heap.collect().catch(() => undefined);
+    table.release();
+  } finally {
+    const trace = rec.writeTo(file);
+    await heap.close();
+    const slices = trace.traceEvents.filter((e) => e.ph === 'X');
+    const cycles = slices.filter((e) => e.name.startsWith(TRACE_NAMES.cyclePrefix)).length;
+    const pauses = slices.filter((e) => (e.cat ?? '').split(',').includes('pause'));
+    const maxPause = Math.max(0, ...pauses.filter((e) => e.name !== TRACE_NAMES.sweepSlice).map((e) => e.dur ?? 0));
+    console.log(`wrote ${file}: ${n0(trace.traceEvents.length)} events, ${cycles} cycles, longest ${o.mode === 'fork' ? 'fork' : 'marking'} pause ${n0(maxPause)} µs`);
+    console.log('open it in https://ui.perfetto.dev (Open trace file) or chrome://tracing (Load)');
+  }
+}
+
+// ---- forkgc bench -------------------------------------------------------------
+
+function bench(args: string[]): Promise<void> {
+  const runner = path.join(here, 'bench', 'run.js');
+  if (!existsSync(runner)) {
+    console.error(`forkgc bench: the benchmark suite is not built (${runner} is missing).\n` +
+      'Build it from a checkout of forkgc with `npx tsc -p bench/tsconfig.json`, then run `forkgc bench` again.');
+    process.exitCode = 1;
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [runner, ...args], { stdio: 'inherit' });
+    const forward = (sig: NodeJS.Signals) => child.kill(sig);
+    process.on('SIGINT', forward);
+    process.on('SIGTERM', forward);
+    child.on('exit', (code, signal) => {
+      process.off('SIGINT', forward);
+      process.off('SIGTERM', forward);
+      process.exitCode = code ?? (signal ? 128 + 15 : 1);
+      resolve();
+    });
+    child.on('error', (e) => {
+      console.error(`forkgc bench: could not run ${runner}: ${e.message}`);
+      process.exitCode = 1;
+      resolve();
+    });
+  });
+}
+
+// ---- forkgc pressure ----------------------------------------------------------
+
+async function pressure(o: { seconds: number }): Promise<void> {
+  const source = pressureSource();
+  if (!source) {
+    console.log('no memory pressure information here (PSI needs Linux 4.20+ with CONFIG_PSI, not booted with psi=0); ' +
+      'watchMemoryPressure() would do nothing');
+    return;
+  }
+  const show = () => {
+    const r = readPressure(source);
+    if (r) console.log(`${source}: some avg10=${r.someAvg10.toFixed(2)}% avg60=${r.someAvg60.toFixed(2)}% ` +
+      `avg300=${r.someAvg300.toFixed(2)}%, stalled ${n0(r.someTotalUs / 1000)} ms in all; full avg10=${r.fullAvg10.toFixed(2)}%`);
+  };
+  show();
+  const end = Date.now() + o.seconds * 1000;
+  while (Date.now() < end) {
+    await new Promise((r) => setTimeout(r, Math.min(1000, end - Date.now())));
+    show();
+  }
+}
+
+// ---- the program ----------------------------------------------------------------
+
+export function program(): Command {
+  const p = new Command('forkgc')
+    .description('forkgc: a garbage-collected heap whose marking runs in a fork()ed child. See a cycle happen.')
+    .version('0.1.0');
+
+  p.command('demo')
+    .description('run one cycle and narrate it with the real figures of this machine')
+    .option('--records <n>', 'live records (2 objects each)', int(1), 200_000)
+    .option('--garbage <n>', 'garbage records allocated after them (2 objects each)', int(0), 300_000)
+    .option('--writes <pages>', 'distinct pages the parent writes to while the child marks', int(0), 256)
+    .option('--allocate <n>', 'objects the parent allocates while the child marks (allocate black)', int(0), 1000)
+    .option('--hold <ms>', 'the child waits this long before marking (a testing hook; 0 = a natural cycle)', int(0, 60_000), 0)
+    .addOption(new Option('--mode <mode>', 'fork, or stw (the same marker, in-process)').choices(['fork', 'stw']).default('fork'))
+    .option('--huge-pages', 'transparent huge pages on the arena (MADV_HUGEPAGE)', false)
+    .option('--kill-child', 'SIGKILL the child mid-cycle: the cycle aborts and frees nothing', false)
+    .action((opts: DemoOptions) => demo(opts));
+
+  p.command('cow-map')
+    .description('picture the arena mid-cycle: pages shared with the child, copied by the parent, new since the fork')
+    .option('--out <file>', 'output: .html (default) or .svg', 'forkgc-cow-map.html')
+    .option('--records <n>', 'live records', int(1), 200_000)
+    .option('--garbage <n>', 'garbage records', int(0), 100_000)
+    .option('--writes <pages>', 'distinct pages the parent writes to while the child lives', int(0), 512)
+    .option('--allocate <n>', 'objects allocated while the child lives', int(0), 20_000)
+    .option('--hold <ms>', 'how long the child waits before marking; the picture is taken meanwhile', int(1, 60_000), 500)
+    .action((opts: CowMapOptions) => cowMap(opts));
+
+  p.command('trace')
+    .description('run a churning workload and write its cycles as a Perfetto / chrome://tracing trace')
+    .argument('<file>', 'the trace file to write (JSON)')
+    .option('--seconds <s>', 'how long to churn', num(0, 3600), 3)
+    .option('--records <n>', 'live records', int(1), 200_000)
+    .addOption(new Option('--mode <mode>', 'fork or stw').choices(['fork', 'stw']).default('fork'))
+    .action((file: string, opts: TraceCmdOptions) => traceCommand(file, opts));
+
+  p.command('bench')
+    .description('run the benchmark suite (node dist/bench/run.js); arguments are passed on (try: forkgc bench --help)')
+    .argument('[args...]', 'arguments of the benchmark runner')
+    .allowUnknownOption()
+    .helpOption(false)
+    .action((args: string[]) => bench(args));
+
+  p.command('pressure')
+    .description('show the memory pressure (PSI) a heap watching it would react to')
+    .option('--seconds <s>', 'keep showing it this long', num(0, 3600), 0)
+    .action((opts: { seconds: number }) => pressure(opts));
+
+  return p;
+}
+
+function invokedDirectly(): boolean {
+  // Through npm's bin link argv[1] is a symlink to this file.
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+const isMain = invokedDirectly();
+if (isMain) {
+  program().parseAsync(process.argv).catch((e: unknown) => {
+    console.error(`forkgc: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,393 @@
+// Copy-on-write: a budget of copied bytes per cycle, and the parent's view of
+// its own arena pages (shared with the child, copied, new since the fork).
+//
+// While a child lives, every arena page the parent writes for the first time
+// since the fork is copied by the kernel: the parent gets a private copy and
+// the child keeps the original. That copy is the price of marking in a child
+// (the LKML discussion this project started from asked for "a limit on the
+// number of pages which become writable"). The child counts those pages at
+// the end of its life from its own /proc/self/pagemap (bit 56, exclusively
+// mapped: see native/wire.h) and reports them as ChildDoneEvent.cowBytes.
+//
+// watchCowBudget(heap, { budgetBytes }) is the policy hook on that figure:
+//
+//   const budget = watchCowBudget(heap, { budgetBytes: '64MiB', onExceeded: (e) => log(e) });
+//   budget.on('exceeded', (e) => ...);      // the same event; also on diagnostics_channel
+//   budget.close();
+//
+// By default it judges each cycle when its child is done (the childDone
+// event): exact, free, but after the fact. With `live: { intervalMs }` it also
+// watches while the child runs, from the parent's side:
+//
+//   at cycleStart (just before fork): which arena pages are present;
+//   every intervalMs while the child marks: which of those are now mapped by
+//     the parent alone (pagemap bit 56): each one was shared with the child
+//     at the fork, so the parent copied it;
+//
+// and `abortCycle: true` then kills the child when the budget is passed, so
+// that copying stops: the cycle aborts (CHILD_SIGNALED), nothing is freed,
+// and the heap's policy goes on (after maxConsecutiveAborts it collects
+// stop-the-world, which copies nothing). The live figure costs one read of
+// 8 bytes of pagemap per 4 KiB arena page per poll (a 256 MiB heap: 512 KiB,
+// well under a millisecond) and one such read on the main thread before each
+// fork; it is an estimate where the child's is exact (a page the parent
+// touched for the first time during the cycle is "new", not copied; a page
+// shared with a second heap's child too is not exclusive for anyone, see
+// docs/how-it-works.md "Nested forks").
+//
+// The parent-side map needs the arena's address, which the addon does not
+// expose: locateArena() finds it by matching arena pages (read through the
+// ArrayBuffer) against /proc/self/mem at the candidate mappings of
+// /proc/self/maps. See the report of issue 6 for the native helper that
+// would make this a one-liner.
+import dc from 'node:diagnostics_channel';
+import { EventEmitter } from 'node:events';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import type { ChildDoneEvent, CycleStartEvent, ForkEvent } from './events.js';
+import type { Heap } from './heap.js';
+import { GRANULE_BYTES, SPAN_BYTES } from './layout.js';
+import { parseBytes } from './options.js';
+
+/** The system's page size, as the addon reports it (4 KiB on x86-64). */
+export function pageBytes(heap: Heap): number {
+  return heap.addon.layoutConstants().pageSize;
+}
+
+/** diagnostics_channel on which every CowBudgetEvent is published too. */
+export const COW_BUDGET_CHANNEL = 'forkgc:cow:budget-exceeded';
+const channel = dc.channel(COW_BUDGET_CHANNEL);
+
+export interface CowBudgetEvent {
+  heapId: number;
+  cycleId: number;
+  /** The child of that cycle. */
+  pid: number;
+  /** Bytes the parent copied: the child's exact count ('child'), or the parent's live estimate ('live'). */
+  cowBytes: number;
+  cowPages: number;
+  budgetBytes: number;
+  source: 'child' | 'live';
+  /** Whether the child was killed for it (live mode with abortCycle). */
+  killedChild: boolean;
+  timeMs: number;
+}
+
+export interface CowBudgetOptions {
+  /** Copied bytes per cycle allowed: a number or a size string ('64MiB'). */
+  budgetBytes: number | string;
+  /** Called (synchronously) each time a cycle passes the budget; also emitted as 'exceeded'. */
+  onExceeded?: (event: CowBudgetEvent) => void;
+  /** Also watch while the child runs (parent-side pagemap). Default: off. */
+  live?: { intervalMs?: number; abortCycle?: boolean } | false;
+}
+
+type CowBudgetEvents = { exceeded: [CowBudgetEvent] };
+
+/** The hook returned by watchCowBudget(). */
+export class CowBudget extends EventEmitter<CowBudgetEvents> {
+  readonly budgetBytes: number;
+  /** Cycles judged, and how many passed the budget. */
+  cycles = 0;
+  exceeded = 0;
+  /** The last child figure seen (-1 when the child could not read its pagemap). */
+  lastCowBytes = 0;
+  /** The largest live (parent-side) estimate of the current or last cycle. */
+  lastLiveCowBytes = 0;
+  private closed = false;
+  private readonly unsubscribe: () => void;
+
+  constructor(private readonly heap: Heap, options: CowBudgetOptions) {
+    super();
+    this.budgetBytes = parseBytes('budgetBytes', options.budgetBytes);
+    if (options.onExceeded) this.on('exceeded', options.onExceeded);
+    const live = options.live ? { intervalMs: options.live.intervalMs ?? 20, abortCycle: options.live.abortCycle ?? false } : null;
+    const page = pageBytes(heap);
+    const reported = new Set<number>();   // cycles already reported (once per cycle)
+    let watch: { cycleId: number; pid: number; atFork: PageStates; topPage: number; timer?: NodeJS.Timeout } | null = null;
+    let pendingAtFork: { cycleId: number; atFork: PageStates; topPage: number } | null = null;
+
+    const report = (e: Omit<CowBudgetEvent, 'budgetBytes' | 'cowPages' | 'timeMs' | 'heapId'>) => {
+      if (reported.has(e.cycleId)) return;
+      reported.add(e.cycleId);
+      if (reported.size > 64) reported.delete(reported.values().next().value as number);
+      this.exceeded++;
+      const event: CowBudgetEvent = {
+        heapId: heap.regions.id, ...e, cowPages: Math.ceil(e.cowBytes / page), budgetBytes: this.budgetBytes,
+        timeMs: performance.now(),
+      };
+      if (channel.hasSubscribers) channel.publish(event);
+      this.emit('exceeded', event);
+    };
+    const stopWatch = () => {
+      if (watch?.timer) clearInterval(watch.timer);
+      watch = null;
+    };
+
+    const onChildDone = (e: ChildDoneEvent) => {
+      stopWatch();
+      this.cycles++;
+      this.lastCowBytes = e.cowBytes;
+      if (e.cowBytes > this.budgetBytes) {
+        report({ cycleId: e.cycleId, pid: e.pid, cowBytes: e.cowBytes, source: 'child', killedChild: false });
+      }
+    };
+    const onCycleStart = (e: CycleStartEvent) => {
+      if (!live || e.mode !== 'fork') return;
+      const top = Math.ceil((e.topGranule * GRANULE_BYTES) / page);
+      const states = readArenaPages(heap, 0, top);
+      pendingAtFork = states ? { cycleId: e.cycleId, atFork: states, topPage: top } : null;
+    };
+    const onFork = (e: ForkEvent) => {
+      if (!live || !pendingAtFork || pendingAtFork.cycleId !== e.cycleId) return;
+      stopWatch();
+      this.lastLiveCowBytes = 0;
+      const w = { cycleId: e.cycleId, pid: e.pid, atFork: pendingAtFork.atFork, topPage: pendingAtFork.topPage } as NonNullable<typeof watch>;
+      pendingAtFork = null;
+      watch = w;
+      w.timer = setInterval(() => {
+        if (watch !== w || heap.isClosed) return stopWatch();
+        const now = readArenaPages(heap, 0, w.topPage);
+        if (!now) return stopWatch();
+        const copied = countCopied(w.atFork, now) * page;
+        this.lastLiveCowBytes = Math.max(this.lastLiveCowBytes, copied);
+        if (copied > this.budgetBytes) {
+          let killed = false;
+          if (live.abortCycle) {
+            // The child has not reported yet (this watch stops at childDone),
+            // so it is alive or an unreaped zombie: its pid cannot be reused.
+            try { process.kill(w.pid, 'SIGKILL'); killed = true; } catch { /* already gone */ }
+          }
+          stopWatch();
+          report({ cycleId: w.cycleId, pid: w.pid, cowBytes: copied, source: 'live', killedChild: killed });
+        }
+      }, live.intervalMs);
+      w.timer.unref();
+    };
+    const onAbort = () => stopWatch();
+
+    heap.on('childDone', onChildDone);
+    heap.on('cycleStart', onCycleStart);
+    heap.on('fork', onFork);
+    heap.on('abort', onAbort);
+    this.unsubscribe = () => {
+      stopWatch();
+      heap.off('childDone', onChildDone);
+      heap.off('cycleStart', onCycleStart);
+      heap.off('fork', onFork);
+      heap.off('abort', onAbort);
+    };
+  }
+
+  /** Stops watching (idempotent). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribe();
+  }
+}
+
+/** Calls `onExceeded` (and emits 'exceeded') whenever a cycle's copied bytes pass `budgetBytes`. */
+export function watchCowBudget(heap: Heap, options: CowBudgetOptions): CowBudget {
+  return new CowBudget(heap, options);
+}
+
+// ---- the parent's view of its arena pages ------------------------------------
+
+/** Per page: bit 0 present, bit 1 mapped by this process alone (pagemap bit 56), bit 2 swapped. */
+export type PageStates = Uint8Array;
+export const PAGE_PRESENT = 1;
+export const PAGE_EXCLUSIVE = 2;
+export const PAGE_SWAPPED = 4;
+
+const arenaBases = new WeakMap<Heap, bigint | null>();
+
+/**
+ * The arena's virtual address, found by matching a few of its non-zero pages
+ * (read through the heap's ArrayBuffer) against /proc/self/mem at every
+ * span-aligned position of the anonymous read-write mappings large enough to
+ * hold it. Null when it cannot be told (no /proc, no object yet, ambiguous).
+ */
+export function locateArena(heap: Heap): bigint | null {
+  const cached = arenaBases.get(heap);
+  if (cached) return cached;
+  const PAGE_BYTES = pageBytes(heap);
+  const u8 = heap.views.u8;
+  const arenaBytes = u8.byteLength;
+  // Sample pages: those holding the first object of some spans in use.
+  const alloc = heap.views.allocBits;
+  const topWord = Math.ceil(heap.allocator.topGranule / 32);
+  const samples: number[] = [];
+  for (let w = 0; w < topWord && samples.length < 8; w++) {
+    if (alloc[w] === 0) continue;
+    const page = Math.floor((w * 32 * GRANULE_BYTES) / PAGE_BYTES);
+    if (samples.length === 0 || page - samples[samples.length - 1] >= 16) samples.push(page);
+  }
+  if (samples.length === 0) return null;
+  let maps: string;
+  let fd: number;
+  try {
+    maps = readFileSync('/proc/self/maps', 'utf8');
+    fd = openSync('/proc/self/mem', 'r');
+  } catch {
+    return null;
+  }
+  const buf = Buffer.alloc(PAGE_BYTES);
+  const matches: bigint[] = [];
+  try {
+    for (const line of maps.split('\n')) {
+      const m = /^([0-9a-f]+)-([0-9a-f]+) rw-p \S+ \S+ 0\s*$/.exec(line);
+      if (!m) continue;
+      const start = BigInt(`0x${m[1]}`);
+      const end = BigInt(`0x${m[2]}`);
+      if (end - start < BigInt(arenaBytes)) continue;
+      const align = BigInt(SPAN_BYTES);
+      for (let base = (start + align - 1n) / align * align; base + BigInt(arenaBytes) <= end; base += align) {
+        let ok = true;
+        for (const page of samples) {
+          const off = page * PAGE_BYTES;
+          let n = 0;
+          try { n = readSync(fd, buf, 0, PAGE_BYTES, base + BigInt(off)); } catch { ok = false; break; }
+          if (n !== PAGE_BYTES || !buf.equals(u8.subarray(off, off + PAGE_BYTES))) { ok = false; break; }
+        }
+        if (ok) matches.push(base);
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+  const found = matches.length === 1 ? matches[0] : null;
+  if (found) arenaBases.set(heap, found);
+  return found;
+}
+
+/**
+ * The states of arena pages [fromPage, fromPage + count) from
+ * /proc/self/pagemap (see PAGE_* bits), or null when they cannot be read.
+ */
+export function readArenaPages(heap: Heap, fromPage: number, count: number): PageStates | null {
+  const base = locateArena(heap);
+  if (base === null) return null;
+  const PAGE_BYTES = pageBytes(heap);
+  const out = new Uint8Array(count);
+  let fd: number;
+  try {
+    fd = openSync('/proc/self/pagemap', 'r');
+  } catch {
+    return null;
+  }
+  try {
+    const perRead = 16384;
+    const buf = Buffer.alloc(perRead * 8);
+    const words = new Uint32Array(buf.buffer, buf.byteOffset, perRead * 2);
+    const firstPage = Number(base / BigInt(PAGE_BYTES)) + fromPage;
+    for (let done = 0; done < count;) {
+      const n = Math.min(perRead, count - done);
+      const got = readSync(fd, buf, 0, n * 8, (firstPage + done) * 8) / 8;
+      if (got <= 0) return null;
+      for (let i = 0; i < got; i++) {
+        const hi = words[i * 2 + 1];  // little-endian: bits 32..63 of the entry
+        out[done + i] = ((hi >>> 31) & 1) * PAGE_PRESENT | ((hi >>> 24) & 1) * PAGE_EXCLUSIVE | ((hi >>> 30) & 1) * PAGE_SWAPPED;
+      }
+      done += got;
+    }
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+  return out;
+}
+
+/** Pages present at the fork and now mapped by the parent alone: the parent copied them. */
+export function countCopied(atFork: PageStates, now: PageStates): number {
+  let n = 0;
+  const len = Math.min(atFork.length, now.length);
+  for (let i = 0; i < len; i++) {
+    if ((atFork[i] & PAGE_PRESENT) && (now[i] & (PAGE_PRESENT | PAGE_EXCLUSIVE)) === (PAGE_PRESENT | PAGE_EXCLUSIVE)) n++;
+  }
+  return n;
+}
+
+/** What an arena page is, mid-cycle, from the parent's side. */
+export const PageKind = {
+  /** Not resident (never touched, released to the OS, or swapped). */
+  Absent: 0,
+  /** Resident and still shared with the child (the snapshot, uncopied). */
+  Shared: 1,
+  /** Was shared at the fork; the parent wrote to it, so the kernel copied it. */
+  Copied: 2,
+  /** Touched for the first time after the fork (or above the snapshot's top): never shared. */
+  New: 3,
+} as const;
+export type PageKind = (typeof PageKind)[keyof typeof PageKind];
+
+export interface CowMap {
+  heapId: number;
+  cycleId: number;
+  childPid: number;
+  pageBytes: number;
+  /** Pages [0, snapshotPages) are the child's snapshot range (the arena below topGranule at the fork). */
+  snapshotPages: number;
+  /** One PageKind per arena page in [0, pages.length). */
+  pages: Uint8Array;
+  counts: { absent: number; shared: number; copied: number; new: number };
+  capturedAtMs: number;
+}
+
+/**
+ * Records, at each cycle's start, which arena pages are present; capture()
+ * then classifies every page mid-cycle. Call capture() while the child is
+ * alive (phase 'marking'): once it exits every page is the parent's alone.
+ */
+export class CowMapper {
+  private atFork: { cycleId: number; states: PageStates; topPage: number } | null = null;
+  private pid = 0;
+  private readonly page: number;
+  private readonly onStart = (e: CycleStartEvent) => {
+    const top = Math.ceil((e.topGranule * GRANULE_BYTES) / this.page);
+    const states = readArenaPages(this.heap, 0, top);
+    this.atFork = states ? { cycleId: e.cycleId, states, topPage: top } : null;
+  };
+  private readonly onFork = (e: ForkEvent) => { this.pid = e.pid; };
+
+  constructor(private readonly heap: Heap) {
+    this.page = pageBytes(heap);
+    // Find the arena now, not inside the cycle's start.
+    locateArena(heap);
+    heap.on('cycleStart', this.onStart);
+    heap.on('fork', this.onFork);
+  }
+
+  /** The map of the cycle in flight, or null (no cycle seen, or pagemap unreadable). */
+  capture(): CowMap | null {
+    const f = this.atFork;
+    if (!f) return null;
+    const topPage = Math.max(f.topPage, Math.ceil((this.heap.allocator.topGranule * GRANULE_BYTES) / this.page));
+    const now = readArenaPages(this.heap, 0, topPage);
+    if (!now) return null;
+    const pages = new Uint8Array(topPage);
+    const counts = { absent: 0, shared: 0, copied: 0, new: 0 };
+    for (let i = 0; i < topPage; i++) {
+      const s = now[i];
+      let k: PageKind;
+      if (!(s & PAGE_PRESENT)) k = PageKind.Absent;
+      else if (!(s & PAGE_EXCLUSIVE)) k = PageKind.Shared;
+      else if (i < f.topPage && (f.states[i] & PAGE_PRESENT)) k = PageKind.Copied;
+      else k = PageKind.New;
+      pages[i] = k;
+      if (k === PageKind.Absent) counts.absent++;
+      else if (k === PageKind.Shared) counts.shared++;
+      else if (k === PageKind.Copied) counts.copied++;
+      else counts.new++;
+    }
+    return {
+      heapId: this.heap.regions.id, cycleId: f.cycleId, childPid: this.pid, pageBytes: this.page,
+      snapshotPages: f.topPage, pages, counts, capturedAtMs: performance.now(),
+    };
+  }
+
+  close(): void {
+    this.heap.off('cycleStart', this.onStart);
+    this.heap.off('fork', this.onFork);
+  }
+}

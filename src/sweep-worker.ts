@@ -1,0 +1,66 @@
+// The piscina task that sweeps a range of spans in a worker thread. It
+// attaches to the heap's memory through the addon (the mappings stay until
+// it detaches, even if the heap is closed meanwhile), claims each span with
+// the same CAS the main thread uses, sweeps it with the same code
+// (src/sweeper.ts), and returns what it did; the main thread does the
+// bookkeeping.
+import { threadId } from 'node:worker_threads';
+import { native } from './native.js';
+import { SweepTally, claimSpan, sweepClaimedSpan } from './sweeper.js';
+import { HeapViews } from './views.js';
+
+export interface SweepTask {
+  heapId: number;
+  cycleId: number;
+  from: number;
+  to: number;
+  /** Testing only: throw after claiming this many spans (leaving the last one half-swept). */
+  failAfter: number;
+}
+
+export interface SweepTaskResult {
+  /** Pairs: span index, spans freed from it (0 when it stays in use). */
+  swept: Int32Array;
+  freedObjects: number;
+  freedBytes: number;
+  liveObjects: number;
+  spans: number;
+  threadId: number;
+  /** Wall-clock (epoch) milliseconds, comparable across threads. */
+  startEpochMs: number;
+  endEpochMs: number;
+  /** The heap was gone before the task ran. */
+  heapGone: boolean;
+}
+
+export default function sweepSpans(task: SweepTask): SweepTaskResult {
+  const startEpochMs = performance.timeOrigin + performance.now();
+  const addon = native();
+  const regions = addon.attachHeap(task.heapId);
+  const tally = new SweepTally();
+  const swept: number[] = [];
+  if (regions) {
+    try {
+      const v = new HeapViews(regions);
+      let claimed = 0;
+      for (let s = task.from; s < task.to; s++) {
+        if (!claimSpan(v, s)) continue;
+        if (++claimed === task.failAfter) throw new Error(`injected sweeper failure at span ${s}`);
+        swept.push(s, sweepClaimedSpan(v, s, tally));
+      }
+    } finally {
+      addon.detachHeap(regions);
+    }
+  }
+  return {
+    swept: Int32Array.from(swept),
+    freedObjects: tally.freedObjects,
+    freedBytes: tally.freedBytes,
+    liveObjects: tally.liveObjects,
+    spans: tally.spans,
+    threadId,
+    startEpochMs,
+    endEpochMs: performance.timeOrigin + performance.now(),
+    heapGone: regions === null,
+  };
+}
