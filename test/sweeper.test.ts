@@ -1,0 +1,295 @@
+// The sweeper (src/sweeper.ts) and sweeper threads (src/sweep-pool.ts):
+// unit tests with mark bits set by hand (no fork, no marker), the memory
+// ordering the threads rely on, and stress with the mutator running.
+import { Worker } from 'node:worker_threads';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CycleAbortedError, Heap, type CycleStats } from '../src/index.js';
+import { LARGE_CLASS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_WORDS, SW_CLASS, SW_LIVE, SW_STATE } from '../src/layout.js';
+import { native } from '../src/native.js';
+import { SweepTally, claimSpan, sweepClaimedSpan } from '../src/sweeper.js';
+import type { Allocator } from '../src/allocator.js';
+import type { HeapViews } from '../src/views.js';
+
+const heaps: Heap[] = [];
+function heap(options: ConstructorParameters<typeof Heap>[0] = {}): Heap {
+  const h = new Heap({ maxHeap: '64MiB', auto: false, sweepThreads: 0, ...options });
+  heaps.push(h);
+  return h;
+}
+afterEach(async () => {
+  for (const h of heaps.splice(0)) await h.close();
+});
+
+function internals(h: Heap): { views: HeapViews; allocator: Allocator } {
+  return h as unknown as { views: HeapViews; allocator: Allocator };
+}
+
+function setMark(v: HeapViews, g: number): void {
+  v.markBits[g >>> 5] |= 1 << (g & 31);
+}
+
+/** Sweeps every span on this thread, as a sweep would, from the mark bits as they are. */
+function sweepAll(h: Heap): SweepTally {
+  const { views, allocator } = internals(h);
+  const tally = new SweepTally();
+  allocator.beginSweep();
+  for (let s = 1; s < allocator.topSpan; s++) {
+    if (claimSpan(views, s)) allocator.afterSweep(s, sweepClaimedSpan(views, s, tally));
+  }
+  allocator.endSweep();
+  return tally;
+}
+
+describe('sweeping a span from hand-set mark bits (no fork, no marker)', () => {
+  it('frees exactly the unmarked objects, zeroes their slots, keeps the marked intact, clears the marks', () => {
+    const h = heap();
+    const T = h.defineStruct('T', { a: 'u32', b: 'f64', next: 'ref' });
+    const refs: number[] = [];
+    for (let i = 0; i < 10_000; i++) refs.push(T.alloc({ a: i, b: i / 3 }));
+    const big = h.bytes.alloc(200_000);  // a large object: a run of spans of its own
+    h.bytes.set(big, 199_999, 7);
+    const { views } = internals(h);
+    const marked = new Set(refs.filter((_, i) => i % 3 === 0));
+    for (const r of marked) setMark(views, r);
+    setMark(views, big);
+    const tally = sweepAll(h);
+    expect(tally.freedObjects).toBe(refs.length - marked.size);
+    expect(tally.liveObjects).toBe(marked.size + 1);
+    for (const [i, r] of refs.entries()) {
+      if (marked.has(r)) {
+        expect(T.get.a(r)).toBe(i);
+        expect(T.get.b(r)).toBe(i / 3);
+      } else {
+        expect((views.allocBits[r >>> 5] >>> (r & 31)) & 1).toBe(0);
+        expect(Array.from(views.u32.subarray(r * 4, r * 4 + T.size / 4))).toEqual(new Array(T.size / 4).fill(0));
+      }
+    }
+    expect(h.bytes.get(big, 199_999)).toBe(7);
+    expect(views.markBits.subarray(0, Math.ceil(internals(h).allocator.topGranule / 32)).every((w) => w === 0)).toBe(true);
+  });
+
+  it('an empty span becomes FREE and an unmarked large object frees its whole run', () => {
+    const h = heap();
+    const T = h.defineStruct('T', { a: 'u32' });
+    const first = T.alloc();
+    for (let i = 1; i < SPAN_GRANULES; i++) T.alloc();  // fills span 1 (16-byte slots)
+    const big = h.bytes.alloc(3 * 65536);
+    const { views } = internals(h);
+    const s = Math.floor(first / SPAN_GRANULES);
+    const bigSpan = big / SPAN_GRANULES;
+    expect(views.spans[bigSpan * SPAN_WORDS + SW_CLASS]).toBe(LARGE_CLASS);
+    sweepAll(h);
+    expect(views.spans[s * SPAN_WORDS + SW_STATE]).toBe(SPAN_FREE);
+    for (let t = bigSpan; t < bigSpan + 4; t++) expect(views.spans[t * SPAN_WORDS + SW_STATE]).toBe(SPAN_FREE);
+  });
+
+  it('sweeping again with the same marks (a half-swept span redone) frees nothing more', () => {
+    const h = heap();
+    const T = h.defineStruct('T', { a: 'u32' });
+    const refs = Array.from({ length: 5000 }, (_, i) => T.alloc({ a: i }));
+    const { views } = internals(h);
+    for (const r of refs.filter((_, i) => i % 2 === 0)) setMark(views, r);
+    const saved = views.markBits.slice();
+    const first = sweepAll(h);
+    views.markBits.set(saved);
+    const again = sweepAll(h);
+    expect(first.freedObjects).toBe(2500);
+    expect(again.freedObjects).toBe(0);
+    for (const [i, r] of refs.entries()) if (i % 2 === 0) expect(T.get.a(r)).toBe(i);
+  });
+
+  it('live counts in the span table match the survivors', () => {
+    const h = heap();
+    const T = h.defineStruct('T', { a: 'u32', b: 'u32', c: 'u32' });
+    const refs = Array.from({ length: 3000 }, () => T.alloc());
+    const { views } = internals(h);
+    let marked = 0;
+    for (const [i, r] of refs.entries()) if (i % 7 === 1) { setMark(views, r); marked++; }
+    sweepAll(h);
+    let live = 0;
+    for (let s = 1; s < internals(h).allocator.topSpan; s++) {
+      if (views.spans[s * SPAN_WORDS + SW_STATE] === SPAN_IN_USE) live += views.spans[s * SPAN_WORDS + SW_LIVE];
+    }
+    expect(live).toBe(marked);
+  });
+});
+
+describe('memory ordering the sweeper threads rely on', () => {
+  it('Atomics on the external (non-shared) span table lose no contended update across threads', async () => {
+    const regions = native().createHeap(2 ** 22, false, 1024, 1024);
+    if (!('spans' in regions)) throw new Error('createHeap failed');
+    const spans = new Int32Array(regions.spans);
+    const N = 500_000;
+    const body = `
+      const { workerData, parentPort } = require('node:worker_threads');
+      const n = require(${JSON.stringify(new URL('../build/Release/forkgc.node', import.meta.url).pathname)});
+      const v = n.attachHeap(workerData.id);
+      const spans = new Int32Array(v.spans);
+      for (let i = 0; i < workerData.n; i++) {
+        Atomics.add(spans, 0, 1);
+        for (;;) { const old = spans[1]; if (Atomics.compareExchange(spans, 1, old, old + 1) === old) break; }
+      }
+      n.detachHeap(v);
+      parentPort.postMessage('done');`;
+    const run = () => new Promise<void>((resolve, reject) => {
+      const w = new Worker(body, { eval: true, workerData: { id: regions.id, n: N } });
+      const timer = setTimeout(() => { void w.terminate(); reject(new Error('worker timed out')); }, 30_000);
+      w.once('message', () => { clearTimeout(timer); resolve(); });
+      w.once('error', (e) => { clearTimeout(timer); reject(e); });
+    });
+    await Promise.all([run(), run()]);
+    expect(spans[0]).toBe(2 * N);
+    expect(spans[1]).toBe(2 * N);
+    native().destroyHeap(regions);
+  });
+});
+
+/**
+ * A churning mutator with a shadow model: a rooted table of objects whose
+ * contents derive from an id; replacing entries drops the old objects. Every
+ * new object must be at a granule no live object holds (no slot handed out
+ * twice), and after every cycle every live object's content must hold.
+ */
+async function churn(h: Heap, cycles: number): Promise<CycleStats[]> {
+  const Rec = h.defineStruct('Rec', { id: 'u32', sq: 'f64', name: 'ref', next: 'ref' });
+  const N = 2000;
+  const table = h.root(h.arrays.alloc(N));
+  const ids = new Int32Array(N).fill(-1);
+  const liveGranules = new Map<number, number>();  // granule -> table index
+  let nextId = 0;
+  const make = (i: number) => {
+    const id = nextId++;
+    const r = Rec.alloc({ id, sq: id * id });
+    if (liveGranules.has(r)) throw new Error(`granule ${r} handed out while still live`);
+    const s = h.strings.alloc(`rec-${id}`);
+    if (liveGranules.has(s)) throw new Error(`granule ${s} handed out while still live`);
+    Rec.set.name(r, s);
+    const old = h.arrays.get(table.get(), i);
+    if (old !== 0) {
+      liveGranules.delete(old);
+      liveGranules.delete(Rec.get.name(old));
+    }
+    h.arrays.set(table.get(), i, r);
+    liveGranules.set(r, i);
+    liveGranules.set(s, i);
+    ids[i] = id;
+  };
+  // Plain comparisons in the hot loops (expect() per field would dominate).
+  const check = () => {
+    const arr = table.get();
+    for (let i = 0; i < N; i++) {
+      const r = h.arrays.get(arr, i);
+      const ok = ids[i] < 0 ? r === 0
+        : Rec.get.id(r) === ids[i] && Rec.get.sq(r) === ids[i] * ids[i] && h.strings.read(Rec.get.name(r)) === `rec-${ids[i]}`;
+      if (!ok) throw new Error(`entry ${i} (id ${ids[i]}) is not intact`);
+    }
+  };
+  const seen: CycleStats[] = [];
+  h.on('cycle', (c) => { seen.push(c); check(); });
+  let seed = 7;
+  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  for (let i = 0; i < N; i++) make(i);
+  const deadline = Date.now() + 50_000;
+  while (seen.length < cycles && Date.now() < deadline) {
+    for (let k = 0; k < 300; k++) {
+      make(Math.floor(rand() * N));
+      // Garbage that never reaches the table.
+      Rec.alloc({ next: Rec.alloc() });
+    }
+    await new Promise(setImmediate);
+  }
+  await h.collect();
+  check();
+  table.release();
+  return seen;
+}
+
+describe('sweeping while the mutator allocates and writes', () => {
+  for (const threads of [0, 1, 2]) {
+    it(`200 cycles with ${threads} sweeper thread(s): no slot handed out twice, every live object intact`, async () => {
+      const h = heap({ auto: true, sweepThreads: threads, minTriggerBytes: '128KiB', gcPercent: 25 });
+      const cycles = await churn(h, 200);
+      expect(cycles.length).toBeGreaterThanOrEqual(200);
+      const freed = cycles.reduce((n, c) => n + c.objectsFreed, 0);
+      expect(freed).toBeGreaterThan(0);
+      if (threads > 0) expect(cycles.reduce((n, c) => n + c.workerSpansSwept, 0)).toBeGreaterThan(0);
+      else expect(cycles.every((c) => c.workerSpansSwept === 0)).toBe(true);
+    }, 90_000);
+  }
+
+  it('the next cycle never forks before the previous sweep has finished', async () => {
+    const h = heap({ sweepThreads: 1 });
+    const order: string[] = [];
+    h.on('cycleStart', (e) => order.push(`start ${e.cycleId}`));
+    h.on('sweepStart', (e) => {
+      order.push(`sweepStart ${e.cycleId}`);
+      h.safepoint();          // a safepoint during the sweep must not fork
+      void h.collect();       // nor may an explicit collect, which queues behind it
+    });
+    h.on('sweepEnd', (e) => order.push(`sweepEnd ${e.id}`));
+    const T = h.defineStruct('T', { x: 'u32' });
+    for (let i = 0; i < 50_000; i++) T.alloc();
+    h.removeAllListeners('sweepStart');
+    h.on('sweepStart', (e) => { order.push(`sweepStart ${e.cycleId}`); if (e.cycleId === 1) void h.collect(); });
+    await h.collect();
+    await new Promise((r) => setTimeout(r, 50));
+    await h.collect();
+    for (let i = 0; i < order.length; i++) {
+      const m = /^start (\d+)$/.exec(order[i]);
+      if (!m || m[1] === '1') continue;
+      expect(order.slice(0, i)).toContain(`sweepEnd ${Number(m[1]) - 1}`);
+    }
+  });
+});
+
+describe('sweeper threads and failure', () => {
+  it('close() during a sweep waits for the workers, and the process goes on', async () => {
+    const h = heap({ sweepThreads: 2, maxHeap: '256MiB' });
+    const T = h.defineStruct('T', { x: 'u32', y: 'u32', z: 'u32' });
+    for (let i = 0; i < 1_000_000; i++) T.alloc({ x: i });
+    let closing: Promise<void> | undefined;
+    h.on('sweepStart', () => { closing = h.close(); });
+    await expect(h.collect()).rejects.toMatchObject({ code: 'ERR_CYCLE_ABORTED', reason: 'CLOSED' });
+    await closing;
+    expect(h.isClosed).toBe(true);
+    expect(() => T.alloc()).toThrow(expect.objectContaining({ code: 'ERR_HEAP_CLOSED' }));
+    // The process and the addon are fine: a new heap works.
+    const h2 = heap({ sweepThreads: 1 });
+    const U = h2.defineStruct('U', { x: 'u32' });
+    const keep = h2.root(U.alloc({ x: 5 }));
+    await h2.collect();
+    expect(U.get.x(keep.get())).toBe(5);
+  });
+
+  it('an exception in a sweeper thread fails the cycle loudly and frees no live object', async () => {
+    const h = heap({ sweepThreads: 1, faultInjectionForTesting: { kind: 'sweep-worker-throw', arg: 2, cycles: (id) => id === 1 } });
+    const T = h.defineStruct('T', { x: 'u32', next: 'ref' });
+    const list = h.root(0);
+    for (let i = 0; i < 30_000; i++) {
+      const n = T.alloc({ x: i, next: list.get() });
+      list.set(n);
+      T.alloc({ x: i });  // garbage
+    }
+    const aborts: CycleAbortedError[] = [];
+    h.on('abort', (e) => aborts.push(e));
+    await expect(h.collect()).rejects.toMatchObject({ code: 'ERR_CYCLE_ABORTED', reason: 'SWEEP_FAILED' });
+    expect(aborts).toHaveLength(1);
+    const walk = () => {
+      let n = list.get();
+      let expected = 29_999;
+      while (n !== 0) {
+        expect(T.get.x(n)).toBe(expected--);
+        n = T.get.next(n);
+      }
+      expect(expected).toBe(-1);
+    };
+    walk();
+    expect(h.stats().objects).toBeLessThanOrEqual(60_000);
+    expect(h.stats().objects).toBeGreaterThanOrEqual(30_000);
+    // The next cycle succeeds and frees the rest of the garbage.
+    const c = await h.collect();
+    walk();
+    expect(h.stats().objects).toBe(30_000);
+    expect(c.objectsMarked).toBe(30_000);
+  });
+});
