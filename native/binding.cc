@@ -136,7 +136,9 @@ Napi::Value ForkCycle(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// markInProcess(id, topGranule, rootCount): the stop-the-world mark.
+// markInProcess(id, topGranule, rootCount[, granule]): the stop-the-world
+// mark from the root table; or, given a granule, from that object alone into
+// the parent's bitmap as it is (the weak-read barrier, src/weak.ts).
 Napi::Value MarkInProcess(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   HeapMemory* h = heapArg(info);
@@ -149,6 +151,12 @@ Napi::Value MarkInProcess(const Napi::CallbackInfo& info) {
   in.descriptors = reinterpret_cast<const uint32_t*>(h->descriptors.base);
   in.roots = reinterpret_cast<const uint32_t*>(h->roots.base);
   in.rootCount = info[2].As<Napi::Number>().Uint32Value();
+  uint32_t single = 0;
+  if (info.Length() > 3 && info[3].IsNumber()) {
+    single = info[3].As<Napi::Number>().Uint32Value();
+    in.roots = &single;
+    in.rootCount = 1;
+  }
   in.stack = reinterpret_cast<uint32_t*>(h->markStack.base);
   in.stackCapacity = h->markStackEntries();
   if (in.topGranule > h->arenaGranules()) return fail(env, "markInProcess: top beyond the arena");

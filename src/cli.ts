@@ -71,22 +71,23 @@ function buildWorkload(heap: Heap, records: number, garbage: number) {
 
 type Workload = ReturnType<typeof buildWorkload>;
 
-/** Indices of records that lie on `pages` distinct arena pages (one record per page). */
+/** Indices of records on `pages` distinct arena pages (one record per page), spread over the table. */
 function recordsOnDistinctPages(heap: Heap, w: Workload, pages: number): number[] {
   const page = pageBytes(heap);
   const t = w.table.get();
   const n = heap.arrays.length(t);
   const seen = new Set<number>();
-  const picked: number[] = [];
-  for (let i = 0; i < n && picked.length < pages; i++) {
-    const r = heap.arrays.get(t, i);
-    const p = Math.floor((r * 16) / page);
+  const firstOnPage: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const p = Math.floor((heap.arrays.get(t, i) * 16) / page);
     if (!seen.has(p)) {
       seen.add(p);
-      picked.push(i);
+      firstOnPage.push(i);
     }
   }
-  return picked;
+  if (pages >= firstOnPage.length) return firstOnPage;
+  const step = firstOnPage.length / pages;
+  return Array.from({ length: pages }, (_, k) => firstOnPage[Math.floor(k * step)]);
 }
 
 /** Mutates the heap while the child marks: writes to records (one per page), allocates rooted objects. */
@@ -121,14 +122,15 @@ function heapOptions(o: { mode?: 'fork' | 'stw'; hugePages?: boolean; hold?: num
 
 interface DemoOptions {
   records: number; garbage: number; writes: number; allocate: number; hold: number;
-  mode: 'fork' | 'stw'; hugePages: boolean; killChild: boolean;
+  mode: 'fork' | 'stw'; hugePages: boolean; killChild: boolean; secondHeap: boolean;
 }
 
 async function demo(o: DemoOptions): Promise<void> {
   const heap = new Heap(heapOptions({ ...o, hold: o.killChild ? Math.max(o.hold, 2000) : o.hold }));
   try {
     const out = (s: string) => process.stdout.write(`${s}\n`);
-    out(`forkgc demo: pid ${process.pid}, Node ${process.version}, ${o.mode} mode${o.hugePages ? ', huge pages' : ''}`);
+    out(`forkgc demo: pid ${process.pid}, Node ${process.version}, ${o.mode} mode${o.hugePages ? ', huge pages' : ''}` +
+      (o.mode === 'fork' && o.hold > 0 ? `; the child will wait ${o.hold} ms before marking (--hold)` : ''));
     const w = buildWorkload(heap, o.records, o.garbage);
     const before = heap.stats();
     out(`built ${n0(o.records)} live records (${n0(2 * o.records + 1)} objects) and ${n0(o.garbage)} garbage ones ` +
@@ -140,7 +142,7 @@ async function demo(o: DemoOptions): Promise<void> {
     heap.on('cycleStart', (e) => {
       t0 = e.timeMs;
       out(`${at(e.timeMs)} cycle ${e.cycleId} starts (${e.trigger}): ${mib(e.heapBytes)} MiB of spans, ` +
-        `${mib(e.liveBytes)} MiB counted live since the last cycle; the snapshot covers granules [0, ${n0(e.topGranule)})`);
+        `${mib(e.liveBytes)} MiB not yet known to be garbage; the snapshot covers granules [0, ${n0(e.topGranule)})`);
     });
     let childPid = 0;
     heap.on('fork', (e) => { childPid = e.pid; });
@@ -157,6 +159,17 @@ async function demo(o: DemoOptions): Promise<void> {
     heap.on('abort', (e) => out(`${at(performance.now())} cycle aborted (${e.reason}): ${e.message}`));
 
     const cycle = heap.collect();
+    let second: { heap: Heap; cycle: Promise<CycleStats> } | undefined;
+    if (o.secondHeap && o.mode === 'fork') {
+      // A second heap forks while the first one's child lives: its child
+      // inherits a copy of the whole process, the first heap's arena included.
+      const other = new Heap({ maxHeap: '64MiB', auto: false, faultInjectionForTesting: { kind: 'delay-before-mark', arg: o.hold + 1000 } });
+      other.strings.alloc('a second heap');
+      second = { heap: other, cycle: other.collect() };
+      second.cycle.catch(() => undefined);
+      out(`${at(performance.now())} a second heap forked too (its child is held ${o.hold + 1000} ms): ` +
+        'every resident page of the first heap is now mapped three times (parent, first child, second child)');
+    }
     if (o.mode === 'fork') {
       mutateDuringCycle(heap, w, targets, o.allocate);
       out(`${at(performance.now())} meanwhile the parent wrote to ${n0(targets.length)} distinct pages and allocated ` +
@@ -170,6 +183,15 @@ async function demo(o: DemoOptions): Promise<void> {
     let c: CycleStats;
     try {
       c = await cycle;
+      if (second) {
+        const s2 = await second.cycle.catch(() => undefined);
+        await second.heap.close();
+        out(`${at(performance.now())} the second heap's cycle ended too (its child counted ` +
+          `${s2 ? n0(s2.cowBytes / pageBytes(heap)) : '?'} copied pages of its own heap)`);
+        out(`nested forks: the parent wrote to ${n0(targets.length)} pages of the first heap, and the kernel copied each for it; ` +
+          `but the first child counted only ${n0(c.cowBytes / pageBytes(heap))}: the originals were still mapped by BOTH children, ` +
+          'so neither had them to itself (pagemap bit 56 means "mapped exactly once"). A page is freed when its last mapping goes.');
+      }
     } catch (e) {
       if (!(e instanceof CycleAbortedError)) throw e;
       const s = heap.stats();
@@ -445,10 +467,12 @@ export function program(): Command {
     .option('--garbage <n>', 'garbage records allocated after them (2 objects each)', int(0), 300_000)
     .option('--writes <pages>', 'distinct pages the parent writes to while the child marks', int(0), 256)
     .option('--allocate <n>', 'objects the parent allocates while the child marks (allocate black)', int(0), 1000)
-    .option('--hold <ms>', 'the child waits this long before marking (a testing hook; 0 = a natural cycle)', int(0, 60_000), 0)
+    .option('--hold <ms>', 'the child waits this long before marking, so the parent\'s writes surely land while it lives ' +
+      '(a testing hook; 0 = a natural cycle, whose child may finish before the parent has written anything)', int(0, 60_000), 100)
     .addOption(new Option('--mode <mode>', 'fork, or stw (the same marker, in-process)').choices(['fork', 'stw']).default('fork'))
     .option('--huge-pages', 'transparent huge pages on the arena (MADV_HUGEPAGE)', false)
     .option('--kill-child', 'SIGKILL the child mid-cycle: the cycle aborts and frees nothing', false)
+    .option('--second-heap', 'a second heap forks while the first one\'s child lives (nested forks, shared pages)', false)
     .action((opts: DemoOptions) => demo(opts));
 
   p.command('cow-map')

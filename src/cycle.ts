@@ -71,6 +71,10 @@ export interface CycleHost {
   sweepPool(): SweepPool | undefined;
   /** After a failed sweep: recount live objects and bytes from the allocation bits. */
   recount(): void;
+  /** The bitmap is final and no span is swept yet: clear dead weak fields, take dead finalization entries. */
+  sweepStarting(): void;
+  /** The sweep is over (or given up): run the finalization callbacks it took, from the event loop. */
+  sweepFinished(): void;
   /** Publishes a phase of the cycle (src/events.ts). */
   publish<K extends CycleEventName>(name: K, payload: CycleEventMap[K]): void;
   /** The sweep freed objects: live accounting goes down. */
@@ -450,6 +454,7 @@ export class Collector {
   // ---- sweeping --------------------------------------------------------
 
   private beginSweep(c: Cycle): void {
+    this.host.sweepStarting();
     this.phase = 'sweeping';
     c.sweepStartNs = process.hrtime.bigint();
     this.host.allocator.beginSweep();
@@ -542,6 +547,7 @@ export class Collector {
     }
     a.endSweep();
     h.recount();
+    h.sweepFinished();
     this.phase = 'idle';
     this.cycle = undefined;
     const error = new CycleAbortedError('SWEEP_FAILED', c.stats.id,
@@ -633,6 +639,7 @@ export class Collector {
     this.phase = 'idle';
     this.cycle = undefined;
     h.policy.cycleCompleted(s.liveBytesAfter, s.heapBytesAfter);
+    h.sweepFinished();
     h.publish('sweepEnd', s);
     h.cycleCompleted(s);
     for (const w of c.waiters) w.resolve(s);

@@ -19,6 +19,8 @@ import {
 import { HeapViews } from './views.js';
 import { SweepPool } from './sweep-pool.js';
 import { objectBytes } from './sweeper.js';
+import { WeakHolders } from './weak.js';
+import { HeapFinalizationRegistry } from './finalization.js';
 import { publish, type CycleEventMap, type CycleEventName, type FallbackEvent } from './events.js';
 
 /**
@@ -72,6 +74,9 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
   private scheduled = false;
   private saidFallback = false;
   private pool: SweepPool | undefined;
+  private readonly weakHolders: WeakHolders;
+  private readonly finalizers: Array<HeapFinalizationRegistry<unknown>> = [];
+  private pendingFinalizers: Array<() => void> = [];
   private totals = { cycles: 0, aborted: 0, fallback: 0, freed: 0, returned: 0, maxPauseUs: 0, pauseUs: 0, markMs: 0, sweepMs: 0 };
 
   constructor(options?: HeapOptions) {
@@ -92,6 +97,7 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
     this.roots = new RootTable(this.views.roots, o.maxRoots);
     this.policy = new Policy(o);
     this.refs = makeRefOps(this, o.checked);
+    this.weakHolders = new WeakHolders(this.views);
     this.types = new TypeRegistry(this);
     this.arrays = new RefArrays(this);
     this.bytes = new ByteArrays(this);
@@ -107,6 +113,26 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
       sweepPool: () => {
         if (!this.pool && (o.piscina || o.sweepThreads > 0)) this.pool = new SweepPool(o.sweepThreads, o.piscina);
         return this.pool;
+      },
+      sweepStarting: () => {
+        this.weakHolders.clearDead();
+        for (const r of this.finalizers) this.pendingFinalizers.push(...r.takeDead(this.views));
+      },
+      sweepFinished: () => {
+        const due = this.pendingFinalizers;
+        if (due.length === 0) return;
+        this.pendingFinalizers = [];
+        // From the event loop, one callback at a time: never inside an
+        // allocation; a throwing callback does not stop the others.
+        setImmediate(() => {
+          for (const run of due) {
+            try {
+              run();
+            } catch (e) {
+              process.nextTick(() => { throw e; });
+            }
+          }
+        });
       },
       recount: () => {
         const v = this.views;
@@ -168,6 +194,29 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
   defineStruct<F extends FieldSpec>(name: string, fields: F): StructType<F> {
     this.ensureOpen();
     return this.types.defineStruct(name, fields);
+  }
+
+  /**
+   * A registry whose callback runs with the held value after a cycle frees
+   * a registered object (asynchronously, from the event loop, exactly once).
+   */
+  createFinalizationRegistry<T>(callback: (held: T) => void): HeapFinalizationRegistry<T> {
+    this.ensureOpen();
+    if (typeof callback !== 'function') throw new TypeError('createFinalizationRegistry: callback must be a function');
+    const r = new HeapFinalizationRegistry<T>(this.refs, () => this.ensureOpen(), callback);
+    this.finalizers.push(r as HeapFinalizationRegistry<unknown>);
+    return r;
+  }
+
+  /** @internal */
+  weakHolderAllocated(g: number): void { this.weakHolders.add(g); }
+
+  /** @internal The weak read barrier (src/weak.ts, rule 1). */
+  weakRead(g: number): void {
+    if (this.collector.phase !== 'marking') return;
+    if ((this.marks[g >>> 5] & (1 << (g & 31))) !== 0) return;
+    const r = this.addon.markInProcess(this.regions.id, this.allocator.topGranule, 0, g);
+    if (r.status !== 0) throw new Error(`forkgc: heap corrupt at reference ${r.badRef} (weak read barrier)`);
   }
 
   /** The type name of the object `ref` names: a struct's name, 'RefArray', 'Bytes' or 'String'. */

@@ -6,6 +6,7 @@ export { parseBytes } from './options.js';
 export type { Ref, FieldKind, FieldSpec, FieldValue, StructType, StructValues } from './types.js';
 export { RefArrays, ByteArrays, Strings } from './types.js';
 export { RootHandle } from './roots.js';
+export { HeapFinalizationRegistry } from './finalization.js';
 export type { CycleStats, HeapStats, Trigger } from './stats.js';
 export {
   ForkGcError, InvalidOptionError, TypeDefinitionError, InvalidReferenceError, WrongTypeError,

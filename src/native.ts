@@ -35,7 +35,7 @@ export interface NativeAddon {
   detachHeap(views: RegionViews): void;
   destroyHeap(views: RegionViews): void;
   forkCycle(id: number, cycleId: number, topGranule: number, rootCount: number, fault: number, faultArg: number): ForkOutcome;
-  markInProcess(id: number, topGranule: number, rootCount: number): MarkOutcome;
+  markInProcess(id: number, topGranule: number, rootCount: number, granule?: number): MarkOutcome;
   waitChild(pid: number, timeoutMs: number): ChildEnd | null;
   readBlocking(fd: number, into: Uint8Array, timeoutMs: number): number;
   releaseArena(id: number, offset: number, bytes: number): number;

@@ -8,13 +8,15 @@
 // |---------------|----------------------------------------------------|
 // | 0             | header (native/layout.h)                           |
 // | 8             | reference fields, 4 bytes each, in declared order  |
+// | then          | weak reference fields, 4 bytes each                |
 // | 8-aligned     | f64 fields                                         |
 // | 4-aligned     | i32 and u32 fields                                 |
 // | then          | bool fields, 1 byte each                           |
 // | size          | rounded up to the 16-byte granule                  |
 //
 // References come first because the descriptor tells the marker only how
-// many there are: it scans u32s from offset 8.
+// many there are: it scans u32s from offset 8. Weak ones follow, untraced
+// (src/weak.ts).
 import { FieldValueError, IndexOutOfBoundsError, TypeDefinitionError } from './errors.js';
 import {
   DESCRIPTOR_WORDS, FIRST_STRUCT_TYPE, HEADER_BYTES, KIND_LEAF, KIND_REF_ARRAY, KIND_STRUCT, MAX_TYPES,
@@ -24,7 +26,7 @@ import type { RefOps } from './refs.js';
 import type { HeapViews } from './views.js';
 
 export type Ref = number;
-export type FieldKind = 'ref' | 'i32' | 'u32' | 'f64' | 'bool';
+export type FieldKind = 'ref' | 'weak' | 'i32' | 'u32' | 'f64' | 'bool';
 export type FieldSpec = Record<string, FieldKind>;
 export type FieldValue<K extends FieldKind> = K extends 'bool' ? boolean : number;
 export type StructValues<F extends FieldSpec> = { [K in keyof F]: FieldValue<F[K]> };
@@ -49,9 +51,13 @@ export interface TypeContext {
   readonly refs: RefOps;
   /** Allocates an object of `bytes` (header included) and writes its header; returns the granule. */
   allocate(typeId: number, bytes: number, length: number): number;
+  /** A new object has weak fields: register it for clearing (src/weak.ts). */
+  weakHolderAllocated(g: number): void;
+  /** A weak field read returned target g (src/weak.ts, the read barrier). */
+  weakRead(g: number): void;
 }
 
-const KINDS: ReadonlySet<string> = new Set(['ref', 'i32', 'u32', 'f64', 'bool']);
+const KINDS: ReadonlySet<string> = new Set(['ref', 'weak', 'i32', 'u32', 'f64', 'bool']);
 const NAME = /^[A-Za-z_$][\w$]*$/;
 
 export class TypeRegistry {
@@ -95,8 +101,9 @@ export class TypeRegistry {
     // Layout: refs, f64, 32-bit, bool.
     const offsets = new Map<string, number>();
     let at = HEADER_BYTES;
-    const order: FieldKind[] = ['ref', 'f64', 'i32', 'bool'];
+    const order: FieldKind[] = ['ref', 'weak', 'f64', 'i32', 'bool'];
     let strongRefs = 0;
+    let weakRefs = 0;
     for (const group of order) {
       if (group === 'f64') at = Math.ceil(at / 8) * 8;
       for (const [field, kind] of entries) {
@@ -105,22 +112,23 @@ export class TypeRegistry {
         offsets.set(field, at);
         at += kind === 'f64' ? 8 : kind === 'bool' ? 1 : 4;
         if (kind === 'ref') strongRefs++;
+        if (kind === 'weak') weakRefs++;
       }
     }
     const size = roundToGranules(Math.max(at, HEADER_BYTES + 1));
     const id = this.nextId++;
     const d = this.ctx.views.descriptors;
     d[id * DESCRIPTOR_WORDS + 1] = strongRefs;
-    d[id * DESCRIPTOR_WORDS + 2] = 0;
+    d[id * DESCRIPTOR_WORDS + 2] = weakRefs;
     d[id * DESCRIPTOR_WORDS + 3] = size;
     d[id * DESCRIPTOR_WORDS] = KIND_STRUCT;
     this.names.set(name, id);
     this.byId[id] = name;
-    return this.makeStruct(name, id, size, fields, offsets);
+    return this.makeStruct(name, id, size, fields, offsets, weakRefs > 0);
   }
 
   private makeStruct<F extends FieldSpec>(
-    name: string, id: number, size: number, fields: F, offsets: Map<string, number>,
+    name: string, id: number, size: number, fields: F, offsets: Map<string, number>, hasWeak: boolean,
   ): StructType<F> {
     const { views: v, refs } = this.ctx;
     const { u8, u32, i32, f64 } = v;
@@ -135,6 +143,17 @@ export class TypeRegistry {
         case 'ref': {
           const w = off >>> 2;
           get[field] = (ref) => refs.encode(u32[refs.typed(ref, id) * 4 + w]);
+          write = (g, value) => { u32[g * 4 + w] = refs.field(value); };
+          break;
+        }
+        case 'weak': {
+          const w = off >>> 2;
+          const ctx = this.ctx;
+          get[field] = (ref) => {
+            const t = u32[refs.typed(ref, id) * 4 + w];
+            if (t !== 0) ctx.weakRead(t);
+            return refs.encode(t);
+          };
           write = (g, value) => { u32[g * 4 + w] = refs.field(value); };
           break;
         }
@@ -193,6 +212,7 @@ export class TypeRegistry {
         }
       }
       const g = ctx.allocate(id, size, 0);
+      if (hasWeak) ctx.weakHolderAllocated(g);
       if (init !== undefined) {
         for (const [field, write] of writers) {
           const value = (init as Record<string, unknown>)[field];
@@ -218,7 +238,7 @@ export class TypeRegistry {
 
 function validate(what: string, kind: FieldKind, value: unknown, refs: RefOps): void {
   switch (kind) {
-    case 'ref': refs.field(value); return;
+    case 'ref': case 'weak': refs.field(value); return;
     case 'i32': if (typeof value !== 'number' || (value | 0) !== value) badValue(what, value, 'an integer in [-2^31, 2^31)'); return;
     case 'u32': if (typeof value !== 'number' || (value >>> 0) !== value) badValue(what, value, 'an integer in [0, 2^32)'); return;
     case 'f64': if (typeof value !== 'number') badValue(what, value, 'a number'); return;
