@@ -39,6 +39,8 @@ Napi::ArrayBuffer view(Napi::Env env, const Region& r) {
 Napi::Object views(Napi::Env env, HeapMemory* h) {
   Napi::Object o = Napi::Object::New(env);
   o["id"] = h->id;
+  // Where the arena is in this process, for /proc/self/pagemap readers.
+  o["arenaAddress"] = Napi::BigInt::New(env, uint64_t(reinterpret_cast<uintptr_t>(h->arena.base)));
   o["arena"] = view(env, h->arena);
   o["allocBits"] = view(env, h->allocBits);
   o["markBits"] = view(env, h->markBits);

@@ -35,17 +35,14 @@
 // shared with a second heap's child too is not exclusive for anyone, see
 // docs/how-it-works.md "Nested forks").
 //
-// The parent-side map needs the arena's address, which the addon does not
-// expose: locateArena() finds it by matching arena pages (read through the
-// ArrayBuffer) against /proc/self/mem at the candidate mappings of
-// /proc/self/maps. See the report of issue 6 for the native helper that
-// would make this a one-liner.
+// The parent-side map reads /proc/self/pagemap at the arena's address, which
+// the addon reports (regions.arenaAddress).
 import dc from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import type { ChildDoneEvent, CycleStartEvent, ForkEvent } from './events.js';
 import type { Heap } from './heap.js';
-import { GRANULE_BYTES, SPAN_BYTES } from './layout.js';
+import { GRANULE_BYTES } from './layout.js';
 import { parseBytes } from './options.js';
 
 /** The system's page size, as the addon reports it (4 KiB on x86-64). */
@@ -96,7 +93,7 @@ export class CowBudget extends EventEmitter<CowBudgetEvents> {
   private closed = false;
   private readonly unsubscribe: () => void;
 
-  constructor(private readonly heap: Heap, options: CowBudgetOptions) {
+  constructor(heap: Heap, options: CowBudgetOptions) {
     super();
     this.budgetBytes = parseBytes('budgetBytes', options.budgetBytes);
     if (options.onExceeded) this.on('exceeded', options.onExceeded);
@@ -199,65 +196,9 @@ export const PAGE_PRESENT = 1;
 export const PAGE_EXCLUSIVE = 2;
 export const PAGE_SWAPPED = 4;
 
-const arenaBases = new WeakMap<Heap, bigint | null>();
-
-/**
- * The arena's virtual address, found by matching a few of its non-zero pages
- * (read through the heap's ArrayBuffer) against /proc/self/mem at every
- * span-aligned position of the anonymous read-write mappings large enough to
- * hold it. Null when it cannot be told (no /proc, no object yet, ambiguous).
- */
+/** The arena's virtual address in this process, as the addon reports it. */
 export function locateArena(heap: Heap): bigint | null {
-  const cached = arenaBases.get(heap);
-  if (cached) return cached;
-  const PAGE_BYTES = pageBytes(heap);
-  const u8 = heap.views.u8;
-  const arenaBytes = u8.byteLength;
-  // Sample pages: those holding the first object of some spans in use.
-  const alloc = heap.views.allocBits;
-  const topWord = Math.ceil(heap.allocator.topGranule / 32);
-  const samples: number[] = [];
-  for (let w = 0; w < topWord && samples.length < 8; w++) {
-    if (alloc[w] === 0) continue;
-    const page = Math.floor((w * 32 * GRANULE_BYTES) / PAGE_BYTES);
-    if (samples.length === 0 || page - samples[samples.length - 1] >= 16) samples.push(page);
-  }
-  if (samples.length === 0) return null;
-  let maps: string;
-  let fd: number;
-  try {
-    maps = readFileSync('/proc/self/maps', 'utf8');
-    fd = openSync('/proc/self/mem', 'r');
-  } catch {
-    return null;
-  }
-  const buf = Buffer.alloc(PAGE_BYTES);
-  const matches: bigint[] = [];
-  try {
-    for (const line of maps.split('\n')) {
-      const m = /^([0-9a-f]+)-([0-9a-f]+) rw-p \S+ \S+ 0\s*$/.exec(line);
-      if (!m) continue;
-      const start = BigInt(`0x${m[1]}`);
-      const end = BigInt(`0x${m[2]}`);
-      if (end - start < BigInt(arenaBytes)) continue;
-      const align = BigInt(SPAN_BYTES);
-      for (let base = (start + align - 1n) / align * align; base + BigInt(arenaBytes) <= end; base += align) {
-        let ok = true;
-        for (const page of samples) {
-          const off = page * PAGE_BYTES;
-          let n = 0;
-          try { n = readSync(fd, buf, 0, PAGE_BYTES, base + BigInt(off)); } catch { ok = false; break; }
-          if (n !== PAGE_BYTES || !buf.equals(u8.subarray(off, off + PAGE_BYTES))) { ok = false; break; }
-        }
-        if (ok) matches.push(base);
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
-  const found = matches.length === 1 ? matches[0] : null;
-  if (found) arenaBases.set(heap, found);
-  return found;
+  return heap.regions.arenaAddress ?? null;
 }
 
 /**

@@ -18,3 +18,12 @@ export type {
   CycleEventMap, CycleEventName, CycleStartEvent, ForkEvent, ChildDoneEvent, StreamEvent, MarkEvent,
   SweepStartEvent, SweepProgressEvent, FallbackEvent,
 } from './events.js';
+export { startTrace, TRACE_NAMES, type TraceRecorder, type TraceFile, type TraceEvent, type TraceOptions } from './trace.js';
+export {
+  watchCowBudget, CowBudget, COW_BUDGET_CHANNEL, CowMapper, PageKind, type CowBudgetEvent, type CowBudgetOptions,
+  type CowMap,
+} from './cow-budget.js';
+export {
+  watchMemoryPressure, PressureWatcher, pressureSource, readPressure, parsePressure, type PressureReading,
+  type PressureOptions,
+} from './pressure.js';

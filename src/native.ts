@@ -8,6 +8,8 @@ import { NativeLoadError, UnsupportedPlatformError } from './errors.js';
 
 export interface RegionViews {
   id: number;
+  /** The arena's address in this process (for pagemap readers). */
+  arenaAddress: bigint;
   arena: ArrayBuffer;
   allocBits: ArrayBuffer;
   markBits: ArrayBuffer;

@@ -233,14 +233,14 @@ describe('invariants 1+2 under churn: hundreds of cycles with mutation between a
       let reusedTotal = 0;
       let freedTotal = 0;
       for (let i = 0; i < cycles; i++) {
-        sh.mutate(rng, 40); // between cycles
+        sh.mutate(rng, 80); // between cycles
         const snap = sh.beginCycle();
         let done = false;
         const p = heap.collect().finally(() => (done = true));
-        sh.mutate(rng, 30); // right after the fork, before any yield
+        sh.mutate(rng, 60); // right after the fork, before any yield
         for (let t = rng.int(3); t > 0; t--) {
           await tick();
-          if (!done) sh.mutate(rng, 20); // while the cycle streams / sweeps
+          if (!done) sh.mutate(rng, 40); // while the cycle streams / sweeps
         }
         const c = await p;
         const r = sh.endCycle();

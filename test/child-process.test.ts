@@ -165,7 +165,8 @@ describe('the child is a real forked process', () => {
     await withTimeout(closeHeap(heap), 15_000, 'close() during a cycle');
     const outcome = await withTimeout(settled, 15_000, 'collect() pending across close()');
     if (outcome !== 'resolved') expect(outcome, String(outcome)).toBeInstanceOf(ForkGcError);
-    if (child !== undefined) expect(isOurChild(child), `child ${child} after close(): ${JSON.stringify(procStat(child))}`).toBe(false);
+    expect(child, 'the cycle’s child was not seen right after collect()').toBeDefined();
+    expect(isOurChild(child!), `child ${child} after close(): ${JSON.stringify(procStat(child!))}`).toBe(false);
     expect(childrenOf().filter((c) => !before.has(c.pid))).toEqual([]);
   }, 60_000);
 });

@@ -150,7 +150,7 @@ describe('invariant: the freed set is exactly the unreachable set', () => {
         fc.asyncProperty(graphParamsArb({ minObjects: 50, maxObjects: 2500 }), async (p: GraphParams) => {
           await bothModesAgree(genGraphSpec(p));
         }),
-        { numRuns: 6 },
+        { numRuns: 15 },
       );
     },
     120_000,
@@ -161,6 +161,36 @@ describe('invariant: the freed set is exactly the unreachable set', () => {
     async () => {
       const p: GraphParams = { seed: 77, objects: 1500, chain: 3000, rootFraction: 0.6, clusterSize: 200 };
       await bothModesAgree(genGraphSpec(p), { markStackEntries: 4 });
+    },
+    60_000,
+  );
+
+  it(
+    'with transparent huge pages on the arena, both modes free the same exact set',
+    async () => {
+      await bothModesAgree(genGraphSpec(defaultParams(5, 2000)), { hugePages: true });
+    },
+    60_000,
+  );
+
+  it(
+    'two fork-mode heaps collected at the same time each free exactly their own unreachable set',
+    async () => {
+      const specs = [genGraphSpec(defaultParams(31, 1500)), genGraphSpec(defaultParams(32, 1500))];
+      const heaps = specs.map(() => makeHeap({ mode: 'fork' }));
+      const schemas = heaps.map((h) => defineSchema(h));
+      const graphs = specs.map((spec, k) => buildGraph(heaps[k], schemas[k], spec));
+      const reach = specs.map((spec) => reachableInSpec(indexMap(spec.objects), spec.roots));
+      const cs = await Promise.all(heaps.map((h) => h.collect()));
+      for (let k = 0; k < 2; k++) {
+        const n = specs[k].objects.length;
+        expect(cs[k].objectsMarked, `heap ${k}`).toBe(reach[k].size);
+        expect(cs[k].objectsFreed, `heap ${k}`).toBe(n - reach[k].size);
+        expect(firstDifferences(heaps[k], schemas[k], graphs[k], reach[k]), `heap ${k}`).toEqual([]);
+        const notFreed = [...specs[k].objects.keys()].filter((i) => !reach[k].has(i) && !isFreed(heaps[k], graphs[k].refs[i]));
+        expect(notFreed.length, `heap ${k}: unreachable objects not freed`).toBe(0);
+      }
+      expect(cs[0].childPid).not.toBe(cs[1].childPid);
     },
     60_000,
   );

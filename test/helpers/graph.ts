@@ -230,13 +230,13 @@ export function graphParamsArb(opts: { minObjects?: number; maxObjects?: number 
     seed: fc.integer({ min: 1, max: 0x7fffffff }),
     objects: fc.integer({ min: opts.minObjects ?? 200, max: opts.maxObjects ?? 3000 }),
     chain: fc.oneof(fc.constant(0), fc.integer({ min: 50, max: 3000 })),
-    rootFraction: fc.double({ min: 0.1, max: 0.8, noNaN: true }),
+    rootFraction: fc.double({ min: 0.2, max: 0.9, noNaN: true }),
     clusterSize: fc.integer({ min: 5, max: 300 }),
   });
 }
 
 export function defaultParams(seed: number, objects = 2000): GraphParams {
-  return { seed, objects, chain: seed % 2 === 0 ? 1500 : 0, rootFraction: 0.4, clusterSize: 60 };
+  return { seed, objects, chain: seed % 2 === 0 ? 1500 : 0, rootFraction: 0.6, clusterSize: 60 };
 }
 
 export function genGraphSpec(p: GraphParams): GraphSpec {
@@ -278,9 +278,8 @@ export function genGraphSpec(p: GraphParams): GraphSpec {
     }
   }
 
-  const isIsland = (c: number): boolean => c < nIslands;
   const randomSlotTarget = (c: number, self: number): number | null => {
-    if (rng.chance(0.3)) return null;
+    if (rng.chance(0.15)) return null;
     if (rng.chance(0.03)) return self; // self-loop
     return rng.pick(members[c]);
   };
@@ -329,7 +328,7 @@ export function genGraphSpec(p: GraphParams): GraphSpec {
   for (let c = nIslands; c < nClusters; c++) {
     if (rng.chance(p.rootFraction) || (c === nClusters - 1 && rootedClusters === 0)) {
       rootedClusters++;
-      const k = 1 + rng.int(3);
+      const k = 1 + rng.int(5);
       for (let j = 0; j < k; j++) roots.push(rng.pick(members[c]));
     }
   }

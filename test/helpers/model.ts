@@ -225,21 +225,37 @@ export class Shadow {
     const pool = [...this.reachable()];
     const structsIn = (): Ref[] => pool.filter((r) => this.objs.get(r)?.kind === 'struct');
     const pickOrNull = (): Ref => (pool.length === 0 || rng.chance(0.25) ? 0 : rng.pick(pool));
-    /** Store `target` into a random reference slot of a random pool object; false if none. */
-    const link = (target: Ref): boolean => {
-      for (let attempt = 0; attempt < 8 && pool.length > 0; attempt++) {
+    /**
+     * Store `target` into a reference slot of a pool object, preferring an empty
+     * slot (growth) unless `overwrite` (rewiring: moves and cuts); false if none.
+     */
+    const link = (target: Ref, overwrite = false): boolean => {
+      let fallback: (() => void) | null = null;
+      for (let attempt = 0; attempt < 12 && pool.length > 0; attempt++) {
         const holder = rng.pick(pool);
         const o = this.objs.get(holder)!;
+        let slot: number;
+        let store: () => void;
         if (o.kind === 'struct') {
           const rf = this.schema.byName.get(o.type)!.refFields;
           if (rf.length === 0) continue;
-          this.setField(holder, rng.pick(rf), target);
+          const f = rng.pick(rf);
+          slot = (o.values[f] as number | null) ?? 0;
+          store = () => this.setField(holder, f, target);
+        } else if (o.kind === 'array' && o.elems.length > 0) {
+          const i = rng.int(o.elems.length);
+          slot = o.elems[i] ?? 0;
+          store = () => this.arraySet(holder, i, target);
+        } else continue;
+        if (overwrite || slot === 0) {
+          store();
           return true;
         }
-        if (o.kind === 'array' && o.elems.length > 0) {
-          this.arraySet(holder, rng.int(o.elems.length), target);
-          return true;
-        }
+        fallback ??= store;
+      }
+      if (fallback) {
+        fallback();
+        return true;
       }
       return false;
     };
@@ -247,7 +263,7 @@ export class Shadow {
     for (let s = 0; s < steps; s++) {
       const crowded = this.objs.size > maxObjects;
       const r = rng.next();
-      if (r < 0.3 && !crowded) {
+      if (r < 0.35 && !crowded) {
         // allocate a struct, with refs to legal targets
         const type = rng.pick(STRUCT_NAMES);
         const info = this.schema.byName.get(type)!;
@@ -259,15 +275,15 @@ export class Shadow {
         const ref = this.allocStruct(type, rng.chance(0.1) ? undefined : init);
         if (rng.chance(0.85)) link(ref);
         pool.push(ref);
-      } else if (r < 0.4 && !crowded) {
+      } else if (r < 0.47 && !crowded) {
         const k = rng.int(3);
         const ref =
           k === 0 ? this.allocArray(rng.int(9)) : k === 1 ? this.allocString(randomString(rng, 24)) : this.allocBytes(rng.chance(0.5) ? randomBytes(rng, 48) : rng.int(48));
         if (rng.chance(0.85)) link(ref);
         pool.push(ref);
-      } else if (r < 0.62) {
+      } else if (r < (crowded ? 0.65 : 0.57)) {
         // rewire a reference: moves, cuts (creates garbage), cycles
-        if (pool.length > 0) link(crowded && rng.chance(0.6) ? 0 : pickOrNull());
+        if (pool.length > 0) link(crowded ? (rng.chance(0.6) ? 0 : rng.pick(pool)) : rng.chance(0.1) ? 0 : rng.pick(pool), true);
       } else if (r < 0.8) {
         const ss = structsIn();
         if (ss.length > 0) {
