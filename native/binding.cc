@@ -83,12 +83,35 @@ Napi::Value CreateHeap(const Napi::CallbackInfo& info) {
   return views(env, h);
 }
 
-// attachHeap(id) -> views | null: a worker thread's way into a heap.
+// One worker thread's reference to a heap. Dropped by detachHeap, or by the
+// environment's cleanup hook when the thread ends without detaching, so the
+// mappings never outlive the last thread that can touch them, nor stay
+// forever because a thread died.
+struct Attachment {
+  HeapMemory* heap;
+  napi_env env;
+};
+
+void dropAttachment(void* arg) {
+  Attachment* a = static_cast<Attachment*>(arg);
+  detachHeapMemory(a->heap);
+  delete a;
+}
+
+// attachHeap(id) -> views | null: a worker thread's way into a heap. Views
+// are expensive to make for a large arena (V8 accounts an external buffer's
+// length as allocated memory and collects accordingly), so a thread attaches
+// once per heap and keeps the views (src/sweep-worker.ts).
 Napi::Value AttachHeap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) return fail(env, "attachHeap: id expected");
   HeapMemory* h = attachHeapMemory(info[0].As<Napi::Number>().Int32Value());
-  return h ? Napi::Value(views(env, h)) : env.Null();
+  if (!h) return env.Null();
+  Attachment* a = new Attachment{h, env};
+  napi_add_env_cleanup_hook(env, dropAttachment, a);
+  Napi::Object o = views(env, h);
+  o["attachment"] = Napi::External<Attachment>::New(env, a);
+  return o;
 }
 
 // detachHeap(views): detaches the views and drops a worker's attachment.
@@ -96,12 +119,25 @@ Napi::Value DetachHeap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) return fail(env, "detachHeap: views expected");
   Napi::Object o = info[0].As<Napi::Object>();
+  Napi::Value handle = o.Get("attachment");
+  if (!handle.IsExternal()) return fail(env, "detachHeap: not an attachment");
+  Attachment* a = handle.As<Napi::External<Attachment>>().Data();
+  if (!a) return env.Undefined();
+  o.Set("attachment", env.Null());
   // The owner may have destroyed the heap meanwhile: the mappings are still
   // there (this attachment holds them) until this last reference goes.
-  HeapMemory* h = lookupHeapMemory(o.Get("id").As<Napi::Number>().Int32Value(), true);
   detachViews(o);
-  if (h) detachHeapMemory(h);
+  napi_remove_env_cleanup_hook(env, dropAttachment, a);
+  dropAttachment(a);
   return env.Undefined();
+}
+
+// heapDestroyed(id): whether the owner has destroyed the heap (a thread's
+// cached attachment should then be dropped).
+Napi::Value HeapDestroyed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) return fail(env, "heapDestroyed: id expected");
+  return Napi::Boolean::New(env, lookupHeapMemory(info[0].As<Napi::Number>().Int32Value()) == nullptr);
 }
 
 // destroyHeap(views): detaches the owner's views and drops its reference.
@@ -300,6 +336,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["createHeap"] = Napi::Function::New(env, CreateHeap);
   exports["attachHeap"] = Napi::Function::New(env, AttachHeap);
   exports["detachHeap"] = Napi::Function::New(env, DetachHeap);
+  exports["heapDestroyed"] = Napi::Function::New(env, HeapDestroyed);
   exports["destroyHeap"] = Napi::Function::New(env, DestroyHeap);
   exports["forkCycle"] = Napi::Function::New(env, ForkCycle);
   exports["markInProcess"] = Napi::Function::New(env, MarkInProcess);

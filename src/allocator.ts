@@ -37,6 +37,8 @@ export class Allocator {
   /** What lazy sweeping on the main thread did in the current sweep. */
   readonly lazyTally = new SweepTally();
   lazySweepNs = 0;
+  /** The longest single lazy sweep (one allocation's worth) in the current sweep. */
+  lazySweepMaxNs = 0;
 
   constructor(private readonly v: HeapViews) {
     this.current = new Int32Array(LARGE_CLASS).fill(-1);
@@ -84,11 +86,15 @@ export class Allocator {
       const s = partial.pop()!;
       if (this.v.spans[s * SPAN_WORDS + SW_STATE] === SPAN_IN_USE && this.v.spans[s * SPAN_WORDS + SW_CLASS] === cls) return s;
     }
-    if (this.sweeping) {
-      const s = this.lazySweep(cls);
-      if (s >= 0) return s;
+    // A span already free below the top costs nothing; sweeping one costs the
+    // mutator time (that is the sweeper threads' work); a new span grows the
+    // heap. In that order.
+    let s = this.takeFreeSpans(1, false);
+    if (s < 0 && this.sweeping) {
+      const swept = this.lazySweep(cls);
+      if (swept >= 0) return swept;
     }
-    const s = this.takeFreeSpans(1);
+    if (s < 0) s = this.takeFreeSpans(1, true);
     if (s < 0) return -1;
     const e = s * SPAN_WORDS;
     this.v.spans[e + SW_CLASS] = cls;
@@ -121,7 +127,9 @@ export class Allocator {
       }
       return -1;
     } finally {
-      this.lazySweepNs += Number(process.hrtime.bigint() - start);
+      const ns = Number(process.hrtime.bigint() - start);
+      this.lazySweepNs += ns;
+      if (ns > this.lazySweepMaxNs) this.lazySweepMaxNs = ns;
     }
   }
 
@@ -154,6 +162,7 @@ export class Allocator {
     this.lazyTally.freedObjects = this.lazyTally.freedBytes = this.lazyTally.liveObjects = 0;
     this.lazyTally.spans = this.lazyTally.emptiedSpans = 0;
     this.lazySweepNs = 0;
+    this.lazySweepMaxNs = 0;
     this.sweeping = true;
   }
 
@@ -197,7 +206,7 @@ export class Allocator {
   }
 
   /** First span of a run of n free spans, made IN_USE-ready, or -1. Zeroes dirty spans. */
-  private takeFreeSpans(n: number): number {
+  private takeFreeSpans(n: number, grow = true): number {
     const v = this.v;
     let s = -1;
     if (n === 1) {
@@ -205,7 +214,7 @@ export class Allocator {
         const t = this.freeSpans.pop()!;
         if (v.spans[t * SPAN_WORDS + SW_STATE] === SPAN_FREE) { s = t; break; }
       }
-      if (s < 0 && this.topSpan < v.spanCount) s = this.topSpan;
+      if (s < 0 && grow && this.topSpan < v.spanCount) s = this.topSpan;
     } else {
       s = this.findFreeRun(n);
     }

@@ -111,6 +111,7 @@ interface Cycle {
   // sweeping
   sweepStartNs: bigint;
   mainSweepNs: number;
+  maxSliceNs: number;
   tally: SweepTally;
   /** Sweeper-thread tasks not yet settled, and the first failure among them. */
   tasksPending: number;
@@ -167,6 +168,7 @@ export class Collector {
       reaped: false,
       sweepStartNs: 0n,
       mainSweepNs: 0,
+      maxSliceNs: 0,
       tally: new SweepTally(),
       tasksPending: 0,
       workers: new Map(),
@@ -571,9 +573,11 @@ export class Collector {
     while (this.sweepCursor < a.topSpan) {
       const s = this.sweepCursor++;
       if (claimSpan(v, s)) a.afterSweep(s, sweepClaimedSpan(v, s, c.tally));
-      if ((++n & 15) === 0 && process.hrtime.bigint() - start > SLICE_NS) break;
+      if ((++n & 3) === 0 && process.hrtime.bigint() - start > SLICE_NS) break;
     }
-    c.mainSweepNs += Number(process.hrtime.bigint() - start);
+    const sliceNs = Number(process.hrtime.bigint() - start);
+    c.mainSweepNs += sliceNs;
+    c.maxSliceNs = Math.max(c.maxSliceNs, sliceNs);
     if (c.tally.spans > before.spans) {
       h.publish('sweepProgress', {
         heapId: h.regions.id, cycleId: c.stats.id, thread: 'main', spans: c.tally.spans - before.spans,
@@ -605,7 +609,9 @@ export class Collector {
       const deadline = Date.now() + 10_000;
       while (a.anySweeping() && Date.now() < deadline) Atomics.wait(nap, 0, 0, 1);
       a.rebuildFromTable();
-      c.mainSweepNs += Number(process.hrtime.bigint() - start);
+      const ns = Number(process.hrtime.bigint() - start);
+      c.mainSweepNs += ns;
+      c.maxSliceNs = Math.max(c.maxSliceNs, ns);
       return;
     }
     if (this.sweepImmediate) clearImmediate(this.sweepImmediate);
@@ -626,6 +632,7 @@ export class Collector {
     s.bytesFreed = c.tally.freedBytes;
     s.spansSwept = c.tally.spans;
     s.mainThreadSweepMs = (c.mainSweepNs + a.lazySweepNs) / 1e6;
+    s.mainThreadSweepMaxMs = Math.max(c.maxSliceNs, a.lazySweepMaxNs) / 1e6;
     s.workers = [...c.workers].map(([threadId, w]) => ({ threadId, spans: w.spans, ms: w.ms }));
     s.workerSpansSwept = s.workers.reduce((n, w) => n + w.spans, 0);
     s.workerSweepMs = s.workers.reduce((n, w) => n + w.ms, 0);
@@ -676,7 +683,7 @@ function emptyStats(id: number, mode: 'fork' | 'stw', trigger: Trigger, heapByte
   return {
     id, mode, trigger, fallback: false, pauseUs: 0, forkUs: 0, childPid: 0, markMs: 0, childMs: 0,
     childMaxRssKb: 0, cowBytes: 0, objectsMarked: 0, bytesMarked: 0, markStackHighWater: 0, overflowRescans: 0,
-    bitmapBytes: 0, streamBytes: 0, objectsFreed: 0, bytesFreed: 0, sweepMs: 0, mainThreadSweepMs: 0,
+    bitmapBytes: 0, streamBytes: 0, objectsFreed: 0, bytesFreed: 0, sweepMs: 0, mainThreadSweepMs: 0, mainThreadSweepMaxMs: 0,
     spansSwept: 0, workerSweepMs: 0, workerSpansSwept: 0, workers: [], heapBytesBefore: heapBytes, heapBytesAfter: heapBytes, liveBytesAfter: 0,
     bytesReturned: 0, totalMs: 0,
   };

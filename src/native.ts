@@ -35,6 +35,7 @@ export interface NativeAddon {
     RegionViews | { errno: number; message: string };
   attachHeap(id: number): RegionViews | null;
   detachHeap(views: RegionViews): void;
+  heapDestroyed(id: number): boolean;
   destroyHeap(views: RegionViews): void;
   forkCycle(id: number, cycleId: number, topGranule: number, rootCount: number, fault: number, faultArg: number): ForkOutcome;
   markInProcess(id: number, topGranule: number, rootCount: number, granule?: number): MarkOutcome;
@@ -46,9 +47,12 @@ export interface NativeAddon {
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+// The package root is one level up from src/ and dist/, two from dist/src/
+// (the benchmarks compile the library beside themselves).
 const candidates = [
   path.join(here, '..', 'build', 'Release', 'forkgc.node'),
   path.join(here, '..', 'build', 'Debug', 'forkgc.node'),
+  path.join(here, '..', '..', 'build', 'Release', 'forkgc.node'),
 ];
 
 let loaded: NativeAddon | undefined;

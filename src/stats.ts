@@ -39,6 +39,8 @@ export interface CycleStats {
   sweepMs: number;
   /** Time the main thread spent sweeping, background and lazy (ms). */
   mainThreadSweepMs: number;
+  /** The longest stretch the main thread spent sweeping at once: a background slice or one allocation's lazy sweep (ms). */
+  mainThreadSweepMaxMs: number;
   /** Spans swept by the main thread. */
   spansSwept: number;
   /** Time sweeper threads spent sweeping, summed over threads (ms). */

@@ -1,6 +1,7 @@
 // The piscina task that sweeps a range of spans in a worker thread. It
-// attaches to the heap's memory through the addon (the mappings stay until
-// it detaches, even if the heap is closed meanwhile), claims each span with
+// attaches to the heap's memory through the addon, once per thread (the
+// mappings stay until it detaches, or the thread ends, even if the heap is
+// closed meanwhile), claims each span with
 // the same CAS the main thread uses, sweeps it with the same code
 // (src/sweeper.ts), and returns what it did; the main thread does the
 // bookkeeping.
@@ -33,23 +34,40 @@ export interface SweepTaskResult {
   heapGone: boolean;
 }
 
+// This thread's attachments, one per heap, kept across tasks: making views
+// of a large arena costs milliseconds (native/binding.cc, attachHeap).
+const attached = new Map<number, HeapViews>();
+
+function viewsOf(heapId: number): HeapViews | null {
+  const addon = native();
+  // Let go of heaps that were closed since (their mappings go with us).
+  for (const [id, v] of attached) {
+    if (id !== heapId && addon.heapDestroyed(id)) {
+      attached.delete(id);
+      addon.detachHeap(v.regions);
+    }
+  }
+  let v = attached.get(heapId);
+  if (!v) {
+    const regions = addon.attachHeap(heapId);
+    if (!regions) return null;
+    v = new HeapViews(regions);
+    attached.set(heapId, v);
+  }
+  return v;
+}
+
 export default function sweepSpans(task: SweepTask): SweepTaskResult {
   const startEpochMs = performance.timeOrigin + performance.now();
-  const addon = native();
-  const regions = addon.attachHeap(task.heapId);
+  const v = viewsOf(task.heapId);
   const tally = new SweepTally();
   const swept: number[] = [];
-  if (regions) {
-    try {
-      const v = new HeapViews(regions);
-      let claimed = 0;
-      for (let s = task.from; s < task.to; s++) {
-        if (!claimSpan(v, s)) continue;
-        if (++claimed === task.failAfter) throw new Error(`injected sweeper failure at span ${s}`);
-        swept.push(s, sweepClaimedSpan(v, s, tally));
-      }
-    } finally {
-      addon.detachHeap(regions);
+  if (v) {
+    let claimed = 0;
+    for (let s = task.from; s < task.to; s++) {
+      if (!claimSpan(v, s)) continue;
+      if (++claimed === task.failAfter) throw new Error(`injected sweeper failure at span ${s}`);
+      swept.push(s, sweepClaimedSpan(v, s, tally));
     }
   }
   return {
@@ -61,6 +79,6 @@ export default function sweepSpans(task: SweepTask): SweepTaskResult {
     threadId,
     startEpochMs,
     endEpochMs: performance.timeOrigin + performance.now(),
-    heapGone: regions === null,
+    heapGone: v === null,
   };
 }

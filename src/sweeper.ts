@@ -85,6 +85,7 @@ export function sweepClaimedSpan(v: HeapViews, s: number, tally: SweepTally): nu
   const mark = v.markBits;
   const w0 = s * SPAN_BITMAP_WORDS;
   const slotWords = CLASS_GRANULES[cls] * (GRANULE_BYTES / 4);
+  const u32 = v.u32;
   let live = 0;
   for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) {
     const a = alloc[w];
@@ -100,7 +101,10 @@ export function sweepClaimedSpan(v: HeapViews, s: number, tally: SweepTally): nu
       const g = w * 32 + bit;
       tally.freedObjects++;
       tally.freedBytes += objectBytes(v, g);
-      v.u32.fill(0, g * 4, g * 4 + slotWords);
+      // Small slots: plain stores beat a fill() call per object.
+      const start = g * 4;
+      if (slotWords <= 16) for (let i = start; i < start + slotWords; i++) u32[i] = 0;
+      else u32.fill(0, start, start + slotWords);
     }
   }
   // Mark bits go last: a sweep interrupted before this line (a worker that
