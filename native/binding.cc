@@ -11,6 +11,9 @@
 
 #include <napi.h>
 
+#include <mutex>
+#include <unordered_map>
+
 #include "arena.h"
 #include "child.h"
 #include "layout.h"
@@ -151,6 +154,51 @@ Napi::Value DestroyHeap(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// A child in flight belongs to the JS environment that forked it, which
+// reaps it from its event loop. If that environment ends first (a Worker
+// terminated mid-cycle), PDEATHSIG kills the child when the forking thread
+// exits, but nobody would reap it: this hook kills and reaps it then.
+struct ChildWatch {
+  pid_t pid;
+};
+std::mutex childMutex;
+std::unordered_map<pid_t, ChildWatch*> children;
+
+void reapOrphanedChild(void* arg) {
+  ChildWatch* w = static_cast<ChildWatch*>(arg);
+  {
+    std::lock_guard<std::mutex> lock(childMutex);
+    children.erase(w->pid);
+  }
+  kill(w->pid, SIGKILL);
+  int status;
+  while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  delete w;
+}
+
+void watchChild(napi_env env, pid_t pid) {
+  ChildWatch* w = new ChildWatch{pid};
+  {
+    std::lock_guard<std::mutex> lock(childMutex);
+    children[pid] = w;
+  }
+  napi_add_env_cleanup_hook(env, reapOrphanedChild, w);
+}
+
+void childReaped(napi_env env, pid_t pid) {
+  ChildWatch* w = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(childMutex);
+    auto it = children.find(pid);
+    if (it == children.end()) return;
+    w = it->second;
+    children.erase(it);
+  }
+  napi_remove_env_cleanup_hook(env, reapOrphanedChild, w);
+  delete w;
+}
+
 // forkCycle(id, cycleId, topGranule, rootCount, fault, faultArg)
 Napi::Value ForkCycle(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -165,6 +213,7 @@ Napi::Value ForkCycle(const Napi::CallbackInfo& info) {
   req.faultArg = info[5].As<Napi::Number>().Int32Value();
   if (req.topGranule > h->arenaGranules()) return fail(env, "forkCycle: top beyond the arena");
   ForkResult r = startForkCycle(req);
+  if (r.pid > 0) watchChild(env, r.pid);
   Napi::Object o = Napi::Object::New(env);
   o["pid"] = r.pid;
   o["fd"] = r.readFd;
@@ -232,6 +281,7 @@ Napi::Value WaitChild(const Napi::CallbackInfo& info) {
     nanosleep(&ts, nullptr);
   }
   if (r == 0) return env.Null();
+  childReaped(env, pid);
   Napi::Object o = Napi::Object::New(env);
   if (r < 0) {
     o["state"] = "gone";  // already reaped, or never ours

@@ -175,7 +175,7 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
         this.scheduleIfDue();
       },
       fellBack: (reason) => {
-        this.totals.fallback++;
+        // (The cycle itself is counted as a fallback when it completes.)
         if (this.saidFallback) return;
         this.saidFallback = true;
         process.emitWarning(`forkgc: ${reason}; collecting stop-the-world instead`, { code: 'FORKGC_FALLBACK' });
