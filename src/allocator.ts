@@ -26,6 +26,8 @@ import type { HeapViews } from './views.js';
 export class Allocator {
   /** One past the highest span ever handed out and still counted; the child marks [0, topSpan). */
   topSpan = 1;
+  /** The highest topSpan ever: spans below it once held objects. */
+  highWaterSpan = 1;
   inUseSpans = 0;
   private readonly current: Int32Array;
   private readonly cursor: Int32Array;
@@ -225,6 +227,7 @@ export class Allocator {
       v.spans[e + SW_AUX] = FREE_CLEAN;
     }
     if (s + n > this.topSpan) this.topSpan = s + n;
+    if (this.topSpan > this.highWaterSpan) this.highWaterSpan = this.topSpan;
     return s;
   }
 

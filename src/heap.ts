@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { Allocator } from './allocator.js';
 import { Collector } from './cycle.js';
 import { HeapClosedError, HeapExhaustedError, InvalidOptionError } from './errors.js';
-import { LARGE_CLASS, SPAN_BYTES, roundToGranules, sizeClassOf } from './layout.js';
+import { LARGE_CLASS, SPAN_BYTES, SPAN_GRANULES, roundToGranules, sizeClassOf } from './layout.js';
 import { native, type NativeAddon, type RegionViews } from './native.js';
 import { resolveOptions, type HeapOptions, type ResolvedOptions } from './options.js';
 import { Policy } from './policy.js';
@@ -227,6 +227,9 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
 
   /** @internal */
   typeName(typeId: number): string { return this.types.nameOf(typeId); }
+
+  /** @internal */
+  get highWaterGranule(): number { return this.allocator.highWaterSpan * SPAN_GRANULES; }
 
   /** @internal Allocates `bytes` (header included) and writes the header. */
   allocate(typeId: number, bytes: number, length: number): number {

@@ -34,6 +34,8 @@ export interface RefContext {
   readonly views: HeapViews;
   /** Objects lie below this granule; 0 once the heap is closed. */
   topGranule: number;
+  /** No object was ever allocated at or above this granule. */
+  readonly highWaterGranule: number;
   closed: boolean;
   /** Checked mode: cycles started, mod 2^25. */
   epochTag: number;
@@ -65,6 +67,12 @@ export function makeRefOps(ctx: RefContext, checked: boolean): RefOps {
     }
     if (ref === 0) throw new InvalidReferenceError('null reference (0) where an object is needed');
     if (checked) g = untagForDiagnosis(ref);
+    if (Number.isInteger(g) && g >= ctx.topGranule && g < ctx.highWaterGranule) {
+      // Above the spans in use but below the highest ever used: memory a
+      // sweep gave back.
+      throw new StaleReferenceError(
+        `reference ${ref} names no object: it was freed by a cycle and its memory returned (or never allocated)`);
+    }
     if (!Number.isInteger(g) || g <= 0 || g >= ctx.topGranule) {
       throw new InvalidReferenceError(`reference ${ref} is outside the heap (objects lie in 1..${ctx.topGranule - 1})`);
     }

@@ -505,3 +505,19 @@ describe('errors: typed API surface', () => {
     expect(heap.bytes.get(b, 0)).toBe(1);
   });
 });
+
+describe('errors: a freed object whose memory went back to the OS', () => {
+  it('is ERR_STALE_REF, not out of range, even above the spans now in use', async () => {
+    const heap = new Heap({ maxHeap: '64MiB', auto: false, sweepThreads: 0 });
+    try {
+      const keep = heap.root(heap.strings.alloc('kept'));
+      const big = heap.bytes.alloc(4 * 2 ** 20);  // a run of spans at the top
+      const c = await heap.collect();
+      expect(c.bytesReturned).toBeGreaterThan(0);
+      expectError(() => heap.bytes.length(big), StaleReferenceError, 'ERR_STALE_REF', 'freed large object');
+      expect(heap.strings.read(keep.get())).toBe('kept');
+    } finally {
+      await heap.close();
+    }
+  });
+});
