@@ -16,11 +16,35 @@
         "NAPI_DISABLE_CPP_EXCEPTIONS",
         "_GNU_SOURCE"
       ],
-      "cflags!": ["-fno-exceptions"],
-      "cflags_cc!": ["-fno-exceptions"],
-      "cflags_cc": ["-std=c++17", "-O2", "-fno-exceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags!": [
+        "-fno-exceptions"
+      ],
+      "cflags_cc!": [
+        "-fno-exceptions"
+      ],
+      "cflags_cc": [
+        "-std=c++17",
+        "-O2",
+        "-fno-exceptions",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter"
+      ],
       "conditions": [
-        ["OS!='linux'", { "defines": ["FORKGC_UNSUPPORTED_PLATFORM"] }]
+        [
+          "OS!='linux'",
+          {
+            "sources!": [
+              "native/arena.cc",
+              "native/marker.cc",
+              "native/child.cc",
+              "native/binding.cc"
+            ],
+            "sources": [
+              "native/unsupported.cc"
+            ]
+          }
+        ]
       ]
     }
   ]
