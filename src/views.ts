@@ -1,6 +1,7 @@
 // Typed-array views over a heap's native regions. The main thread makes one
 // set when the heap is created; a sweeper worker makes its own through the
 // addon's attachHeap(), over the same memory.
+import { SPAN_BYTES } from './layout.js';
 import type { RegionViews } from './native.js';
 
 export class HeapViews {
@@ -31,6 +32,7 @@ export class HeapViews {
     this.spans = new Int32Array(regions.spans);
     this.descriptors = new Uint32Array(regions.descriptors);
     this.roots = new Uint32Array(regions.roots);
-    this.spanCount = this.spans.length / 4;
+    // From the arena: the span table's mapping is rounded up to a page.
+    this.spanCount = Math.floor(a.byteLength / SPAN_BYTES);
   }
 }
