@@ -80,10 +80,9 @@ void closeInheritedDescriptors(int keep) {
 
 // Arena pages [0, bytes) of the snapshot that only this process still maps:
 // the ones the parent copied by writing to them (see wire.h, cowPages).
-uint32_t countCopiedPages(const HeapMemory& h, uint64_t bytes) {
+uint32_t countCopiedPages(const HeapMemory& h, uint64_t bytes, size_t page) {
   int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0xFFFFFFFFu;
-  const size_t page = systemPageSize();
   const uint64_t pages = (bytes + page - 1) / page;
   const uint64_t first = reinterpret_cast<uintptr_t>(h.arena.base) / page;
   uint64_t* entries = reinterpret_cast<uint64_t*>(h.scratch.base);
@@ -132,7 +131,7 @@ uint32_t countCopiedPages(const HeapMemory& h, uint64_t bytes) {
   if (!h.wipeOnFork) {
     // The kernel did not zero our copy: drop it (private anonymous pages read
     // back as zero) rather than write every page.
-    size_t page = systemPageSize();
+    size_t page = req.pageBytes;
     madvise(markBits, (bitmapBytes + page - 1) / page * page, MADV_DONTNEED);
     madvise(h.markStack.base, h.markStack.bytes, MADV_DONTNEED);
   }
@@ -213,7 +212,7 @@ uint32_t countCopiedPages(const HeapMemory& h, uint64_t bytes) {
   put64(trailer + 40, uint64_t(usage.ru_maxrss));
   put32(trailer + 48, result.stackHighWater);
   put32(trailer + 52, result.overflowRescans);
-  put32(trailer + 56, countCopiedPages(h, uint64_t(req.topGranule) * kGranuleBytes));
+  put32(trailer + 56, countCopiedPages(h, uint64_t(req.topGranule) * kGranuleBytes, req.pageBytes));
   uint32_t trailerSum = wire::checksumWords(reinterpret_cast<const uint32_t*>(trailer), 15, fold);
   if (req.fault == kFaultBadTrailer) trailerSum++;
   put32(trailer + 60, trailerSum);
@@ -226,8 +225,12 @@ uint32_t countCopiedPages(const HeapMemory& h, uint64_t bytes) {
 
 }  // namespace
 
-ForkResult startForkCycle(const ForkRequest& req) {
+ForkResult startForkCycle(const ForkRequest& request) {
   ForkResult result;
+  // Everything the child needs is computed here, before the fork: the child
+  // calls nothing that might initialize state (sysconf, function statics).
+  ForkRequest req = request;
+  req.pageBytes = systemPageSize();
   if (req.fault == kFaultForkEagain || req.fault == kFaultForkEnomem) {
     result.error = req.fault == kFaultForkEagain ? EAGAIN : ENOMEM;
     return result;

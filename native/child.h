@@ -37,6 +37,7 @@ struct ForkRequest {
   uint32_t rootCount;
   int32_t fault;
   int32_t faultArg;
+  size_t pageBytes;  // filled in by startForkCycle, before the fork
 };
 
 struct ForkResult {
