@@ -2,7 +2,8 @@
 // unit tests with mark bits set by hand (no fork, no marker), the memory
 // ordering the threads rely on, and stress with the mutator running.
 import { Worker } from 'node:worker_threads';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { closeHeapsAfterEach, makeHeap, type HeapOptions } from './helpers/common.js';
 import { CycleAbortedError, Heap, type CycleStats } from '../src/index.js';
 import { LARGE_CLASS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_WORDS, SW_CLASS, SW_LIVE, SW_STATE } from '../src/layout.js';
 import { native } from '../src/native.js';
@@ -10,15 +11,9 @@ import { SweepTally, claimSpan, sweepClaimedSpan } from '../src/sweeper.js';
 import type { Allocator } from '../src/allocator.js';
 import type { HeapViews } from '../src/views.js';
 
-const heaps: Heap[] = [];
-function heap(options: ConstructorParameters<typeof Heap>[0] = {}): Heap {
-  const h = new Heap({ maxHeap: '64MiB', auto: false, sweepThreads: 0, ...options });
-  heaps.push(h);
-  return h;
-}
-afterEach(async () => {
-  for (const h of heaps.splice(0)) await h.close();
-});
+closeHeapsAfterEach();
+/** A test heap (64 MiB, no automatic cycles, main-thread sweeping unless asked), closed after each test. */
+const heap = (options: HeapOptions = {}): Heap => makeHeap({ sweepThreads: 0, ...options });
 
 function internals(h: Heap): { views: HeapViews; allocator: Allocator } {
   return h as unknown as { views: HeapViews; allocator: Allocator };

@@ -2,18 +2,13 @@
 // in fork and stw modes, against a shadow model; the races with a cycle in
 // flight; aborted cycles.
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { closeHeap, closeHeapsAfterEach, makeHeap, type HeapOptions } from './helpers/common.js';
 import { Heap } from '../src/index.js';
 
-const heaps: Heap[] = [];
-function heap(options: ConstructorParameters<typeof Heap>[0] = {}): Heap {
-  const h = new Heap({ maxHeap: '64MiB', auto: false, sweepThreads: 0, ...options });
-  heaps.push(h);
-  return h;
-}
-afterEach(async () => {
-  for (const h of heaps.splice(0)) await h.close();
-});
+closeHeapsAfterEach();
+/** A test heap (64 MiB, no automatic cycles, main-thread sweeping unless asked), closed after each test. */
+const heap = (options: HeapOptions = {}): Heap => makeHeap({ sweepThreads: 0, ...options });
 
 const turn = () => new Promise((r) => setImmediate(r));
 
@@ -78,8 +73,7 @@ for (const mode of ['fork', 'stw'] as const) {
             }
           }
           for (const hd of handles) hd.release();
-          await h.close();
-          heaps.splice(heaps.indexOf(h), 1);
+          await closeHeap(h);
         }), { numRuns: mode === 'fork' ? 25 : 40 });
     }, 60_000);
 
