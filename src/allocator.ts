@@ -116,11 +116,14 @@ export class Allocator {
       while (list.length > 0) {
         const s = list.pop()!;
         if (!claimSpan(this.v, s)) {
-          // A sweeper thread got it first. If it is done, its store of the
-          // state (read here with Atomics.load) orders all its writes before
-          // ours: the span is ready to allocate from.
-          if (Atomics.load(this.v.spans, s * SPAN_WORDS + SW_STATE) === SPAN_IN_USE &&
-              this.v.spans[s * SPAN_WORDS + SW_LIVE] < slots) return s;
+          // A sweeper got it first. If it is done, its store of the state
+          // (read here with Atomics.load) orders all its writes before ours:
+          // the span is ready to allocate from - if it still holds this
+          // class. It may have been swept empty and reused for another one
+          // since it was listed here.
+          const e = s * SPAN_WORDS;
+          if (Atomics.load(this.v.spans, e + SW_STATE) === SPAN_IN_USE && this.v.spans[e + SW_CLASS] === cls &&
+              this.v.spans[e + SW_LIVE] < slots) return s;
           continue;
         }
         const freed = sweepClaimedSpan(this.v, s, this.lazyTally);

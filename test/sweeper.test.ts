@@ -288,3 +288,37 @@ describe('sweeper threads and failure', () => {
     expect(c.objectsMarked).toBe(30_000);
   });
 });
+
+describe('a span swept empty and reused for another class during the sweep', () => {
+  // Regression: lazy sweeping for class A used to take, from A's unswept
+  // list, a span that a sweeper had emptied and the mutator had meanwhile
+  // reused for class B, carving A-sized slots over B's objects.
+  it('is never handed to its old class by lazy sweeping', () => {
+    const h = heap();
+    const A = h.defineStruct('A', { x: 'f64', y: 'f64', z: 'f64' });  // 32-byte slots
+    const B = h.defineStruct('B', { x: 'f64' });                        // 16-byte slots
+    const { views, allocator } = internals(h);
+    // Two spans of A, every object garbage (no mark bits are set).
+    const perSpan = 65536 / 32;
+    const first = A.alloc();
+    for (let i = 1; i < 2 * perSpan; i++) A.alloc();
+    const spanA1 = Math.floor(first / SPAN_GRANULES);
+    const spanA2 = spanA1 + 1;
+    allocator.beginSweep();
+    // A sweeper empties the span A's list will offer first (the last pushed)...
+    expect(claimSpan(views, spanA2)).toBe(true);
+    allocator.afterSweep(spanA2, sweepClaimedSpan(views, spanA2, new SweepTally()));
+    expect(views.spans[spanA2 * SPAN_WORDS + SW_STATE]).toBe(SPAN_FREE);
+    // ...the mutator reuses it for B...
+    const bs = Array.from({ length: 5 }, (_, i) => B.alloc({ x: i + 1 }));
+    expect(Math.floor(bs[0] / SPAN_GRANULES)).toBe(spanA2);
+    // ...then needs a span for A: it must not get B's span.
+    const a = A.alloc({ x: 42, y: 43, z: 44 });
+    expect(Math.floor(a / SPAN_GRANULES)).not.toBe(spanA2);
+    for (let i = 0; i < 200; i++) bs.push(B.alloc({ x: bs.length + 1 }));
+    bs.forEach((b, i) => expect(B.get.x(b)).toBe(i + 1));
+    expect([A.get.x(a), A.get.y(a), A.get.z(a)]).toEqual([42, 43, 44]);
+    allocator.sweepAllLazily();
+    allocator.endSweep();
+  });
+});
