@@ -2,7 +2,6 @@
 // sweepThreads option) or one the application passes in, as piscina's README
 // recommends for libraries. Tasks name their worker file, so a shared pool
 // can run ours beside its own.
-import { setMaxListeners } from 'node:events';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
@@ -23,13 +22,16 @@ export class SweepPool {
   private readonly pool: Piscina;
   private readonly filename: string;
   private readonly pending = new Set<Promise<unknown>>();
-  private readonly abort = new AbortController();
+  /**
+   * Set at close; every task checks it before each span and stops. (Not an
+   * AbortSignal: piscina answers an aborted running task by terminating its
+   * thread in the middle of whatever it is doing, native calls included.)
+   */
+  private readonly cancelled = new Int32Array(new SharedArrayBuffer(4));
 
   constructor(threads: number, shared?: Piscina) {
     this.filename = workerFile();
     this.own = !shared;
-    // One signal for every task of this heap (cancels the queued ones at close).
-    setMaxListeners(0, this.abort.signal);
     this.pool = shared ?? new Piscina({
       filename: this.filename,
       minThreads: threads,
@@ -39,17 +41,17 @@ export class SweepPool {
     });
   }
 
-  run(task: SweepTask): Promise<SweepTaskResult> {
-    const p = this.pool.run(task, { filename: this.filename, signal: this.abort.signal }) as Promise<SweepTaskResult>;
+  run(task: Omit<SweepTask, 'cancelled'>): Promise<SweepTaskResult> {
+    const p = this.pool.run({ ...task, cancelled: this.cancelled }, { filename: this.filename }) as Promise<SweepTaskResult>;
     this.pending.add(p);
     const forget = () => { this.pending.delete(p); };
     p.then(forget, forget);
     return p;
   }
 
-  /** Cancels queued tasks, waits for running ones, and ends our own threads. */
+  /** Makes queued and running tasks stop at their next span, waits for them, and ends our own threads. */
   async close(): Promise<void> {
-    this.abort.abort();
+    Atomics.store(this.cancelled, 0, 1);
     await Promise.allSettled([...this.pending]);
     if (this.own) await this.pool.destroy();
   }

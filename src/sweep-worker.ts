@@ -17,6 +17,8 @@ export interface SweepTask {
   to: number;
   /** Testing only: throw after claiming this many spans (leaving the last one half-swept). */
   failAfter: number;
+  /** Non-zero once the heap is closing: stop before the next span. */
+  cancelled: Int32Array;
 }
 
 export interface SweepTaskResult {
@@ -62,9 +64,9 @@ export default function sweepSpans(task: SweepTask): SweepTaskResult {
   const v = viewsOf(task.heapId);
   const tally = new SweepTally();
   const swept: number[] = [];
-  if (v) {
+  if (v && Atomics.load(task.cancelled, 0) === 0) {
     let claimed = 0;
-    for (let s = task.from; s < task.to; s++) {
+    for (let s = task.from; s < task.to && Atomics.load(task.cancelled, 0) === 0; s++) {
       if (!claimSpan(v, s)) continue;
       if (++claimed === task.failAfter) throw new Error(`injected sweeper failure at span ${s}`);
       swept.push(s, sweepClaimedSpan(v, s, tally));

@@ -256,6 +256,21 @@ describe('sweeper threads and failure', () => {
     expect(U.get.x(keep.get())).toBe(5);
   });
 
+  it('closing during sweeps, again and again, never tears a sweeper thread down mid-task', async () => {
+    // Regression: an AbortSignal made piscina terminate running sweeper
+    // threads inside native calls, which aborted the process.
+    for (let i = 0; i < 20; i++) {
+      const h = new Heap({ maxHeap: '64MiB', auto: false, sweepThreads: 2, mode: i % 2 ? 'stw' : 'fork' });
+      const T = h.defineStruct('T', { x: 'u32' });
+      for (let k = 0; k < 300_000; k++) T.alloc();
+      let closing: Promise<void> | undefined;
+      h.on('sweepStart', () => { closing = h.close(); });
+      await h.collect().catch(() => undefined);
+      await closing;
+      expect(h.isClosed).toBe(true);
+    }
+  }, 60_000);
+
   it('an exception in a sweeper thread fails the cycle loudly and frees no live object', async () => {
     const h = heap({ sweepThreads: 1, faultInjectionForTesting: { kind: 'sweep-worker-throw', arg: 2, cycles: (id) => id === 1 } });
     const T = h.defineStruct('T', { x: 'u32', next: 'ref' });
