@@ -264,7 +264,9 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
     if (g !== 0) return g;
     throw new HeapExhaustedError(
       `cannot allocate ${size} bytes: the heap is at maxHeap (${fmt(this.options.maxHeap)}) with ` +
-      `${fmt(this.live)} in ${this.objectCount} objects. Let a cycle run first (await heap.collect(), ` +
+      `${fmt(this.live)} in ${this.objectCount} objects by the last count` +
+      (this.collector.phase === 'sweeping' ? ' (the sweep in progress has freed some of it already)' : '') +
+      '. Let a cycle run first (await heap.collect(), ' +
       'or call heap.safepoint() in long synchronous loops), release roots you no longer need, or raise maxHeap' +
       (size > SPAN_BYTES ? ` (a ${fmt(size)} object needs ${Math.ceil(size / SPAN_BYTES)} contiguous free spans)` : ''));
   }
