@@ -11,7 +11,11 @@ export interface HeapOptions {
   maxHeap?: number | string;
   /** 'fork' (default): mark in a forked child. 'stw': the same marker in-process, stop-the-world. */
   mode?: Mode;
-  /** Ask for transparent huge pages on the arena (MADV_HUGEPAGE). Default false. */
+  /**
+   * Ask for transparent huge pages on the arena (MADV_HUGEPAGE): fork() then
+   * copies one page-table entry per 2 MiB instead of 512. Default true (at
+   * 1 GiB live the fork pause measured ~5x shorter; see README, Figures).
+   */
   hugePages?: boolean;
   /** Checked mode: references carry an epoch tag and every use is verified (slower). Default false. */
   checked?: boolean;
@@ -166,7 +170,7 @@ export function resolveOptions(options: HeapOptions | undefined): ResolvedOption
   return {
     maxHeap,
     mode,
-    hugePages: bool('hugePages', o.hugePages, false),
+    hugePages: bool('hugePages', o.hugePages, true),
     checked: bool('checked', o.checked, false),
     gcPercent,
     minTriggerBytes,
