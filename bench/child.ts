@@ -74,9 +74,10 @@ async function main(): Promise<void> {
   if (!system) throw new Error(`unknown system ${spec.system}`);
   const output: string[] = [];
   const meter = new Meter(workload.unit);
-  const heartbeat = new Heartbeat();
+  const heartbeat = new Heartbeat(() => meter.recording);
   const v8gc = new V8GcObserver();
-  const cycles: CycleStats[] = [];
+  const allCycles: (CycleStats & { at: number })[] = [];
+  let closing = false;
   const aborts: string[] = [];
   let heap: Heap | null = null;
 
@@ -86,9 +87,17 @@ async function main(): Promise<void> {
       mode: system.mode,
       hugePages: !!system.hugePages,
       ...workload.heapOptions(spec.params, system),
+      // Diagnosis: e.g. FORKGC_BENCH_HEAP_OPTIONS='{"checked":true}'.
+      ...(process.env.FORKGC_BENCH_HEAP_OPTIONS ? JSON.parse(process.env.FORKGC_BENCH_HEAP_OPTIONS) : {}),
     });
-    heap.on('cycle', (c) => cycles.push(c));
-    heap.on('abort', (e) => aborts.push(`${e.code ?? ''} ${e.reason ?? ''} ${e.message}`));
+    heap.on('cycle', (c) => {
+      if (!closing) allCycles.push({ ...c, at: performance.now() });
+    });
+    heap.on('abort', (e) => {
+      // close() aborts a cycle in flight (reason CLOSED): that is the harness, not an error.
+      if (closing && e.reason === 'CLOSED') return;
+      aborts.push(`${e.code ?? ''} ${e.reason ?? ''} ${e.message}`);
+    });
   }
 
   v8gc.start();
@@ -114,7 +123,7 @@ async function main(): Promise<void> {
           fn();
         } finally {
           e = performance.now();
-          v8gc.exclude(s, e);
+          meter.excluded.push([s, e]);
           heartbeat.resume();
           meter.recording = wasRecording;
           meter.resetClock();
@@ -133,24 +142,29 @@ async function main(): Promise<void> {
   }
   const wallMs = performance.now() - t0;
   heartbeat.stop();
+  meter.closeIntervals();
   let heapStats = null;
   if (heap) {
     try {
       heapStats = heap.stats();
+      closing = true;
       await heap.close();
     } catch (e) {
       error ??= `close: ${e instanceof Error ? e.message : String(e)}`;
     }
   }
+  for (const iv of meter.excluded) v8gc.exclude(iv[0], iv[1]);
   await v8gc.stop();
+  // Figures cover the measured phase only (setup and forced collections excluded).
+  const measured = allCycles.filter((c) => !meter.isExcluded(c.at));
 
-  const forkPausesMs = cycles.map((c) => c.pauseUs / 1000);
+  const forkPausesMs = measured.map((c) => c.pauseUs / 1000);
   const pauses = [...v8gc.pausesMs, ...forkPausesMs];
   const v8Total = v8gc.pausesMs.reduce((a, b) => a + b, 0);
   const forkTotal = forkPausesMs.reduce((a, b) => a + b, 0);
-  const marked = cycles.reduce((a, c) => a + c.objectsMarked, 0);
-  const markMs = cycles.reduce((a, c) => a + c.markMs, 0);
-  const hasCow = cycles.length > 0 && cycles.every((c) => typeof c.cowBytes === 'number');
+  const marked = measured.reduce((a, c) => a + c.objectsMarked, 0);
+  const markMs = measured.reduce((a, c) => a + c.markMs, 0);
+  const hasCow = measured.length > 0 && measured.every((c) => typeof c.cowBytes === 'number');
   const nz = (v: number) => (Number.isFinite(v) ? v : null);
   const ticks = meter.ticks;
   const row: ResultRow = {
@@ -178,22 +192,35 @@ async function main(): Promise<void> {
     heartbeatMaxGapMs: nz(round(heartbeat.gaps.max / 1e6, 3)),
     heartbeatP99GapMs: nz(round(heartbeat.gaps.percentile(99) / 1e6, 3)),
     peakRssBytes: peakRssBytes(),
-    cycles: heap ? cycles.length : v8gc.pausesMs.length,
-    abortedCycles: heapStats?.abortedCycles ?? aborts.length,
+    cycles: heap ? measured.length : v8gc.pausesMs.length,
+    abortedCycles: aborts.length,
+    cyclesIncludingSetup: heap ? allCycles.length : null,
     gcTotalMs: round(v8Total + forkTotal, 2),
     v8GcCount: v8gc.pausesMs.length,
     v8GcTotalMs: round(v8Total, 2),
     v8GcMaxMs: v8gc.pausesMs.length ? round(Math.max(...v8gc.pausesMs), 3) : null,
     v8GcByKind: v8gc.byKind,
     v8GcExcluded: v8gc.excludedCount,
-    forkgcPauseMaxMs: heap && cycles.length ? round(Math.max(...forkPausesMs), 3) : null,
+    forkgcPauseMaxMs: heap && measured.length ? round(Math.max(...forkPausesMs), 3) : null,
     forkgcPauseTotalMs: heap ? round(forkTotal, 2) : null,
     forkgcMarkTotalMs: heap ? round(markMs, 2) : null,
-    forkgcSweepTotalMs: heap ? round(cycles.reduce((a, c) => a + c.sweepMs, 0), 2) : null,
+    forkgcSweepTotalMs: heap ? round(measured.reduce((a, c) => a + c.sweepMs, 0), 2) : null,
     markNsPerObject: heap && marked > 0 ? round((markMs * 1e6) / marked, 2) : null,
-    bitmapBytesTotal: heap ? cycles.reduce((a, c) => a + c.bitmapBytes, 0) : null,
-    cowBytesTotal: hasCow ? cycles.reduce((a, c) => a + (c.cowBytes ?? 0), 0) : null,
+    bitmapBytesTotal: heap ? measured.reduce((a, c) => a + c.bitmapBytes, 0) : null,
+    cowBytesTotal: hasCow ? measured.reduce((a, c) => a + (c.cowBytes ?? 0), 0) : null,
     yields: meter.yields,
+    // Diagnostics: where the longest mutator gaps fell relative to the cycles
+    // (ms since the start of the run; a cycle spans [startMs, endMs]).
+    topGapsMs: meter.topGaps.map(([gap, at]) => ({ gapMs: round(gap, 2), atMs: round(at - t0, 1) })),
+    cycleTimeline: measured.slice(0, 40).map((c) => ({
+      id: c.id,
+      trigger: c.trigger,
+      startMs: round(c.at - c.totalMs - t0, 1),
+      endMs: round(c.at - t0, 1),
+      pauseMs: round(c.pauseUs / 1000, 2),
+      markMs: round(c.markMs, 1),
+      sweepMs: round(c.sweepMs, 1),
+    })),
     heapStats,
     ...extra,
   };

@@ -54,9 +54,9 @@ export function markdown(f: ResultsFile): string {
   L.push('## Workloads');
   L.push('');
   L.push(
-    '| workload | case | system | wall ms | × v8 | GC pause p50 / p99 / max ms | mutator p99 µs | mutator max ms | heartbeat max gap ms | peak RSS MiB | cycles | GC pause total ms | mark ns/obj | ok |',
+    '| workload | case | system | wall ms | × v8 | GC pause p50 / p99 / max ms | forkgc pause max ms | mutator p99 µs | mutator max ms | heartbeat max gap ms | peak RSS MiB | cycles | GC pause total ms | sweep total ms | mark ns/obj | ok |',
   );
-  L.push('|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|');
+  L.push('|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|');
   for (const w of MAIN) {
     const rows = f.results.filter((r) => r.workload === w);
     const v8 = rows.find((r) => r.system === 'v8' && r.ok);
@@ -64,8 +64,8 @@ export function markdown(f: ResultsFile): string {
       const ratio = v8 && r.ok && typeof r.wallMs === 'number' ? (r.wallMs / v8.wallMs).toFixed(2) : '–';
       L.push(
         `| ${w} | ${r.case} | ${r.system} | ${num(r.wallMs, 0)} | ${ratio} | ${num(r.p50PauseMs, 2)} / ${num(r.p99PauseMs, 2)} / ${num(r.maxPauseMs, 2)} | ` +
-          `${num(r.opP99Us)} | ${num(r.opMaxMs, 2)} | ${num(r.heartbeatMaxGapMs, 2)} | ${mibStr(r.peakRssBytes)} | ${r.cycles ?? '–'} | ` +
-          `${num(r.gcTotalMs, 1)} | ${num(r.markNsPerObject, 1)} | ${verifiedMark(r)} |`,
+          `${num(r.forkgcPauseMaxMs, 2)} | ${num(r.opP99Us)} | ${num(r.opMaxMs, 2)} | ${num(r.heartbeatMaxGapMs, 2)} | ${mibStr(r.peakRssBytes)} | ${r.cycles ?? '–'} | ` +
+          `${num(r.gcTotalMs, 1)} | ${num(r.forkgcSweepTotalMs, 0)} | ${num(r.markNsPerObject, 1)} | ${verifiedMark(r)} |`,
       );
     }
   }
@@ -75,21 +75,37 @@ export function markdown(f: ResultsFile): string {
     L.push('## Pause scaling');
     L.push('');
     L.push(
-      '| target live | system | live MiB (marked) | objects | fork pause ms (max) | child mark ms | stw pause ms (max) | mark ns/obj | bitmap KiB | CoW MiB/cycle | mutator max ms during cycles | peak RSS MiB | ok |',
+      '| target live | system | live MiB (marked) | objects | fork pause ms (max) | child mark ms | stw pause ms (max) | mark ns/obj | bitmap KiB | CoW MiB/cycle | parent minor faults/cycle | sweep ms/cycle | THP MiB | mutator p99 µs / max ms during cycles | peak RSS MiB | ok |',
     );
-    L.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|');
+    L.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|');
     for (const r of ps) {
       L.push(
         `| ${r.case.replace(/ live$/, '')} | ${r.system} | ${mibStr(r.liveBytes)} | ${typeof r.objects === 'number' ? fmtNum(r.objects) : '–'} | ` +
           `${num(r.forkPauseMs, 2)} (${num(r.forkPauseMaxMs, 2)}) | ${num(r.childMarkMs, 1)} | ${num(r.stwPauseMs, 1)} (${num(r.stwPauseMaxMs, 1)}) | ` +
           `${num(r.markNsPerObject, 1)} | ${kibStr(r.bitmapBytes)} | ${typeof r.cowBytes === 'number' ? (r.cowBytes / 1048576).toFixed(1) : 'n/a'} | ` +
-          `${num(r.opMaxMs, 2)} | ${mibStr(r.peakRssBytes)} | ${verifiedMark(r)} |`,
+          `${typeof r.minorFaultsPerCycle === 'number' ? fmtNum(r.minorFaultsPerCycle) : '–'} | ${num(r.sweepMs, 0)} | ${mibStr(r.anonHugePagesBytes)} | ${num(r.opP99Us)} / ${num(r.opMaxMs, 2)} | ${mibStr(r.peakRssBytes)} | ${verifiedMark(r)} |`,
       );
     }
     L.push('');
     L.push(
-      'v8 rows: "stw pause" is a forced full collection (`gc()`, --expose-gc), the mutator column is V8 under the same churn with its normal incremental/concurrent GC.',
+      'v8 rows: "stw pause" is a forced full collection (`gc()`, --expose-gc), the mutator column is V8 under the same churn with its normal incremental/concurrent GC. ' +
+        'THP: AnonHugePages of the process after the live set was built (how much of the arena huge pages really cover).',
     );
+    L.push('');
+  }
+  const failed = f.results.filter((r) => !r.ok || r.verified === false);
+  if (failed.length) {
+    L.push('## Failures');
+    L.push('');
+    for (const r of failed) {
+      L.push(`- **${r.workload} × ${r.system}** (${r.case}): ${r.error ?? r.verifyNote ?? 'failed'}`);
+      if (typeof r.stderrTail === 'string' && r.stderrTail) {
+        const lines = r.stderrTail.split('\n').filter((l: string) => l.trim()).slice(0, 6);
+        L.push('  ```');
+        for (const l of lines) L.push(`  ${l}`);
+        L.push('  ```');
+      }
+    }
     L.push('');
   }
   L.push('![pause vs live heap](pause-vs-heap.svg)');
@@ -98,7 +114,8 @@ export function markdown(f: ResultsFile): string {
   L.push('');
   L.push('## Columns');
   L.push('');
-  L.push('- **GC pause**: pauses reported by the collectors in the process: V8 `gc` PerformanceObserver entries plus forkgc `CycleStats.pauseUs` (fork() time in fork mode, the whole marking in stw mode). Peers: their GC\'s own figures (druntime `GC.profileStats`, Boehm collection start→end).');
+  L.push('- **GC pause**: pauses reported by the collectors in the process: V8 `gc` PerformanceObserver entries (a forkgc process still runs V8 for its JS objects) plus forkgc `CycleStats.pauseUs` (fork() time in fork mode, the whole marking in stw mode); **forkgc pause** is the latter alone. Peers: their GC\'s own figures (druntime `GC.profileStats`, Boehm collection start→end). All figures cover the measured phase (lru-cache, splay and pause-scaling exclude their setup).');
+  L.push('- **sweep total**: forkgc `CycleStats.sweepMs` summed (workers and lazy sweeping; not a pause by itself, its main-thread share shows in the mutator columns).');
   L.push('- **mutator p99 / max**: gap between consecutive units of mutator work (a request, a splay op, 1024 tree-node allocations): everything the mutator waited for, including safepoints, sweeping and event-loop turns with collector callbacks.');
   L.push('- **heartbeat max gap**: longest gap between callbacks of a 1 ms `setInterval` (workloads yield every ~2 ms).');
   L.push('- **peak RSS**: VmHWM of the process that ran the case (the GC child\'s copy-on-write pages are not included). **cycles**: forkgc cycles, or V8 gc events for v8.');
@@ -127,8 +144,10 @@ export function pauseVsHeapSvg(f: ResultsFile): string {
       yLabel: 'pause (ms, log scale)',
       xLog: true,
       yLog: true,
-      width: 760,
+      width: 890,
       height: 460,
+      legendRight: 250,
+      xFormat: (v) => (v >= 1024 ? `${+(v / 1024).toFixed(2)} GiB` : `${+v.toFixed(0)} MiB`),
       series: [
         series('forkgc fork pause', 'forkgc-fork', 'forkPauseMs'),
         series('forkgc fork pause (huge pages)', 'forkgc-fork-huge', 'forkPauseMs'),
@@ -137,12 +156,13 @@ export function pauseVsHeapSvg(f: ResultsFile): string {
         series('forkgc child marking (concurrent)', 'forkgc-fork', 'childMarkMs', true, '#7f7f7f'),
         series('v8 forced full gc()', 'v8', 'stwPauseMs', true),
         series('v8 max pause under churn', 'v8', 'maxPauseMs'),
+        series('forkgc fork: mutator max stall in cycles', 'forkgc-fork', 'opMaxMs', true, '#d62728aa'),
       ],
     },
     0,
     0,
   );
-  return svgDocument(760, 460, body, 'forkgc: pause vs live heap size');
+  return svgDocument(890, 460, body, 'forkgc: pause vs live heap size');
 }
 
 export function pauseDistributionSvg(f: ResultsFile): string {

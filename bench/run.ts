@@ -9,8 +9,9 @@
  * second), then the peers (peers.ts). Writes the results file
  *   { machine, node, kernel, date, mode, skipped, results: [ {workload, system, wallMs,
  *     maxPauseMs, p99PauseMs, p50PauseMs, peakRssBytes, cycles, ...}, ... ] }
- * to bench/results/latest.json (and to --json FILE), and renders latest.md and the
- * SVG plots next to it. Nothing is asserted on times: the figures are reported.
+ * to bench/results/latest.json (full runs: bench/results/full/latest.json; and to
+ * --json FILE), and renders latest.md and the SVG plots next to it. Nothing is
+ * asserted on times: the figures are reported.
  */
 import { spawn } from 'node:child_process';
 import { cpus, totalmem, release, hostname } from 'node:os';
@@ -21,7 +22,7 @@ import { Progress } from './lib/progress.js';
 import { cpuModel, thpMode } from './lib/proc.js';
 import { forkgcAvailable, packageRoot } from './lib/forkgc.js';
 import { buildPeers, peerRuns } from './peers.js';
-import { writeReport, type ResultsFile, type Row } from './report.js';
+import { markdown, writeReport, type ResultsFile, type Row } from './report.js';
 import { WORKLOADS } from './workloads/index.js';
 import { SYSTEMS, type Params, type SystemId } from './workloads/types.js';
 import { REFERENCE_OUTPUT, expectedBinaryTrees } from './workloads/binary-trees.js';
@@ -36,7 +37,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[], root: string): Options {
-  const o: Options = { full: false, json: null, only: null, systems: null, peers: true, out: resolve(root, 'bench/results') };
+  const o: Options = { full: false, json: null, only: null, systems: null, peers: true, out: '' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -58,6 +59,8 @@ function parseArgs(argv: string[], root: string): Options {
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
+  // Quick and full runs keep separate reports: bench/results/ and bench/results/full/.
+  o.out ||= resolve(root, o.full ? 'bench/results/full' : 'bench/results');
   return o;
 }
 
@@ -103,7 +106,7 @@ function runProcess(cmd: string, args: string[], timeoutMs: number, cwd: string)
       resolvePromise({
         row,
         output,
-        stderrTail: stderr.trim().split('\n').slice(-4).join(' | '),
+        stderrTail: stderr.trim().split('\n').slice(-40).join('\n'),
         code,
         signal,
         timedOut,
@@ -207,7 +210,14 @@ async function main(): Promise<void> {
       row = { ...base, ok: false, error: `timeout after ${(job.timeoutMs / 1000).toFixed(0)} s`, output: out.output };
     } else if (!out.row || !('wallMs' in out.row)) {
       const why = out.row?.error ?? (out.signal ? `killed by ${out.signal}` : `exit ${out.code}`);
-      row = { ...base, ok: false, error: `${why}${out.stderrTail ? ` — ${out.stderrTail}` : ''}`, output: out.output };
+      const firstLines = out.stderrTail.split('\n').filter((l) => l.trim()).slice(0, 1).join('');
+      row = {
+        ...base,
+        ok: false,
+        error: `${why}${firstLines ? ` — ${firstLines}` : ''}`,
+        stderrTail: out.stderrTail,
+        output: out.output,
+      };
     } else if (job.kind === 'peer') {
       const p = out.row;
       row = {
@@ -230,6 +240,7 @@ async function main(): Promise<void> {
     } else {
       row = { ...out.row, ...base, processWallMs: Math.round(out.wallMs) } as Row;
       if (out.code !== 0 && row.ok) row = { ...row, ok: false, error: `exit ${out.code}` };
+      if (!row.ok && out.stderrTail) row.stderrTail = out.stderrTail;
     }
     results.push(row);
     const pause = typeof row.maxPauseMs === 'number' ? ` max pause ${row.maxPauseMs.toFixed(2)} ms` : '';
@@ -267,6 +278,9 @@ async function main(): Promise<void> {
   writeFileSync(resolve(opts.out, 'latest.json'), text);
   if (opts.json) writeFileSync(opts.json, text);
   const written = writeReport(file, opts.out);
+  // The tables on stdout too (progress and notes went to stderr).
+  const md = markdown(file);
+  process.stdout.write(md.slice(md.indexOf('## Workloads'), md.indexOf('![pause vs live heap]')));
   const failed = results.filter((r) => !r.ok || r.verified === false);
   process.stderr.write(
     `${results.length} runs in ${((Date.now() - t0) / 1000).toFixed(0)} s, ${failed.length} failed or unverified\n` +

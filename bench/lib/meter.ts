@@ -20,6 +20,8 @@ import { PerformanceObserver, performance, constants as perfConstants } from 'no
 import { setImmediate as setImmediateP } from 'node:timers/promises';
 import { LogHistogram } from './histogram.js';
 
+const TOP_GAPS = 8;
+
 export class Meter {
   readonly ticks = new LogHistogram();
   private last = 0;
@@ -31,6 +33,9 @@ export class Meter {
   yields = 0;
   /** When false, tick() keeps pacing (yield/safepoint flags) but records nothing (setup phases). */
   recording = true;
+  /** performance.now() intervals outside the measured phase (setup, forced collections). */
+  readonly excluded: [number, number][] = [];
+  private setupStart = -1;
 
   constructor(readonly unit: string, readonly yieldEveryMs = 2) {}
 
@@ -39,9 +44,24 @@ export class Meter {
     this.lastYield = this.last;
   }
 
+  /** The largest gaps seen: [gap ms, performance.now() at the gap's end], largest first. */
+  readonly topGaps: [number, number][] = [];
+
+  private noteGap(gapMs: number, at: number): void {
+    const g = this.topGaps;
+    if (g.length === TOP_GAPS && gapMs <= g[g.length - 1][0]) return;
+    g.push([gapMs, at]);
+    g.sort((a, b) => b[0] - a[0]);
+    if (g.length > TOP_GAPS) g.pop();
+  }
+
   tick(): void {
     const now = performance.now();
-    if (this.recording) this.ticks.record((now - this.last) * 1e6);
+    if (this.recording) {
+      const gap = now - this.last;
+      this.ticks.record(gap * 1e6);
+      if (gap > 1) this.noteGap(gap, now);
+    }
     this.last = now;
     this.safepointDue = true;
     if (now - this.lastYield >= this.yieldEveryMs) this.yieldDue = true;
@@ -63,11 +83,30 @@ export class Meter {
   /** Stop recording (setup), then `begin()` to record the measured phase. */
   setup(): void {
     this.recording = false;
+    this.setupStart = performance.now();
   }
 
   begin(): void {
+    if (this.setupStart >= 0) this.excluded.push([this.setupStart, performance.now()]);
+    this.setupStart = -1;
     this.recording = true;
     this.resetClock();
+  }
+
+  /** End of the measured phase: nothing after this point counts. */
+  end(): void {
+    this.recording = false;
+    this.setupStart = performance.now();
+  }
+
+  /** Closes an open unmeasured interval (at the end of the run). */
+  closeIntervals(): void {
+    if (this.setupStart >= 0) this.excluded.push([this.setupStart, Infinity]);
+    this.setupStart = -1;
+  }
+
+  isExcluded(t: number): boolean {
+    return this.excluded.some(([s, e]) => t >= s && t <= e);
   }
 }
 
@@ -76,6 +115,9 @@ export class Heartbeat {
   private timer: NodeJS.Timeout | null = null;
   private last = 0n;
   paused = false;
+
+  /** Records only while gate() is true (the measured phase), e.g. () => meter.recording. */
+  constructor(private readonly gate: () => boolean = () => true) {}
 
   pause(): void {
     this.paused = true;
@@ -90,7 +132,7 @@ export class Heartbeat {
     this.last = process.hrtime.bigint();
     this.timer = setInterval(() => {
       const now = process.hrtime.bigint();
-      if (!this.paused) this.gaps.record(Number(now - this.last));
+      if (!this.paused && this.gate()) this.gaps.record(Number(now - this.last));
       this.last = now;
     }, periodMs);
     this.timer.unref();

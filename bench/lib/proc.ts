@@ -1,5 +1,5 @@
 /** Process-level samplers reading /proc (Linux only; every reader degrades to null). */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 
 function statusField(pid: number | 'self', field: string): number | null {
   try {
@@ -18,6 +18,23 @@ export function peakRssBytes(): number {
 
 export function currentRssBytes(): number {
   return statusField('self', 'VmRSS') ?? process.memoryUsage().rss;
+}
+
+/** fd number -> readlink target, for naming what leaked. */
+export function openFds(): Map<number, string> {
+  const out = new Map<number, string>();
+  try {
+    for (const e of readdirSync('/proc/self/fd')) {
+      try {
+        out.set(Number(e), readlinkSync(`/proc/self/fd/${e}`));
+      } catch {
+        /* closed meanwhile (the readdir's own fd) */
+      }
+    }
+  } catch {
+    /* not Linux */
+  }
+  return out;
 }
 
 export function openFdCount(): number | null {
@@ -88,4 +105,15 @@ export function thpMode(): string {
   const line = readFirstLine('/sys/kernel/mm/transparent_hugepage/enabled');
   const m = line ? /\[(\w+)\]/.exec(line) : null;
   return m ? m[1] : 'unavailable';
+}
+
+/** A field of /proc/self/smaps_rollup in bytes (e.g. AnonHugePages), or null. */
+export function smapsRollup(field: string): number | null {
+  try {
+    const txt = readFileSync('/proc/self/smaps_rollup', 'utf8');
+    const m = new RegExp(`^${field}:\\s+(\\d+)\\s*kB`, 'm').exec(txt);
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
 }

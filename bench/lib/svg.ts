@@ -23,6 +23,8 @@ export interface ChartSpec {
   series: Series[];
   width: number;
   height: number;
+  /** Legend in a right-hand margin of this many pixels instead of inside the plot. */
+  legendRight?: number;
 }
 
 export const PALETTE: Record<string, string> = {
@@ -68,7 +70,7 @@ export function fmtNum(v: number): string {
 /** One chart as an SVG <g> of the given size, translated to (x, y). */
 export function chart(spec: ChartSpec, x = 0, y = 0): string {
   const { width: W, height: H } = spec;
-  const m = { l: 62, r: 12, t: 28, b: 44 };
+  const m = { l: 62, r: 12 + (spec.legendRight ?? 0), t: 28, b: 44 };
   const pw = W - m.l - m.r;
   const ph = H - m.t - m.b;
   const pts = spec.series.flatMap((s) => s.points).filter(([a, b]) => Number.isFinite(a) && Number.isFinite(b));
@@ -152,15 +154,16 @@ export function chart(spec: ChartSpec, x = 0, y = 0): string {
       out.push(`<circle cx="${sx(a).toFixed(1)}" cy="${sy(b).toFixed(1)}" r="3" fill="${s.color}"><title>${esc(`${s.name}: ${fmtNum(b)}`)}</title></circle>`);
     }
   }
-  // Legend (top-left inside the plot).
+  // Legend: top-left inside the plot, or in the right margin.
   let ly = m.t + 12;
+  const lx = spec.legendRight ? m.l + pw + 12 : m.l + 8;
   for (const s of spec.series) {
     if (!s.points.some(([a, b]) => Number.isFinite(a) && Number.isFinite(b))) continue;
     out.push(
-      `<line x1="${m.l + 8}" x2="${m.l + 28}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.color}" stroke-width="2" ${s.dash ? 'stroke-dasharray="5,4"' : ''}/>`,
+      `<line x1="${lx}" x2="${lx + 20}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.color}" stroke-width="2" ${s.dash ? 'stroke-dasharray="5,4"' : ''}/>`,
     );
-    out.push(`<text x="${m.l + 32}" y="${ly}" font-size="10">${esc(s.name)}</text>`);
-    ly += 13;
+    out.push(`<text x="${lx + 24}" y="${ly}" font-size="10">${esc(s.name)}</text>`);
+    ly += 14;
   }
   out.push('</g>');
   return out.join('\n');

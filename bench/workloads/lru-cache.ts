@@ -120,6 +120,7 @@ async function plain(ctx: RunContext<LruParams>): Promise<WorkloadResult> {
     meter.tick();
     if (meter.yieldDue) await meter.yield();
   }
+  meter.end();
   ctx.out(summary(hits, misses, evictions, checksum));
   return { verified: map.size === capacity, extra: { hitRatio: hits / done, requestsDone: done } };
 }
@@ -262,6 +263,7 @@ async function forkgc(ctx: RunContext<LruParams>): Promise<WorkloadResult> {
     safepoint();
     if (meter.yieldDue) await meter.yield();
   }
+  meter.end();
   ctx.out(summary(hits, misses, evictions, checksum));
   const ok = T.size(tableRoot.get()) === capacity;
   tableRoot.release();

@@ -5,8 +5,9 @@
  * each) hanging off one rooted RefArray spine, with automatic cycles off. Then
  * `cycles` explicit cycles are measured (after one warm-up cycle) while the
  * mutator keeps working: it walks random root-to-leaf paths and writes the leaf's
- * f64 (scattered writes: copy-on-write faults in fork mode) and allocates a little
- * garbage, ticking the meter per operation and yielding every millisecond.
+ * f64 (scattered writes: copy-on-write faults in fork mode), replaces a chunk now
+ * and then and allocates a little garbage (within a per-cycle budget, see
+ * churnBudgetNodes), ticking the meter per operation and yielding every ~2 ms.
  *
  * Figures per cycle (median and max over the measured cycles): the fork pause
  * (CycleStats.pauseUs in fork mode), the child's marking time, the stop-the-world
@@ -21,6 +22,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { mulberry32 } from '../lib/rng.js';
+import { smapsRollup } from '../lib/proc.js';
 import { percentileOf, round } from '../lib/histogram.js';
 import type { CycleStats, Ref } from '../lib/forkgc.js';
 import { mib, needHeap, type RunContext, type SystemSpec, type Workload, type WorkloadResult } from './types.js';
@@ -34,6 +36,18 @@ const CHUNK_DEPTH = 10;
 const CHUNK_NODES = 2 ** (CHUNK_DEPTH + 1) - 1;
 const MAX_HEAP_MIB = 4096;
 
+/** Chance per mutator op of replacing a whole chunk (2047 nodes) with a new one. */
+const CHURN = 0.02;
+
+/**
+ * Nodes the mutator may allocate per cycle (v8: per measured phase): live/16, at
+ * most 32 MiB of 32-byte nodes. Past it, the mutator only reads and writes, so a
+ * slow cycle cannot run the heap out of room and every size sees similar churn.
+ */
+function churnBudgetNodes(p: PauseScalingParams): number {
+  return Math.floor(Math.min(mib(p.liveMiB) / 16, mib(32)) / 32);
+}
+
 function maxHeapMiB(p: PauseScalingParams): number {
   return Math.min(MAX_HEAP_MIB, Math.ceil(p.liveMiB * 1.5 + 128));
 }
@@ -44,7 +58,7 @@ class PNode {
   left: PNode | null = null;
   right: PNode | null = null;
   value = 0;
-  w = 0.5;
+  w = 0;
 }
 
 async function plain(ctx: RunContext<PauseScalingParams>): Promise<WorkloadResult> {
@@ -53,7 +67,6 @@ async function plain(ctx: RunContext<PauseScalingParams>): Promise<WorkloadResul
   const target = mib(ctx.params.liveMiB);
   const build = (d: number): PNode => {
     const n = new PNode();
-    n.value = d;
     if (d > 0) {
       n.left = build(d - 1);
       n.right = build(d - 1);
@@ -71,22 +84,30 @@ async function plain(ctx: RunContext<PauseScalingParams>): Promise<WorkloadResul
   if (gc) ctx.unmeasured(gc);
   const liveBytes = process.memoryUsage().heapUsed;
 
+  let budget = 0;
   const mutate = () => {
     let n = spine[Math.floor(rnd() * spine.length)];
     for (let d = 0; d < CHUNK_DEPTH; d++) n = (rnd() < 0.5 ? n.left : n.right)!;
     n.w += 1;
-    if (rnd() < 0.05) spine[Math.floor(rnd() * spine.length)] = build(CHUNK_DEPTH); // churn
-    build(3); // a little garbage
+    if (budget > 0 && rnd() < CHURN) {
+      spine[Math.floor(rnd() * spine.length)] = build(CHUNK_DEPTH);
+      budget -= CHUNK_NODES + 15;
+    }
+    if (budget > 0) {
+      build(3);
+      budget -= 15;
+    }
   };
   meter.begin();
   const t0 = performance.now();
   const mutateMs = Math.min(2000, 300 + ctx.params.liveMiB);
+  budget = churnBudgetNodes(ctx.params);
   while (performance.now() - t0 < mutateMs) {
     mutate();
     meter.tick();
     if (meter.yieldDue) await meter.yield();
   }
-  meter.recording = false;
+  meter.end();
   const fullGcMs: number[] = [];
   if (gc) {
     for (let i = 0; i < ctx.params.cycles; i++) {
@@ -123,7 +144,7 @@ async function forkgc(ctx: RunContext<PauseScalingParams>): Promise<WorkloadResu
   const maxChunks = Math.ceil(target / chunkBytes);
   const spineRoot = heap.root(heap.arrays.alloc(maxChunks));
   const build = (d: number): Ref => {
-    const n = Node.alloc({ value: d, w: 0.5 });
+    const n = Node.alloc();
     if (d > 0) {
       const l = build(d - 1);
       const r = build(d - 1);
@@ -154,21 +175,32 @@ async function forkgc(ctx: RunContext<PauseScalingParams>): Promise<WorkloadResu
     for (let i = keep; i < chunks; i++) heap.arrays.set(spineRoot.get(), i, 0);
     chunks = keep;
   }
+  const anonHugePagesBytes = smapsRollup('AnonHugePages');
   await heap.collect(); // warm-up: frees nothing, establishes the live size
+  let budget = 0;
   const mutate = () => {
     const spine = spineRoot.get();
     let n = heap.arrays.get(spine, Math.floor(rnd() * chunks));
     for (let d = 0; d < CHUNK_DEPTH; d++) n = rnd() < 0.5 ? G.left(n) : G.right(n);
     S.w(n, G.w(n) + 1);
-    if (rnd() < 0.05) heap.arrays.set(spine, Math.floor(rnd() * chunks), build(CHUNK_DEPTH)); // churn
-    build(3); // a little garbage
+    if (budget > 0 && rnd() < CHURN) {
+      heap.arrays.set(spine, Math.floor(rnd() * chunks), build(CHUNK_DEPTH));
+      budget -= CHUNK_NODES + 15;
+    }
+    if (budget > 0) {
+      build(3);
+      budget -= 15;
+    }
   };
 
   const measured: CycleStats[] = [];
   const callMs: number[] = [];
+  const minorFaults: number[] = [];
   meter.begin();
   for (let i = 0; i < ctx.params.cycles; i++) {
     let done = false;
+    budget = churnBudgetNodes(ctx.params);
+    const faults0 = process.resourceUsage().minorPageFault;
     const s = performance.now();
     const p = heap.collect();
     callMs.push(performance.now() - s);
@@ -190,10 +222,11 @@ async function forkgc(ctx: RunContext<PauseScalingParams>): Promise<WorkloadResu
       if (meter.yieldDue) await meter.yield();
     }
     if (err) throw err;
+    minorFaults.push(process.resourceUsage().minorPageFault - faults0);
     measured.push(stats!);
     await meter.yield();
   }
-  meter.recording = false;
+  meter.end();
   spineRoot.release();
 
   const med = (f: (c: CycleStats) => number) => round(percentileOf(measured.map(f), 50), 3);
@@ -221,6 +254,10 @@ async function forkgc(ctx: RunContext<PauseScalingParams>): Promise<WorkloadResu
       sweepMs: med((c) => c.sweepMs),
       cycleTotalMs: med((c) => c.totalMs),
       collectCallMs: round(percentileOf(callMs, 50), 3),
+      anonHugePagesBytes,
+      // Parent's minor page faults per cycle (fork..end of sweep): copy-on-write and
+      // first writes to pages left write-protected by fork() show up here.
+      minorFaultsPerCycle: round(percentileOf(minorFaults, 50), 0),
     },
   };
 }
@@ -231,9 +268,13 @@ export const pauseScaling: Workload<PauseScalingParams> = {
   name: 'pause-scaling',
   unit: 'mutator op during a cycle',
   cases: (full) =>
-    (full ? [64, 256, 1024, 3584] : [64, 256, 1024]).map((liveMiB) => ({ liveMiB, cycles: 3 })),
+    (full ? [64, 256, 1024, 3584] : [64, 256, 1024]).map((liveMiB) => ({
+      liveMiB,
+      cycles: full || liveMiB < 1024 ? 3 : 2,
+    })),
   label: (p) => `${p.liveMiB >= 1024 ? `${p.liveMiB / 1024} GiB` : `${p.liveMiB} MiB`} live`,
-  systems: () => [...SYSTEMS_PS],
+  // Quick runs leave out stw + huge pages (huge pages matter for the fork pause).
+  systems: (full) => (full ? [...SYSTEMS_PS] : SYSTEMS_PS.filter((s) => s !== 'forkgc-stw-huge')),
   heapOptions: (p: PauseScalingParams, sys: SystemSpec) => ({
     maxHeap: maxHeapMiB(p) * 1024 * 1024,
     auto: false,

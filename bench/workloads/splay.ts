@@ -173,6 +173,7 @@ async function plain(ctx: RunContext<SplayParams>): Promise<WorkloadResult> {
     meter.tick();
     if (meter.yieldDue) await meter.yield();
   }
+  meter.end();
   // In-order walk: count, sortedness, key sum.
   let n = 0;
   let sum = 0;
@@ -376,6 +377,7 @@ async function forkgc(ctx: RunContext<SplayParams>): Promise<WorkloadResult> {
     safepoint();
     if (meter.yieldDue) await meter.yield();
   }
+  meter.end();
   let n = 0;
   let sum = 0;
   let prev = -Infinity;
