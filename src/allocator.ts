@@ -340,12 +340,5 @@ export class Allocator {
     return returned;
   }
 
-  /** Spans currently UNSWEPT, in index order, for the background sweeper. */
-  *unsweptSpans(): Generator<number> {
-    for (let s = 1; s < this.topSpan; s++) {
-      if (this.v.spans[s * SPAN_WORDS + SW_STATE] === SPAN_UNSWEPT) yield s;
-    }
-  }
-
   get heapBytes(): number { return this.inUseSpans * SPAN_BYTES; }
 }

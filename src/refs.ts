@@ -23,7 +23,7 @@
 // out within one epoch are equal numbers for the same object. (The epoch
 // wraps after 2^25 cycles.)
 import {
-  FieldValueError, HeapClosedError, InvalidReferenceError, StaleReferenceError, WrongTypeError,
+  HeapClosedError, InvalidReferenceError, StaleReferenceError, WrongTypeError,
 } from './errors.js';
 import { CLASS_GRANULES, LARGE_CLASS, SPAN_GRANULES, SPAN_FREE, SPAN_WORDS, SW_CLASS, SW_STATE, TYPE_FREE } from './layout.js';
 import type { HeapViews } from './views.js';
@@ -143,9 +143,5 @@ export function makeRefOps(ctx: RefContext, checked: boolean): RefOps {
     field: (ref) => (ref === 0 ? 0 : any(ref)),
     encode: (g) => (g === 0 ? 0 : g + ctx.epochTag * TAG_UNIT),
   };
-}
-
-export function fieldValueError(what: string, value: unknown, expected: string): never {
-  throw new FieldValueError(`${what}: expected ${expected}, got ${typeof value === 'number' ? value : typeof value}`);
 }
 
