@@ -1,9 +1,9 @@
 // The layout and the wire format are defined once in native/ and mirrored
 // once in src/: these tests bind the mirrors to the definitions.
 import { describe, expect, it } from 'vitest';
-import * as layout from '../src/layout.js';
-import { native } from '../src/native.js';
-import * as wire from '../src/wire.js';
+import * as layout from '../src/memory/layout.js';
+import { native } from '../src/platform/native.js';
+import * as wire from '../src/collector/stream.js';
 
 describe('layout mirror (native/layout.h = src/layout.ts)', () => {
   const c = native().layoutConstants();

@@ -19,7 +19,7 @@ import { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { describe, expect, it } from 'vitest';
 import { CycleAbortedError, type FaultKind, type Heap } from '../src/index.js';
-import { native } from '../src/native.js';
+import { native } from '../src/platform/native.js';
 import {
   childrenOf, closeHeapsAfterEach, describeError, isFreed, makeHeap, procStat, withTimeout, type CycleStats, type HeapOptions, type Ref,
 } from './helpers/common.js';

@@ -14,10 +14,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHANNELS, CycleAbortedError, type Heap } from '../src/index.js';
-import type { CycleEventMap, CycleEventName } from '../src/events.js';
-import { startTrace, TRACE_NAMES, type TraceEvent, type TraceFile } from '../src/trace.js';
-import { CowMapper, countCopied, locateArena, pageBytes, readArenaPages, watchCowBudget, type CowBudgetEvent } from '../src/cow-budget.js';
-import { parsePressure, pressureSource, readPressure, watchMemoryPressure } from '../src/pressure.js';
+import type { CycleEventMap, CycleEventName } from '../src/api/events.js';
+import { startTrace, TRACE_NAMES, type TraceEvent, type TraceFile } from '../src/tools/trace.js';
+import { CowMapper, countCopied, locateArena, pageBytes, readArenaPages, watchCowBudget, type CowBudgetEvent } from '../src/tools/cow-budget.js';
+import { parsePressure, pressureSource, readPressure, watchMemoryPressure } from '../src/tools/pressure.js';
 import { closeHeapsAfterEach, makeHeap, withTimeout, type CycleStats, type HeapOptions } from './helpers/common.js';
 
 closeHeapsAfterEach();
@@ -477,11 +477,12 @@ describe('memory pressure', () => {
 // ---- the CLI ------------------------------------------------------------------------
 
 describe('forkgc CLI', () => {
-  const cli = path.join(root, 'dist', 'cli.js');
+  const cli = path.join(root, 'dist', 'tools', 'cli.js');
 
   beforeAll(() => {
     // `npm test` builds first; when this file runs alone, build if dist is stale.
-    const sources = ['cli.ts', 'trace.ts', 'cow-budget.ts', 'pressure.ts', 'heap.ts', 'cycle.ts', 'events.ts'].map((f) => path.join(root, 'src', f));
+    const sources = ['tools/cli.ts', 'tools/trace.ts', 'tools/cow-budget.ts', 'tools/pressure.ts', 'api/heap.ts', 'collector/collector.ts', 'api/events.ts']
+      .map((f) => path.join(root, 'src', f));
     const built = existsSync(cli) ? statSync(cli).mtimeMs : 0;
     if (sources.some((s) => statSync(s).mtimeMs > built)) {
       execFileSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {

@@ -5,11 +5,11 @@ import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { closeHeapsAfterEach, makeHeap, type HeapOptions } from './helpers/common.js';
 import { CycleAbortedError, Heap, type CycleStats } from '../src/index.js';
-import { LARGE_CLASS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_WORDS, SW_CLASS, SW_LIVE, SW_STATE } from '../src/layout.js';
-import { native } from '../src/native.js';
-import { SweepTally, claimSpan, sweepClaimedSpan } from '../src/sweeper.js';
-import type { Allocator } from '../src/allocator.js';
-import type { HeapViews } from '../src/views.js';
+import { LARGE_CLASS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_WORDS, SW_CLASS, SW_LIVE, SW_STATE } from '../src/memory/layout.js';
+import { native } from '../src/platform/native.js';
+import { SweepTally, claimSpan, sweepClaimedSpan } from '../src/memory/sweeper.js';
+import type { Allocator } from '../src/memory/allocator.js';
+import type { HeapViews } from '../src/memory/views.js';
 
 closeHeapsAfterEach();
 /** A test heap (64 MiB, no automatic cycles, main-thread sweeping unless asked), closed after each test. */

@@ -5,16 +5,16 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { NativeLoadError } from './errors.js';
+import { NativeLoadError } from '../api/errors.js';
 import type { SweepTask, SweepTaskResult } from './sweep-worker.js';
 
-/** The compiled worker entry: beside this module in dist/, or dist/ when run from src/ (tests). */
+/** The compiled worker entry: beside this module in dist/memory/, or dist/memory/ when run from src/memory/ (tests). */
 function workerFile(): string {
-  for (const rel of ['./sweep-worker.js', '../dist/sweep-worker.js']) {
+  for (const rel of ['./sweep-worker.js', '../../dist/memory/sweep-worker.js']) {
     const file = fileURLToPath(new URL(rel, import.meta.url));
     if (existsSync(file)) return file;
   }
-  throw new NativeLoadError('the sweeper worker (dist/sweep-worker.js) is not built: run `npm run build`');
+  throw new NativeLoadError('the sweeper worker (dist/memory/sweep-worker.js) is not built: run `npm run build`');
 }
 
 export class SweepPool {

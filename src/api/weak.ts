@@ -22,8 +22,8 @@
 //     a target the mutator obtained legally, hence marked: it is not cleared.
 //
 // An aborted cycle never reaches step 2, so it clears nothing.
-import { DESCRIPTOR_WORDS } from './layout.js';
-import type { HeapViews } from './views.js';
+import { DESCRIPTOR_WORDS } from '../memory/layout.js';
+import type { HeapViews } from '../memory/views.js';
 
 export class WeakHolders {
   private holders: number[] = [];

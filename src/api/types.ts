@@ -21,9 +21,9 @@ import { FieldValueError, IndexOutOfBoundsError, TypeDefinitionError } from './e
 import {
   DESCRIPTOR_WORDS, FIRST_STRUCT_TYPE, HEADER_BYTES, KIND_LEAF, KIND_REF_ARRAY, KIND_STRUCT, MAX_TYPES,
   TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING, roundToGranules,
-} from './layout.js';
+} from '../memory/layout.js';
 import type { RefOps } from './refs.js';
-import type { HeapViews } from './views.js';
+import type { HeapViews } from '../memory/views.js';
 
 export type Ref = number;
 export type FieldKind = 'ref' | 'weak' | 'i32' | 'u32' | 'f64' | 'bool';

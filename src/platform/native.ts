@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { NativeLoadError, UnsupportedPlatformError } from './errors.js';
+import { NativeLoadError, UnsupportedPlatformError } from '../api/errors.js';
 
 export interface RegionViews {
   id: number;
@@ -47,12 +47,13 @@ export interface NativeAddon {
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-// The package root is one level up from src/ and dist/, two from dist/src/
-// (the benchmarks compile the library beside themselves).
+// The package root is two levels up from src/platform/ and dist/platform/,
+// three from dist/src/platform/ (the benchmarks compile the library beside
+// themselves).
 const candidates = [
-  path.join(here, '..', 'build', 'Release', 'forkgc.node'),
-  path.join(here, '..', 'build', 'Debug', 'forkgc.node'),
   path.join(here, '..', '..', 'build', 'Release', 'forkgc.node'),
+  path.join(here, '..', '..', 'build', 'Debug', 'forkgc.node'),
+  path.join(here, '..', '..', '..', 'build', 'Release', 'forkgc.node'),
 ];
 
 let loaded: NativeAddon | undefined;

@@ -2,7 +2,7 @@
 // InvalidOptionError that names the option and what it accepts.
 import os from 'node:os';
 import { InvalidOptionError } from './errors.js';
-import { MAX_ARENA_BYTES, SPAN_BYTES } from './layout.js';
+import { MAX_ARENA_BYTES, SPAN_BYTES } from '../memory/layout.js';
 
 export type Mode = 'fork' | 'stw';
 

@@ -14,13 +14,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { CowMapper, PageKind, pageBytes, type CowMap } from './cow-budget.js';
-import { CycleAbortedError } from './errors.js';
-import { Heap } from './heap.js';
-import type { HeapOptions } from './options.js';
+import { CycleAbortedError } from '../api/errors.js';
+import { Heap } from '../api/heap.js';
+import type { HeapOptions } from '../api/options.js';
 import { pressureSource, readPressure } from './pressure.js';
-import type { CycleStats } from './stats.js';
+import type { CycleStats } from '../api/stats.js';
 import { startTrace, TRACE_NAMES } from './trace.js';
-import type { Ref } from './types.js';
+import type { Ref } from '../api/types.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -406,7 +406,7 @@ async function traceCommand(file: string, o: TraceCmdOptions): Promise<void> {
 // ---- forkgc bench -------------------------------------------------------------
 
 function bench(args: string[]): Promise<void> {
-  const runner = path.join(here, 'bench', 'run.js');
+  const runner = path.join(here, '..', 'bench', 'run.js');
   if (!existsSync(runner)) {
     console.error(`forkgc bench: the benchmark suite is not built (${runner} is missing).\n` +
       'Build it from a checkout of forkgc with `npx tsc -p bench/tsconfig.json`, then run `forkgc bench` again.');

@@ -41,8 +41,8 @@
 import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Heap } from './heap.js';
-import type { CycleStats } from './stats.js';
+import type { Heap } from '../api/heap.js';
+import type { CycleStats } from '../api/stats.js';
 
 export interface PressureReading {
   /** The file read. */

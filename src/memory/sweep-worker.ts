@@ -6,7 +6,7 @@
 // (src/sweeper.ts), and returns what it did; the main thread does the
 // bookkeeping.
 import { threadId } from 'node:worker_threads';
-import { native } from './native.js';
+import { native } from '../platform/native.js';
 import { SweepTally, claimSpan, sweepClaimedSpan } from './sweeper.js';
 import { HeapViews } from './views.js';
 

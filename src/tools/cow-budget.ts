@@ -40,10 +40,10 @@
 import dc from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 import { closeSync, openSync, readSync } from 'node:fs';
-import type { ChildDoneEvent, CycleStartEvent, ForkEvent } from './events.js';
-import type { Heap } from './heap.js';
-import { GRANULE_BYTES } from './layout.js';
-import { parseBytes } from './options.js';
+import type { ChildDoneEvent, CycleStartEvent, ForkEvent } from '../api/events.js';
+import type { Heap } from '../api/heap.js';
+import { GRANULE_BYTES } from '../memory/layout.js';
+import { parseBytes } from '../api/options.js';
 
 /** The system's page size, as the addon reports it (4 KiB on x86-64). */
 export function pageBytes(heap: Heap): number {

@@ -6,7 +6,7 @@
 // last cycle reach gcPercent% of the live bytes that cycle left (but at least
 // minTriggerBytes). A soft limit at 90% of maxHeap pulls the trigger earlier
 // so a cycle has room to finish before the heap is full.
-import type { ResolvedOptions } from './options.js';
+import type { ResolvedOptions } from '../api/options.js';
 
 export class Policy {
   /** Bytes allocated since the last cycle that start the next. */

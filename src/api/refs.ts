@@ -25,8 +25,8 @@
 import {
   HeapClosedError, InvalidReferenceError, StaleReferenceError, WrongTypeError,
 } from './errors.js';
-import { CLASS_GRANULES, LARGE_CLASS, SPAN_GRANULES, SPAN_FREE, SPAN_WORDS, SW_CLASS, SW_STATE, TYPE_FREE } from './layout.js';
-import type { HeapViews } from './views.js';
+import { CLASS_GRANULES, LARGE_CLASS, SPAN_GRANULES, SPAN_FREE, SPAN_WORDS, SW_CLASS, SW_STATE, TYPE_FREE } from '../memory/layout.js';
+import type { HeapViews } from '../memory/views.js';
 
 const TAG_UNIT = 2 ** 28;
 

@@ -38,13 +38,13 @@
 // 'sweep,pause'). Lazy sweeping inside allocations is not an event; its total
 // is in the cycle's args (mainThreadSweepMs).
 import { writeFileSync } from 'node:fs';
-import type { CycleAbortedError } from './errors.js';
+import type { CycleAbortedError } from '../api/errors.js';
 import type {
   ChildDoneEvent, CycleStartEvent, FallbackEvent, ForkEvent, MarkEvent, StreamEvent, SweepProgressEvent,
   SweepStartEvent,
-} from './events.js';
-import type { Heap } from './heap.js';
-import type { CycleStats } from './stats.js';
+} from '../api/events.js';
+import type { Heap } from '../api/heap.js';
+import type { CycleStats } from '../api/stats.js';
 
 /** One event of the Trace Event format (the subset forkgc writes). */
 export interface TraceEvent {

@@ -36,23 +36,23 @@
 // In stw mode steps 2-5 are one call to the same native marker in-process
 // (invariant 5), and the sweep (step 6) starts at once.
 import net from 'node:net';
-import { CycleAbortedError, type AbortReason } from './errors.js';
-import type { Allocator } from './allocator.js';
-import type { NativeAddon, RegionViews } from './native.js';
-import { FAULT_CODES, type ResolvedOptions } from './options.js';
+import { CycleAbortedError, type AbortReason } from '../api/errors.js';
+import type { Allocator } from '../memory/allocator.js';
+import type { NativeAddon, RegionViews } from '../platform/native.js';
+import { FAULT_CODES, type ResolvedOptions } from '../api/options.js';
 import type { Policy } from './policy.js';
-import type { RootTable } from './roots.js';
-import type { CycleStats, Trigger } from './stats.js';
-import { SweepTally, claimSpan, popcount, sweepClaimedSpan } from './sweeper.js';
-import type { HeapViews } from './views.js';
-import type { CycleEventMap, CycleEventName } from './events.js';
-import type { SweepPool } from './sweep-pool.js';
-import type { SweepTaskResult } from './sweep-worker.js';
+import type { RootTable } from '../api/roots.js';
+import type { CycleStats, Trigger } from '../api/stats.js';
+import { SweepTally, claimSpan, popcount, sweepClaimedSpan } from '../memory/sweeper.js';
+import type { HeapViews } from '../memory/views.js';
+import type { CycleEventMap, CycleEventName } from '../api/events.js';
+import type { SweepPool } from '../memory/sweep-pool.js';
+import type { SweepTaskResult } from '../memory/sweep-worker.js';
 import {
   FREE_CLEAN, GRANULE_BYTES, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS,
   SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
-} from './layout.js';
-import { EXIT_HEAP_CORRUPT, StreamError, StreamReader } from './wire.js';
+} from '../memory/layout.js';
+import { EXIT_HEAP_CORRUPT, StreamError, StreamReader } from './stream.js';
 
 export type Phase = 'idle' | 'marking' | 'sweeping';
 

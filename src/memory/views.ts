@@ -2,7 +2,7 @@
 // set when the heap is created; a sweeper worker makes its own through the
 // addon's attachHeap(), over the same memory.
 import { SPAN_BYTES } from './layout.js';
-import type { RegionViews } from './native.js';
+import type { RegionViews } from '../platform/native.js';
 
 export class HeapViews {
   readonly u8: Uint8Array;

@@ -3,7 +3,7 @@
 // chunk against its own checksum and hands it to a stage callback at once, so
 // that little is left to do when the trailer arrives. test/wire-binding.test.ts
 // binds this file to the native definitions.
-import type { AbortReason } from './errors.js';
+import type { AbortReason } from '../api/errors.js';
 
 export const HEADER_MAGIC = 0x43474b46;
 export const CHUNK_MAGIC = 0x4b4e4843;

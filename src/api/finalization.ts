@@ -9,7 +9,7 @@
 // for an object still reachable (it would be marked), never for an aborted
 // cycle (no sweep starts).
 import type { RefOps } from './refs.js';
-import type { HeapViews } from './views.js';
+import type { HeapViews } from '../memory/views.js';
 
 interface Entry<T> {
   held: T;

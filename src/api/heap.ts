@@ -3,22 +3,22 @@
 // refs, roots, types); this file wires them together and owns the rooting
 // contract's entry points (safepoint, collect).
 import { EventEmitter } from 'node:events';
-import { Allocator } from './allocator.js';
-import { Collector } from './cycle.js';
+import { Allocator } from '../memory/allocator.js';
+import { Collector } from '../collector/collector.js';
 import { HeapClosedError, HeapExhaustedError, InvalidOptionError } from './errors.js';
-import { LARGE_CLASS, SPAN_BYTES, SPAN_GRANULES, roundToGranules, sizeClassOf } from './layout.js';
-import { native, type NativeAddon, type RegionViews } from './native.js';
+import { LARGE_CLASS, SPAN_BYTES, SPAN_GRANULES, roundToGranules, sizeClassOf } from '../memory/layout.js';
+import { native, type NativeAddon, type RegionViews } from '../platform/native.js';
 import { resolveOptions, type HeapOptions, type ResolvedOptions } from './options.js';
-import { Policy } from './policy.js';
+import { Policy } from '../collector/policy.js';
 import { makeRefOps, type RefContext, type RefOps } from './refs.js';
 import { RootHandle, RootTable } from './roots.js';
 import type { CycleStats, HeapStats, Trigger } from './stats.js';
 import {
   ByteArrays, RefArrays, Strings, TypeRegistry, type FieldSpec, type Ref, type StructType, type TypeContext,
 } from './types.js';
-import { HeapViews } from './views.js';
-import { SweepPool } from './sweep-pool.js';
-import { objectBytes } from './sweeper.js';
+import { HeapViews } from '../memory/views.js';
+import { SweepPool } from '../memory/sweep-pool.js';
+import { objectBytes } from '../memory/sweeper.js';
 import { WeakHolders } from './weak.js';
 import { HeapFinalizationRegistry } from './finalization.js';
 import { publish, type CycleEventMap, type CycleEventName, type FallbackEvent } from './events.js';
