@@ -11,7 +11,7 @@ export type { CycleStats, HeapStats, Trigger } from './api/stats.js';
 export {
   ForkGcError, InvalidOptionError, TypeDefinitionError, InvalidReferenceError, WrongTypeError,
   StaleReferenceError, IndexOutOfBoundsError, FieldValueError, HeapClosedError, HeapExhaustedError,
-  RootReleasedError, CycleAbortedError, UnsupportedPlatformError, NativeLoadError, type AbortReason,
+  RootReleasedError, CycleAbortedError, HeapCorruptError, UnsupportedPlatformError, NativeLoadError, type AbortReason,
 } from './api/errors.js';
 export { CHANNELS } from './api/events.js';
 export type {

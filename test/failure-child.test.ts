@@ -21,6 +21,7 @@
 import { readdirSync, readlinkSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CycleAbortedError, type AbortReason, type FaultKind, type Heap } from '../src/index.js';
+import { heapInternals } from '../src/internal.js';
 import {
   childrenOf, closeHeapsAfterEach, describeError, isFreed, makeHeap, procStat, withTimeout,
   type CycleStats, type HeapOptions, type Ref,
@@ -295,10 +296,10 @@ describe('the watchdog kills a child that hangs or stalls', () => {
   it('the default watchdog scales with the heap in use (10 s + 20 ms per MiB)', async () => {
     const heap = makeHeap({ sweepThreads: 0 });
     buildWorld(heap, 100);
-    const policy = (heap as unknown as { policy: { childTimeoutMs(b: number): number } }).policy;
+    const policy = heapInternals(heap).policy;
     expect(policy.childTimeoutMs(0)).toBe(10_000);
     expect(policy.childTimeoutMs(100 * 2 ** 20)).toBe(12_000);
-    const fixed = makeHeap({ childTimeoutMs: 250 }) as unknown as { policy: { childTimeoutMs(b: number): number } };
+    const fixed = heapInternals(makeHeap({ childTimeoutMs: 250 }));
     expect(fixed.policy.childTimeoutMs(2 ** 30)).toBe(250);
   }, 30_000);
 });

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHANNELS, CycleAbortedError, type Heap } from '../src/index.js';
+import { heapId } from '../src/internal.js';
 import type { CycleEventMap, CycleEventName } from '../src/api/events.js';
 import { startTrace, TRACE_NAMES, type TraceEvent, type TraceFile } from '../src/tools/trace.js';
 import { CowMapper, countCopied, locateArena, pageBytes, readArenaPages, watchCowBudget, type CowBudgetEvent } from '../src/tools/cow-budget.js';
@@ -106,7 +107,7 @@ describe('cycle events', () => {
     expect(sweepStart.timeMs).toBeLessThanOrEqual(sweepEndAt);
     // Every event names this heap and this cycle.
     for (const e of [start, fork, child, stream, sweepStart]) {
-      expect(e.heapId).toBe(heap.regions.id);
+      expect(e.heapId).toBe(heapId(heap));
       expect(e.cycleId).toBe(c.id);
     }
     // Figures equal CycleStats.

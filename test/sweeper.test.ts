@@ -7,6 +7,7 @@ import { closeHeapsAfterEach, makeHeap, type HeapOptions } from './helpers/commo
 import { CycleAbortedError, Heap, type CycleStats } from '../src/index.js';
 import { LARGE_CLASS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_WORDS, SW_CLASS, SW_LIVE, SW_STATE } from '../src/memory/layout.js';
 import { native } from '../src/platform/native.js';
+import { heapInternals } from '../src/internal.js';
 import { SweepTally, claimSpan, sweepClaimedSpan } from '../src/memory/sweeper.js';
 import type { Allocator } from '../src/memory/allocator.js';
 import type { HeapViews } from '../src/memory/views.js';
@@ -16,7 +17,7 @@ closeHeapsAfterEach();
 const heap = (options: HeapOptions = {}): Heap => makeHeap({ sweepThreads: 0, ...options });
 
 function internals(h: Heap): { views: HeapViews; allocator: Allocator } {
-  return h as unknown as { views: HeapViews; allocator: Allocator };
+  return heapInternals(h);
 }
 
 function setMark(v: HeapViews, g: number): void {

@@ -60,28 +60,50 @@ export class RootReleasedError extends ForkGcError {
   constructor(message = 'the root handle was released') { super('ERR_ROOT_RELEASED', message); }
 }
 
-/** Why a cycle was aborted (invariant 3: an aborted cycle frees nothing). */
+/**
+ * The heap holds a reference that is not an object (memory written behind
+ * forkgc's back): found by the in-process marker of the weak read barrier.
+ */
+export class HeapCorruptError extends ForkGcError {
+  constructor(message: string) { super('ERR_HEAP_CORRUPT', message); }
+}
+
+/**
+ * Why a cycle was aborted (docs/design.md, invariant 3: an aborted cycle
+ * frees nothing; SWEEP_FAILED is the one abort after freeing began). A
+ * failed fork() is not an abort: the heap collects stop-the-world instead
+ * and says so once ('fallback' event, FORKGC_FALLBACK warning).
+ */
 export type AbortReason =
-  | 'FORK_FAILED'      // fork() failed (EAGAIN, ENOMEM); the heap falls back to stw
   | 'CHILD_SIGNALED'   // the child died by a signal
   | 'CHILD_EXIT'       // the child exited with a non-zero status
   | 'STREAM_SHORT'     // the stream ended before its trailer
-  | 'BAD_HEADER'       // wrong magic, version, geometry or header checksum
-  | 'BAD_CHECKSUM'     // a chunk or the trailer failed its checksum
+  | 'BAD_MAGIC'        // the header or trailer does not start with its magic number
+  | 'BAD_VERSION'      // the wire version or header size is not this build's
+  | 'BAD_GEOMETRY'     // the header's heap geometry is not the heap's at fork
+  | 'BAD_FRAMING'      // a chunk head out of sequence, or bytes after the trailer
+  | 'BAD_CHECKSUM'     // the header, a chunk or the trailer failed its checksum
   | 'WRONG_CYCLE'      // the stream belongs to another cycle
   | 'ZOMBIE_MARK'      // the bitmap marks a granule that holds no object
   | 'COUNT_MISMATCH'   // the trailer's object count disagrees with the bitmap
   | 'WATCHDOG'         // the child took longer than childTimeoutMs and was killed
   | 'HEAP_CORRUPT'     // the marker met a reference that is not an object
   | 'CLOSED'           // the heap was closed while the cycle ran
-  | 'SWEEP_FAILED';    // a sweeper failed before freeing anything
+  | 'SWEEP_FAILED'     // a sweeper thread failed; spans swept before it stay freed
+  | 'INTERNAL';        // a bug in forkgc while reading the stream (the message has it)
 
-/** A cycle was aborted: nothing was freed. `reason` says why. */
+/**
+ * A cycle was aborted: nothing was freed, except with SWEEP_FAILED (the
+ * spans swept before the failure stay swept). `reason` says why.
+ */
 export class CycleAbortedError extends ForkGcError {
   readonly reason: AbortReason;
   readonly cycleId: number;
   constructor(reason: AbortReason, cycleId: number, message: string) {
-    super('ERR_CYCLE_ABORTED', `cycle ${cycleId} aborted (${reason}): ${message}; nothing was freed`);
+    const outcome = reason === 'SWEEP_FAILED'
+      ? 'the spans swept before the failure stay freed; the rest were left unswept, garbage and all'
+      : 'nothing was freed';
+    super('ERR_CYCLE_ABORTED', `cycle ${cycleId} aborted (${reason}): ${message}; ${outcome}`);
     this.reason = reason;
     this.cycleId = cycleId;
   }

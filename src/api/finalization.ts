@@ -9,6 +9,7 @@
 // for an object still reachable (it would be marked), never for an aborted
 // cycle (no sweep starts).
 import type { RefOps } from './refs.js';
+import { registerTakeDead, type FinalizationParts } from './private-access.js';
 import type { HeapViews } from '../memory/views.js';
 
 interface Entry<T> {
@@ -17,38 +18,46 @@ interface Entry<T> {
 }
 
 export class HeapFinalizationRegistry<T> {
-  private readonly entries = new Map<number, Entry<T>[]>();
+  static {
+    registerTakeDead((r, v) => (r as HeapFinalizationRegistry<unknown>).#takeDead(v));
+  }
 
-  /** @internal */
-  constructor(
-    private readonly refs: RefOps,
-    private readonly ensureOpen: () => void,
-    private readonly callback: (held: T) => void,
-  ) {}
+  readonly #entries = new Map<number, Entry<T>[]>();
+  readonly #refs: RefOps;
+  readonly #ensureOpen: () => void;
+  readonly #callback: (held: T) => void;
+
+  /** Made by heap.createFinalizationRegistry(); not constructible by applications. */
+  constructor(internal: unknown, callback: (held: T) => void) {
+    const parts = internal as FinalizationParts;
+    this.#refs = parts.refs;
+    this.#ensureOpen = parts.ensureOpen;
+    this.#callback = callback;
+  }
 
   /** Calls back with `held` after a cycle frees `ref`'s object. `token` may later unregister it. */
   register(ref: number, held: T, unregisterToken?: object): void {
-    this.ensureOpen();
-    const g = this.refs.any(ref);
+    this.#ensureOpen();
+    const g = this.#refs.any(ref);
     if (unregisterToken !== undefined && (typeof unregisterToken !== 'object' || unregisterToken === null)) {
       throw new TypeError('unregisterToken must be an object');
     }
-    const list = this.entries.get(g);
+    const list = this.#entries.get(g);
     const entry = { held, token: unregisterToken };
     if (list) list.push(entry);
-    else this.entries.set(g, [entry]);
+    else this.#entries.set(g, [entry]);
   }
 
   /** Removes every registration made with `token`; returns whether there were any. */
   unregister(unregisterToken: object): boolean {
-    this.ensureOpen();
+    this.#ensureOpen();
     let found = false;
-    for (const [g, list] of this.entries) {
+    for (const [g, list] of this.#entries) {
       const rest = list.filter((e) => e.token !== unregisterToken);
       if (rest.length !== list.length) {
         found = true;
-        if (rest.length) this.entries.set(g, rest);
-        else this.entries.delete(g);
+        if (rest.length) this.#entries.set(g, rest);
+        else this.#entries.delete(g);
       }
     }
     return found;
@@ -56,18 +65,17 @@ export class HeapFinalizationRegistry<T> {
 
   get size(): number {
     let n = 0;
-    for (const list of this.entries.values()) n += list.length;
+    for (const list of this.#entries.values()) n += list.length;
     return n;
   }
 
-  /** @internal At sweep start: takes out the entries of unmarked objects; returns their callbacks. */
-  takeDead(v: HeapViews): Array<() => void> {
+  #takeDead(v: HeapViews): Array<() => void> {
     const out: Array<() => void> = [];
     const mark = v.markBits;
-    for (const [g, list] of this.entries) {
+    for (const [g, list] of this.#entries) {
       if ((mark[g >>> 5] & (1 << (g & 31))) !== 0) continue;
-      this.entries.delete(g);
-      for (const e of list) out.push(() => this.callback(e.held));
+      this.#entries.delete(g);
+      for (const e of list) out.push(() => this.#callback(e.held));
     }
     return out;
   }

@@ -1,29 +1,10 @@
-// Object types: user-declared structs, and the built-in reference arrays,
-// byte arrays and strings. Each struct type gets accessor closures with its
-// field offsets baked in, so a field read is a checked typed-array load.
-//
-// Struct layout (offsets from the object's first byte):
-//
-// | offset        | field                                              |
-// |---------------|----------------------------------------------------|
-// | 0             | header (native/layout.h)                           |
-// | 8             | reference fields, 4 bytes each, in declared order  |
-// | then          | weak reference fields, 4 bytes each                |
-// | 8-aligned     | f64 fields                                         |
-// | 4-aligned     | i32 and u32 fields                                 |
-// | then          | bool fields, 1 byte each                           |
-// | size          | rounded up to the 16-byte granule                  |
-//
-// References come first because the descriptor tells the marker only how
-// many there are: it scans u32s from offset 8. Weak ones follow, untraced
-// (src/weak.ts).
-import { FieldValueError, IndexOutOfBoundsError, TypeDefinitionError } from './errors.js';
-import {
-  DESCRIPTOR_WORDS, FIRST_STRUCT_TYPE, HEADER_BYTES, KIND_LEAF, KIND_REF_ARRAY, KIND_STRUCT, MAX_TYPES,
-  TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING, roundToGranules,
-} from '../memory/layout.js';
-import type { RefOps } from './refs.js';
-import type { HeapViews } from '../memory/views.js';
+// The public object types: Ref, field kinds, the StructType a struct
+// definition returns, and the built-in reference arrays, byte arrays and
+// strings. Struct definition and layout: src/api/type-registry.ts.
+import { FieldValueError, IndexOutOfBoundsError } from './errors.js';
+import { HEADER_BYTES, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING } from '../memory/layout.js';
+import { lengthAt } from '../memory/header.js';
+import { badValue, type TypeContext } from './type-registry.js';
 
 export type Ref = number;
 export type FieldKind = 'ref' | 'weak' | 'i32' | 'u32' | 'f64' | 'bool';
@@ -45,281 +26,87 @@ export interface StructType<F extends FieldSpec> {
   is(ref: unknown): boolean;
 }
 
-/** What types need from the heap. */
-export interface TypeContext {
-  readonly views: HeapViews;
-  readonly refs: RefOps;
-  /** Allocates an object of `bytes` (header included) and writes its header; returns the granule. */
-  allocate(typeId: number, bytes: number, length: number): number;
-  /** A new object has weak fields: register it for clearing (src/weak.ts). */
-  weakHolderAllocated(g: number): void;
-  /** A weak field read returned target g (src/weak.ts, the read barrier). */
-  weakRead(g: number): void;
-}
-
-const KINDS: ReadonlySet<string> = new Set(['ref', 'weak', 'i32', 'u32', 'f64', 'bool']);
-const NAME = /^[A-Za-z_$][\w$]*$/;
-
-export class TypeRegistry {
-  private readonly names = new Map<string, number>();
-  private readonly byId: string[] = [];
-  private nextId = FIRST_STRUCT_TYPE;
-
-  constructor(private readonly ctx: TypeContext) {
-    const d = ctx.views.descriptors;
-    d[TYPE_REF_ARRAY * DESCRIPTOR_WORDS] = KIND_REF_ARRAY;
-    d[TYPE_BYTES * DESCRIPTOR_WORDS] = KIND_LEAF;
-    d[TYPE_STRING * DESCRIPTOR_WORDS] = KIND_LEAF;
-    this.byId[TYPE_REF_ARRAY] = 'RefArray';
-    this.byId[TYPE_BYTES] = 'Bytes';
-    this.byId[TYPE_STRING] = 'String';
-  }
-
-  nameOf(typeId: number): string {
-    return this.byId[typeId] ?? (typeId === 0 ? 'free slot' : `unknown type ${typeId}`);
-  }
-
-  defineStruct<F extends FieldSpec>(name: string, fields: F): StructType<F> {
-    if (typeof name !== 'string' || !NAME.test(name)) {
-      throw new TypeDefinitionError(`struct name must be an identifier, got ${JSON.stringify(name)}`);
-    }
-    if (this.names.has(name) || name === 'RefArray' || name === 'Bytes' || name === 'String') {
-      throw new TypeDefinitionError(`a type named '${name}' is already defined`);
-    }
-    if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) {
-      throw new TypeDefinitionError(`struct '${name}': fields must be an object of { name: kind }`);
-    }
-    const entries = Object.entries(fields);
-    for (const [field, kind] of entries) {
-      if (!NAME.test(field)) throw new TypeDefinitionError(`struct '${name}': field name ${JSON.stringify(field)} is not an identifier`);
-      if (!KINDS.has(kind as string)) {
-        throw new TypeDefinitionError(`struct '${name}': field '${field}' has unknown kind ${JSON.stringify(kind)} (use ${[...KINDS].join(', ')})`);
-      }
-    }
-    if (this.nextId >= MAX_TYPES) throw new TypeDefinitionError(`too many types (at most ${MAX_TYPES - FIRST_STRUCT_TYPE})`);
-
-    // Layout: refs, f64, 32-bit, bool.
-    const offsets = new Map<string, number>();
-    let at = HEADER_BYTES;
-    const order: FieldKind[] = ['ref', 'weak', 'f64', 'i32', 'bool'];
-    let strongRefs = 0;
-    let weakRefs = 0;
-    for (const group of order) {
-      if (group === 'f64') at = Math.ceil(at / 8) * 8;
-      for (const [field, kind] of entries) {
-        const inGroup = group === 'i32' ? kind === 'i32' || kind === 'u32' : kind === group;
-        if (!inGroup) continue;
-        offsets.set(field, at);
-        at += kind === 'f64' ? 8 : kind === 'bool' ? 1 : 4;
-        if (kind === 'ref') strongRefs++;
-        if (kind === 'weak') weakRefs++;
-      }
-    }
-    const size = roundToGranules(Math.max(at, HEADER_BYTES + 1));
-    const id = this.nextId++;
-    const d = this.ctx.views.descriptors;
-    d[id * DESCRIPTOR_WORDS + 1] = strongRefs;
-    d[id * DESCRIPTOR_WORDS + 2] = weakRefs;
-    d[id * DESCRIPTOR_WORDS + 3] = size;
-    d[id * DESCRIPTOR_WORDS] = KIND_STRUCT;
-    this.names.set(name, id);
-    this.byId[id] = name;
-    return this.makeStruct(name, id, size, fields, offsets, weakRefs > 0);
-  }
-
-  private makeStruct<F extends FieldSpec>(
-    name: string, id: number, size: number, fields: F, offsets: Map<string, number>, hasWeak: boolean,
-  ): StructType<F> {
-    const { views: v, refs } = this.ctx;
-    const { u8, u32, i32, f64 } = v;
-    const get: Record<string, (ref: Ref) => number | boolean> = {};
-    const set: Record<string, (ref: Ref, value: never) => void> = {};
-    const writers: Array<[string, (g: number, value: unknown) => void]> = [];
-    for (const [field, kind] of Object.entries(fields)) {
-      const off = offsets.get(field)!;
-      const what = `${name}.${field}`;
-      let write: (g: number, value: unknown) => void;
-      switch (kind) {
-        case 'ref': {
-          const w = off >>> 2;
-          get[field] = (ref) => refs.encode(u32[refs.typed(ref, id) * 4 + w]);
-          write = (g, value) => { u32[g * 4 + w] = refs.field(value); };
-          break;
-        }
-        case 'weak': {
-          const w = off >>> 2;
-          const ctx = this.ctx;
-          get[field] = (ref) => {
-            const t = u32[refs.typed(ref, id) * 4 + w];
-            if (t !== 0) ctx.weakRead(t);
-            return refs.encode(t);
-          };
-          write = (g, value) => { u32[g * 4 + w] = refs.field(value); };
-          break;
-        }
-        case 'i32': {
-          const w = off >>> 2;
-          get[field] = (ref) => i32[refs.typed(ref, id) * 4 + w];
-          write = (g, value) => {
-            if (typeof value !== 'number' || (value | 0) !== value) badValue(what, value, 'an integer in [-2^31, 2^31)');
-            i32[g * 4 + w] = value as number;
-          };
-          break;
-        }
-        case 'u32': {
-          const w = off >>> 2;
-          get[field] = (ref) => u32[refs.typed(ref, id) * 4 + w];
-          write = (g, value) => {
-            if (typeof value !== 'number' || (value >>> 0) !== value) badValue(what, value, 'an integer in [0, 2^32)');
-            u32[g * 4 + w] = value as number;
-          };
-          break;
-        }
-        case 'f64': {
-          const w = off >>> 3;
-          get[field] = (ref) => f64[refs.typed(ref, id) * 2 + w];
-          write = (g, value) => {
-            if (typeof value !== 'number') badValue(what, value, 'a number');
-            f64[g * 2 + w] = value as number;
-          };
-          break;
-        }
-        default: {
-          get[field] = (ref) => u8[refs.typed(ref, id) * 16 + off] !== 0;
-          write = (g, value) => {
-            if (typeof value !== 'boolean') badValue(what, value, 'true or false');
-            u8[g * 16 + off] = value ? 1 : 0;
-          };
-        }
-      }
-      // A write checks the value before the object: a bad value never half-writes.
-      set[field] = (ref, value) => write(refs.typed(ref, id), value);
-      writers.push([field, write]);
-    }
-    const ctx = this.ctx;
-    const alloc = (init?: Partial<StructValues<F>>): Ref => {
-      if (init !== undefined && (typeof init !== 'object' || init === null)) {
-        throw new FieldValueError(`${name}.alloc: init must be an object of field values`);
-      }
-      if (init !== undefined) {
-        for (const key of Object.keys(init)) {
-          if (!offsets.has(key)) throw new FieldValueError(`${name}.alloc: no field '${key}'`);
-        }
-        // Validate every value first, so a bad one allocates nothing.
-        for (const [field, kind] of Object.entries(fields)) {
-          const value = (init as Record<string, unknown>)[field];
-          if (value !== undefined) validate(`${name}.${field}`, kind, value, refs);
-        }
-      }
-      const g = ctx.allocate(id, size, 0);
-      if (hasWeak) ctx.weakHolderAllocated(g);
-      if (init !== undefined) {
-        for (const [field, write] of writers) {
-          const value = (init as Record<string, unknown>)[field];
-          if (value !== undefined) write(g, value);
-        }
-      }
-      return refs.encode(g);
-    };
-    const is = (ref: unknown): boolean => {
-      try {
-        refs.typed(ref, id);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    return Object.freeze({
-      name, id, size, fields: Object.freeze({ ...fields }), alloc, is,
-      get: Object.freeze(get), set: Object.freeze(set),
-    }) as unknown as StructType<F>;
-  }
-}
-
-function validate(what: string, kind: FieldKind, value: unknown, refs: RefOps): void {
-  switch (kind) {
-    case 'ref': case 'weak': refs.field(value); return;
-    case 'i32': if (typeof value !== 'number' || (value | 0) !== value) badValue(what, value, 'an integer in [-2^31, 2^31)'); return;
-    case 'u32': if (typeof value !== 'number' || (value >>> 0) !== value) badValue(what, value, 'an integer in [0, 2^32)'); return;
-    case 'f64': if (typeof value !== 'number') badValue(what, value, 'a number'); return;
-    default: if (typeof value !== 'boolean') badValue(what, value, 'true or false');
-  }
-}
-
-function badValue(what: string, value: unknown, expected: string): never {
-  const shown = typeof value === 'number' || typeof value === 'boolean' ? String(value) : typeof value;
-  throw new FieldValueError(`${what}: expected ${expected}, got ${shown}`);
-}
-
 /** Arrays of references: `length` u32 slots after the header. */
 export class RefArrays {
-  constructor(private readonly ctx: TypeContext) {}
+  readonly #ctx: TypeContext;
+
+  /** Made by the heap (its `arrays` property); not constructible by applications. */
+  constructor(internal: unknown) { this.#ctx = internal as TypeContext; }
 
   alloc(length: number): Ref {
     checkLength('arrays.alloc', length);
-    return this.ctx.refs.encode(this.ctx.allocate(TYPE_REF_ARRAY, HEADER_BYTES + length * 4, length));
+    return this.#ctx.refs.encode(this.#ctx.allocate(TYPE_REF_ARRAY, HEADER_BYTES + length * 4, length));
   }
 
   length(a: Ref): number {
-    const { refs, views } = this.ctx;
-    return views.u32[refs.typed(a, TYPE_REF_ARRAY) * 4 + 1];
+    const { refs, views } = this.#ctx;
+    return lengthAt(views, refs.typed(a, TYPE_REF_ARRAY));
   }
 
   get(a: Ref, i: number): Ref {
-    const { refs, views } = this.ctx;
+    const { refs, views } = this.#ctx;
     const g = refs.typed(a, TYPE_REF_ARRAY);
     const u32 = views.u32;
-    if (!((i >>> 0) === i && i < u32[g * 4 + 1])) outOfBounds('arrays.get', i, u32[g * 4 + 1]);
+    const length = lengthAt(views, g);
+    if (!((i >>> 0) === i && i < length)) outOfBounds('arrays.get', i, length);
     return refs.encode(u32[g * 4 + 2 + i]);
   }
 
   set(a: Ref, i: number, ref: Ref): void {
-    const { refs, views } = this.ctx;
+    const { refs, views } = this.#ctx;
     const g = refs.typed(a, TYPE_REF_ARRAY);
     const u32 = views.u32;
-    if (!((i >>> 0) === i && i < u32[g * 4 + 1])) outOfBounds('arrays.set', i, u32[g * 4 + 1]);
+    const length = lengthAt(views, g);
+    if (!((i >>> 0) === i && i < length)) outOfBounds('arrays.set', i, length);
     u32[g * 4 + 2 + i] = refs.field(ref);
   }
 }
 
 /** Byte arrays: `length` bytes after the header. */
 export class ByteArrays {
-  constructor(private readonly ctx: TypeContext) {}
+  readonly #ctx: TypeContext;
+
+  /** Made by the heap (its `bytes` property); not constructible by applications. */
+  constructor(internal: unknown) { this.#ctx = internal as TypeContext; }
 
   /** A zeroed byte array of `length`, or a copy of `data`. */
   alloc(lengthOrData: number | Uint8Array): Ref {
     const data = lengthOrData instanceof Uint8Array ? lengthOrData : undefined;
     const length = data ? data.length : lengthOrData;
     checkLength('bytes.alloc', length);
-    const g = this.ctx.allocate(TYPE_BYTES, HEADER_BYTES + (length as number), length as number);
-    if (data) this.ctx.views.u8.set(data, g * 16 + HEADER_BYTES);
-    return this.ctx.refs.encode(g);
+    const g = this.#ctx.allocate(TYPE_BYTES, HEADER_BYTES + (length as number), length as number);
+    if (data) this.#ctx.views.u8.set(data, g * 16 + HEADER_BYTES);
+    return this.#ctx.refs.encode(g);
   }
 
   length(b: Ref): number {
-    return this.ctx.views.u32[this.ctx.refs.typed(b, TYPE_BYTES) * 4 + 1];
+    return lengthAt(this.#ctx.views, this.#ctx.refs.typed(b, TYPE_BYTES));
   }
 
   get(b: Ref, i: number): number {
-    const g = this.ctx.refs.typed(b, TYPE_BYTES);
-    const { u32, u8 } = this.ctx.views;
-    if (!((i >>> 0) === i && i < u32[g * 4 + 1])) outOfBounds('bytes.get', i, u32[g * 4 + 1]);
+    const g = this.#ctx.refs.typed(b, TYPE_BYTES);
+    const views = this.#ctx.views;
+    const u8 = views.u8;
+    const length = lengthAt(views, g);
+    if (!((i >>> 0) === i && i < length)) outOfBounds('bytes.get', i, length);
     return u8[g * 16 + HEADER_BYTES + i];
   }
 
   set(b: Ref, i: number, value: number): void {
-    const g = this.ctx.refs.typed(b, TYPE_BYTES);
-    const { u32, u8 } = this.ctx.views;
-    if (!((i >>> 0) === i && i < u32[g * 4 + 1])) outOfBounds('bytes.set', i, u32[g * 4 + 1]);
+    const g = this.#ctx.refs.typed(b, TYPE_BYTES);
+    const views = this.#ctx.views;
+    const u8 = views.u8;
+    const length = lengthAt(views, g);
+    if (!((i >>> 0) === i && i < length)) outOfBounds('bytes.set', i, length);
     if (typeof value !== 'number' || (value & 0xff) !== value) badValue('bytes.set', value, 'an integer in [0, 255]');
     u8[g * 16 + HEADER_BYTES + i] = value;
   }
 
   /** A live view of the bytes: valid until the next yield (the object may be freed after it). */
   view(b: Ref): Uint8Array {
-    const g = this.ctx.refs.typed(b, TYPE_BYTES);
+    const g = this.#ctx.refs.typed(b, TYPE_BYTES);
     const start = g * 16 + HEADER_BYTES;
-    return this.ctx.views.u8.subarray(start, start + this.ctx.views.u32[g * 4 + 1]);
+    return this.#ctx.views.u8.subarray(start, start + lengthAt(this.#ctx.views, g));
   }
 
   /** A copy of the bytes, owned by the caller. */
@@ -330,25 +117,28 @@ export class ByteArrays {
 
 /** UTF-8 strings: immutable, `length` bytes after the header. */
 export class Strings {
-  constructor(private readonly ctx: TypeContext) {}
+  readonly #ctx: TypeContext;
+
+  /** Made by the heap (its `strings` property); not constructible by applications. */
+  constructor(internal: unknown) { this.#ctx = internal as TypeContext; }
 
   alloc(s: string): Ref {
     if (typeof s !== 'string') badValue('strings.alloc', s, 'a string');
     const length = Buffer.byteLength(s, 'utf8');
     checkLength('strings.alloc', length);
-    const g = this.ctx.allocate(TYPE_STRING, HEADER_BYTES + length, length);
-    this.ctx.views.text.write(s, g * 16 + HEADER_BYTES, length, 'utf8');
-    return this.ctx.refs.encode(g);
+    const g = this.#ctx.allocate(TYPE_STRING, HEADER_BYTES + length, length);
+    this.#ctx.views.text.write(s, g * 16 + HEADER_BYTES, length, 'utf8');
+    return this.#ctx.refs.encode(g);
   }
 
   read(r: Ref): string {
-    const g = this.ctx.refs.typed(r, TYPE_STRING);
+    const g = this.#ctx.refs.typed(r, TYPE_STRING);
     const start = g * 16 + HEADER_BYTES;
-    return this.ctx.views.text.toString('utf8', start, start + this.ctx.views.u32[g * 4 + 1]);
+    return this.#ctx.views.text.toString('utf8', start, start + lengthAt(this.#ctx.views, g));
   }
 
   byteLength(r: Ref): number {
-    return this.ctx.views.u32[this.ctx.refs.typed(r, TYPE_STRING) * 4 + 1];
+    return lengthAt(this.#ctx.views, this.#ctx.refs.typed(r, TYPE_STRING));
   }
 }
 

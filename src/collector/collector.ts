@@ -36,12 +36,13 @@
 // In stw mode steps 2-5 are one call to the same native marker in-process
 // (invariant 5), and the sweep (step 6) starts at once.
 import net from 'node:net';
+import { Accounting } from './accounting.js';
 import { CycleAbortedError, type AbortReason } from '../api/errors.js';
 import type { Allocator } from '../memory/allocator.js';
 import type { NativeAddon, RegionViews } from '../platform/native.js';
 import { FAULT_CODES, type ResolvedOptions } from '../api/options.js';
 import type { Policy } from './policy.js';
-import type { RootTable } from '../api/roots.js';
+import type { RootTable } from '../api/root-table.js';
 import type { CycleStats, Trigger } from '../api/stats.js';
 import { SweepTally, claimSpan, popcount, sweepClaimedSpan } from '../memory/sweeper.js';
 import type { HeapViews } from '../memory/views.js';
@@ -69,17 +70,12 @@ export interface CycleHost {
   newEpoch(): void;
   /** The sweeper threads, if the heap has any (created on first use). */
   sweepPool(): SweepPool | undefined;
-  /** After a failed sweep: recount live objects and bytes from the allocation bits. */
-  recount(): void;
   /** The bitmap is final and no span is swept yet: clear dead weak fields, take dead finalization entries. */
   sweepStarting(): void;
   /** The sweep is over (or given up): run the finalization callbacks it took, from the event loop. */
   sweepFinished(): void;
   /** Publishes a phase of the cycle (src/events.ts). */
   publish<K extends CycleEventName>(name: K, payload: CycleEventMap[K]): void;
-  /** The sweep freed objects: live accounting goes down. */
-  freed(objects: number, bytes: number): void;
-  liveBytes(): number;
   cycleCompleted(stats: CycleStats): void;
   cycleAborted(error: CycleAbortedError): void;
   /** The heap ran stop-the-world because it could not fork (reported once per heap). */
@@ -132,6 +128,8 @@ export class Collector {
   private sweepImmediate: NodeJS.Immediate | undefined;
   private closed = false;
   private readonly pageBytes: number;
+  /** Live bytes and objects, allocation since the last cycle, cumulative figures. */
+  readonly account = new Accounting();
 
   constructor(private readonly host: CycleHost) {
     this.pageBytes = host.addon.layoutConstants().pageSize;
@@ -176,9 +174,10 @@ export class Collector {
     this.cycle = c;
     const done = new Promise<CycleStats>((resolve, reject) => c.waiters.push({ resolve, reject }));
     h.newEpoch();
+    this.account.allocatedSinceCycle = 0;
     h.publish('cycleStart', {
       heapId: h.regions.id, cycleId: id, mode: h.options.mode, trigger, heapBytes: a.heapBytes,
-      liveBytes: h.liveBytes(), topGranule: c.topGranule, timeMs: performance.now(),
+      liveBytes: this.account.liveBytes, topGranule: c.topGranule, timeMs: performance.now(),
     });
     if (h.policy.useStopTheWorld(h.options.mode)) {
       c.stats.fallback = h.options.mode === 'fork';
@@ -262,7 +261,7 @@ export class Collector {
 
   private streamFailed(c: Cycle, e: unknown): void {
     if (e instanceof StreamError) this.fail(c, e.reason, e.message);
-    else this.fail(c, 'BAD_HEADER', (e as Error).message);
+    else this.fail(c, 'INTERNAL', (e as Error).message);
   }
 
   private onEnd(c: Cycle): void {
@@ -273,7 +272,7 @@ export class Collector {
       this.checkTrailer(c);
     } catch (e) {
       // A short stream may be a child that died: let its exit status speak.
-      const reason = e instanceof StreamError ? e.reason : 'BAD_HEADER';
+      const reason = e instanceof StreamError ? e.reason : 'INTERNAL';
       this.reapThen(c, (end) => {
         if (end && end.state === 'signaled') this.fail(c, 'CHILD_SIGNALED', `the child died by signal ${end.signal} (${(e as Error).message})`);
         else if (end && end.state === 'exited' && end.code !== 0) this.fail(c, exitReason(end.code), `the child exited with status ${end.code} (${(e as Error).message})`);
@@ -381,6 +380,7 @@ export class Collector {
     this.phase = 'idle';
     this.cycle = undefined;
     const error = new CycleAbortedError(reason, c.stats.id, message);
+    this.account.aborted++;
     h.policy.cycleAborted();
     h.cycleAborted(error);
     for (const w of c.waiters) w.reject(error);
@@ -548,12 +548,13 @@ export class Collector {
       }
     }
     a.endSweep();
-    h.recount();
+    this.account.recount(v, a.topGranule);
     h.sweepFinished();
     this.phase = 'idle';
     this.cycle = undefined;
     const error = new CycleAbortedError('SWEEP_FAILED', c.stats.id,
-      `a sweeper thread failed (${e.message}); the spans it had not finished were left unswept`);
+      `a sweeper thread failed (${e.message})`);
+    this.account.aborted++;
     h.policy.cycleAborted();
     h.cycleAborted(error);
     for (const w of c.waiters) w.reject(error);
@@ -627,7 +628,7 @@ export class Collector {
     const s = c.stats;
     c.tally.add(a.lazyTally);
     a.endSweep();
-    h.freed(c.tally.freedObjects, c.tally.freedBytes);
+    this.account.freed(c.tally.freedObjects, c.tally.freedBytes);
     s.objectsFreed = c.tally.freedObjects;
     s.bytesFreed = c.tally.freedBytes;
     s.spansSwept = c.tally.spans;
@@ -636,18 +637,19 @@ export class Collector {
     s.workers = [...c.workers].map(([threadId, w]) => ({ threadId, spans: w.spans, ms: w.ms }));
     s.workerSpansSwept = s.workers.reduce((n, w) => n + w.spans, 0);
     s.workerSweepMs = s.workers.reduce((n, w) => n + w.ms, 0);
-    s.bytesReturned = a.releaseFreeSpans(h.policy.retainFreeBytes(h.liveBytes()), h.regions.hugePages,
+    s.bytesReturned = a.releaseFreeSpans(h.policy.retainFreeBytes(this.account.liveBytes), h.regions.hugePages,
       (offset, bytes) => h.addon.releaseArena(h.regions.id, offset, bytes) === 0);
     const end = process.hrtime.bigint();
     s.sweepMs = Number(end - c.sweepStartNs) / 1e6;
     s.totalMs = Number(end - c.startNs) / 1e6;
     s.heapBytesAfter = a.heapBytes;
-    s.liveBytesAfter = h.liveBytes();
+    s.liveBytesAfter = this.account.liveBytes;
     this.phase = 'idle';
     this.cycle = undefined;
     h.policy.cycleCompleted(s.liveBytesAfter, s.heapBytesAfter);
     h.sweepFinished();
     h.publish('sweepEnd', s);
+    this.account.cycleCompleted(s);
     h.cycleCompleted(s);
     for (const w of c.waiters) w.resolve(s);
   }

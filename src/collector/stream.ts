@@ -118,7 +118,7 @@ export class StreamReader {
     let at = 0;
     this.bytesReceived += data.length;
     while (at < data.length) {
-      if (this.phase === 'done') throw new StreamError('BAD_HEADER', 'bytes after the trailer');
+      if (this.phase === 'done') throw new StreamError('BAD_FRAMING', 'bytes after the trailer');
       const take = Math.min(this.need - this.filled, data.length - at);
       this.scratch.set(data.subarray(at, at + take), this.filled);
       this.filled += take;
@@ -141,9 +141,9 @@ export class StreamReader {
     const v = this.scratchView;
     switch (this.phase) {
       case 'header': {
-        if (v.getUint32(0, true) !== HEADER_MAGIC) throw new StreamError('BAD_HEADER', 'bad magic');
-        if (v.getUint16(4, true) !== VERSION) throw new StreamError('BAD_HEADER', `wire version ${v.getUint16(4, true)}, expected ${VERSION}`);
-        if (v.getUint16(6, true) !== HEADER_BYTES) throw new StreamError('BAD_HEADER', 'bad header size');
+        if (v.getUint32(0, true) !== HEADER_MAGIC) throw new StreamError('BAD_MAGIC', 'bad header magic');
+        if (v.getUint16(4, true) !== VERSION) throw new StreamError('BAD_VERSION', `wire version ${v.getUint16(4, true)}, expected ${VERSION}`);
+        if (v.getUint16(6, true) !== HEADER_BYTES) throw new StreamError('BAD_VERSION', 'bad header size');
         const sum = checksumWords(this.scratchWords, HEADER_SEED, 0, 9);
         if (sum !== v.getUint32(36, true)) throw new StreamError('BAD_CHECKSUM', 'header checksum');
         const h: StreamHeader = {
@@ -162,7 +162,7 @@ export class StreamReader {
         if (h.granuleBytes !== this.expect.granuleBytes || h.topGranule !== this.expect.topGranule ||
             h.bitmapBytes !== words * 4 || h.chunkBytes !== CHUNK_BYTES ||
             h.chunkCount !== Math.ceil(h.bitmapBytes / CHUNK_BYTES)) {
-          throw new StreamError('BAD_HEADER', 'geometry does not match the heap at fork');
+          throw new StreamError('BAD_GEOMETRY', 'geometry does not match the heap at fork');
         }
         this.header = h;
         this.fold = mix(STREAM_SEED, sum);
@@ -175,7 +175,7 @@ export class StreamReader {
         const h = this.header!;
         const expected = Math.min(CHUNK_BYTES, h.bitmapBytes - this.chunkIndex * CHUNK_BYTES);
         if (v.getUint32(0, true) !== CHUNK_MAGIC || index !== this.chunkIndex || bytes !== expected) {
-          throw new StreamError('BAD_HEADER', `bad head of chunk ${this.chunkIndex}`);
+          throw new StreamError('BAD_FRAMING', `bad head of chunk ${this.chunkIndex}`);
         }
         this.chunkPayload = bytes;
         this.chunkSum = v.getUint32(12, true);
@@ -194,7 +194,7 @@ export class StreamReader {
         return;
       }
       case 'trailer': {
-        if (v.getUint32(0, true) !== TRAILER_MAGIC) throw new StreamError('BAD_HEADER', 'bad trailer magic');
+        if (v.getUint32(0, true) !== TRAILER_MAGIC) throw new StreamError('BAD_MAGIC', 'bad trailer magic');
         const sum = checksumWords(this.scratchWords, this.fold, 0, 15);
         if (sum !== v.getUint32(60, true)) throw new StreamError('BAD_CHECKSUM', 'trailer (whole stream)');
         this.trailer = {
@@ -213,7 +213,7 @@ export class StreamReader {
         return;
       }
       default:
-        throw new StreamError('BAD_HEADER', 'bytes after the trailer');
+        throw new StreamError('BAD_FRAMING', 'bytes after the trailer');
     }
   }
 

@@ -36,19 +36,9 @@ import {
   roundToGranules,
 } from './layout.js';
 import type { HeapViews } from './views.js';
+import { objectBytes } from './header.js';
 
-/** Size of the object at granule g, header included, rounded to granules. */
-export function objectBytes(v: HeapViews, g: number): number {
-  const type = v.u16[g * 8];
-  const length = v.u32[g * 4 + 1];
-  const d = type * DESCRIPTOR_WORDS;
-  switch (v.descriptors[d]) {
-    case KIND_STRUCT: return v.descriptors[d + 3];
-    case KIND_REF_ARRAY: return roundToGranules(HEADER_BYTES + length * 4);
-    case KIND_LEAF: return roundToGranules(HEADER_BYTES + length);
-    default: return 0;
-  }
-}
+export { objectBytes };
 
 /** What one sweep freed and kept; reused across spans to avoid allocation. */
 export class SweepTally {

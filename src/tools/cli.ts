@@ -14,13 +14,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { CowMapper, PageKind, pageBytes, type CowMap } from './cow-budget.js';
-import { CycleAbortedError } from '../api/errors.js';
-import { Heap } from '../api/heap.js';
-import type { HeapOptions } from '../api/options.js';
+import { CycleAbortedError } from '../index.js';
+import { Heap } from '../index.js';
+import type { HeapOptions } from '../index.js';
 import { pressureSource, readPressure } from './pressure.js';
-import type { CycleStats } from '../api/stats.js';
+import type { CycleStats } from '../index.js';
 import { startTrace, TRACE_NAMES } from './trace.js';
-import type { Ref } from '../api/types.js';
+import type { Ref } from '../index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 

@@ -40,14 +40,14 @@
 import dc from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 import { closeSync, openSync, readSync } from 'node:fs';
-import type { ChildDoneEvent, CycleStartEvent, ForkEvent } from '../api/events.js';
-import type { Heap } from '../api/heap.js';
-import { GRANULE_BYTES } from '../memory/layout.js';
-import { parseBytes } from '../api/options.js';
+import type { ChildDoneEvent, CycleStartEvent, ForkEvent } from '../index.js';
+import type { Heap } from '../index.js';
+import { GRANULE_BYTES, heapId, heapInternals, pageSize } from '../internal.js';
+import { parseBytes } from '../index.js';
 
 /** The system's page size, as the addon reports it (4 KiB on x86-64). */
 export function pageBytes(heap: Heap): number {
-  return heap.addon.layoutConstants().pageSize;
+  return pageSize(heap);
 }
 
 /** diagnostics_channel on which every CowBudgetEvent is published too. */
@@ -109,7 +109,7 @@ export class CowBudget extends EventEmitter<CowBudgetEvents> {
       if (reported.size > 64) reported.delete(reported.values().next().value as number);
       this.exceeded++;
       const event: CowBudgetEvent = {
-        heapId: heap.regions.id, ...e, cowPages: Math.ceil(e.cowBytes / page), budgetBytes: this.budgetBytes,
+        heapId: heapId(heap), ...e, cowPages: Math.ceil(e.cowBytes / page), budgetBytes: this.budgetBytes,
         timeMs: performance.now(),
       };
       if (channel.hasSubscribers) channel.publish(event);
@@ -198,7 +198,7 @@ export const PAGE_SWAPPED = 4;
 
 /** The arena's virtual address in this process, as the addon reports it. */
 export function locateArena(heap: Heap): bigint | null {
-  return heap.regions.arenaAddress ?? null;
+  return heapInternals(heap).regions.arenaAddress ?? null;
 }
 
 /**
@@ -303,7 +303,7 @@ export class CowMapper {
   capture(): CowMap | null {
     const f = this.atFork;
     if (!f) return null;
-    const topPage = Math.max(f.topPage, Math.ceil((this.heap.allocator.topGranule * GRANULE_BYTES) / this.page));
+    const topPage = Math.max(f.topPage, Math.ceil((heapInternals(this.heap).allocator.topGranule * GRANULE_BYTES) / this.page));
     const now = readArenaPages(this.heap, 0, topPage);
     if (!now) return null;
     const pages = new Uint8Array(topPage);
@@ -322,7 +322,7 @@ export class CowMapper {
       else counts.new++;
     }
     return {
-      heapId: this.heap.regions.id, cycleId: f.cycleId, childPid: this.pid, pageBytes: this.page,
+      heapId: heapId(this.heap), cycleId: f.cycleId, childPid: this.pid, pageBytes: this.page,
       snapshotPages: f.topPage, pages, counts, capturedAtMs: performance.now(),
     };
   }

@@ -1,8 +1,8 @@
 // `npm run demo`: the same churning workload on two heaps, one collecting
 // with a forked child and one stop-the-world, and every cycle's figures side
 // by side. The pause column is the point: fork() against a whole marking.
-import { Heap } from '../api/heap.js';
-import type { CycleStats } from '../api/stats.js';
+import { Heap } from '../index.js';
+import type { CycleStats } from '../index.js';
 
 const seconds = Number(process.env.FORKGC_DEMO_SECONDS ?? 4);
 const liveRecords = Number(process.env.FORKGC_DEMO_RECORDS ?? 400_000);

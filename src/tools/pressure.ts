@@ -41,8 +41,8 @@
 import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Heap } from '../api/heap.js';
-import type { CycleStats } from '../api/stats.js';
+import type { Heap } from '../index.js';
+import type { CycleStats } from '../index.js';
 
 export interface PressureReading {
   /** The file read. */

@@ -38,13 +38,14 @@
 // 'sweep,pause'). Lazy sweeping inside allocations is not an event; its total
 // is in the cycle's args (mainThreadSweepMs).
 import { writeFileSync } from 'node:fs';
-import type { CycleAbortedError } from '../api/errors.js';
+import type { CycleAbortedError } from '../index.js';
 import type {
   ChildDoneEvent, CycleStartEvent, FallbackEvent, ForkEvent, MarkEvent, StreamEvent, SweepProgressEvent,
   SweepStartEvent,
-} from '../api/events.js';
-import type { Heap } from '../api/heap.js';
-import type { CycleStats } from '../api/stats.js';
+} from '../index.js';
+import type { Heap } from '../index.js';
+import { heapId as heapIdOf } from '../internal.js';
+import type { CycleStats } from '../index.js';
 
 /** One event of the Trace Event format (the subset forkgc writes). */
 export interface TraceEvent {
@@ -288,7 +289,7 @@ export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorde
     instant(TRACE_NAMES.fallback, 'cycle', cyclesTid(), e.timeMs, { reason: e.reason }, 'g');
   };
 
-  noteHeap(heap.regions.id);
+  noteHeap(heapIdOf(heap));
   heap.on('cycleStart', onCycleStart);
   heap.on('fork', onFork);
   heap.on('childDone', onChildDone);

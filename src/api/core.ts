@@ -1,0 +1,330 @@
+// The heap's private core: everything a Heap is made of (the native regions,
+// the allocator, the root table, the collector) and the operations the
+// public facade (src/api/heap.ts) and the object types call. The facade
+// holds its core in an ES #private field, so none of this appears in the
+// published types; internal code (tests, tools) reaches it through
+// heapInternals() in src/internal.ts.
+//
+// Struct accessors and the built-in object types capture the core (and its
+// views) in closures when they are created, so a field access or an
+// allocation costs no extra indirection for going through a facade.
+import type { EventEmitter } from 'node:events';
+import { Accounting } from '../collector/accounting.js';
+import { Collector } from '../collector/collector.js';
+import { Policy } from '../collector/policy.js';
+import { Allocator } from '../memory/allocator.js';
+import { writeHeader, typeIdAt } from '../memory/header.js';
+import { LARGE_CLASS, SPAN_BYTES, SPAN_GRANULES, roundToGranules, sizeClassOf } from '../memory/layout.js';
+import { SweepPool } from '../memory/sweep-pool.js';
+import { HeapViews } from '../memory/views.js';
+import { native, type NativeAddon, type RegionViews } from '../platform/native.js';
+import { HeapClosedError, HeapCorruptError, HeapExhaustedError, InvalidOptionError } from './errors.js';
+import { publish, type CycleEventMap, type CycleEventName } from './events.js';
+import { HeapFinalizationRegistry } from './finalization.js';
+import { takeDeadEntries } from './private-access.js';
+import { resolveOptions, type HeapOptions, type ResolvedOptions } from './options.js';
+import { makeRefOps, type RefContext, type RefOps } from './refs.js';
+import { RootHandle } from './roots.js';
+import { RootTable } from './root-table.js';
+import type { CycleStats, HeapStats, Trigger } from './stats.js';
+import { TypeRegistry, type TypeContext } from './type-registry.js';
+import { ByteArrays, RefArrays, Strings, type FieldSpec, type Ref, type StructType } from './types.js';
+import { WeakHolders } from './weak.js';
+
+/** The emitter the core reports to: the public Heap. */
+export type CoreEmitter = Pick<EventEmitter, 'emit' | 'listenerCount'>;
+
+export class HeapCore implements RefContext, TypeContext {
+  readonly addon: NativeAddon;
+  readonly regions: RegionViews;
+  readonly views: HeapViews;
+  readonly options: ResolvedOptions;
+  readonly allocator: Allocator;
+  readonly roots: RootTable;
+  readonly policy: Policy;
+  readonly refs: RefOps;
+  readonly collector: Collector;
+  /** Live bytes and objects, allocation since the last cycle, cumulative figures (owned by the collector). */
+  readonly account: Accounting;
+  readonly types: TypeRegistry;
+  readonly arrays: RefArrays;
+  readonly bytes: ByteArrays;
+  readonly strings: Strings;
+  /** Objects lie below this granule; 0 once closed (src/api/refs.ts). */
+  topGranule = 0;
+  closed = false;
+  /** Checked mode: cycles started, mod 2^25. */
+  epochTag = 0;
+
+  private readonly alloc: Uint32Array;
+  private readonly marks: Uint32Array;
+  private scheduled = false;
+  private saidFallback = false;
+  private pool: SweepPool | undefined;
+  private readonly weakHolders: WeakHolders;
+  private readonly finalizers: Array<HeapFinalizationRegistry<unknown>> = [];
+  private pendingFinalizers: Array<() => void> = [];
+
+  constructor(options: HeapOptions | undefined, private readonly emitter: CoreEmitter) {
+    this.options = resolveOptions(options);
+    this.addon = native();
+    const o = this.options;
+    const made = this.addon.createHeap(o.maxHeap, o.hugePages, o.markStackEntries, o.maxRoots);
+    if (!('arena' in made)) {
+      throw new InvalidOptionError(`maxHeap: could not reserve ${o.maxHeap} bytes of address space: ${made.message}`);
+    }
+    this.regions = made;
+    this.views = new HeapViews(made);
+    this.alloc = this.views.allocBits;
+    this.marks = this.views.markBits;
+    this.allocator = new Allocator(this.views);
+    this.topGranule = this.allocator.topGranule;
+    this.roots = new RootTable(this.views.roots, o.maxRoots);
+    this.policy = new Policy(o);
+    this.refs = makeRefOps(this, o.checked);
+    this.weakHolders = new WeakHolders(this.views);
+    this.types = new TypeRegistry(this);
+    this.arrays = new RefArrays(this);
+    this.bytes = new ByteArrays(this);
+    this.strings = new Strings(this);
+    this.collector = new Collector(this);
+    this.account = this.collector.account;
+  }
+
+  // ---- what the collector needs (CycleHost) -----------------------------
+
+  /** The sweeper threads, if the heap has any (created on first use). */
+  sweepPool(): SweepPool | undefined {
+    const o = this.options;
+    if (!this.pool && (o.piscina || o.sweepThreads > 0)) this.pool = new SweepPool(o.sweepThreads, o.piscina);
+    return this.pool;
+  }
+
+  /** The bitmap is final and no span is swept yet: clear dead weak fields, take dead finalization entries. */
+  sweepStarting(): void {
+    this.weakHolders.clearDead();
+    for (const r of this.finalizers) this.pendingFinalizers.push(...takeDeadEntries(r, this.views));
+  }
+
+  /** The sweep is over (or given up): run the finalization callbacks it took, from the event loop. */
+  sweepFinished(): void {
+    const due = this.pendingFinalizers;
+    if (due.length === 0) return;
+    this.pendingFinalizers = [];
+    // From the event loop, one callback at a time: never inside an
+    // allocation; a throwing callback does not stop the others.
+    setImmediate(() => {
+      for (const run of due) {
+        try {
+          run();
+        } catch (e) {
+          process.nextTick(() => { throw e; });
+        }
+      }
+    });
+  }
+
+  /** Publishes a phase of the cycle on diagnostics_channel and as a Heap event. */
+  publish<K extends CycleEventName>(name: K, payload: CycleEventMap[K]): void {
+    publish(name, payload);
+    if (name !== 'abort' && name !== 'fallback' && this.emitter.listenerCount(name) > 0) {
+      this.emitter.emit(name, payload);
+    }
+  }
+
+  /** A cycle is starting: checked mode moves to the next epoch. */
+  newEpoch(): void {
+    this.epochTag = (this.epochTag + 1) % 2 ** 25;
+  }
+
+  cycleCompleted(s: CycleStats): void {
+    this.topGranule = this.allocator.topGranule;
+    this.emitter.emit('cycle', s);
+    this.scheduleIfDue();
+  }
+
+  cycleAborted(e: Error): void {
+    publish('abort', e as CycleEventMap['abort']);
+    this.emitter.emit('abort', e);
+    this.scheduleIfDue();
+  }
+
+  /** The heap ran stop-the-world because it could not fork (reported once per heap). */
+  fellBack(reason: string): void {
+    // (The cycle itself is counted as a fallback when it completes.)
+    if (this.saidFallback) return;
+    this.saidFallback = true;
+    process.emitWarning(`forkgc: ${reason}; collecting stop-the-world instead`, { code: 'FORKGC_FALLBACK' });
+    const event = { heapId: this.regions.id, reason, timeMs: performance.now() };
+    publish('fallback', event);
+    this.emitter.emit('fallback', event);
+  }
+
+  // ---- types and objects -------------------------------------------------
+
+  defineStruct<F extends FieldSpec>(name: string, fields: F): StructType<F> {
+    this.ensureOpen();
+    return this.types.defineStruct(name, fields);
+  }
+
+  createFinalizationRegistry<T>(callback: (held: T) => void): HeapFinalizationRegistry<T> {
+    this.ensureOpen();
+    if (typeof callback !== 'function') throw new TypeError('createFinalizationRegistry: callback must be a function');
+    const r = new HeapFinalizationRegistry<T>({ refs: this.refs, ensureOpen: () => this.ensureOpen() }, callback);
+    this.finalizers.push(r as HeapFinalizationRegistry<unknown>);
+    return r;
+  }
+
+  weakHolderAllocated(g: number): void { this.weakHolders.add(g); }
+
+  /** The weak read barrier (src/api/weak.ts, rule 1). */
+  weakRead(g: number): void {
+    if (this.collector.phase !== 'marking') return;
+    if ((this.marks[g >>> 5] & (1 << (g & 31))) !== 0) return;
+    const r = this.addon.markInProcess(this.regions.id, this.allocator.topGranule, 0, g);
+    if (r.status !== 0) throw new HeapCorruptError(`heap corrupt at reference ${r.badRef} (weak read barrier)`);
+  }
+
+  typeOf(ref: Ref): string {
+    return this.types.nameOf(typeIdAt(this.views, this.refs.any(ref)));
+  }
+
+  typeName(typeId: number): string { return this.types.nameOf(typeId); }
+
+  get highWaterGranule(): number { return this.allocator.highWaterSpan * SPAN_GRANULES; }
+
+  /** Allocates `bytes` (header included) and writes the header; returns the granule. */
+  allocate(typeId: number, bytes: number, length: number): number {
+    if (this.closed) throw new HeapClosedError();
+    const size = roundToGranules(bytes);
+    const cls = sizeClassOf(size);
+    let g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls) : this.allocator.allocLarge(size);
+    if (g === 0) g = this.allocateSlow(cls, size);
+    this.topGranule = this.allocator.topGranule;
+    writeHeader(this.views, g, typeId, length);
+    const bit = 1 << (g & 31);
+    this.alloc[g >>> 5] |= bit;
+    const c = this.collector;
+    // Allocate black: the child cannot see this object (docs/design.md, invariant 2).
+    if (c.phase === 'marking') this.marks[g >>> 5] |= bit;
+    const a = this.account;
+    a.liveBytes += size;
+    a.objects++;
+    a.allocatedSinceCycle += size;
+    a.allocatedTotal += size;
+    if (!this.scheduled && this.options.auto && this.policy.shouldCollect(a.allocatedSinceCycle)) this.scheduleIfDue();
+    return g;
+  }
+
+  // The heap is full: finish what the cycle in flight can give (waiting for
+  // the child if need be, which is safe because its snapshot was taken at a
+  // safepoint), then try again. Never starts a cycle: this is not a safepoint.
+  private allocateSlow(cls: number, size: number): number {
+    if (this.collector.phase === 'marking') this.collector.finishMarkingSync();
+    if (this.collector.phase === 'sweeping') this.collector.finishSweepSync();
+    const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls) : this.allocator.allocLarge(size);
+    if (g !== 0) return g;
+    throw new HeapExhaustedError(
+      `cannot allocate ${size} bytes: the heap is at maxHeap (${fmt(this.options.maxHeap)}) with ` +
+      `${fmt(this.account.liveBytes)} in ${this.account.objects} objects by the last count` +
+      (this.collector.phase === 'sweeping' ? ' (the sweep in progress has freed some of it already)' : '') +
+      '. Let a cycle run first (await heap.collect(), ' +
+      'or call heap.safepoint() in long synchronous loops), release roots you no longer need, or raise maxHeap' +
+      (size > SPAN_BYTES ? ` (a ${fmt(size)} object needs ${Math.ceil(size / SPAN_BYTES)} contiguous free spans)` : ''));
+  }
+
+  // ---- roots ---------------------------------------------------------------
+
+  root(ref: Ref): RootHandle {
+    this.ensureOpen();
+    const g = this.refs.field(ref);
+    return new RootHandle({ table: this.roots, refs: this.refs, ensureOpen: () => this.ensureOpen() }, this.roots.add(g));
+  }
+
+  // ---- cycles --------------------------------------------------------------
+
+  safepoint(): void {
+    this.ensureOpen();
+    if (this.collector.busy) return;
+    if (this.scheduled || (this.options.auto && this.policy.shouldCollect(this.account.allocatedSinceCycle))) {
+      this.startCycle('safepoint', false);
+    }
+  }
+
+  async collect(): Promise<CycleStats> {
+    this.ensureOpen();
+    if (this.collector.busy) {
+      await this.collector.join().catch(() => undefined);
+      this.ensureOpen();
+      if (this.collector.busy) return this.collect();
+    }
+    return this.collector.start('explicit', true);
+  }
+
+  private startCycle(trigger: Trigger, keepAlive: boolean): void {
+    this.collector.start(trigger, keepAlive).catch(() => {
+      // Reported through the 'abort' event.
+    });
+  }
+
+  private scheduleIfDue(): void {
+    if (this.scheduled || this.closed || !this.options.auto) return;
+    if (!this.policy.shouldCollect(this.account.allocatedSinceCycle)) return;
+    this.scheduled = true;
+    // From the event loop: a safepoint by the rooting contract.
+    setImmediate(() => {
+      this.scheduled = false;
+      if (this.closed || this.collector.busy) return;
+      if (this.policy.shouldCollect(this.account.allocatedSinceCycle)) this.startCycle('allocation', false);
+    }).unref();
+  }
+
+  stats(): HeapStats {
+    this.ensureOpen();
+    const t = this.account;
+    return {
+      mode: this.options.mode,
+      maxHeap: this.options.maxHeap,
+      cycles: t.cycles,
+      abortedCycles: t.aborted,
+      fallbackCycles: t.fallback,
+      heapBytes: this.allocator.heapBytes,
+      liveBytes: t.liveBytes,
+      objects: t.objects,
+      roots: this.roots.live,
+      allocatedBytesTotal: t.allocatedTotal,
+      freedBytesTotal: t.freedTotal,
+      returnedBytesTotal: t.returnedTotal,
+      maxPauseUs: t.maxPauseUs,
+      totalPauseUs: t.pauseUs,
+      totalMarkMs: t.markMs,
+      totalSweepMs: t.sweepMs,
+      phase: this.collector.phase,
+      allocatedSinceCycle: t.allocatedSinceCycle,
+      nextTriggerBytes: this.policy.nextTriggerBytes,
+    };
+  }
+
+  /** Kills and reaps a child in flight, stops sweeping, unmaps the arena. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.topGranule = 0;
+    this.collector.close();
+    // Sweeper threads attach to the mappings, which stay until the last
+    // detaches; still, let running tasks end before we go.
+    if (this.pool) await this.pool.close();
+    this.addon.destroyHeap(this.regions);
+  }
+
+  ensureOpen(): void {
+    if (this.closed) throw new HeapClosedError();
+  }
+}
+
+function fmt(bytes: number): string {
+  if (bytes >= 2 ** 30) return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+  if (bytes >= 2 ** 20) return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${bytes} B`;
+}

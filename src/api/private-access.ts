@@ -1,0 +1,39 @@
+// How internal code reaches what the public classes keep in ES #private
+// fields. Each class registers an accessor from a static block when its
+// module loads; this module is imported by src/api/core.ts and
+// src/internal.ts, never re-exported by src/index.ts, so none of it shows in
+// the published types.
+import type { HeapViews } from '../memory/views.js';
+import type { HeapCore } from './core.js';
+import type { RefOps } from './refs.js';
+import type { RootTable } from './root-table.js';
+
+/** What a root handle needs from its heap (given by src/api/core.ts). */
+export interface RootHandleParts {
+  table: RootTable;
+  refs: RefOps;
+  ensureOpen: () => void;
+}
+
+/** What a finalization registry needs from its heap (given by src/api/core.ts). */
+export interface FinalizationParts {
+  refs: RefOps;
+  ensureOpen: () => void;
+}
+
+type TakeDead = (registry: object, v: HeapViews) => Array<() => void>;
+let coreOfHeap: ((heap: object) => HeapCore) | undefined;
+let takeDead: TakeDead | undefined;
+
+export function registerCoreOf(get: (heap: object) => HeapCore): void { coreOfHeap = get; }
+export function registerTakeDead(take: TakeDead): void { takeDead = take; }
+
+/** The private core of a Heap. */
+export function coreOf(heap: object): HeapCore {
+  return coreOfHeap!(heap);
+}
+
+/** At sweep start: takes out a registry's entries of unmarked objects; returns their callbacks. */
+export function takeDeadEntries(registry: object, v: HeapViews): Array<() => void> {
+  return takeDead!(registry, v);
+}
