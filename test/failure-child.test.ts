@@ -1,5 +1,5 @@
 /**
- * Failure model, part 1: the child dies, hangs or lies (issue 4; DESIGN
+ * Failure model, part 1: the child dies, hangs or lies (issue 4; docs/design.md,
  * invariant 3, "all or nothing").
  *
  * Every fault is committed for real by the forked child (faultInjectionForTesting,

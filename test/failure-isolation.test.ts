@@ -1,6 +1,6 @@
 /**
  * Failure model, part 4: things the child must never do to the application
- * (issue 4; DESIGN "The child"). Each with a real fork, real signals, real
+ * (issue 4; docs/design.md, 'The child'). Each with a real fork, real signals, real
  * sockets on 127.0.0.1:
  *
  *   - outlive its parent: a Node process with a cycle in flight (child held

@@ -2,7 +2,7 @@
 //
 // One cycle, in fork mode, step by step:
 //
-//  1. Start, at a safepoint only (DESIGN invariant 4): from the event loop
+//  1. Start, at a safepoint only (docs/design.md, invariant 4): from the event loop
 //     (an immediate scheduled when the policy's trigger was crossed), from
 //     heap.safepoint(), or from heap.collect(). Never inside an allocation.
 //     The previous cycle's sweep has finished, so every span is IN_USE or
@@ -35,11 +35,10 @@
 //
 // In stw mode steps 2-5 are one call to the same native marker in-process
 // (invariant 5), and the sweep (step 6) starts at once.
-import net from 'node:net';
 import { Accounting } from './accounting.js';
 import { CycleAbortedError, type AbortReason } from '../api/errors.js';
 import type { Allocator } from '../memory/allocator.js';
-import type { NativeAddon, RegionViews } from '../platform/native.js';
+import type { ChildEnd, NativeAddon, RegionViews } from '../platform/native.js';
 import { FAULT_CODES, type ResolvedOptions } from '../api/options.js';
 import type { Policy } from './policy.js';
 import type { RootTable } from '../api/root-table.js';
@@ -53,7 +52,8 @@ import {
   FREE_CLEAN, GRANULE_BYTES, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS,
   SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from '../memory/layout.js';
-import { EXIT_HEAP_CORRUPT, StreamError, StreamReader } from './stream.js';
+import { StreamError, StreamReader, checkTrailerClaims, stageMarks } from './stream.js';
+import { ChildSession, childVerdict, type Verdict } from './child-session.js';
 
 export type Phase = 'idle' | 'marking' | 'sweeping';
 
@@ -94,16 +94,12 @@ interface Cycle {
   topGranule: number;
   waiters: Waiter[];
   // fork mode
-  pid: number;
-  fd: number;
-  socket?: net.Socket;
+  child?: ChildSession;
   reader?: StreamReader;
-  watchdog?: NodeJS.Timeout;
   streamEnded: boolean;
   stagedObjects: number;
   firstByteMs: number;
-  reaped: boolean;
-  failure?: { reason: AbortReason; message: string };
+  failure?: Verdict;
   // sweeping
   sweepStartNs: bigint;
   mainSweepNs: number;
@@ -158,12 +154,9 @@ export class Collector {
       startNs: process.hrtime.bigint(),
       topGranule: a.topGranule,
       waiters: [],
-      pid: 0,
-      fd: -1,
       streamEnded: false,
       stagedObjects: 0,
       firstByteMs: 0,
-      reaped: false,
       sweepStartNs: 0n,
       mainSweepNs: 0,
       maxSliceNs: 0,
@@ -207,8 +200,8 @@ export class Collector {
       return;
     }
     this.phase = 'marking';
-    c.pid = r.pid;
-    c.fd = r.fd;
+    const child = new ChildSession(h.addon, r.pid, r.fd);
+    c.child = child;
     c.stats.childPid = r.pid;
     c.stats.pauseUs = pauseNs / 1000;
     c.stats.forkUs = r.forkNs / 1000;
@@ -219,34 +212,13 @@ export class Collector {
     const v = h.views;
     c.reader = new StreamReader(
       { cycleId: c.stats.id, topGranule: c.topGranule, granuleBytes: GRANULE_BYTES },
-      (words, offset) => this.stage(c, v, words, offset));
-    const socket = new net.Socket({ fd: r.fd, readable: true, writable: false });
-    c.socket = socket;
-    if (!keepAlive) socket.unref();
+      (words, offset) => { c.stagedObjects += stageMarks(v.allocBits, v.markBits, words, offset); });
+    const timeout = h.policy.childTimeoutMs(h.allocator.heapBytes);
+    const socket = child.open(keepAlive, timeout,
+      () => this.fail(c, { reason: 'WATCHDOG', message: `the child ran over ${timeout} ms and was killed` }));
     socket.on('data', (data: Buffer) => this.onData(c, data));
     socket.on('end', () => this.onEnd(c));
-    socket.on('error', (e) => this.fail(c, 'STREAM_SHORT', `pipe error: ${e.message}`));
-    const timeout = h.policy.childTimeoutMs(h.allocator.heapBytes);
-    c.watchdog = setTimeout(() => this.fail(c, 'WATCHDOG', `the child ran over ${timeout} ms and was killed`), timeout);
-    if (!keepAlive) c.watchdog.unref();
-  }
-
-  /** A validated chunk: reject zombies, count marks, OR into the parent's bitmap. */
-  private stage(c: Cycle, v: HeapViews, words: Uint32Array, offset: number): void {
-    const alloc = v.allocBits;
-    const mark = v.markBits;
-    let count = 0;
-    for (let i = 0; i < words.length; i++) {
-      const w = words[i];
-      if (w === 0) continue;
-      if ((w & ~alloc[offset + i]) !== 0) {
-        const g = (offset + i) * 32 + (31 - Math.clz32((w & ~alloc[offset + i]) & -(w & ~alloc[offset + i])));
-        throw new StreamError('ZOMBIE_MARK', `granule ${g} is marked but holds no object`);
-      }
-      mark[offset + i] |= w;
-      count += popcount(w);
-    }
-    c.stagedObjects += count;
+    socket.on('error', (e) => this.fail(c, { reason: 'STREAM_SHORT', message: `pipe error: ${e.message}` }));
   }
 
   private onData(c: Cycle, data: Buffer): void {
@@ -255,46 +227,44 @@ export class Collector {
     try {
       c.reader!.push(data);
     } catch (e) {
-      this.streamFailed(c, e);
+      // A chunk that fails its checks aborts at once, whatever the child does next.
+      this.fail(c, streamVerdict(e));
     }
   }
 
-  private streamFailed(c: Cycle, e: unknown): void {
-    if (e instanceof StreamError) this.fail(c, e.reason, e.message);
-    else this.fail(c, 'INTERNAL', (e as Error).message);
-  }
-
+  /** The child closed the pipe: check the end of the stream, reap, and let childVerdict() decide. */
   private onEnd(c: Cycle): void {
     if (c !== this.cycle || c.failure || c.streamEnded) return;
     c.streamEnded = true;
-    try {
-      c.reader!.end();
-      this.checkTrailer(c);
-    } catch (e) {
-      // A short stream may be a child that died: let its exit status speak.
-      const reason = e instanceof StreamError ? e.reason : 'INTERNAL';
-      this.reapThen(c, (end) => {
-        if (end && end.state === 'signaled') this.fail(c, 'CHILD_SIGNALED', `the child died by signal ${end.signal} (${(e as Error).message})`);
-        else if (end && end.state === 'exited' && end.code !== 0) this.fail(c, exitReason(end.code), `the child exited with status ${end.code} (${(e as Error).message})`);
-        else this.fail(c, reason, (e as Error).message);
-      });
-      return;
-    }
-    this.reapThen(c, (end) => {
-      if (!end) return this.fail(c, 'WATCHDOG', 'the child did not exit after its stream');
-      if (end.state === 'signaled') return this.fail(c, 'CHILD_SIGNALED', `the child died by signal ${end.signal} after its stream`);
-      if (end.state === 'exited' && end.code !== 0) return this.fail(c, exitReason(end.code), `the child exited with status ${end.code} after its stream`);
-      if (end.state === 'gone') return this.fail(c, 'CHILD_EXIT', 'the child could not be reaped');
-      this.streamAccepted(c);
-    });
+    const streamFailure = this.endOfStream(c);
+    c.child!.reapThen(() => c === this.cycle && !c.failure, (end) => this.childEnded(c, end, streamFailure));
   }
 
-  private checkTrailer(c: Cycle): void {
-    const t = c.reader!.trailer!;
-    if (t.status !== 0) throw new StreamError('HEAP_CORRUPT', `marker status ${t.status}`);
-    if (t.objectsMarked !== c.stagedObjects) {
-      throw new StreamError('COUNT_MISMATCH', `the trailer claims ${t.objectsMarked} objects, the bitmap holds ${c.stagedObjects}`);
+  /** The trailer arrived (or should have): its checks, then the child's figures. */
+  private endOfStream(c: Cycle): Verdict | undefined {
+    try {
+      c.reader!.end();
+      checkTrailerClaims(c.reader!.trailer!, c.stagedObjects);
+    } catch (e) {
+      return streamVerdict(e);
     }
+    this.recordChildFigures(c);
+    return undefined;
+  }
+
+  /** The one place a cycle learns its child's fate, on every path. */
+  private childEnded(c: Cycle, end: ChildEnd | null, streamFailure: Verdict | undefined): boolean {
+    const verdict = childVerdict(end, streamFailure);
+    if (verdict) {
+      this.fail(c, verdict);
+      return false;
+    }
+    this.streamAccepted(c);
+    return true;
+  }
+
+  private recordChildFigures(c: Cycle): void {
+    const t = c.reader!.trailer!;
     const s = c.stats;
     s.objectsMarked = t.objectsMarked;
     s.bytesMarked = t.bytesMarked;
@@ -307,102 +277,59 @@ export class Collector {
     s.bitmapBytes = c.reader!.header!.bitmapBytes;
     s.streamBytes = c.reader!.bytesReceived;
     this.host.publish('childDone', {
-      heapId: this.host.regions.id, cycleId: s.id, pid: c.pid, markMs: s.markMs, childMs: s.childMs,
+      heapId: this.host.regions.id, cycleId: s.id, pid: c.child!.pid, markMs: s.markMs, childMs: s.childMs,
       objectsMarked: s.objectsMarked, bytesMarked: s.bytesMarked, childMaxRssKb: s.childMaxRssKb,
       cowBytes: s.cowBytes, timeMs: performance.now(),
     });
   }
 
-  /**
-   * Reaps the child, polling without blocking the event loop (it has closed
-   * its end of the pipe, so it is exiting). `then(undefined)` if it would not go.
-   */
-  private reapThen(c: Cycle, then: (end: ReturnType<NativeAddon['waitChild']> | undefined) => void): void {
-    let delay = 0;
-    const poll = () => {
-      if (c !== this.cycle || c.failure) return;
-      const end = this.host.addon.waitChild(c.pid, 0);
-      if (end) {
-        c.reaped = true;
-        return then(end);
-      }
-      delay = Math.min(delay === 0 ? 1 : delay * 2, 50);
-      // The watchdog still runs: a child that never exits is killed by it.
-      setTimeout(poll, delay).unref();
-    };
-    poll();
-  }
-
   /** The stream validated and the child exited 0: nothing can abort this cycle now. */
   private streamAccepted(c: Cycle): void {
-    this.closeChannel(c);
+    c.child!.closeChannel();
     this.host.publish('stream', {
-      heapId: this.host.regions.id, cycleId: c.stats.id, pid: c.pid, bitmapBytes: c.stats.bitmapBytes,
+      heapId: this.host.regions.id, cycleId: c.stats.id, pid: c.child!.pid, bitmapBytes: c.stats.bitmapBytes,
       streamBytes: c.stats.streamBytes, firstByteMs: c.firstByteMs, timeMs: performance.now(),
     });
     this.beginSweep(c);
   }
 
-  private closeChannel(c: Cycle): void {
-    if (c.watchdog) clearTimeout(c.watchdog);
-    c.watchdog = undefined;
-    if (c.socket) {
-      c.socket.removeAllListeners('data');
-      c.socket.removeAllListeners('end');
-      c.socket.on('error', () => {});
-      c.socket.destroy();
-      c.socket = undefined;
-    }
-  }
-
   /**
-   * Aborts the cycle in flight (invariant 3): kill and reap the child, clear
-   * every mark bit, free nothing, report.
+   * Aborts the cycle in flight (docs/design.md, invariant 3): kill and reap
+   * the child, clear every mark bit, free nothing, report.
    */
-  private fail(c: Cycle, reason: AbortReason, message: string): void {
+  private fail(c: Cycle, verdict: Verdict): void {
     if (c !== this.cycle || c.failure) return;
-    c.failure = { reason, message };
-    this.closeChannel(c);
-    if (c.pid > 0 && !c.reaped) {
-      try { process.kill(c.pid, 'SIGKILL'); } catch { /* already gone */ }
-      // SIGKILL cannot be blocked: the child is gone within a scheduler tick.
-      const end = this.host.addon.waitChild(c.pid, 5000);
-      c.reaped = end !== null;
+    c.failure = verdict;
+    if (c.child) {
+      c.child.closeChannel();
+      c.child.kill();
     }
-    this.abortCycle(c, reason, message);
-  }
-
-  private abortCycle(c: Cycle, reason: AbortReason, message: string): void {
-    const h = this.host;
     // Black bits and any staged child bits: none of it may outlive the cycle,
     // or the next marker would skip objects it has not traced.
+    const h = this.host;
     h.views.markBits.fill(0, 0, Math.ceil(h.allocator.topGranule / 32));
-    this.phase = 'idle';
-    this.cycle = undefined;
-    const error = new CycleAbortedError(reason, c.stats.id, message);
-    this.account.aborted++;
-    h.policy.cycleAborted();
-    h.cycleAborted(error);
-    for (const w of c.waiters) w.reject(error);
+    this.settle(c, { error: new CycleAbortedError(verdict.reason, c.stats.id, verdict.message) });
   }
 
   /**
    * Called by an allocation that found the heap full while the child marks:
    * reads the rest of the stream synchronously (bounded by the watchdog's
-   * deadline) and starts the sweep. Returns whether a sweep is now running.
+   * deadline), reaps the child and lets childVerdict() decide, as the
+   * event-loop path does. Returns whether a sweep is now running.
    */
   finishMarkingSync(): boolean {
     const c = this.cycle;
-    if (!c || this.phase !== 'marking' || !c.socket || !c.reader) return this.phase === 'sweeping';
+    const child = c?.child;
+    if (!c || !child || this.phase !== 'marking' || !child.socket || !c.reader) return this.phase === 'sweeping';
     const h = this.host;
     const deadline = Date.now() + h.policy.childTimeoutMs(h.allocator.heapBytes);
     try {
       let buffered: Buffer | null;
-      while ((buffered = c.socket.read() as Buffer | null) !== null) c.reader.push(buffered);
+      while ((buffered = child.socket.read() as Buffer | null) !== null) c.reader.push(buffered);
       const buf = new Uint8Array(1 << 20);
       while (!c.reader.done) {
-        const n = h.addon.readBlocking(c.fd, buf, Math.max(1, deadline - Date.now()));
-        if (n === 0) break;
+        const n = h.addon.readBlocking(child.fd, buf, Math.max(1, deadline - Date.now()));
+        if (n === 0) break;  // end of stream: endOfStream() judges it
         if (n === -1) {
           if (Date.now() >= deadline) throw new StreamError('WATCHDOG', 'the child did not finish in time');
           continue;
@@ -410,22 +337,13 @@ export class Collector {
         if (n < 0) throw new StreamError('STREAM_SHORT', `pipe read failed (errno ${-n})`);
         c.reader.push(buf.subarray(0, n));
       }
-      c.reader.end();
-      this.checkTrailer(c);
     } catch (e) {
-      this.streamFailed(c, e);
+      this.fail(c, streamVerdict(e));
       return false;
     }
     c.streamEnded = true;
-    const end = h.addon.waitChild(c.pid, Math.max(1, deadline - Date.now()));
-    if (!end) { this.fail(c, 'WATCHDOG', 'the child did not exit after its stream'); return false; }
-    c.reaped = true;
-    if (end.state !== 'exited' || end.code !== 0) {
-      this.fail(c, end.state === 'signaled' ? 'CHILD_SIGNALED' : 'CHILD_EXIT', `the child ended ${JSON.stringify(end)}`);
-      return false;
-    }
-    this.streamAccepted(c);
-    return true;
+    const streamFailure = this.endOfStream(c);
+    return this.childEnded(c, child.reapSync(deadline - Date.now()), streamFailure);
   }
 
   // ---- stop-the-world --------------------------------------------------
@@ -437,7 +355,7 @@ export class Collector {
     const pauseNs = Number(process.hrtime.bigint() - t0);
     c.stats.pauseUs = pauseNs / 1000;
     if (r.status !== 0) {
-      this.abortCycle(c, 'HEAP_CORRUPT', `reference ${r.badRef} is not an object`);
+      this.fail(c, { reason: 'HEAP_CORRUPT', message: `reference ${r.badRef} is not an object` });
       return;
     }
     const s = c.stats;
@@ -550,14 +468,7 @@ export class Collector {
     a.endSweep();
     this.account.recount(v, a.topGranule);
     h.sweepFinished();
-    this.phase = 'idle';
-    this.cycle = undefined;
-    const error = new CycleAbortedError('SWEEP_FAILED', c.stats.id,
-      `a sweeper thread failed (${e.message})`);
-    this.account.aborted++;
-    h.policy.cycleAborted();
-    h.cycleAborted(error);
-    for (const w of c.waiters) w.reject(error);
+    this.settle(c, { error: new CycleAbortedError('SWEEP_FAILED', c.stats.id, `a sweeper thread failed (${e.message})`) });
   }
 
   /** Background sweeping on the main thread, a slice per event-loop turn. */
@@ -644,14 +555,35 @@ export class Collector {
     s.totalMs = Number(end - c.startNs) / 1e6;
     s.heapBytesAfter = a.heapBytes;
     s.liveBytesAfter = this.account.liveBytes;
+    h.sweepFinished();
+    this.settle(c, { stats: s });
+  }
+
+  /**
+   * The one way a cycle ends - completed, aborted, or cut short by close() -
+   * so that every end leaves the same state: phase idle, no cycle, the
+   * figures and policy told, the waiters answered.
+   */
+  private settle(c: Cycle, outcome: { stats: CycleStats } | { error: CycleAbortedError; closing?: boolean }): void {
+    const h = this.host;
     this.phase = 'idle';
     this.cycle = undefined;
-    h.policy.cycleCompleted(s.liveBytesAfter, s.heapBytesAfter);
-    h.sweepFinished();
-    h.publish('sweepEnd', s);
-    this.account.cycleCompleted(s);
-    h.cycleCompleted(s);
-    for (const w of c.waiters) w.resolve(s);
+    if ('stats' in outcome) {
+      const s = outcome.stats;
+      h.policy.cycleCompleted(s.liveBytesAfter, s.heapBytesAfter);
+      h.publish('sweepEnd', s);
+      this.account.cycleCompleted(s);
+      h.cycleCompleted(s);
+      for (const w of c.waiters) w.resolve(s);
+      return;
+    }
+    const error = outcome.error;
+    if (!outcome.closing) {
+      this.account.aborted++;
+      h.policy.cycleAborted();
+      h.cycleAborted(error);
+    }
+    for (const w of c.waiters) w.reject(error);
   }
 
   // ---- close -----------------------------------------------------------
@@ -666,19 +598,18 @@ export class Collector {
     if (this.phase === 'sweeping') {
       // Sweeping frees only what the validated bitmap says is garbage; the
       // heap is going away anyway, so just stop.
-      this.phase = 'idle';
-      this.cycle = undefined;
-      const error = new CycleAbortedError('CLOSED', c.stats.id, 'the heap was closed during the sweep');
-      for (const w of c.waiters) w.reject(error);
+      this.settle(c, { error: new CycleAbortedError('CLOSED', c.stats.id, 'the heap was closed during the sweep'), closing: true });
       return;
     }
-    this.fail(c, 'CLOSED', 'the heap was closed while the child marked');
+    this.fail(c, { reason: 'CLOSED', message: 'the heap was closed while the child marked' });
   }
 }
 
 
-function exitReason(code: number): AbortReason {
-  return code === EXIT_HEAP_CORRUPT ? 'HEAP_CORRUPT' : 'CHILD_EXIT';
+/** A stream that failed its checks: its own reason, or INTERNAL for a bug of ours while reading it. */
+function streamVerdict(e: unknown): Verdict {
+  if (e instanceof StreamError) return { reason: e.reason, message: e.message };
+  return { reason: 'INTERNAL', message: (e as Error).message };
 }
 
 function emptyStats(id: number, mode: 'fork' | 'stw', trigger: Trigger, heapBytes: number): CycleStats {

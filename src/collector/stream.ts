@@ -1,9 +1,10 @@
 // Mirror of native/wire.h (the tables are there), and the parent's side of
 // the pipe: a StreamReader consumes the bytes as they arrive, validates each
 // chunk against its own checksum and hands it to a stage callback at once, so
-// that little is left to do when the trailer arrives. test/wire-binding.test.ts
+// that little is left to do when the trailer arrives. test/binding.test.ts
 // binds this file to the native definitions.
 import type { AbortReason } from '../api/errors.js';
+import { popcount } from '../memory/sweeper.js';
 
 export const HEADER_MAGIC = 0x43474b46;
 export const CHUNK_MAGIC = 0x4b4e4843;
@@ -225,5 +226,40 @@ export class StreamReader {
       this.phase = 'trailer';
       this.need = TRAILER_BYTES;
     }
+  }
+}
+
+// ---- checks on what the child claims ----------------------------------------
+//
+// The checksums above prove the bytes arrived as the child wrote them; these
+// prove the child's claims are consistent with the parent's heap. Together
+// they are every check made on the child's output (docs/design.md, invariant 3).
+
+/**
+ * A validated chunk: rejects a mark on a granule that holds no object (a
+ * zombie: the child's snapshot and the parent disagree, or the child lies),
+ * then ORs the chunk into the parent's mark bitmap. Returns the marks added.
+ */
+export function stageMarks(alloc: Uint32Array, mark: Uint32Array, words: Uint32Array, offset: number): number {
+  let count = 0;
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i];
+    if (w === 0) continue;
+    const zombies = w & ~alloc[offset + i];
+    if (zombies !== 0) {
+      const g = (offset + i) * 32 + (31 - Math.clz32(zombies & -zombies));
+      throw new StreamError('ZOMBIE_MARK', `granule ${g} is marked but holds no object`);
+    }
+    mark[offset + i] |= w;
+    count += popcount(w);
+  }
+  return count;
+}
+
+/** The trailer's claims: the marker succeeded, and its object count is the bits received. */
+export function checkTrailerClaims(t: StreamTrailer, stagedObjects: number): void {
+  if (t.status !== 0) throw new StreamError('HEAP_CORRUPT', `marker status ${t.status}`);
+  if (t.objectsMarked !== stagedObjects) {
+    throw new StreamError('COUNT_MISMATCH', `the trailer claims ${t.objectsMarked} objects, the bitmap holds ${stagedObjects}`);
   }
 }

@@ -1,4 +1,4 @@
-// Mirror of native/layout.h (see the tables there). test/layout-binding.test.ts
+// Mirror of native/layout.h (see the tables there). test/binding.test.ts
 // checks every constant against the addon's layoutConstants().
 
 export const GRANULE_BYTES = 16;
@@ -40,8 +40,6 @@ export const SW_AUX = 3;
 export const FREE_CLEAN = 0;     // pages zero, still resident (or never touched)
 export const FREE_DIRTY = 1;     // holds a dead object's bytes: zero or release before reuse
 export const FREE_RELEASED = 2;  // given back to the OS (reads as zero)
-
-export const DEFAULT_MAX_ROOTS = 2 ** 22;
 
 /**
  * Size classes in bytes, every one a multiple of the granule; the larger ones

@@ -1,0 +1,117 @@
+// The parent's side of one marking child: the pipe it streams into, the
+// watchdog that bounds it, killing and reaping it, and the ONE mapping from
+// how a child ended to why its cycle aborts. Every path that learns how the
+// child ended - the stream ending on the event loop, an allocation that
+// waits for the child (finishMarkingSync), an abort that kills it - decides
+// through childVerdict(), so the same child gives the same reason on each.
+//
+// The child's side (fork, the async-signal-safe marker run, _exit with a
+// status from native/wire.h) is native/child.cc; docs/design.md, 'The child'.
+import net from 'node:net';
+import type { AbortReason } from '../api/errors.js';
+import type { ChildEnd, NativeAddon } from '../platform/native.js';
+import { EXIT_HEAP_CORRUPT } from './stream.js';
+
+/** Why a cycle aborts, as the collector reports it. */
+export interface Verdict {
+  reason: AbortReason;
+  message: string;
+}
+
+/**
+ * How the child ended -> why the cycle aborts (undefined: it did not).
+ *
+ * | the stream              | the child               | verdict                        |
+ * |-------------------------|-------------------------|--------------------------------|
+ * | any                     | killed by a signal      | CHILD_SIGNALED                 |
+ * | any                     | exit 71 (heap corrupt)  | HEAP_CORRUPT                   |
+ * | any                     | exit other non-zero     | CHILD_EXIT                     |
+ * | failed (`streamFailure`)| exit 0, or not reaped   | the stream's own reason        |
+ * | complete and valid      | not reaped (`end` null) | WATCHDOG                       |
+ * | complete and valid      | could not be reaped     | CHILD_EXIT                     |
+ * | complete and valid      | exit 0                  | none: the cycle may sweep      |
+ *
+ * The exit status speaks first: a child that found the heap corrupt exits
+ * before it writes a byte, so its stream is merely short.
+ */
+export function childVerdict(end: ChildEnd | null, streamFailure?: Verdict): Verdict | undefined {
+  const why = streamFailure ? ` (${streamFailure.message})` : ' after its stream';
+  if (end && end.state === 'signaled') return { reason: 'CHILD_SIGNALED', message: `the child died by signal ${end.signal}${why}` };
+  if (end && end.state === 'exited' && end.code !== 0) {
+    return { reason: exitReason(end.code), message: `the child exited with status ${end.code}${why}` };
+  }
+  if (streamFailure) return streamFailure;
+  if (!end) return { reason: 'WATCHDOG', message: 'the child did not exit after its stream' };
+  if (end.state === 'gone') return { reason: 'CHILD_EXIT', message: 'the child could not be reaped' };
+  return undefined;
+}
+
+function exitReason(code: number): AbortReason {
+  return code === EXIT_HEAP_CORRUPT ? 'HEAP_CORRUPT' : 'CHILD_EXIT';
+}
+
+/** One child in flight: its pid, its end of the pipe, its watchdog. */
+export class ChildSession {
+  socket: net.Socket | undefined;
+  watchdog: NodeJS.Timeout | undefined;
+  reaped = false;
+
+  constructor(private readonly addon: NativeAddon, readonly pid: number, readonly fd: number) {}
+
+  /** Opens the pipe as a socket (unref'd unless someone awaits the cycle) and arms the watchdog. */
+  open(keepAlive: boolean, timeoutMs: number, onTimeout: () => void): net.Socket {
+    const socket = new net.Socket({ fd: this.fd, readable: true, writable: false });
+    this.socket = socket;
+    if (!keepAlive) socket.unref();
+    this.watchdog = setTimeout(onTimeout, timeoutMs);
+    if (!keepAlive) this.watchdog.unref();
+    return socket;
+  }
+
+  /** Stops the watchdog and closes the pipe; no more data or end events. */
+  closeChannel(): void {
+    if (this.watchdog) clearTimeout(this.watchdog);
+    this.watchdog = undefined;
+    if (this.socket) {
+      this.socket.removeAllListeners('data');
+      this.socket.removeAllListeners('end');
+      this.socket.on('error', () => {});
+      this.socket.destroy();
+      this.socket = undefined;
+    }
+  }
+
+  /** SIGKILL and reap (an abort): SIGKILL cannot be blocked, so the child is gone within a scheduler tick. */
+  kill(): void {
+    if (this.pid <= 0 || this.reaped) return;
+    try { process.kill(this.pid, 'SIGKILL'); } catch { /* already gone */ }
+    this.reaped = this.addon.waitChild(this.pid, 5000) !== null;
+  }
+
+  /** Waits (blocking, bounded) for the child to exit: null if it would not. */
+  reapSync(timeoutMs: number): ChildEnd | null {
+    const end = this.addon.waitChild(this.pid, Math.max(1, timeoutMs));
+    if (end) this.reaped = true;
+    return end;
+  }
+
+  /**
+   * Reaps the child, polling without blocking the event loop (it has closed
+   * its end of the pipe, so it is exiting); stops if `wanted()` turns false.
+   * The watchdog still runs: a child that never exits is killed by it.
+   */
+  reapThen(wanted: () => boolean, then: (end: ChildEnd) => void): void {
+    let delay = 0;
+    const poll = () => {
+      if (!wanted()) return;
+      const end = this.addon.waitChild(this.pid, 0);
+      if (end) {
+        this.reaped = true;
+        return then(end);
+      }
+      delay = Math.min(delay === 0 ? 1 : delay * 2, 50);
+      setTimeout(poll, delay).unref();
+    };
+    poll();
+  }
+}
