@@ -6,6 +6,7 @@
         "native/arena.cc",
         "native/marker.cc",
         "native/child.cc",
+        "native/child_registry.cc",
         "native/binding.cc"
       ],
       "include_dirs": [
@@ -39,6 +40,7 @@
               "native/arena.cc",
               "native/marker.cc",
               "native/child.cc",
+              "native/child_registry.cc",
               "native/binding.cc"
             ],
             "sources": [

@@ -1,21 +1,29 @@
-// N-API bindings: argument unpacking and nothing else. Errors from the
-// platform come back as errno values or status objects; src/native.ts turns
-// them into the typed errors of src/errors.ts.
+// N-API bindings: unpack the arguments, call the mechanism (arena.cc,
+// marker.cc, child.cc, child_registry.cc), pack the result. No logic here.
+//
+// Arguments: every function unpacks through Args below, so every check is
+// the same one: a missing or mistyped argument, or an unknown heap id, is a
+// TypeError "<function>: bad arguments" (a bug in src/, never user input).
+//
+// Results, one convention:
+//   success                 the value itself: a number, a boolean, null, or
+//                           an object of named fields (views, outcomes)
+//   a platform failure the  an object with `errno` and `message` (strerror),
+//   caller must handle      which src/ turns into a typed error or a fallback
+//                           (createHeap: InvalidOptionError; forkCycle:
+//                           stop-the-world); numbers that are -errno or errno
+//                           where a count or 0 is the success (readBlocking,
+//                           releaseArena)
 #include <errno.h>
-#include <poll.h>
-#include <signal.h>
-#include <time.h>
-#include <unistd.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include <napi.h>
 
-#include <mutex>
-#include <unordered_map>
+#include <string>
 
 #include "arena.h"
 #include "child.h"
+#include "child_registry.h"
 #include "layout.h"
 #include "marker.h"
 #include "wire.h"
@@ -23,14 +31,76 @@
 namespace forkgc {
 namespace {
 
-Napi::Value fail(Napi::Env env, const char* message) {
-  Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
-  return env.Undefined();
-}
+// Unpacks a call's arguments; the first bad one makes ok() false.
+class Args {
+ public:
+  Args(const Napi::CallbackInfo& info, const char* name, size_t count)
+      : info_(info), name_(name), ok_(info.Length() >= count) {}
 
-HeapMemory* heapArg(const Napi::CallbackInfo& info, size_t index = 0) {
-  if (info.Length() <= index || !info[index].IsNumber()) return nullptr;
-  return lookupHeapMemory(info[index].As<Napi::Number>().Int32Value());
+  bool ok() const { return ok_; }
+  Napi::Env env() const { return info_.Env(); }
+  size_t length() const { return info_.Length(); }
+
+  // The TypeError for a bad call; returns undefined for the caller to return.
+  Napi::Value fail() const {
+    std::string message = std::string(name_) + ": bad arguments";
+    Napi::TypeError::New(info_.Env(), message).ThrowAsJavaScriptException();
+    return info_.Env().Undefined();
+  }
+
+  double number(size_t i) { return isNumber(i) ? info_[i].As<Napi::Number>().DoubleValue() : 0; }
+  int32_t i32(size_t i) { return isNumber(i) ? info_[i].As<Napi::Number>().Int32Value() : 0; }
+  uint32_t u32(size_t i) { return isNumber(i) ? info_[i].As<Napi::Number>().Uint32Value() : 0; }
+  int64_t i64(size_t i) { return isNumber(i) ? info_[i].As<Napi::Number>().Int64Value() : 0; }
+  bool boolean(size_t i) {
+    if (i >= info_.Length() || !info_[i].IsBoolean()) return bad();
+    return info_[i].As<Napi::Boolean>().Value();
+  }
+  Napi::Object object(size_t i) {
+    if (i >= info_.Length() || !info_[i].IsObject()) {
+      bad();
+      return Napi::Object::New(info_.Env());
+    }
+    return info_[i].As<Napi::Object>();
+  }
+  // A heap by id; nullptr (and not ok) if there is none.
+  HeapMemory* heap(size_t i) {
+    HeapMemory* h = isNumber(i) ? lookupHeapMemory(info_[i].As<Napi::Number>().Int32Value()) : nullptr;
+    if (!h) bad();
+    return h;
+  }
+  // Whether argument i is present and a number (no error if not: optional).
+  bool has(size_t i) const { return i < info_.Length() && info_[i].IsNumber(); }
+  template <typename T>
+  T typedArray(size_t i) {
+    if (i >= info_.Length() || !info_[i].IsTypedArray()) {
+      bad();
+      return T();
+    }
+    return info_[i].As<T>();
+  }
+
+ private:
+  bool isNumber(size_t i) {
+    if (i < info_.Length() && info_[i].IsNumber()) return true;
+    bad();
+    return false;
+  }
+  bool bad() {
+    ok_ = false;
+    return false;
+  }
+  const Napi::CallbackInfo& info_;
+  const char* name_;
+  bool ok_;
+};
+
+// The platform-failure result: { errno, message }.
+Napi::Object errnoResult(Napi::Env env, int error) {
+  Napi::Object r = Napi::Object::New(env);
+  r["errno"] = error;
+  r["message"] = error ? strerror(error) : "";
+  return r;
 }
 
 Napi::ArrayBuffer view(Napi::Env env, const Region& r) {
@@ -67,23 +137,17 @@ void detachViews(Napi::Object o) {
 
 // createHeap(arenaBytes, hugePages, markStackEntries, maxRoots)
 Napi::Value CreateHeap(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 4) return fail(env, "createHeap: 4 arguments expected");
+  Args a(info, "createHeap", 4);
   HeapOptions o;
-  o.arenaBytes = uint64_t(info[0].As<Napi::Number>().Int64Value());
-  o.hugePages = info[1].As<Napi::Boolean>().Value();
-  o.markStackEntries = info[2].As<Napi::Number>().Uint32Value();
-  o.maxRoots = info[3].As<Napi::Number>().Uint32Value();
-  if (o.arenaBytes == 0 || o.arenaBytes > kMaxArenaBytes || o.markStackEntries == 0 || o.maxRoots == 0)
-    return fail(env, "createHeap: size out of range");
+  o.arenaBytes = uint64_t(a.i64(0));
+  o.hugePages = a.boolean(1);
+  o.markStackEntries = a.u32(2);
+  o.maxRoots = a.u32(3);
+  if (!a.ok() || o.arenaBytes == 0 || o.arenaBytes > kMaxArenaBytes || o.markStackEntries == 0 || o.maxRoots == 0)
+    return a.fail();
   HeapMemory* h = createHeapMemory(o);
-  if (!h) {
-    Napi::Object r = Napi::Object::New(env);
-    r["errno"] = errno;
-    r["message"] = strerror(errno);
-    return r;
-  }
-  return views(env, h);
+  if (!h) return errnoResult(a.env(), errno);
+  return views(a.env(), h);
 }
 
 // One worker thread's reference to a heap. Dropped by detachHeap, or by the
@@ -104,11 +168,13 @@ void dropAttachment(void* arg) {
 // attachHeap(id) -> views | null: a worker thread's way into a heap. Views
 // are expensive to make for a large arena (V8 accounts an external buffer's
 // length as allocated memory and collects accordingly), so a thread attaches
-// once per heap and keeps the views (src/sweep-worker.ts).
+// once per heap and keeps the views (src/memory/sweep-worker.ts).
 Napi::Value AttachHeap(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) return fail(env, "attachHeap: id expected");
-  HeapMemory* h = attachHeapMemory(info[0].As<Napi::Number>().Int32Value());
+  Args args(info, "attachHeap", 1);
+  int32_t id = args.i32(0);
+  if (!args.ok()) return args.fail();
+  Napi::Env env = args.env();
+  HeapMemory* h = attachHeapMemory(id);
   if (!h) return env.Null();
   Attachment* a = new Attachment{h, env};
   napi_add_env_cleanup_hook(env, dropAttachment, a);
@@ -119,11 +185,12 @@ Napi::Value AttachHeap(const Napi::CallbackInfo& info) {
 
 // detachHeap(views): detaches the views and drops a worker's attachment.
 Napi::Value DetachHeap(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) return fail(env, "detachHeap: views expected");
-  Napi::Object o = info[0].As<Napi::Object>();
+  Args args(info, "detachHeap", 1);
+  Napi::Object o = args.object(0);
+  if (!args.ok()) return args.fail();
+  Napi::Env env = args.env();
   Napi::Value handle = o.Get("attachment");
-  if (!handle.IsExternal()) return fail(env, "detachHeap: not an attachment");
+  if (!handle.IsExternal()) return args.fail();
   Attachment* a = handle.As<Napi::External<Attachment>>().Data();
   if (!a) return env.Undefined();
   o.Set("attachment", env.Null());
@@ -138,115 +205,70 @@ Napi::Value DetachHeap(const Napi::CallbackInfo& info) {
 // heapDestroyed(id): whether the owner has destroyed the heap (a thread's
 // cached attachment should then be dropped).
 Napi::Value HeapDestroyed(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) return fail(env, "heapDestroyed: id expected");
-  return Napi::Boolean::New(env, lookupHeapMemory(info[0].As<Napi::Number>().Int32Value()) == nullptr);
+  Args args(info, "heapDestroyed", 1);
+  int32_t id = args.i32(0);
+  if (!args.ok()) return args.fail();
+  return Napi::Boolean::New(args.env(), lookupHeapMemory(id) == nullptr);
 }
 
 // destroyHeap(views): detaches the owner's views and drops its reference.
 Napi::Value DestroyHeap(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) return fail(env, "destroyHeap: views expected");
-  Napi::Object o = info[0].As<Napi::Object>();
+  Args args(info, "destroyHeap", 1);
+  Napi::Object o = args.object(0);
+  if (!args.ok() || !o.Get("id").IsNumber()) return args.fail();
   HeapMemory* h = lookupHeapMemory(o.Get("id").As<Napi::Number>().Int32Value());
   detachViews(o);
   if (h) destroyHeapMemory(h);
-  return env.Undefined();
-}
-
-// A child in flight belongs to the JS environment that forked it, which
-// reaps it from its event loop. If that environment ends first (a Worker
-// terminated mid-cycle), PDEATHSIG kills the child when the forking thread
-// exits, but nobody would reap it: this hook kills and reaps it then.
-struct ChildWatch {
-  pid_t pid;
-};
-std::mutex childMutex;
-std::unordered_map<pid_t, ChildWatch*> children;
-
-void reapOrphanedChild(void* arg) {
-  ChildWatch* w = static_cast<ChildWatch*>(arg);
-  {
-    std::lock_guard<std::mutex> lock(childMutex);
-    children.erase(w->pid);
-  }
-  kill(w->pid, SIGKILL);
-  int status;
-  while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  delete w;
-}
-
-void watchChild(napi_env env, pid_t pid) {
-  ChildWatch* w = new ChildWatch{pid};
-  {
-    std::lock_guard<std::mutex> lock(childMutex);
-    children[pid] = w;
-  }
-  napi_add_env_cleanup_hook(env, reapOrphanedChild, w);
-}
-
-void childReaped(napi_env env, pid_t pid) {
-  ChildWatch* w = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(childMutex);
-    auto it = children.find(pid);
-    if (it == children.end()) return;
-    w = it->second;
-    children.erase(it);
-  }
-  napi_remove_env_cleanup_hook(env, reapOrphanedChild, w);
-  delete w;
+  return args.env().Undefined();
 }
 
 // forkCycle(id, cycleId, topGranule, rootCount, fault, faultArg)
 Napi::Value ForkCycle(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  HeapMemory* h = heapArg(info);
-  if (!h || info.Length() < 6) return fail(env, "forkCycle: bad arguments");
+  Args a(info, "forkCycle", 6);
   ForkRequest req;
-  req.heap = h;
-  req.cycleId = info[1].As<Napi::Number>().Uint32Value();
-  req.topGranule = info[2].As<Napi::Number>().Uint32Value();
-  req.rootCount = info[3].As<Napi::Number>().Uint32Value();
-  req.fault = info[4].As<Napi::Number>().Int32Value();
-  req.faultArg = info[5].As<Napi::Number>().Int32Value();
-  if (req.topGranule > h->arenaGranules()) return fail(env, "forkCycle: top beyond the arena");
+  req.heap = a.heap(0);
+  req.cycleId = a.u32(1);
+  req.topGranule = a.u32(2);
+  req.rootCount = a.u32(3);
+  req.fault = a.i32(4);
+  req.faultArg = a.i32(5);
+  if (!a.ok() || req.topGranule > req.heap->arenaGranules()) return a.fail();
   ForkResult r = startForkCycle(req);
-  if (r.pid > 0) watchChild(env, r.pid);
-  Napi::Object o = Napi::Object::New(env);
+  if (r.pid > 0) watchChild(a.env(), r.pid);
+  // Success and failure in one shape: pid < 0 means errno says why.
+  Napi::Object o = errnoResult(a.env(), r.error);
   o["pid"] = r.pid;
   o["fd"] = r.readFd;
   o["forkNs"] = double(r.forkNs);
-  o["errno"] = r.error;
-  o["message"] = r.error ? strerror(r.error) : "";
   return o;
 }
 
 // markInProcess(id, topGranule, rootCount[, granule]): the stop-the-world
 // mark from the root table; or, given a granule, from that object alone into
-// the parent's bitmap as it is (the weak-read barrier, src/weak.ts).
+// the parent's bitmap as it is (the weak-read barrier, src/api/weak.ts).
 Napi::Value MarkInProcess(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  HeapMemory* h = heapArg(info);
-  if (!h || info.Length() < 3) return fail(env, "markInProcess: bad arguments");
+  Args a(info, "markInProcess", 3);
+  HeapMemory* h = a.heap(0);
+  uint32_t top = a.u32(1);
+  uint32_t rootCount = a.u32(2);
+  if (!a.ok() || top > h->arenaGranules()) return a.fail();
+  Napi::Env env = a.env();
   MarkInput in;
   in.arena = h->arena.base;
-  in.topGranule = info[1].As<Napi::Number>().Uint32Value();
+  in.topGranule = top;
   in.allocBits = reinterpret_cast<const uint32_t*>(h->allocBits.base);
   in.markBits = reinterpret_cast<uint32_t*>(h->markBits.base);
   in.descriptors = reinterpret_cast<const uint32_t*>(h->descriptors.base);
   in.roots = reinterpret_cast<const uint32_t*>(h->roots.base);
-  in.rootCount = info[2].As<Napi::Number>().Uint32Value();
+  in.rootCount = rootCount;
   uint32_t single = 0;
-  if (info.Length() > 3 && info[3].IsNumber()) {
-    single = info[3].As<Napi::Number>().Uint32Value();
+  if (a.has(3)) {
+    single = a.u32(3);
     in.roots = &single;
     in.rootCount = 1;
   }
   in.stack = reinterpret_cast<uint32_t*>(h->markStack.base);
   in.stackCapacity = h->markStackEntries();
-  if (in.topGranule > h->arenaGranules()) return fail(env, "markInProcess: top beyond the arena");
   MarkResult r;
   markHeap(in, r);
   Napi::Object o = Napi::Object::New(env);
@@ -260,38 +282,29 @@ Napi::Value MarkInProcess(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// waitChild(pid, timeoutMs) -> null while it runs, else how it ended.
-// timeoutMs 0 polls once; otherwise it polls every millisecond up to the
-// limit (the main thread only waits like this for a child that has finished
-// its stream or was SIGKILLed, both a matter of microseconds).
+// waitChild(pid, timeoutMs) -> null while it runs, else how it ended
+// (child_registry.cc waits).
 Napi::Value WaitChild(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsNumber()) return fail(env, "waitChild: bad arguments");
-  pid_t pid = info[0].As<Napi::Number>().Int32Value();
-  double timeoutMs = info[1].As<Napi::Number>().DoubleValue();
-  if (pid <= 0) return fail(env, "waitChild: bad pid");
-  int status = 0;
-  pid_t r;
-  uint64_t deadline = monotonicNs() + uint64_t(timeoutMs > 0 ? timeoutMs * 1e6 : 0);
-  for (;;) {
-    r = waitpid(pid, &status, WNOHANG);
-    if (r < 0 && errno == EINTR) continue;
-    if (r != 0 || monotonicNs() >= deadline) break;
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, nullptr);
-  }
-  if (r == 0) return env.Null();
-  childReaped(env, pid);
+  Args a(info, "waitChild", 2);
+  pid_t pid = a.i32(0);
+  double timeoutMs = a.number(1);
+  if (!a.ok() || pid <= 0) return a.fail();
+  Napi::Env env = a.env();
+  ChildEnd end = waitChildFor(env, pid, timeoutMs);
+  if (end.state == ChildEnd::kRunning) return env.Null();
   Napi::Object o = Napi::Object::New(env);
-  if (r < 0) {
-    o["state"] = "gone";  // already reaped, or never ours
-    o["errno"] = errno;
-  } else if (WIFEXITED(status)) {
-    o["state"] = "exited";
-    o["code"] = WEXITSTATUS(status);
-  } else {
-    o["state"] = "signaled";
-    o["signal"] = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  switch (end.state) {
+    case ChildEnd::kGone:
+      o["state"] = "gone";  // already reaped, or never ours
+      o["errno"] = end.error;
+      break;
+    case ChildEnd::kExited:
+      o["state"] = "exited";
+      o["code"] = end.code;
+      break;
+    default:
+      o["state"] = "signaled";
+      o["signal"] = end.signal;
   }
   return o;
 }
@@ -300,43 +313,31 @@ Napi::Value WaitChild(const Napi::CallbackInfo& info) {
 // stream, -1 on timeout, or -errno. For an allocation that must wait for
 // the cycle in flight (the heap is at maxHeap).
 Napi::Value ReadBlocking(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsTypedArray()) return fail(env, "readBlocking: bad arguments");
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  Napi::Uint8Array buf = info[1].As<Napi::Uint8Array>();
-  int timeoutMs = info[2].As<Napi::Number>().Int32Value();
-  struct pollfd p = {fd, POLLIN, 0};
-  int ready;
-  do {
-    ready = poll(&p, 1, timeoutMs);
-  } while (ready < 0 && errno == EINTR);
-  if (ready == 0) return Napi::Number::New(env, -1);
-  if (ready < 0) return Napi::Number::New(env, -errno);
-  ssize_t n;
-  do {
-    n = read(fd, buf.Data(), buf.ByteLength());
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return Napi::Number::New(env, errno == EAGAIN ? -1 : -errno);
-  return Napi::Number::New(env, double(n));
+  Args a(info, "readBlocking", 3);
+  int fd = a.i32(0);
+  Napi::Uint8Array buf = a.typedArray<Napi::Uint8Array>(1);
+  int timeoutMs = a.i32(2);
+  if (!a.ok()) return a.fail();
+  return Napi::Number::New(a.env(), double(readPipeFor(fd, buf.Data(), buf.ByteLength(), timeoutMs)));
 }
 
 // releaseArena(id, offset, bytes) -> 0 | errno
 Napi::Value ReleaseArena(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  HeapMemory* h = heapArg(info);
-  if (!h || info.Length() < 3) return fail(env, "releaseArena: bad arguments");
-  uint64_t offset = uint64_t(info[1].As<Napi::Number>().Int64Value());
-  uint64_t bytes = uint64_t(info[2].As<Napi::Number>().Int64Value());
-  return Napi::Number::New(env, releaseArenaRange(h, offset, bytes));
+  Args a(info, "releaseArena", 3);
+  HeapMemory* h = a.heap(0);
+  uint64_t offset = uint64_t(a.i64(1));
+  uint64_t bytes = uint64_t(a.i64(2));
+  if (!a.ok()) return a.fail();
+  return Napi::Number::New(a.env(), releaseArenaRange(h, offset, bytes));
 }
 
 // checksumWords(Uint32Array, seed): the wire checksum, for the binding test.
 Napi::Value ChecksumWords(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsTypedArray()) return fail(env, "checksumWords: bad arguments");
-  Napi::Uint32Array words = info[0].As<Napi::Uint32Array>();
-  return Napi::Number::New(env, wire::checksumWords(words.Data(), words.ElementLength(),
-                                                     info[1].As<Napi::Number>().Uint32Value()));
+  Args a(info, "checksumWords", 2);
+  Napi::Uint32Array words = a.typedArray<Napi::Uint32Array>(0);
+  uint32_t seed = a.u32(1);
+  if (!a.ok()) return a.fail();
+  return Napi::Number::New(a.env(), wire::checksumWords(words.Data(), words.ElementLength(), seed));
 }
 
 Napi::Value LayoutConstants(const Napi::CallbackInfo& info) {
@@ -363,6 +364,17 @@ Napi::Value LayoutConstants(const Napi::CallbackInfo& info) {
   o["spanSweeping"] = kSpanSweeping;
   o["spanLargeTail"] = kSpanLargeTail;
   o["spanReserved"] = kSpanReserved;
+  o["granuleShift"] = kGranuleShift;
+  o["spanGranules"] = kSpanGranules;
+  o["spanBitmapWords"] = kSpanBitmapWords;
+  o["kindUndefined"] = kKindUndefined;
+  o["swState"] = kSwState;
+  o["swClass"] = kSwClass;
+  o["swLive"] = kSwLive;
+  o["swAux"] = kSwAux;
+  o["freeClean"] = kFreeClean;
+  o["freeDirty"] = kFreeDirty;
+  o["freeReleased"] = kFreeReleased;
   o["wireHeaderMagic"] = wire::kHeaderMagic;
   o["wireChunkMagic"] = wire::kChunkMagic;
   o["wireTrailerMagic"] = wire::kTrailerMagic;
@@ -377,6 +389,21 @@ Napi::Value LayoutConstants(const Napi::CallbackInfo& info) {
   o["exitHeapCorrupt"] = wire::kExitHeapCorrupt;
   o["exitWriteFailed"] = wire::kExitWriteFailed;
   o["exitFault"] = wire::kExitFault;
+  // The faults the child (or fork) can be told to commit (child.h), by name
+  // as src/api/options.ts's FAULT_CODES spells them.
+  o["faultExitBeforeMark"] = int32_t(kFaultExitBeforeMark);
+  o["faultHang"] = int32_t(kFaultHang);
+  o["faultTruncate"] = int32_t(kFaultTruncate);
+  o["faultCorruptChunk"] = int32_t(kFaultCorruptChunk);
+  o["faultWrongCycle"] = int32_t(kFaultWrongCycle);
+  o["faultZombieMark"] = int32_t(kFaultZombieMark);
+  o["faultExitNonzero"] = int32_t(kFaultExitNonZero);
+  o["faultSignalAfterStream"] = int32_t(kFaultSignalAfterStream);
+  o["faultStallMidStream"] = int32_t(kFaultStallMidStream);
+  o["faultDelayBeforeMark"] = int32_t(kFaultDelayBeforeMark);
+  o["faultForkEagain"] = int32_t(kFaultForkEagain);
+  o["faultForkEnomem"] = int32_t(kFaultForkEnomem);
+  o["faultBadTrailer"] = int32_t(kFaultBadTrailer);
   o["pageSize"] = double(systemPageSize());
   o["hugePageBytes"] = double(kHugePageBytes);
   return o;

@@ -1,6 +1,6 @@
 // fork() and the GC child. startForkCycle() runs on the main thread at a
 // safepoint; everything the child does lives in child.cc and is restricted to
-// async-signal-safe work (DESIGN.md, "The child").
+// async-signal-safe work (docs/design.md, 'The child').
 #pragma once
 #include <sys/types.h>
 

@@ -1,7 +1,8 @@
 // Memory layout of a forkgc heap, shared by the marker (native) and the
-// allocator and sweeper (TypeScript). src/layout.ts mirrors every constant
-// here; test/layout-binding.test.ts checks the two against each other through
-// the addon's layoutConstants(), so a change on one side only fails a test.
+// allocator and sweeper (TypeScript). src/memory/layout.ts mirrors every
+// constant here; test/binding.test.ts checks the two against each other
+// through the addon's layoutConstants(), so a change on one side only fails a
+// test.
 //
 // A heap is a handful of private anonymous mappings made once, at creation:
 //
@@ -36,6 +37,7 @@ constexpr uint64_t kMaxArenaBytes = uint64_t(1) << 32;
 // granule 0 (the null reference).
 constexpr uint32_t kSpanBytes = 64 * 1024;
 constexpr uint32_t kSpanGranules = kSpanBytes / kGranuleBytes;
+constexpr uint32_t kSpanBitmapWords = kSpanGranules / 32;  // a span's words in each bitmap
 
 // Object header, at the first granule of every object:
 //
@@ -69,7 +71,8 @@ constexpr uint32_t kKindStruct = 1;
 constexpr uint32_t kKindRefArray = 2;
 constexpr uint32_t kKindLeaf = 3;
 
-// Span table entry (4 x i32), read and written by TypeScript only:
+// Span table entry (4 x i32), read and written by TypeScript only (the
+// native side defines it so the layout has one definition):
 //
 // | word | field                                                            |
 // |------|------------------------------------------------------------------|
@@ -85,6 +88,15 @@ constexpr int32_t kSpanSweeping = 3;   // claimed by one sweeper
 constexpr int32_t kSpanLargeTail = 4;  // continuation of a large object's run
 constexpr int32_t kSpanReserved = 5;   // span 0
 
-constexpr uint32_t kDefaultMaxRoots = 1u << 22;
+// Word indices in a span table entry.
+constexpr uint32_t kSwState = 0;
+constexpr uint32_t kSwClass = 1;
+constexpr uint32_t kSwLive = 2;
+constexpr uint32_t kSwAux = 3;
+
+// kSwAux of a free span: what its pages hold.
+constexpr int32_t kFreeClean = 0;     // zero, still resident (or never touched)
+constexpr int32_t kFreeDirty = 1;     // a dead object's bytes: zero or release before reuse
+constexpr int32_t kFreeReleased = 2;  // given back to the OS (reads as zero)
 
 }  // namespace forkgc

@@ -18,6 +18,20 @@ inline uint64_t roundToGranules(uint64_t bytes) {
   return (bytes + kGranuleBytes - 1) & ~uint64_t(kGranuleBytes - 1);
 }
 
+// The object-size rule, the C++ side's only copy (TypeScript's is objectBytes
+// in src/memory/header.ts; test/binding.test.ts checks they agree): bytes an
+// object occupies, header included, rounded up to granules; 0 for a kind
+// with no size.
+inline uint64_t sizeByKind(uint32_t kind, const uint32_t* desc, uint32_t length) {
+  switch (kind) {
+    case kKindStruct: return desc[3];
+    case kKindRefArray: return roundToGranules(kHeaderBytes + uint64_t(length) * 4);
+    case kKindLeaf: return roundToGranules(kHeaderBytes + uint64_t(length));
+    default: return 0;
+  }
+}
+
+
 inline bool testBit(const uint32_t* bits, uint32_t g) { return (bits[g >> 5] >> (g & 31)) & 1; }
 
 // A few objects are kept in flight between popping and scanning so their
@@ -110,22 +124,14 @@ class Marker {
     const uint32_t* fields = reinterpret_cast<const uint32_t*>(object + kHeaderBytes);
     uint64_t bytes;
     uint32_t refs;
-    switch (type == kTypeFree ? kKindUndefined : desc[0]) {
-      case kKindStruct:
-        refs = desc[1];
-        bytes = desc[3];
-        break;
-      case kKindRefArray:
-        refs = length;
-        bytes = roundToGranules(kHeaderBytes + uint64_t(length) * 4);
-        break;
-      case kKindLeaf:
-        refs = 0;
-        bytes = roundToGranules(kHeaderBytes + uint64_t(length));
-        break;
-      default:
-        return corrupt(ref);
+    uint32_t kind = type == kTypeFree ? kKindUndefined : desc[0];
+    switch (kind) {
+      case kKindStruct: refs = desc[1]; break;
+      case kKindRefArray: refs = length; break;
+      case kKindLeaf: refs = 0; break;
+      default: return corrupt(ref);
     }
+    bytes = sizeByKind(kind, desc, length);
     if (uint64_t(ref) * kGranuleBytes + bytes > uint64_t(in_.topGranule) * kGranuleBytes) return corrupt(ref);
     if (count) out_.bytes += bytes;
     for (uint32_t i = 0; i < refs; i++) visit(fields[i]);
@@ -145,12 +151,7 @@ uint64_t objectBytes(const uint8_t* arena, const uint32_t* descriptors, uint32_t
   uint32_t length = *reinterpret_cast<const uint32_t*>(object + 4);
   if (type == kTypeFree) return 0;
   const uint32_t* desc = descriptors + uint64_t(type) * kDescriptorWords;
-  switch (desc[0]) {
-    case kKindStruct: return desc[3];
-    case kKindRefArray: return roundToGranules(kHeaderBytes + uint64_t(length) * 4);
-    case kKindLeaf: return roundToGranules(kHeaderBytes + uint64_t(length));
-    default: return 0;
-  }
+  return sizeByKind(desc[0], desc, length);
 }
 
 void markHeap(const MarkInput& in, MarkResult& out) {

@@ -1,5 +1,5 @@
 // The marker: one precise mark loop, run in the forked child (fork mode) and
-// in-process (stw mode), so both modes mark identically (DESIGN invariant 5).
+// in-process (stw mode), so both modes mark identically (docs/design.md, invariant 5).
 //
 // It must stay async-signal-safe: it reads and writes only memory prepared
 // before fork() and calls nothing but clock_gettime. No allocation, no

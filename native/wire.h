@@ -1,5 +1,6 @@
 // The wire format of the pipe from the GC child to the parent. Defined here
-// once and mirrored once in src/wire.ts; test/wire-binding.test.ts binds them.
+// once and mirrored once in src/collector/stream.ts; test/binding.test.ts
+// binds them.
 //
 // A stream is a header, chunkCount chunks and a trailer, all little-endian:
 //

@@ -1,24 +1,79 @@
-// The layout and the wire format are defined once in native/ and mirrored
-// once in src/: these tests bind the mirrors to the definitions.
+// The layout, the wire format and the fault codes are defined once in
+// native/ and mirrored once in src/: these tests bind every mirrored constant
+// to its definition. The comparison is of whole sets: a constant the addon
+// exports without a TypeScript mirror, or a TypeScript constant of the
+// mirrored modules that the addon does not export, fails it.
 import { describe, expect, it } from 'vitest';
 import * as layout from '../src/memory/layout.js';
+import { FAULT_CODES } from '../src/api/options.js';
 import { native } from '../src/platform/native.js';
 import * as wire from '../src/collector/stream.js';
 
-describe('layout mirror (native/layout.h = src/layout.ts)', () => {
+/** `SPAN_IN_USE` -> `spanInUse`. */
+function camel(name: string): string {
+  return name.toLowerCase().replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** Every exported UPPER_CASE number of a module, by camel-case name with `prefix`. */
+function numbers(mod: Record<string, unknown>, prefix: string, except: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(mod)) {
+    if (typeof v !== 'number' || !/^[A-Z][A-Z0-9_]*$/.test(k) || except.includes(k)) continue;
+    const c = camel(k);
+    out[prefix ? prefix + c[0].toUpperCase() + c.slice(1) : c] = v;
+  }
+  return out;
+}
+
+// TypeScript-only by design: the size classes (the marker never needs them).
+const LAYOUT_TS_ONLY = ['LARGE_CLASS', 'MAX_SMALL_BYTES'];
+// Names the addon spells its own way (exit statuses are not "wire" constants).
+const EXITS = ['EXIT_ORPHANED', 'EXIT_HEAP_CORRUPT', 'EXIT_WRITE_FAILED', 'EXIT_FAULT'];
+
+describe('mirror: native/layout.h, native/wire.h, native/child.h = src/', () => {
   const c = native().layoutConstants();
-  it('agrees on every constant', () => {
-    expect({
-      granuleBytes: layout.GRANULE_BYTES, maxArenaBytes: layout.MAX_ARENA_BYTES, spanBytes: layout.SPAN_BYTES,
-      headerBytes: layout.HEADER_BYTES, typeFree: layout.TYPE_FREE, typeRefArray: layout.TYPE_REF_ARRAY,
-      typeBytes: layout.TYPE_BYTES, typeString: layout.TYPE_STRING, firstStructType: layout.FIRST_STRUCT_TYPE,
-      maxTypes: layout.MAX_TYPES, descriptorWords: layout.DESCRIPTOR_WORDS, kindStruct: layout.KIND_STRUCT,
-      kindRefArray: layout.KIND_REF_ARRAY, kindLeaf: layout.KIND_LEAF, spanWords: layout.SPAN_WORDS,
-      spanFree: layout.SPAN_FREE, spanInUse: layout.SPAN_IN_USE, spanUnswept: layout.SPAN_UNSWEPT,
-      spanSweeping: layout.SPAN_SWEEPING, spanLargeTail: layout.SPAN_LARGE_TAIL, spanReserved: layout.SPAN_RESERVED,
-    }).toEqual(Object.fromEntries(Object.entries(c).filter(([k]) => !k.startsWith('wire') && !k.startsWith('exit') &&
-      k !== 'pageSize' && k !== 'hugePageBytes')));
+  const platform = ['pageSize', 'hugePageBytes'];
+
+  it('layout: every constant (layout, span states, span-table words, free-span states)', () => {
+    const fromNative = Object.fromEntries(Object.entries(c).filter(([k]) =>
+      !k.startsWith('wire') && !k.startsWith('exit') && !k.startsWith('fault') && !platform.includes(k)));
+    expect(numbers(layout, '', LAYOUT_TS_ONLY)).toEqual(fromNative);
   });
+
+  it('wire format: every constant, and the exit statuses', () => {
+    const fromNative = Object.fromEntries(Object.entries(c).filter(([k]) => k.startsWith('wire') || k.startsWith('exit')));
+    expect({ ...numbers(wire, 'wire', EXITS), ...numbers(Object.fromEntries(EXITS.map((e) => [e, (wire as Record<string, unknown>)[e]])), '', []) })
+      .toEqual(fromNative);
+  });
+
+  it('fault codes: every fault the child can commit', () => {
+    const fromNative = Object.fromEntries(Object.entries(c).filter(([k]) => k.startsWith('fault')));
+    const fromTs = Object.fromEntries(Object.entries(FAULT_CODES).filter(([, code]) => code !== 0)
+      .map(([kind, code]) => ['fault' + kind.split('-').map((w) => w[0].toUpperCase() + w.slice(1)).join(''), code]));
+    expect(fromTs).toEqual(fromNative);
+  });
+
+  it('the object-size rule: TypeScript and the marker agree (bytesMarked = the sizes of the objects)', async () => {
+    const { Heap } = await import('../src/index.js');
+    const { objectBytes } = await import('../src/memory/header.js');
+    const { heapInternals } = await import('../src/internal.js');
+    const heap = new Heap({ maxHeap: '16MiB', mode: 'stw', sweepThreads: 0, auto: false });
+    try {
+      const T = heap.defineStruct('T', { a: 'ref', b: 'f64', c: 'bool' });
+      const top = heap.arrays.alloc(7);
+      heap.root(top);
+      const kids = [T.alloc(), heap.bytes.alloc(13), heap.strings.alloc('héllo'), heap.arrays.alloc(0), heap.bytes.alloc(100_000)];
+      kids.forEach((k, i) => heap.arrays.set(top, i, k));
+      const core = heapInternals(heap);
+      const expected = [top, ...kids].reduce((n, r) => n + objectBytes(core.views, core.refs.any(r)), 0);
+      const s = await heap.collect();
+      expect(s.objectsMarked).toBe(6);
+      expect(s.bytesMarked).toBe(expected);
+    } finally {
+      await heap.close();
+    }
+  });
+
   it('size classes are granule multiples that fit a span, in increasing order', () => {
     let prev = 0;
     for (const size of layout.SIZE_CLASSES) {
@@ -34,17 +89,7 @@ describe('layout mirror (native/layout.h = src/layout.ts)', () => {
   });
 });
 
-describe('wire mirror (native/wire.h = src/wire.ts)', () => {
-  const c = native().layoutConstants();
-  it('agrees on every constant', () => {
-    expect({
-      wireHeaderMagic: wire.HEADER_MAGIC, wireChunkMagic: wire.CHUNK_MAGIC, wireTrailerMagic: wire.TRAILER_MAGIC,
-      wireVersion: wire.VERSION, wireHeaderBytes: wire.HEADER_BYTES, wireChunkHeadBytes: wire.CHUNK_HEAD_BYTES,
-      wireTrailerBytes: wire.TRAILER_BYTES, wireChunkBytes: wire.CHUNK_BYTES, wireHeaderSeed: wire.HEADER_SEED,
-      wireStreamSeed: wire.STREAM_SEED, exitOrphaned: wire.EXIT_ORPHANED, exitHeapCorrupt: wire.EXIT_HEAP_CORRUPT,
-      exitWriteFailed: wire.EXIT_WRITE_FAILED, exitFault: wire.EXIT_FAULT,
-    }).toEqual(Object.fromEntries(Object.entries(c).filter(([k]) => k.startsWith('wire') || k.startsWith('exit'))));
-  });
+describe('wire checksum (native/wire.h = src/collector/stream.ts)', () => {
   it('computes the same checksum as the child, for random words and seeds', () => {
     let x = 12345;
     for (let n = 0; n < 200; n++) {

@@ -53,6 +53,7 @@ import {
   SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from '../memory/layout.js';
 import { StreamError, StreamReader, checkTrailerClaims, stageMarks } from './stream.js';
+import { SweepDriver, type SweepRun } from './sweep-driver.js';
 import { ChildSession, childVerdict, type Verdict } from './child-session.js';
 
 export type Phase = 'idle' | 'marking' | 'sweeping';
@@ -88,9 +89,7 @@ interface Waiter {
 }
 
 /** One cycle in flight. */
-interface Cycle {
-  stats: CycleStats;
-  startNs: bigint;
+interface Cycle extends SweepRun {
   topGranule: number;
   waiters: Waiter[];
   // fork mode
@@ -100,35 +99,25 @@ interface Cycle {
   stagedObjects: number;
   firstByteMs: number;
   failure?: Verdict;
-  // sweeping
-  sweepStartNs: bigint;
-  mainSweepNs: number;
-  maxSliceNs: number;
-  tally: SweepTally;
-  /** Sweeper-thread tasks not yet settled, and the first failure among them. */
-  tasksPending: number;
-  sweepFailure?: Error;
-  workers: Map<number, { spans: number; ms: number }>;
 }
-
-/** Spans per sweeper task: 4 MiB of arena, small enough to spread over threads. */
-const TASK_SPANS = 64;
-
-const SLICE_NS = 2_000_000n;  // background sweeping yields to the event loop this often
 
 export class Collector {
   phase: Phase = 'idle';
   private cycle: Cycle | undefined;
   private nextId = 1;
-  private sweepCursor = 1;
-  private sweepImmediate: NodeJS.Immediate | undefined;
   private closed = false;
   private readonly pageBytes: number;
   /** Live bytes and objects, allocation since the last cycle, cumulative figures. */
   readonly account = new Accounting();
 
+  private readonly sweeper: SweepDriver;
+
   constructor(private readonly host: CycleHost) {
     this.pageBytes = host.addon.layoutConstants().pageSize;
+    this.sweeper = new SweepDriver(host, this.account, {
+      completed: (c) => this.settle(c as Cycle, { stats: c.stats }),
+      failed: (c, error) => this.settle(c as Cycle, { error }),
+    });
   }
 
   get busy(): boolean { return this.phase !== 'idle'; }
@@ -371,192 +360,19 @@ export class Collector {
     this.beginSweep(c);
   }
 
-  // ---- sweeping --------------------------------------------------------
+  // ---- sweeping (src/collector/sweep-driver.ts) -------------------------
 
   private beginSweep(c: Cycle): void {
     this.host.sweepStarting();
     this.phase = 'sweeping';
-    c.sweepStartNs = process.hrtime.bigint();
-    this.host.allocator.beginSweep();
-    this.host.publish('sweepStart', {
-      heapId: this.host.regions.id, cycleId: c.stats.id, spans: this.host.allocator.topSpan - 1, timeMs: performance.now(),
-    });
-    this.sweepCursor = 1;
-    const pool = this.host.sweepPool();
-    if (!pool) {
-      this.sweepImmediate = setImmediate(() => this.sweepSlice(c));
-      return;
-    }
-    // Sweeper threads take the spans in order; the mutator meanwhile sweeps
-    // (lazily) only spans of the classes it allocates from.
-    const fault = this.host.options.fault;
-    let failAfter = fault?.kind === 'sweep-worker-throw' && (!fault.cycles || fault.cycles(c.stats.id)) ? fault.arg ?? 1 : 0;
-    const top = this.host.allocator.topSpan;
-    for (let from = 1; from < top; from += TASK_SPANS) {
-      c.tasksPending++;
-      pool.run({ heapId: this.host.regions.id, cycleId: c.stats.id, from, to: Math.min(top, from + TASK_SPANS), failAfter })
-        .then((r) => this.taskDone(c, r), (e) => this.taskFailed(c, e as Error));
-      failAfter = 0;
-    }
-    if (c.tasksPending === 0) this.sweepImmediate = setImmediate(() => this.sweepSlice(c));
+    this.sweeper.begin(c);
   }
 
-  private taskDone(c: Cycle, r: SweepTaskResult): void {
-    if (c !== this.cycle) return;
-    const h = this.host;
-    const a = h.allocator;
-    // The result message orders the worker's writes before these reads.
-    for (let i = 0; i < r.swept.length; i += 2) a.afterSweep(r.swept[i], r.swept[i + 1]);
-    c.tally.freedObjects += r.freedObjects;
-    c.tally.freedBytes += r.freedBytes;
-    c.tally.liveObjects += r.liveObjects;
-    const ms = r.endEpochMs - r.startEpochMs;
-    const w = c.workers.get(r.threadId) ?? { spans: 0, ms: 0 };
-    w.spans += r.spans;
-    w.ms += ms;
-    c.workers.set(r.threadId, w);
-    if (r.spans > 0) {
-      h.publish('sweepProgress', {
-        heapId: h.regions.id, cycleId: c.stats.id, thread: `worker-${r.threadId}`, spans: r.spans,
-        freedObjects: r.freedObjects, freedBytes: r.freedBytes,
-        startMs: r.startEpochMs - performance.timeOrigin, endMs: r.endEpochMs - performance.timeOrigin,
-      });
-    }
-    this.taskSettled(c);
-  }
-
-  private taskFailed(c: Cycle, e: Error): void {
-    if (c !== this.cycle) return;
-    c.sweepFailure ??= e;
-    this.taskSettled(c);
-  }
-
-  private taskSettled(c: Cycle): void {
-    if (--c.tasksPending > 0) return;
-    if (c.sweepFailure) this.sweepFailed(c, c.sweepFailure);
-    else this.completeSweep(c);
-  }
-
-  /**
-   * A sweeper thread threw. What was swept was swept correctly (from a
-   * validated bitmap); the rest is put back as it was, unswept garbage and
-   * all: every span still UNSWEPT or left SWEEPING by the dead task is reset
-   * (its mark bits cleared last by the sweeper, so a half-swept span keeps
-   * every survivor), counted again, and made usable. Then the cycle fails
-   * loudly (CycleAbortedError SWEEP_FAILED).
-   */
-  private sweepFailed(c: Cycle, e: Error): void {
-    const h = this.host;
-    const a = h.allocator;
-    const v = h.views;
-    for (let s = 1; s < a.topSpan; s++) {
-      const e0 = s * SPAN_WORDS;
-      const state = Atomics.load(v.spans, e0 + SW_STATE);
-      if (state !== SPAN_UNSWEPT && state !== SPAN_SWEEPING) continue;
-      const w0 = s * SPAN_BITMAP_WORDS;
-      let live = 0;
-      for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) live += popcount(v.allocBits[w]);
-      v.markBits.fill(0, w0, w0 + SPAN_BITMAP_WORDS);
-      v.spans[e0 + SW_LIVE] = live;
-      if (live === 0 && v.spans[e0 + SW_CLASS] !== LARGE_CLASS) {
-        v.spans[e0 + SW_AUX] = FREE_CLEAN;
-        Atomics.store(v.spans, e0 + SW_STATE, SPAN_FREE);
-      } else {
-        Atomics.store(v.spans, e0 + SW_STATE, SPAN_IN_USE);
-      }
-    }
-    a.endSweep();
-    this.account.recount(v, a.topGranule);
-    h.sweepFinished();
-    this.settle(c, { error: new CycleAbortedError('SWEEP_FAILED', c.stats.id, `a sweeper thread failed (${e.message})`) });
-  }
-
-  /** Background sweeping on the main thread, a slice per event-loop turn. */
-  private sweepSlice(c: Cycle): void {
-    this.sweepImmediate = undefined;
-    if (c !== this.cycle || this.closed) return;
-    const h = this.host;
-    const a = h.allocator;
-    const v = h.views;
-    const start = process.hrtime.bigint();
-    const startMs = performance.now();
-    const before = { spans: c.tally.spans, objects: c.tally.freedObjects, bytes: c.tally.freedBytes };
-    let n = 0;
-    while (this.sweepCursor < a.topSpan) {
-      const s = this.sweepCursor++;
-      if (claimSpan(v, s)) a.afterSweep(s, sweepClaimedSpan(v, s, c.tally));
-      if ((++n & 3) === 0 && process.hrtime.bigint() - start > SLICE_NS) break;
-    }
-    const sliceNs = Number(process.hrtime.bigint() - start);
-    c.mainSweepNs += sliceNs;
-    c.maxSliceNs = Math.max(c.maxSliceNs, sliceNs);
-    if (c.tally.spans > before.spans) {
-      h.publish('sweepProgress', {
-        heapId: h.regions.id, cycleId: c.stats.id, thread: 'main', spans: c.tally.spans - before.spans,
-        freedObjects: c.tally.freedObjects - before.objects, freedBytes: c.tally.freedBytes - before.bytes,
-        startMs, endMs: performance.now(),
-      });
-    }
-    if (this.sweepCursor < a.topSpan) {
-      this.sweepImmediate = setImmediate(() => this.sweepSlice(c));
-      return;
-    }
-    this.completeSweep(c);
-  }
-
-  /**
-   * Sweeps whatever is left right now (the heap is full). With sweeper
-   * threads, it also waits (bounded) for spans they are sweeping and picks
-   * up what they freed from the span table; the cycle itself completes when
-   * their results arrive.
-   */
+  /** The heap is full while sweeping: sweep whatever is left right now (src/collector/sweep-driver.ts). */
   finishSweepSync(): void {
     const c = this.cycle;
     if (!c || this.phase !== 'sweeping') return;
-    if (c.tasksPending > 0) {
-      const a = this.host.allocator;
-      const start = process.hrtime.bigint();
-      a.sweepAllLazily();
-      const nap = new Int32Array(new SharedArrayBuffer(4));
-      const deadline = Date.now() + 10_000;
-      while (a.anySweeping() && Date.now() < deadline) Atomics.wait(nap, 0, 0, 1);
-      a.rebuildFromTable();
-      const ns = Number(process.hrtime.bigint() - start);
-      c.mainSweepNs += ns;
-      c.maxSliceNs = Math.max(c.maxSliceNs, ns);
-      return;
-    }
-    if (this.sweepImmediate) clearImmediate(this.sweepImmediate);
-    this.sweepImmediate = undefined;
-    this.sweepCursor = this.host.allocator.topSpan;
-    this.host.allocator.sweepAllLazily();
-    this.completeSweep(c);
-  }
-
-  private completeSweep(c: Cycle): void {
-    const h = this.host;
-    const a = h.allocator;
-    const s = c.stats;
-    c.tally.add(a.lazyTally);
-    a.endSweep();
-    this.account.freed(c.tally.freedObjects, c.tally.freedBytes);
-    s.objectsFreed = c.tally.freedObjects;
-    s.bytesFreed = c.tally.freedBytes;
-    s.spansSwept = c.tally.spans;
-    s.mainThreadSweepMs = (c.mainSweepNs + a.lazySweepNs) / 1e6;
-    s.mainThreadSweepMaxMs = Math.max(c.maxSliceNs, a.lazySweepMaxNs) / 1e6;
-    s.workers = [...c.workers].map(([threadId, w]) => ({ threadId, spans: w.spans, ms: w.ms }));
-    s.workerSpansSwept = s.workers.reduce((n, w) => n + w.spans, 0);
-    s.workerSweepMs = s.workers.reduce((n, w) => n + w.ms, 0);
-    s.bytesReturned = a.releaseFreeSpans(h.policy.retainFreeBytes(this.account.liveBytes), h.regions.hugePages,
-      (offset, bytes) => h.addon.releaseArena(h.regions.id, offset, bytes) === 0);
-    const end = process.hrtime.bigint();
-    s.sweepMs = Number(end - c.sweepStartNs) / 1e6;
-    s.totalMs = Number(end - c.startNs) / 1e6;
-    s.heapBytesAfter = a.heapBytes;
-    s.liveBytesAfter = this.account.liveBytes;
-    h.sweepFinished();
-    this.settle(c, { stats: s });
+    this.sweeper.finishSync(c);
   }
 
   /**
@@ -585,15 +401,13 @@ export class Collector {
     }
     for (const w of c.waiters) w.reject(error);
   }
-
   // ---- close -----------------------------------------------------------
 
   /** Kills and reaps any child, stops sweeping; the cycle is aborted (CLOSED). */
   close(): void {
     this.closed = true;
     const c = this.cycle;
-    if (this.sweepImmediate) clearImmediate(this.sweepImmediate);
-    this.sweepImmediate = undefined;
+    this.sweeper.stop();
     if (!c) return;
     if (this.phase === 'sweeping') {
       // Sweeping frees only what the validated bitmap says is garbage; the

@@ -1,0 +1,110 @@
+// See child_registry.h. A child in flight belongs to the JS environment that
+// forked it, which reaps it from its event loop. If that environment ends
+// first (a Worker terminated mid-cycle), PDEATHSIG kills the child when the
+// forking thread exits, but nobody would reap it: the environment's cleanup
+// hook kills and reaps it then.
+#include "child_registry.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <unordered_map>
+
+#include "marker.h"
+
+namespace forkgc {
+namespace {
+
+struct ChildWatch {
+  pid_t pid;
+};
+std::mutex childMutex;
+std::unordered_map<pid_t, ChildWatch*> children;
+
+void reapOrphanedChild(void* arg) {
+  ChildWatch* w = static_cast<ChildWatch*>(arg);
+  {
+    std::lock_guard<std::mutex> lock(childMutex);
+    children.erase(w->pid);
+  }
+  kill(w->pid, SIGKILL);
+  int status;
+  while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  delete w;
+}
+
+void childReaped(napi_env env, pid_t pid) {
+  ChildWatch* w = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(childMutex);
+    auto it = children.find(pid);
+    if (it == children.end()) return;
+    w = it->second;
+    children.erase(it);
+  }
+  napi_remove_env_cleanup_hook(env, reapOrphanedChild, w);
+  delete w;
+}
+
+}  // namespace
+
+void watchChild(napi_env env, pid_t pid) {
+  ChildWatch* w = new ChildWatch{pid};
+  {
+    std::lock_guard<std::mutex> lock(childMutex);
+    children[pid] = w;
+  }
+  napi_add_env_cleanup_hook(env, reapOrphanedChild, w);
+}
+
+ChildEnd waitChildFor(napi_env env, pid_t pid, double timeoutMs) {
+  int status = 0;
+  pid_t r;
+  uint64_t deadline = monotonicNs() + uint64_t(timeoutMs > 0 ? timeoutMs * 1e6 : 0);
+  for (;;) {
+    r = waitpid(pid, &status, WNOHANG);
+    if (r < 0 && errno == EINTR) continue;
+    if (r != 0 || monotonicNs() >= deadline) break;
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, nullptr);
+  }
+  ChildEnd end;
+  if (r == 0) return end;
+  int error = errno;
+  childReaped(env, pid);
+  if (r < 0) {
+    end.state = ChildEnd::kGone;
+    end.error = error;
+  } else if (WIFEXITED(status)) {
+    end.state = ChildEnd::kExited;
+    end.code = WEXITSTATUS(status);
+  } else {
+    end.state = ChildEnd::kSignaled;
+    end.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  }
+  return end;
+}
+
+int64_t readPipeFor(int fd, uint8_t* into, size_t bytes, int timeoutMs) {
+  struct pollfd p = {fd, POLLIN, 0};
+  int ready;
+  do {
+    ready = poll(&p, 1, timeoutMs);
+  } while (ready < 0 && errno == EINTR);
+  if (ready == 0) return -1;
+  if (ready < 0) return -errno;
+  ssize_t n;
+  do {
+    n = read(fd, into, bytes);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return errno == EAGAIN ? -1 : -errno;
+  return n;
+}
+
+}  // namespace forkgc
