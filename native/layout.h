@@ -28,7 +28,7 @@ namespace forkgc {
 // References are 32-bit granule indices into the arena; 0 is null. With
 // 16-byte granules, 2^28 granules cover the 4 GiB a Node 20 typed array can
 // view, which leaves the top 4 bits of a reference free for checked mode's
-// epoch tag (see src/refs.ts).
+// epoch tag (see src/api/refs.ts).
 constexpr uint32_t kGranuleBytes = 16;
 constexpr uint32_t kGranuleShift = 4;
 constexpr uint64_t kMaxArenaBytes = uint64_t(1) << 32;

@@ -1,5 +1,5 @@
 // Built instead of the real addon where there is no Linux fork/madvise/prctl,
-// so that `npm install` succeeds and src/native.ts can say clearly, at load,
+// so that `npm install` succeeds and src/platform/native.ts can say clearly, at load,
 // that forkgc needs Linux (UnsupportedPlatformError).
 #include <napi.h>
 

@@ -1,4 +1,4 @@
-// The sweeper (src/sweeper.ts) and sweeper threads (src/sweep-pool.ts):
+// The sweeper (src/memory/sweeper.ts) and sweeper threads (src/memory/sweep-pool.ts):
 // unit tests with mark bits set by hand (no fork, no marker), the memory
 // ordering the threads rely on, and stress with the mutator running.
 import { Worker } from 'node:worker_threads';

@@ -1,4 +1,4 @@
-// Weak reference fields and finalization (src/weak.ts, src/finalization.ts),
+// Weak reference fields and finalization (src/api/weak.ts, src/api/finalization.ts),
 // in fork and stw modes, against a shadow model; the races with a cycle in
 // flight; aborted cycles.
 import fc from 'fast-check';

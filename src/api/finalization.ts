@@ -3,7 +3,7 @@
 // the main thread, exactly once.
 //
 // Which objects die is decided when the sweep starts, with the final bitmap
-// (as for weak fields, src/weak.ts): an entry whose object is unmarked is
+// (as for weak fields, src/api/weak.ts): an entry whose object is unmarked is
 // taken out of the registry then. The callbacks are queued and run from the
 // event loop after the sweep has finished: never inside an allocation, never
 // for an object still reachable (it would be marked), never for an aborted

@@ -17,7 +17,7 @@
 //
 // References come first because the descriptor tells the marker only how
 // many there are: it scans u32s from offset 8. Weak ones follow, untraced
-// (src/weak.ts).
+// (src/api/weak.ts).
 import { FieldValueError, TypeDefinitionError } from './errors.js';
 import {
   DESCRIPTOR_WORDS, FIRST_STRUCT_TYPE, HEADER_BYTES, KIND_LEAF, KIND_REF_ARRAY, KIND_STRUCT, MAX_TYPES,
@@ -33,9 +33,9 @@ export interface TypeContext {
   readonly refs: RefOps;
   /** Allocates an object of `bytes` (header included) and writes its header; returns the granule. */
   allocate(typeId: number, bytes: number, length: number): number;
-  /** A new object has weak fields: register it for clearing (src/weak.ts). */
+  /** A new object has weak fields: register it for clearing (src/api/weak.ts). */
   weakHolderAllocated(g: number): void;
-  /** A weak field read returned target g (src/weak.ts, the read barrier). */
+  /** A weak field read returned target g (src/api/weak.ts, the read barrier). */
   weakRead(g: number): void;
 }
 

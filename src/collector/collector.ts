@@ -1,6 +1,7 @@
 // The collector: drives one garbage-collection cycle at a time.
 //
-// One cycle, in fork mode, step by step:
+// One cycle, in fork mode, step by step (the invariants cited are those
+// of docs/design.md, numbered as there):
 //
 //  1. Start, at a safepoint only (docs/design.md, invariant 4): from the event loop
 //     (an immediate scheduled when the policy's trigger was crossed), from
@@ -15,8 +16,8 @@
 //     child cannot see it, so the sweep must not free it. Nothing is freed
 //     in this phase, so no allocation bit is cleared.
 //  4. The child marks from the root table in its snapshot and streams
-//     header, bitmap chunks and trailer. The StreamReader (src/wire.ts)
-//     checks each chunk's checksum as it arrives; stage() rejects a mark on a
+//     header, bitmap chunks and trailer. The StreamReader (src/collector/stream.ts)
+//     checks each chunk's checksum as it arrives; stageMarks() rejects a mark on a
 //     granule that holds no object (a zombie) and ORs the chunk into the
 //     parent's mark bitmap, on top of the black bits from step 3.
 //  5. At end of stream the trailer must have validated (whole-stream
@@ -24,14 +25,18 @@
 //     reaped: it must have exited 0. Anything else - a short or corrupt
 //     stream, a non-zero exit, a signal, the watchdog - aborts the cycle
 //     (invariant 3): the mark bitmap is cleared and NOTHING is freed.
+//     childVerdict() (src/collector/child-session.ts) turns how the child
+//     ended into the abort reason, on every path: the event loop, an
+//     allocation that waits for the child (finishMarkingSync), an abort.
 //  6. Phase 'sweeping': every IN_USE span becomes UNSWEPT. The mutator sweeps
-//     spans of the class it needs on demand (lazy, src/allocator.ts); the
+//     spans of the class it needs on demand (lazy, src/memory/allocator.ts); the
 //     background sweeper sweeps the rest a slice at a time between event-loop
 //     turns. A swept span's mark bits are cleared, so the bitmap is zero
 //     again when the last span is done.
 //  7. Sweep complete: free spans go back to the OS beyond a small reserve,
 //     the policy sets the next trigger from the live bytes, and the cycle's
-//     figures are published. Only now may the next cycle fork.
+//     figures are published. Only now may the next cycle fork. Complete,
+//     abort and close all end the cycle through settle().
 //
 // In stw mode steps 2-5 are one call to the same native marker in-process
 // (invariant 5), and the sweep (step 6) starts at once.
@@ -75,7 +80,7 @@ export interface CycleHost {
   sweepStarting(): void;
   /** The sweep is over (or given up): run the finalization callbacks it took, from the event loop. */
   sweepFinished(): void;
-  /** Publishes a phase of the cycle (src/events.ts). */
+  /** Publishes a phase of the cycle (src/api/events.ts). */
   publish<K extends CycleEventName>(name: K, payload: CycleEventMap[K]): void;
   cycleCompleted(stats: CycleStats): void;
   cycleAborted(error: CycleAbortedError): void;

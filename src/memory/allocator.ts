@@ -12,7 +12,7 @@
 //
 // The mutator never allocates from a span that is not IN_USE: spans become
 // UNSWEPT at the start of a sweep, and `current`/`partial` are dropped then.
-// Sweeper threads may sweep any UNSWEPT span meanwhile (src/sweeper.ts says
+// Sweeper threads may sweep any UNSWEPT span meanwhile (src/memory/sweeper.ts says
 // how the two sides agree); the lists are rebuilt from the span table when
 // the sweep ends.
 import {

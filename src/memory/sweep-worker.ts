@@ -3,7 +3,7 @@
 // mappings stay until it detaches, or the thread ends, even if the heap is
 // closed meanwhile), claims each span with
 // the same CAS the main thread uses, sweeps it with the same code
-// (src/sweeper.ts), and returns what it did; the main thread does the
+// (src/memory/sweeper.ts), and returns what it did; the main thread does the
 // bookkeeping.
 import { threadId } from 'node:worker_threads';
 import { native } from '../platform/native.js';

@@ -5,7 +5,7 @@
 //   ... run the application ...
 //   rec.writeTo('forkgc.trace.json');     // stops recording, writes the file
 //
-// Built only on the heap's cycle events (src/events.ts): nothing is added to
+// Built only on the heap's cycle events (src/api/events.ts): nothing is added to
 // the collector's hot paths, and a heap that is not traced pays nothing.
 //
 // Tracks (processes and threads of the trace):
