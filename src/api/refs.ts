@@ -27,6 +27,7 @@ import {
 } from './errors.js';
 import { CLASS_GRANULES, LARGE_CLASS, SPAN_GRANULES, SPAN_FREE, SPAN_WORDS, SW_CLASS, SW_STATE, TYPE_FREE } from '../memory/layout.js';
 import type { HeapViews } from '../memory/views.js';
+import { typeIdIn } from '../memory/header.js';
 
 const TAG_UNIT = 2 ** 28;
 
@@ -84,12 +85,12 @@ export function makeRefOps(ctx: RefContext, checked: boolean): RefOps {
       const slotStart = state !== SPAN_FREE && cls < LARGE_CLASS
         ? (g - s * SPAN_GRANULES) % CLASS_GRANULES[cls] === 0
         : state === SPAN_FREE && g % SPAN_GRANULES === 0;
-      if (slotStart || (state === SPAN_FREE && u16[g * 8] === TYPE_FREE)) {
+      if (slotStart || (state === SPAN_FREE && typeIdIn(u16, g) === TYPE_FREE)) {
         throw new StaleReferenceError(`reference ${ref} names no object: it was freed by a cycle (or never allocated)`);
       }
       throw new InvalidReferenceError(`reference ${ref} is not the start of an object`);
     }
-    const actual = u16[g * 8];
+    const actual = typeIdIn(u16, g);
     throw new WrongTypeError(`reference ${ref} is a ${ctx.typeName(actual)}, expected a ${ctx.typeName(typeId)}`);
   };
 
@@ -99,7 +100,7 @@ export function makeRefOps(ctx: RefContext, checked: boolean): RefOps {
     const typed = (ref: unknown, typeId: number): number => {
       const g = ref as number;
       if (typeof ref === 'number' && (g >>> 0) === g && g > 0 && g < ctx.topGranule &&
-          (alloc[g >>> 5] & (1 << (g & 31))) !== 0 && u16[g * 8] === typeId) return g;
+          (alloc[g >>> 5] & (1 << (g & 31))) !== 0 && typeIdIn(u16, g) === typeId) return g;
       return diagnose(ref, g, typeId);
     };
     const any = (ref: unknown): number => {
@@ -129,7 +130,7 @@ export function makeRefOps(ctx: RefContext, checked: boolean): RefOps {
   };
   const typed = (ref: unknown, typeId: number): number => {
     const g = untag(ref);
-    if (g > 0 && g < ctx.topGranule && (alloc[g >>> 5] & (1 << (g & 31))) !== 0 && u16[g * 8] === typeId) return g;
+    if (g > 0 && g < ctx.topGranule && (alloc[g >>> 5] & (1 << (g & 31))) !== 0 && typeIdIn(u16, g) === typeId) return g;
     return diagnose(ref, g, typeId);
   };
   const any = (ref: unknown): number => {

@@ -24,6 +24,7 @@
 // An aborted cycle never reaches step 2, so it clears nothing.
 import { DESCRIPTOR_WORDS } from '../memory/layout.js';
 import type { HeapViews } from '../memory/views.js';
+import { typeIdIn } from '../memory/header.js';
 
 export class WeakHolders {
   private holders: number[] = [];
@@ -48,7 +49,7 @@ export class WeakHolders {
       const g = list[i];
       if (!marked(g)) continue;  // the sweep frees it
       list[kept++] = g;
-      const d = u16[g * 8] * DESCRIPTOR_WORDS;
+      const d = typeIdIn(u16, g) * DESCRIPTOR_WORDS;
       const first = g * 4 + 2 + descriptors[d + 1];
       const end = first + descriptors[d + 2];
       for (let w = first; w < end; w++) {

@@ -21,6 +21,19 @@ export function typeIdAt(v: HeapViews, g: number): number {
   return v.u16[g * 8];
 }
 
+/**
+ * The type id from a u16 view the caller already holds (the reference
+ * checks in src/api/refs.ts capture the view once, for their hot path).
+ */
+export function typeIdIn(u16: Uint16Array, g: number): number {
+  return u16[g * 8];
+}
+
+/** Clears a freed slot's header: the slot reads as free (typeId 0, length 0). */
+export function clearHeader(v: HeapViews, g: number): void {
+  v.u32[g * 4] = 0;
+}
+
 /** The header's flags half-word (reserved: always 0 today). */
 export function flagsAt(v: HeapViews, g: number): number {
   return v.u16[g * 8 + 1];

@@ -36,7 +36,7 @@ import {
   roundToGranules,
 } from './layout.js';
 import type { HeapViews } from './views.js';
-import { objectBytes } from './header.js';
+import { clearHeader, objectBytes } from './header.js';
 
 export { objectBytes };
 
@@ -129,7 +129,7 @@ function sweepLarge(v: HeapViews, s: number, tally: SweepTally): number {
   tally.freedBytes += objectBytes(v, g);
   tally.emptiedSpans += run;
   v.allocBits[w] &= ~bit;
-  v.u32[g * 4] = 0;  // header: the object is gone even before its pages are
+  clearHeader(v, g);  // the object is gone even before its pages are
   for (let t = s + run - 1; t >= s; t--) {
     const te = t * SPAN_WORDS;
     v.spans[te + SW_CLASS] = 0;
