@@ -6,6 +6,7 @@
         "native/arena.cc",
         "native/marker.cc",
         "native/child.cc",
+        "native/fork_exclusion.cc",
         "native/binding.cc"
       ],
       "include_dirs": [
@@ -16,6 +17,9 @@
         "NAPI_DISABLE_CPP_EXCEPTIONS",
         "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
         "_GNU_SOURCE"
+      ],
+      "ldflags": [
+        "-Wl,-z,now"
       ],
       "cflags!": [
         "-fno-exceptions"
@@ -39,6 +43,7 @@
               "native/arena.cc",
               "native/marker.cc",
               "native/child.cc",
+              "native/fork_exclusion.cc",
               "native/binding.cc"
             ],
             "sources": [

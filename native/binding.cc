@@ -199,7 +199,7 @@ void childReaped(napi_env env, pid_t pid) {
   delete w;
 }
 
-// forkCycle(id, cycleId, topGranule, rootCount, fault, faultArg)
+// forkCycle(id, cycleId, topGranule, rootCount, fault, faultArg[, selective])
 Napi::Value ForkCycle(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   HeapMemory* h = heapArg(info);
@@ -211,6 +211,7 @@ Napi::Value ForkCycle(const Napi::CallbackInfo& info) {
   req.rootCount = info[3].As<Napi::Number>().Uint32Value();
   req.fault = info[4].As<Napi::Number>().Int32Value();
   req.faultArg = info[5].As<Napi::Number>().Int32Value();
+  req.selective = info.Length() > 6 && info[6].IsBoolean() && info[6].As<Napi::Boolean>().Value();
   if (req.topGranule > h->arenaGranules()) return fail(env, "forkCycle: top beyond the arena");
   ForkResult r = startForkCycle(req);
   if (r.pid > 0) watchChild(env, r.pid);
@@ -218,6 +219,16 @@ Napi::Value ForkCycle(const Napi::CallbackInfo& info) {
   o["pid"] = r.pid;
   o["fd"] = r.readFd;
   o["forkNs"] = double(r.forkNs);
+  o["selective"] = r.selective;
+  o["prepareNs"] = double(r.prepareNs);
+  o["readMapsNs"] = double(r.readMapsNs);
+  o["adviseNs"] = double(r.adviseNs);
+  o["restoreNs"] = double(r.restoreNs);
+  o["mappings"] = r.mappings;
+  o["excludedMappings"] = r.excludedMappings;
+  o["madviseCalls"] = r.madviseCalls;
+  o["mapsCached"] = r.mapsCached;
+  o["excludedBytes"] = double(r.excludedBytes);
   o["errno"] = r.error;
   o["message"] = r.error ? strerror(r.error) : "";
   return o;

@@ -84,6 +84,8 @@ export interface CycleHost {
   cycleAborted(error: CycleAbortedError): void;
   /** The heap ran stop-the-world because it could not fork (reported once per heap). */
   fellBack(reason: string): void;
+  /** A child crashed while selective fork was on: plain fork from now on (reported once). */
+  selectiveForkOff(reason: string): void;
 }
 
 interface Waiter {
@@ -132,9 +134,12 @@ export class Collector {
   private sweepImmediate: NodeJS.Immediate | undefined;
   private closed = false;
   private readonly pageBytes: number;
+  /** Selective fork, until a child crashes with it (then plain fork for good). */
+  private selectiveFork: boolean;
 
   constructor(private readonly host: CycleHost) {
     this.pageBytes = host.addon.layoutConstants().pageSize;
+    this.selectiveFork = host.options.selectiveFork;
   }
 
   get busy(): boolean { return this.phase !== 'idle'; }
@@ -198,7 +203,7 @@ export class Collector {
     const t0 = process.hrtime.bigint();
     const r = h.addon.forkCycle(
       h.regions.id, c.stats.id, c.topGranule, h.roots.highWater,
-      faulty ? FAULT_CODES[fault.kind] : 0, faulty ? fault.arg ?? 0 : 0);
+      faulty ? FAULT_CODES[fault.kind] : 0, faulty ? fault.arg ?? 0 : 0, this.selectiveFork);
     const pauseNs = Number(process.hrtime.bigint() - t0);
     if (r.pid < 0) {
       // No child: say so (once per heap) and collect stop-the-world instead.
@@ -213,6 +218,8 @@ export class Collector {
     c.stats.childPid = r.pid;
     c.stats.pauseUs = pauseNs / 1000;
     c.stats.forkUs = r.forkNs / 1000;
+    c.stats.forkPrepareUs = (r.prepareNs + r.restoreNs) / 1000;
+    c.stats.selectiveFork = r.selective;
     h.publish('fork', {
       heapId: h.regions.id, cycleId: c.stats.id, pid: r.pid, pauseUs: c.stats.pauseUs, forkUs: c.stats.forkUs,
       timeMs: performance.now(),
@@ -275,7 +282,7 @@ export class Collector {
       // A short stream may be a child that died: let its exit status speak.
       const reason = e instanceof StreamError ? e.reason : 'BAD_HEADER';
       this.reapThen(c, (end) => {
-        if (end && end.state === 'signaled') this.fail(c, 'CHILD_SIGNALED', `the child died by signal ${end.signal} (${(e as Error).message})`);
+        if (end && end.state === 'signaled') this.fail(c, 'CHILD_SIGNALED', `the child died by signal ${end.signal} (${(e as Error).message})`, end.signal);
         else if (end && end.state === 'exited' && end.code !== 0) this.fail(c, exitReason(end.code), `the child exited with status ${end.code} (${(e as Error).message})`);
         else this.fail(c, reason, (e as Error).message);
       });
@@ -283,7 +290,7 @@ export class Collector {
     }
     this.reapThen(c, (end) => {
       if (!end) return this.fail(c, 'WATCHDOG', 'the child did not exit after its stream');
-      if (end.state === 'signaled') return this.fail(c, 'CHILD_SIGNALED', `the child died by signal ${end.signal} after its stream`);
+      if (end.state === 'signaled') return this.fail(c, 'CHILD_SIGNALED', `the child died by signal ${end.signal} after its stream`, end.signal);
       if (end.state === 'exited' && end.code !== 0) return this.fail(c, exitReason(end.code), `the child exited with status ${end.code} after its stream`);
       if (end.state === 'gone') return this.fail(c, 'CHILD_EXIT', 'the child could not be reaped');
       this.streamAccepted(c);
@@ -360,9 +367,15 @@ export class Collector {
    * Aborts the cycle in flight (invariant 3): kill and reap the child, clear
    * every mark bit, free nothing, report.
    */
-  private fail(c: Cycle, reason: AbortReason, message: string): void {
+  private fail(c: Cycle, reason: AbortReason, message: string, signal?: number): void {
     if (c !== this.cycle || c.failure) return;
     c.failure = { reason, message };
+    if (signal !== undefined && CRASH_SIGNALS.has(signal) && c.stats.selectiveFork && this.selectiveFork) {
+      // A crash (not our SIGKILL, not the OOM killer's) may be a page the
+      // child needed and selective fork left out: never fork that way again.
+      this.selectiveFork = false;
+      this.host.selectiveForkOff(`the child of cycle ${c.stats.id} crashed (signal ${signal}) while forked selectively`);
+    }
     this.closeChannel(c);
     if (c.pid > 0 && !c.reaped) {
       try { process.kill(c.pid, 'SIGKILL'); } catch { /* already gone */ }
@@ -421,7 +434,8 @@ export class Collector {
     if (!end) { this.fail(c, 'WATCHDOG', 'the child did not exit after its stream'); return false; }
     c.reaped = true;
     if (end.state !== 'exited' || end.code !== 0) {
-      this.fail(c, end.state === 'signaled' ? 'CHILD_SIGNALED' : 'CHILD_EXIT', `the child ended ${JSON.stringify(end)}`);
+      this.fail(c, end.state === 'signaled' ? 'CHILD_SIGNALED' : 'CHILD_EXIT', `the child ended ${JSON.stringify(end)}`,
+        end.state === 'signaled' ? end.signal : undefined);
       return false;
     }
     this.streamAccepted(c);
@@ -675,13 +689,16 @@ export class Collector {
 }
 
 
+/** Signals a crashing child dies of: SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGSYS. */
+const CRASH_SIGNALS = new Set([4, 5, 6, 7, 8, 11, 31]);
+
 function exitReason(code: number): AbortReason {
   return code === EXIT_HEAP_CORRUPT ? 'HEAP_CORRUPT' : 'CHILD_EXIT';
 }
 
 function emptyStats(id: number, mode: 'fork' | 'stw', trigger: Trigger, heapBytes: number): CycleStats {
   return {
-    id, mode, trigger, fallback: false, pauseUs: 0, forkUs: 0, childPid: 0, markMs: 0, childMs: 0,
+    id, mode, trigger, fallback: false, pauseUs: 0, forkUs: 0, forkPrepareUs: 0, selectiveFork: false, childPid: 0, markMs: 0, childMs: 0,
     childMaxRssKb: 0, cowBytes: 0, objectsMarked: 0, bytesMarked: 0, markStackHighWater: 0, overflowRescans: 0,
     bitmapBytes: 0, streamBytes: 0, objectsFreed: 0, bytesFreed: 0, sweepMs: 0, mainThreadSweepMs: 0, mainThreadSweepMaxMs: 0,
     spansSwept: 0, workerSweepMs: 0, workerSpansSwept: 0, workers: [], heapBytesBefore: heapBytes, heapBytesAfter: heapBytes, liveBytesAfter: 0,

@@ -183,6 +183,13 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
         publish('fallback', event);
         this.emit('fallback', event);
       },
+      selectiveForkOff: (reason) => {
+        process.emitWarning(`forkgc: ${reason}; forking plainly (selectiveFork off) for the rest of this heap's life`,
+          { code: 'FORKGC_SELECTIVE_FORK_OFF' });
+        const event = { heapId: this.regions.id, reason: `selective fork off: ${reason}`, timeMs: performance.now() };
+        publish('fallback', event);
+        this.emit('fallback', event);
+      },
     });
     this.collector = collector;
     unclosed.register(this, { addon: this.addon, regions: this.regions }, this);
