@@ -219,6 +219,7 @@ Napi::Value ForkCycle(const Napi::CallbackInfo& info) {
   o["pid"] = r.pid;
   o["fd"] = r.readFd;
   o["forkNs"] = double(r.forkNs);
+  o["cpuNs"] = double(r.cpuNs);
   o["selective"] = r.selective;
   o["prepareNs"] = double(r.prepareNs);
   o["readMapsNs"] = double(r.readMapsNs);

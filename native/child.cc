@@ -311,8 +311,15 @@ uint32_t countCopiedPages(const ChildArgs& a, uint64_t bytes, size_t page) {
 
 }  // namespace
 
+uint64_t threadCpuNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
+}
+
 ForkResult startForkCycle(const ForkRequest& request) {
   ForkResult result;
+  const uint64_t cpuStart = threadCpuNs();
   const ForkRequest& req = request;
   if (req.fault == kFaultForkEagain || req.fault == kFaultForkEnomem) {
     result.error = req.fault == kFaultForkEagain ? EAGAIN : ENOMEM;
@@ -399,6 +406,7 @@ ForkResult startForkCycle(const ForkRequest& request) {
   sigset_t all, previous;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &previous);
+  const uint64_t forkCpuStart = threadCpuNs();
   uint64_t start = monotonicNs();
   a.forkedAt = start;
   pid_t pid = _Fork ? _Fork() : fork();
@@ -409,7 +417,7 @@ ForkResult startForkCycle(const ForkRequest& request) {
   }
   uint64_t end = monotonicNs();
   int forkErrno = errno;
-  if (plan) result.restoreNs = restoreForkExclusions(end - start);
+  if (plan) result.restoreNs = restoreForkExclusions(threadCpuNs() - forkCpuStart);
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
 
   close(fds[1]);
@@ -422,6 +430,7 @@ ForkResult startForkCycle(const ForkRequest& request) {
   result.pid = pid;
   result.readFd = fds[0];
   result.forkNs = end - start;
+  result.cpuNs = threadCpuNs() - cpuStart;
   return result;
 }
 

@@ -1,14 +1,19 @@
 // Selective fork: keep the mappings the GC child never reads out of fork().
 //
 // fork() copies the page tables of every private mapping that has pages. In a
-// Node process most of them belong to things the child never touches: V8's
-// heap (one VMA per 256 KiB page, thousands of them), other threads' stacks
-// and malloc arenas, worker isolates. Marking those MADV_DONTFORK just before
+// Node process many of them belong to things the child never touches:
+// Buffers and ArrayBuffers, other threads' stacks and malloc arenas, worker
+// isolates, other heaps, V8's heap. Marking those MADV_DONTFORK just before
 // fork() and MADV_DOFORK right after leaves them out of the child entirely;
-// the pause then grows with what the child reads, not with the process.
+// the pause then follows what the child reads, not the whole process.
 //
 // What is excluded: private, writable, anonymous mappings (no file, or
-// [heap], [anon:...], [stack:tid]) that no keep rule below claims.
+// [heap], [anon:...], [stack:tid]) of at least 1 MiB that no keep rule below
+// claims. Smaller ones cost about as much to exclude as to copy (see
+// kMinExcludedBytes in fork_exclusion.cc for the figures): V8's own heap,
+// thousands of 256 KiB mappings, is copied; what fork() spends real time on
+// is big mappings full of pages (Buffers, ArrayBuffers, malloc arenas,
+// other heaps' arenas).
 //
 // What the child keeps, and why:
 //
@@ -35,14 +40,13 @@
 // Only the parent runs this code. /proc/self/maps is read with raw read()
 // into a buffer mapped once (grown when too small) and parsed in place.
 // Excluded mappings with nothing but holes between them make one run, one
-// madvise() call: V8 scatters its pages over the address space, so a few
-// dozen runs (bounded by the kept mappings) cover thousands of mappings.
-// The runs are kept for later forks while they stay valid, so most forks
-// read nothing (fork_exclusion.cc, "The cache").
+// madvise() call. The runs are kept for later forks while they stay valid,
+// so most forks read nothing (fork_exclusion.cc, "The cache"): with 1.5 GiB
+// of V8 objects the maps are ~6,500 lines, ~3 ms to read.
 //
-// A process-wide mutex (forkLock) serialises forks of every heap in the
-// process (worker threads share this code) and the creation of heaps, so
-// one thread's exclusions never reach another thread's fork from this addon.
+// A process-wide mutex (forkLock) serialises the forks of every heap in the
+// process (worker threads share this code), so one thread's exclusions
+// never reach another thread's fork from this addon.
 // What it cannot serialise: a fork() by other code in the process (another
 // addon, a fork-based spawn on another thread) inside the window would give
 // that child the exclusions too; the window is the pause itself, and
@@ -83,9 +87,9 @@ std::mutex& forkLock();
 // Caller holds forkLock().
 ExclusionFigures applyForkExclusions(const AddressRange* keep, size_t keepCount, bool apply);
 
-// MADV_DOFORK on exactly the runs applyForkExclusions marked; `forkNs`, the
-// fork it surrounded, tells the cache whether the runs still pay. Returns
-// the time it took (ns).
-uint64_t restoreForkExclusions(uint64_t forkNs);
+// MADV_DOFORK on exactly the runs applyForkExclusions marked; `forkCpuNs`,
+// the CPU time of the fork it surrounded, tells the cache whether the runs
+// still pay. Returns the time it took (ns).
+uint64_t restoreForkExclusions(uint64_t forkCpuNs);
 
 }  // namespace forkgc

@@ -219,6 +219,7 @@ export class Collector {
     c.stats.pauseUs = pauseNs / 1000;
     c.stats.forkUs = r.forkNs / 1000;
     c.stats.forkPrepareUs = (r.prepareNs + r.restoreNs) / 1000;
+    c.stats.forkCpuUs = r.cpuNs / 1000;
     c.stats.selectiveFork = r.selective;
     h.publish('fork', {
       heapId: h.regions.id, cycleId: c.stats.id, pid: r.pid, pauseUs: c.stats.pauseUs, forkUs: c.stats.forkUs,
@@ -698,7 +699,7 @@ function exitReason(code: number): AbortReason {
 
 function emptyStats(id: number, mode: 'fork' | 'stw', trigger: Trigger, heapBytes: number): CycleStats {
   return {
-    id, mode, trigger, fallback: false, pauseUs: 0, forkUs: 0, forkPrepareUs: 0, selectiveFork: false, childPid: 0, markMs: 0, childMs: 0,
+    id, mode, trigger, fallback: false, pauseUs: 0, forkUs: 0, forkPrepareUs: 0, forkCpuUs: 0, selectiveFork: false, childPid: 0, markMs: 0, childMs: 0,
     childMaxRssKb: 0, cowBytes: 0, objectsMarked: 0, bytesMarked: 0, markStackHighWater: 0, overflowRescans: 0,
     bitmapBytes: 0, streamBytes: 0, objectsFreed: 0, bytesFreed: 0, sweepMs: 0, mainThreadSweepMs: 0, mainThreadSweepMaxMs: 0,
     spansSwept: 0, workerSweepMs: 0, workerSpansSwept: 0, workers: [], heapBytesBefore: heapBytes, heapBytesAfter: heapBytes, liveBytesAfter: 0,

@@ -22,6 +22,8 @@ export interface RegionViews {
 
 export interface ForkOutcome {
   pid: number; fd: number; forkNs: number; errno: number; message: string;
+  /** CPU time of the forking thread in the call (ns): the pause without the time it was preempted. */
+  cpuNs: number;
   /** Selective fork was in force for this fork (native/fork_exclusion.h). */
   selective: boolean;
   /** Before fork(): reading /proc/self/maps and the MADV_DONTFORK calls (ns). */

@@ -18,6 +18,12 @@ export interface CycleStats {
    * restoring them after. pauseUs = forkPrepareUs + forkUs + a few µs.
    */
   forkPrepareUs: number;
+  /**
+   * CPU time the forking thread spent in the pause's native call (µs): the
+   * pause minus any time the thread waited for a CPU (on a loaded machine,
+   * the figure that compares forks).
+   */
+  forkCpuUs: number;
   /** Whether this cycle forked selectively (HeapOptions.selectiveFork). */
   selectiveFork: boolean;
   childPid: number;
