@@ -7,6 +7,7 @@
         "native/marker.cc",
         "native/child.cc",
         "native/child_registry.cc",
+        "native/fork_exclusion.cc",
         "native/binding.cc"
       ],
       "include_dirs": [
@@ -17,6 +18,9 @@
         "NAPI_DISABLE_CPP_EXCEPTIONS",
         "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
         "_GNU_SOURCE"
+      ],
+      "ldflags": [
+        "-Wl,-z,now"
       ],
       "cflags!": [
         "-fno-exceptions"
@@ -41,6 +45,7 @@
               "native/marker.cc",
               "native/child.cc",
               "native/child_registry.cc",
+              "native/fork_exclusion.cc",
               "native/binding.cc"
             ],
             "sources": [

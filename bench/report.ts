@@ -93,6 +93,25 @@ export function markdown(f: ResultsFile): string {
     );
     L.push('');
   }
+  const fp = f.results.filter((r) => r.workload === 'fork-pause-v8');
+  if (fp.length) {
+    L.push('## Fork pause vs V8 heap (selective fork)');
+    L.push('');
+    L.push('| case | mappings | fork pause ms median (max) | pause CPU ms median (max) | fork() ms median | selective prepare ms median (max) | ok |');
+    L.push('|---|--:|--:|--:|--:|--:|:-:|');
+    for (const r of fp) {
+      L.push(
+        `| ${r.case} | ${typeof r.mappings === 'number' ? fmtNum(r.mappings) : '–'} | ${num(r.forkPauseMs, 2)} (${num(r.forkPauseMaxMs, 2)}) | ` +
+          `${num(r.forkCpuMs, 2)} (${num(r.forkCpuMaxMs, 2)}) | ${num(r.forkSyscallMs, 2)} | ${num(r.forkPrepareMs, 3)} (${num(r.forkPrepareMaxMs, 2)}) | ${verifiedMark(r)} |`,
+      );
+    }
+    L.push('');
+    L.push(
+      'Pause CPU: the forking thread\'s CPU time in the pause (`CycleStats.forkCpuUs`), the pause without preemption: the figure to compare on a loaded machine. ' +
+        'Prepare: selective fork\'s share of the pause (`forkPrepareUs`: /proc/self/maps read when the cached runs are stale, MADV_DONTFORK before, MADV_DOFORK after).',
+    );
+    L.push('');
+  }
   const failed = f.results.filter((r) => !r.ok || r.verified === false);
   if (failed.length) {
     L.push('## Failures');

@@ -137,4 +137,14 @@ HeapMemory* lookupHeapMemory(int id, bool includeDestroyed) {
   if (it == registry.end() || (it->second->destroyed && !includeDestroyed)) return nullptr;
   return it->second;
 }
+
+size_t listSpanTables(Region* out, size_t max) {
+  std::lock_guard<std::mutex> lock(registryMutex);
+  size_t n = 0;
+  for (const auto& entry : registry) {
+    if (n < max) out[n] = entry.second->spans;
+    n++;
+  }
+  return n;
+}
 }  // namespace forkgc

@@ -64,4 +64,8 @@ constexpr size_t kHugePageBytes = 2u << 20;
 namespace forkgc {
 // The heap with this id, for the thread that owns it (no reference taken).
 HeapMemory* lookupHeapMemory(int id, bool includeDestroyed = false);
+
+// Every registered heap's span table (DONTFORK for life), up to `max` of
+// them into `out`; returns how many heaps there are.
+size_t listSpanTables(Region* out, size_t max);
 }  // namespace forkgc

@@ -222,7 +222,7 @@ Napi::Value DestroyHeap(const Napi::CallbackInfo& info) {
   return args.env().Undefined();
 }
 
-// forkCycle(id, cycleId, topGranule, rootCount, fault, faultArg)
+// forkCycle(id, cycleId, topGranule, rootCount, fault, faultArg[, selective])
 Napi::Value ForkCycle(const Napi::CallbackInfo& info) {
   Args a(info, "forkCycle", 6);
   ForkRequest req;
@@ -232,6 +232,7 @@ Napi::Value ForkCycle(const Napi::CallbackInfo& info) {
   req.rootCount = a.u32(3);
   req.fault = a.i32(4);
   req.faultArg = a.i32(5);
+  req.selective = a.length() > 6 && a.boolean(6);
   if (!a.ok() || req.topGranule > req.heap->arenaGranules()) return a.fail();
   ForkResult r = startForkCycle(req);
   if (r.pid > 0) watchChild(a.env(), r.pid);
@@ -240,6 +241,17 @@ Napi::Value ForkCycle(const Napi::CallbackInfo& info) {
   o["pid"] = r.pid;
   o["fd"] = r.readFd;
   o["forkNs"] = double(r.forkNs);
+  o["cpuNs"] = double(r.cpuNs);
+  o["selective"] = r.selective;
+  o["prepareNs"] = double(r.prepareNs);
+  o["readMapsNs"] = double(r.readMapsNs);
+  o["adviseNs"] = double(r.adviseNs);
+  o["restoreNs"] = double(r.restoreNs);
+  o["mappings"] = r.mappings;
+  o["excludedMappings"] = r.excludedMappings;
+  o["madviseCalls"] = r.madviseCalls;
+  o["mapsCached"] = r.mapsCached;
+  o["excludedBytes"] = double(r.excludedBytes);
   return o;
 }
 
@@ -404,6 +416,7 @@ Napi::Value LayoutConstants(const Napi::CallbackInfo& info) {
   o["faultForkEagain"] = int32_t(kFaultForkEagain);
   o["faultForkEnomem"] = int32_t(kFaultForkEnomem);
   o["faultBadTrailer"] = int32_t(kFaultBadTrailer);
+  o["faultTouchExcluded"] = int32_t(kFaultTouchExcluded);
   o["pageSize"] = double(systemPageSize());
   o["hugePageBytes"] = double(kHugePageBytes);
   return o;

@@ -6,15 +6,38 @@
 // child that will never call malloc. glibc >= 2.34's _Fork() is the bare system
 // call with glibc's own bookkeeping (like D's druntime, which clones directly
 // for its forked GC); it is async-signal-safe by specification. Where it is
-// missing (older glibc) the weak reference is null and we fall back to fork().
+// missing (older glibc) the weak reference is null and we fall back to fork()
+// (and never fork selectively: fork()'s child handlers walk malloc arenas).
 //
 // In the child, from _Fork() to _exit(), only async-signal-safe calls run:
-// prctl, getppid, setrlimit, close_range/close, madvise, clock_gettime,
-// nanosleep, getrusage (a raw system call), open/pread/close of
-// /proc/self/pagemap into a buffer mapped before the fork, write, kill, _exit. Nothing
-// allocates, locks, throws, or touches V8, libuv or stdio: the process was
-// multi-threaded and every other thread vanished at fork, holding whatever
-// locks it held.
+// prctl, getppid, setrlimit, close_range/close, open/write/close of
+// /proc/self/oom_score_adj, madvise, clock_gettime, nanosleep, getrusage (a
+// raw system call), open/pread/close of /proc/self/pagemap into a buffer
+// mapped before the fork, write, kill, _exit. Nothing allocates, locks,
+// throws, or touches V8, libuv or stdio: the process was multi-threaded and
+// every other thread vanished at fork, holding whatever locks it held. Nor
+// does the child read malloc'd memory: with selective fork
+// (fork_exclusion.h) it may not be there; everything it needs is in
+// ChildArgs, on the forking thread's stack.
+//
+// A child that must not outlive its parent. The child's first instruction
+// after _Fork() returns is a raw prctl(PR_SET_PDEATHSIG, SIGKILL) system
+// call; then getppid() catches a parent that died before that; then
+// close_range drops every inherited descriptor but the pipe. From then on a
+// stopped child still dies with its parent (SIGKILL reaches stopped tasks).
+// What remains, and cannot be closed from user space on Linux: between the
+// kernel making the child (its pid is visible, it holds a copy of every
+// descriptor and the whole address space) and its return to user mode, plus
+// glibc's few instructions of _Fork bookkeeping in the child, a SIGSTOP (or a
+// ptrace stop) queued by a process allowed to signal it stops it before that
+// first instruction; if the parent then dies, the child stays stopped,
+// re-parented, holding everything. Blocked signals do not help (SIGSTOP cannot
+// be blocked), close-on-exec does not (there is no exec), there is no clone
+// flag that sets a parent-death signal or drops descriptors at creation
+// (CLONE_FILES would share, not drop, the table; Linux has no O_CLOFORK), and
+// CLONE_CLEAR_SIGHAND only resets handlers, which never run here (every
+// signal is blocked across the fork). While the parent lives, the watchdog
+// kills such a child (it never writes).
 #include "child.h"
 
 #include <errno.h>
@@ -27,8 +50,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cstring>
+#include <pthread.h>
 
+#include <cstring>
+#include <mutex>
+
+#include "fork_exclusion.h"
 #include "layout.h"
 #include "marker.h"
 #include "wire.h"
@@ -62,6 +89,39 @@ bool writeAll(int fd, const void* data, size_t bytes) {
   return true;
 }
 
+// A system call without a libc wrapper in between: the child's first
+// instruction (prctl) must not wait for a function prologue.
+inline long rawSyscall2(long number, long a, long b) {
+#if defined(__x86_64__)
+  long ret;
+  asm volatile("syscall" : "=a"(ret) : "a"(number), "D"(a), "S"(b) : "rcx", "r11", "memory");
+  return ret;
+#elif defined(__aarch64__)
+  register long x8 asm("x8") = number;
+  register long x0 asm("x0") = a;
+  register long x1 asm("x1") = b;
+  asm volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1) : "memory");
+  return x0;
+#else
+  return syscall(number, a, b);
+#endif
+}
+
+// The child is disposable and its copy-on-write copies are what push a
+// memory-limited process over: let the OOM killer take it first (raising
+// one's own score needs no privilege). The path is a literal: nothing is
+// built in the child.
+void volunteerForOomKiller() {
+  static const char kPath[] = "/proc/self/oom_score_adj";
+  int fd = open(kPath, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t n;
+  do {
+    n = write(fd, "1000", 4);
+  } while (n < 0 && errno == EINTR);
+  close(fd);
+}
+
 void put32(uint8_t* p, uint32_t v) { memcpy(p, &v, 4); }
 void put64(uint8_t* p, uint64_t v) { memcpy(p, &v, 8); }
 
@@ -80,13 +140,33 @@ void closeInheritedDescriptors(int keep) {
 
 // Arena pages [0, bytes) of the snapshot that only this process still maps:
 // the ones the parent copied by writing to them (see wire.h, cowPages).
-uint32_t countCopiedPages(const HeapMemory& h, uint64_t bytes, size_t page) {
+// Everything the child reads, copied onto the forking thread's stack before
+// the fork: the heap's HeapMemory is malloc'd, and with selective fork the
+// child may not have the mapping it lives in.
+struct ChildArgs {
+  Region arena, allocBits, markBits, markStack, descriptors, roots, scratch;
+  bool wipeOnFork;
+  uint32_t cycleId;
+  uint32_t topGranule;
+  uint32_t rootCount;
+  int32_t fault;
+  int32_t faultArg;
+  size_t pageBytes;
+  int out;             // the pipe's write end
+  pid_t parent;
+  uint64_t forkedAt;
+  uintptr_t probe;     // kFaultTouchExcluded: an address the fork excluded
+
+  uint32_t markStackEntries() const { return uint32_t(markStack.bytes / 4); }
+};
+
+uint32_t countCopiedPages(const ChildArgs& a, uint64_t bytes, size_t page) {
   int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0xFFFFFFFFu;
   const uint64_t pages = (bytes + page - 1) / page;
-  const uint64_t first = reinterpret_cast<uintptr_t>(h.arena.base) / page;
-  uint64_t* entries = reinterpret_cast<uint64_t*>(h.scratch.base);
-  const uint64_t perRead = h.scratch.bytes / 8;
+  const uint64_t first = reinterpret_cast<uintptr_t>(a.arena.base) / page;
+  uint64_t* entries = reinterpret_cast<uint64_t*>(a.scratch.base);
+  const uint64_t perRead = a.scratch.bytes / 8;
   uint32_t copied = 0;
   for (uint64_t done = 0; done < pages;) {
     uint64_t n = pages - done < perRead ? pages - done : perRead;
@@ -106,54 +186,60 @@ uint32_t countCopiedPages(const HeapMemory& h, uint64_t bytes, size_t page) {
   return copied;
 }
 
-[[noreturn]] void childMain(const ForkRequest& req, int out, pid_t parent, uint64_t forkedAt) {
-  // Die with the parent; the getppid() check closes the race in which the
-  // parent died before the prctl took effect.
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != parent) _exit(wire::kExitOrphaned);
+[[noreturn]] void childMain(const ChildArgs& a) {
+  // (PR_SET_PDEATHSIG was the first instruction, in startForkCycle.) The
+  // getppid() check closes the race in which the parent died before it.
+  if (getppid() != a.parent) _exit(wire::kExitOrphaned);
+  closeInheritedDescriptors(a.out);
   // The child holds the whole application's memory: no core dump, and not
   // ptrace-attachable by other unprivileged processes.
   prctl(PR_SET_DUMPABLE, 0);
   struct rlimit noCore = {0, 0};
   setrlimit(RLIMIT_CORE, &noCore);
-  closeInheritedDescriptors(out);
+  volunteerForOomKiller();
   // Signals stay blocked (the mask was set before fork): a SIGINT/SIGTERM to
   // the process group is the parent's business; the child dies with it.
 
-  HeapMemory& h = *req.heap;
-  if (req.fault == kFaultExitBeforeMark) _exit(wire::kExitFault);
-  if (req.fault == kFaultHang) for (;;) pause();
-  if (req.fault == kFaultDelayBeforeMark) sleepMs(req.faultArg);
+  if (a.fault == kFaultExitBeforeMark) _exit(wire::kExitFault);
+  if (a.fault == kFaultHang) for (;;) pause();
+  if (a.fault == kFaultDelayBeforeMark) sleepMs(a.faultArg);
+  if (a.fault == kFaultTouchExcluded && a.probe != 0) {
+    // A page the parent excluded from the fork (V8's heap, say): the read
+    // faults (SIGSEGV) when selective fork left it out, and reads whatever is
+    // there when it did not.
+    volatile const uint8_t* p = reinterpret_cast<volatile const uint8_t*>(a.probe);
+    (void)*p;
+  }
 
-  uint32_t* markBits = reinterpret_cast<uint32_t*>(h.markBits.base);
-  const uint32_t bitmapWords = (req.topGranule + 31) / 32;
+  uint32_t* markBits = reinterpret_cast<uint32_t*>(a.markBits.base);
+  const uint32_t bitmapWords = (a.topGranule + 31) / 32;
   const uint32_t bitmapBytes = bitmapWords * 4;
-  if (!h.wipeOnFork) {
+  if (!a.wipeOnFork) {
     // The kernel did not zero our copy: drop it (private anonymous pages read
     // back as zero) rather than write every page.
-    size_t page = req.pageBytes;
+    size_t page = a.pageBytes;
     madvise(markBits, (bitmapBytes + page - 1) / page * page, MADV_DONTNEED);
-    madvise(h.markStack.base, h.markStack.bytes, MADV_DONTNEED);
+    madvise(a.markStack.base, a.markStack.bytes, MADV_DONTNEED);
   }
 
   MarkInput in;
-  in.arena = h.arena.base;
-  in.topGranule = req.topGranule;
-  in.allocBits = reinterpret_cast<const uint32_t*>(h.allocBits.base);
+  in.arena = a.arena.base;
+  in.topGranule = a.topGranule;
+  in.allocBits = reinterpret_cast<const uint32_t*>(a.allocBits.base);
   in.markBits = markBits;
-  in.descriptors = reinterpret_cast<const uint32_t*>(h.descriptors.base);
-  in.roots = reinterpret_cast<const uint32_t*>(h.roots.base);
-  in.rootCount = req.rootCount;
-  in.stack = reinterpret_cast<uint32_t*>(h.markStack.base);
-  in.stackCapacity = h.markStackEntries();
+  in.descriptors = reinterpret_cast<const uint32_t*>(a.descriptors.base);
+  in.roots = reinterpret_cast<const uint32_t*>(a.roots.base);
+  in.rootCount = a.rootCount;
+  in.stack = reinterpret_cast<uint32_t*>(a.markStack.base);
+  in.stackCapacity = a.markStackEntries();
   MarkResult result;
   markHeap(in, result);
   if (result.status != kMarkOk) _exit(wire::kExitHeapCorrupt);
 
-  if (req.fault == kFaultZombieMark) {
+  if (a.fault == kFaultZombieMark) {
     // Find a granule that is not an object start and claim it is live.
     const uint32_t* alloc = in.allocBits;
-    for (uint32_t g = kSpanGranules; g < req.topGranule; g++) {
+    for (uint32_t g = kSpanGranules; g < a.topGranule; g++) {
       if (!((alloc[g >> 5] >> (g & 31)) & 1)) {
         markBits[g >> 5] |= 1u << (g & 31);
         break;
@@ -168,35 +254,35 @@ uint32_t countCopiedPages(const HeapMemory& h, uint64_t bytes, size_t page) {
   uint16_t version = wire::kVersion, headerBytes = wire::kHeaderBytes;
   memcpy(header + 4, &version, 2);
   memcpy(header + 6, &headerBytes, 2);
-  put32(header + 8, req.fault == kFaultWrongCycle ? req.cycleId + 1 : req.cycleId);
+  put32(header + 8, a.fault == kFaultWrongCycle ? a.cycleId + 1 : a.cycleId);
   put32(header + 12, kGranuleBytes);
-  put32(header + 16, req.topGranule);
+  put32(header + 16, a.topGranule);
   put32(header + 20, bitmapBytes);
   put32(header + 24, wire::kChunkBytes);
   put32(header + 28, chunkCount);
   put32(header + 32, uint32_t(getpid()));
   uint32_t headerSum = wire::checksumWords(reinterpret_cast<const uint32_t*>(header), 9, wire::kHeaderSeed);
   put32(header + 36, headerSum);
-  if (!writeAll(out, header, sizeof header)) _exit(wire::kExitWriteFailed);
+  if (!writeAll(a.out, header, sizeof header)) _exit(wire::kExitWriteFailed);
 
   uint32_t fold = wire::mix(wire::kStreamSeed, headerSum);
   for (uint32_t i = 0; i < chunkCount; i++) {
-    if (req.fault == kFaultTruncate && i == chunkCount / 2) _exit(0);
-    if (req.fault == kFaultStallMidStream && i == chunkCount / 2) sleepMs(req.faultArg);
+    if (a.fault == kFaultTruncate && i == chunkCount / 2) _exit(0);
+    if (a.fault == kFaultStallMidStream && i == chunkCount / 2) sleepMs(a.faultArg);
     uint32_t offset = i * wire::kChunkBytes;
     uint32_t bytes = bitmapBytes - offset < wire::kChunkBytes ? bitmapBytes - offset : wire::kChunkBytes;
     uint32_t* payload = markBits + offset / 4;
-    uint32_t sum = wire::checksumWords(payload, bytes / 4, wire::chunkSeed(req.cycleId, i));
+    uint32_t sum = wire::checksumWords(payload, bytes / 4, wire::chunkSeed(a.cycleId, i));
     fold = wire::mix(fold, sum);
-    if (req.fault == kFaultCorruptChunk && i == chunkCount / 2) payload[0] ^= 0x10;
+    if (a.fault == kFaultCorruptChunk && i == chunkCount / 2) payload[0] ^= 0x10;
     uint8_t head[wire::kChunkHeadBytes];
     put32(head + 0, wire::kChunkMagic);
     put32(head + 4, i);
     put32(head + 8, bytes);
     put32(head + 12, sum);
-    if (!writeAll(out, head, sizeof head) || !writeAll(out, payload, bytes)) _exit(wire::kExitWriteFailed);
+    if (!writeAll(a.out, head, sizeof head) || !writeAll(a.out, payload, bytes)) _exit(wire::kExitWriteFailed);
   }
-  if (req.fault == kFaultTruncate) _exit(0);  // a stream of < 2 chunks: drop the trailer
+  if (a.fault == kFaultTruncate) _exit(0);  // a stream of < 2 chunks: drop the trailer
 
   struct rusage usage;
   memset(&usage, 0, sizeof usage);
@@ -208,54 +294,134 @@ uint32_t countCopiedPages(const HeapMemory& h, uint64_t bytes, size_t page) {
   put64(trailer + 8, result.objects);
   put64(trailer + 16, result.bytes);
   put64(trailer + 24, result.ns);
-  put64(trailer + 32, monotonicNs() - forkedAt);
+  put64(trailer + 32, monotonicNs() - a.forkedAt);
   put64(trailer + 40, uint64_t(usage.ru_maxrss));
   put32(trailer + 48, result.stackHighWater);
   put32(trailer + 52, result.overflowRescans);
-  put32(trailer + 56, countCopiedPages(h, uint64_t(req.topGranule) * kGranuleBytes, req.pageBytes));
+  put32(trailer + 56, countCopiedPages(a, uint64_t(a.topGranule) * kGranuleBytes, a.pageBytes));
   uint32_t trailerSum = wire::checksumWords(reinterpret_cast<const uint32_t*>(trailer), 15, fold);
-  if (req.fault == kFaultBadTrailer) trailerSum++;
+  if (a.fault == kFaultBadTrailer) trailerSum++;
   put32(trailer + 60, trailerSum);
-  if (!writeAll(out, trailer, sizeof trailer)) _exit(wire::kExitWriteFailed);
+  if (!writeAll(a.out, trailer, sizeof trailer)) _exit(wire::kExitWriteFailed);
 
-  if (req.fault == kFaultExitNonZero) _exit(3);
-  if (req.fault == kFaultSignalAfterStream) kill(getpid(), SIGKILL);
+  if (a.fault == kFaultExitNonZero) _exit(3);
+  if (a.fault == kFaultSignalAfterStream) kill(getpid(), SIGKILL);
   _exit(wire::kExitOk);
 }
 
 }  // namespace
 
+uint64_t threadCpuNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
+}
+
 ForkResult startForkCycle(const ForkRequest& request) {
   ForkResult result;
-  // Everything the child needs is computed here, before the fork: the child
-  // calls nothing that might initialize state (sysconf, function statics).
-  ForkRequest req = request;
-  req.pageBytes = systemPageSize();
+  const uint64_t cpuStart = threadCpuNs();
+  const ForkRequest& req = request;
   if (req.fault == kFaultForkEagain || req.fault == kFaultForkEnomem) {
     result.error = req.fault == kFaultForkEagain ? EAGAIN : ENOMEM;
     return result;
   }
+  // One fork at a time in the whole process: another thread's exclusions
+  // must never be in force while this one forks.
+  std::lock_guard<std::mutex> lock(forkLock());
+
+  // Everything the child needs is computed here, before the fork, and copied
+  // onto this stack: the child calls nothing that might initialize state
+  // (sysconf, function statics) and reads no malloc'd memory.
+  const HeapMemory& h = *req.heap;
+  ChildArgs a;
+  a.arena = h.arena;
+  a.allocBits = h.allocBits;
+  a.markBits = h.markBits;
+  a.markStack = h.markStack;
+  a.descriptors = h.descriptors;
+  a.roots = h.roots;
+  a.scratch = h.scratch;
+  a.wipeOnFork = h.wipeOnFork;
+  a.cycleId = req.cycleId;
+  a.topGranule = req.topGranule;
+  a.rootCount = req.rootCount;
+  a.fault = req.fault;
+  a.faultArg = req.faultArg;
+  a.pageBytes = systemPageSize();
+  a.parent = getpid();
+  a.probe = 0;
+
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {
     result.error = errno;
     return result;
   }
   fcntl(fds[1], F_SETPIPE_SZ, kPipeBytes);
+  a.out = fds[1];
+
+  // Selective fork (fork_exclusion.h). Without _Fork, fork()'s child-side
+  // atfork handlers walk malloc's arenas: never exclude anything then.
+  const bool selective = req.selective && _Fork != nullptr;
+  const bool plan = selective || req.fault == kFaultTouchExcluded;
+  uint64_t prepareStart = monotonicNs();
+  if (plan) {
+    Region region[7] = {a.arena, a.allocBits, a.markBits, a.markStack, a.descriptors, a.roots, a.scratch};
+    constexpr size_t kMaxSpanTables = 256;
+    AddressRange keep[7 + kMaxSpanTables + 3];
+    size_t keepCount = 0;
+    for (const Region& r : region) {
+      uintptr_t base = reinterpret_cast<uintptr_t>(r.base);
+      keep[keepCount++] = AddressRange{base, base + r.bytes};
+    }
+    // Every heap's span table is DONTFORK for life: neither mark nor restore it.
+    Region spans[kMaxSpanTables];
+    size_t spanCount = listSpanTables(spans, kMaxSpanTables);
+    for (size_t i = 0; i < spanCount && i < kMaxSpanTables; i++) {
+      uintptr_t base = reinterpret_cast<uintptr_t>(spans[i].base);
+      keep[keepCount++] = AddressRange{base, base + spans[i].bytes};
+    }
+    // This thread's stack below a local (the child's frames, ChildArgs
+    // itself), its TCB (pthread_self() is its address in glibc) and its
+    // static TLS block below it (errno lives there).
+    const uintptr_t local = reinterpret_cast<uintptr_t>(&a);
+    const uintptr_t tcb = reinterpret_cast<uintptr_t>(pthread_self());
+    const uintptr_t tls = reinterpret_cast<uintptr_t>(&errno);
+    keep[keepCount++] = AddressRange{local - (1u << 20), local + (64u << 10)};
+    keep[keepCount++] = AddressRange{tcb - (64u << 10), tcb + (4u << 10)};
+    keep[keepCount++] = AddressRange{tls - (4u << 10), tls + (4u << 10)};
+    ExclusionFigures f = applyForkExclusions(keep, keepCount, selective && spanCount <= kMaxSpanTables);
+    result.selective = selective && f.ok && spanCount <= kMaxSpanTables;
+    result.readMapsNs = f.readNs;
+    result.adviseNs = f.adviseNs;
+    result.mappings = f.mappings;
+    result.excludedMappings = result.selective ? f.excluded : 0;
+    result.excludedBytes = result.selective ? f.excludedBytes : 0;
+    result.madviseCalls = f.calls;
+    result.mapsCached = f.fromCache;
+    a.probe = f.probe;
+  }
 
   // Block every signal across fork(), so that no handler of the parent's can
   // run in the child before it has its own mask (it keeps this one).
   sigset_t all, previous;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &previous);
-  pid_t parent = getpid();
+  const uint64_t forkCpuStart = threadCpuNs();
   uint64_t start = monotonicNs();
+  a.forkedAt = start;
   pid_t pid = _Fork ? _Fork() : fork();
-  if (pid == 0) childMain(req, fds[1], parent, start);
+  if (pid == 0) {
+    // The child's first instruction (see the top of this file).
+    rawSyscall2(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
+    childMain(a);
+  }
   uint64_t end = monotonicNs();
   int forkErrno = errno;
+  if (plan) result.restoreNs = restoreForkExclusions(threadCpuNs() - forkCpuStart);
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
 
   close(fds[1]);
+  result.prepareNs = plan ? start - prepareStart : 0;
   if (pid < 0) {
     close(fds[0]);
     result.error = forkErrno;
@@ -264,6 +430,7 @@ ForkResult startForkCycle(const ForkRequest& request) {
   result.pid = pid;
   result.readFd = fds[0];
   result.forkNs = end - start;
+  result.cpuNs = threadCpuNs() - cpuStart;
   return result;
 }
 

@@ -28,6 +28,7 @@ enum Fault : int32_t {
   kFaultForkEagain = 11,        // fork() "fails" with EAGAIN (no child)
   kFaultForkEnomem = 12,        // fork() "fails" with ENOMEM (no child)
   kFaultBadTrailer = 13,        // trailer checksum off by one
+  kFaultTouchExcluded = 14,     // reads a page selective fork excluded (SIGSEGV if it did)
 };
 
 struct ForkRequest {
@@ -37,14 +38,26 @@ struct ForkRequest {
   uint32_t rootCount;
   int32_t fault;
   int32_t faultArg;
-  size_t pageBytes;  // filled in by startForkCycle, before the fork
+  bool selective;    // exclude what the child never reads (fork_exclusion.h)
 };
 
 struct ForkResult {
   pid_t pid = -1;
   int readFd = -1;
   uint64_t forkNs = 0;  // the fork() call alone
+  uint64_t cpuNs = 0;   // CPU time of this thread in startForkCycle (no preemption in it)
   int error = 0;        // errno when pid < 0
+  // Selective fork: whether it was in force, and what it cost in the pause.
+  bool selective = false;
+  uint64_t prepareNs = 0;   // before fork(): maps read + MADV_DONTFORK
+  uint64_t readMapsNs = 0;
+  uint64_t adviseNs = 0;
+  uint64_t restoreNs = 0;   // after fork(): MADV_DOFORK
+  uint32_t mappings = 0;
+  uint32_t excludedMappings = 0;
+  uint32_t madviseCalls = 0;
+  bool mapsCached = false;  // the maps were not read: the runs of an earlier read
+  uint64_t excludedBytes = 0;
 };
 
 ForkResult startForkCycle(const ForkRequest& request);

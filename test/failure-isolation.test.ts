@@ -131,6 +131,29 @@ describe('the child never outlives its parent', () => {
     }
   }, 30_000);
 
+  it('a child SIGSTOPped after its first instruction still dies with its SIGKILLed parent (PDEATHSIG reaches stopped tasks)', async () => {
+    const f = startFixture({ forkgc: true, delay: 60_000 });
+    let childPid = 0;
+    try {
+      const ready = await f.next('ready');
+      childPid = ((await f.next('fork')) as { childPid: number }).childPid;
+      // Past its first instruction: asleep in delay-before-mark.
+      await sleep(100);
+      process.kill(childPid, 'SIGSTOP');
+      for (let i = 0; i < 200 && procStat(childPid)?.state !== 'T'; i++) await sleep(5);
+      expect(procStat(childPid)?.state, 'the child is stopped').toBe('T');
+      process.kill(ready.pid as number, 'SIGKILL');
+      await withTimeout(f.exited, 5000, 'fixture exit');
+      const ms = await timeToDeath(childPid, ready.pid as number, 1000);
+      expect(ms, `stopped child ${childPid} outlived its parent: ${JSON.stringify(procStat(childPid))}`).toBeLessThan(1000);
+    } finally {
+      f.kill();
+      if (childPid && alive(childPid)) {
+        try { process.kill(childPid, 'SIGKILL'); } catch { /* gone */ }
+      }
+    }
+  }, 30_000);
+
   it('parent exits (process.exit) during a 60 s cycle without closing the heap: its child is gone within 1 s', async () => {
     const f = startFixture({ forkgc: true, delay: 60_000, exitAfterFork: true });
     try {

@@ -53,6 +53,13 @@ export interface CycleStats {
   totalMs: number;
   /** Copy-on-write bytes of the cycle (another issue; may be absent). */
   cowBytes?: number;
+  /** The fork() system call alone (µs). */
+  forkUs?: number;
+  /** Selective fork's share of the pause: maps read, MADV_DONTFORK before, MADV_DOFORK after (µs; may be absent). */
+  forkPrepareUs?: number;
+  /** CPU time of the forking thread in the pause (µs; may be absent). */
+  forkCpuUs?: number;
+  selectiveFork?: boolean;
 }
 
 export interface HeapStats {
@@ -81,6 +88,8 @@ export interface HeapOptions {
   auto?: boolean;
   childTimeoutMs?: number;
   markStackEntries?: number;
+  /** Exclude from fork() the mappings the child never reads (may be absent in older builds). */
+  selectiveFork?: boolean;
 }
 
 export interface Heap {

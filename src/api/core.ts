@@ -160,6 +160,15 @@ export class HeapCore implements RefContext, TypeContext {
     this.emitter.emit('fallback', event);
   }
 
+  /** A child crashed while selective fork was on: plain fork for the rest of this heap's life. */
+  selectiveForkOff(reason: string): void {
+    process.emitWarning(`forkgc: ${reason}; forking plainly (selectiveFork off) for the rest of this heap's life`,
+      { code: 'FORKGC_SELECTIVE_FORK_OFF' });
+    const event = { heapId: this.regions.id, reason: `selective fork off: ${reason}`, timeMs: performance.now() };
+    publish('fallback', event);
+    this.emitter.emit('fallback', event);
+  }
+
   // ---- types and objects -------------------------------------------------
 
   defineStruct<F extends FieldSpec>(name: string, fields: F): StructType<F> {

@@ -17,6 +17,15 @@ export interface HeapOptions {
    * 1 GiB live the fork pause measured ~5x shorter; see README, Figures).
    */
   hugePages?: boolean;
+  /**
+   * Selective fork: just before fork(), mark MADV_DONTFORK the private
+   * anonymous mappings the child never reads (V8's heap, other threads'
+   * stacks and malloc arenas) and restore them right after, so the fork pause
+   * follows what the child reads, not the size of the process. If a child
+   * crashes while it is on, that cycle aborts and the heap forks plainly for
+   * the rest of its life (warning FORKGC_SELECTIVE_FORK_OFF). Default true.
+   */
+  selectiveFork?: boolean;
   /** Checked mode: references carry an epoch tag and every use is verified (slower). Default false. */
   checked?: boolean;
   /** Start a cycle when the bytes allocated since the last one reach this percentage of the live heap. Default 100. */
@@ -50,6 +59,8 @@ export type FaultKind =
   | 'exit-before-mark' | 'hang' | 'truncate' | 'corrupt-chunk' | 'wrong-cycle' | 'zombie-mark'
   | 'exit-nonzero' | 'signal-after-stream' | 'stall-mid-stream' | 'delay-before-mark'
   | 'fork-eagain' | 'fork-enomem' | 'bad-trailer'
+  /** The child reads a page that selective fork excluded (a real SIGSEGV when it is on). */
+  | 'touch-excluded'
   /** Not a child fault: a sweeper worker throws after claiming `arg` spans (default 1). */
   | 'sweep-worker-throw';
 
@@ -57,7 +68,7 @@ export type FaultKind =
 export const FAULT_CODES: Record<FaultKind, number> = {
   'exit-before-mark': 1, hang: 2, truncate: 3, 'corrupt-chunk': 4, 'wrong-cycle': 5,
   'zombie-mark': 6, 'exit-nonzero': 7, 'signal-after-stream': 8, 'stall-mid-stream': 9,
-  'delay-before-mark': 10, 'fork-eagain': 11, 'fork-enomem': 12, 'bad-trailer': 13,
+  'delay-before-mark': 10, 'fork-eagain': 11, 'fork-enomem': 12, 'bad-trailer': 13, 'touch-excluded': 14,
   'sweep-worker-throw': 0,
 };
 
@@ -73,6 +84,7 @@ export interface ResolvedOptions {
   maxHeap: number;
   mode: Mode;
   hugePages: boolean;
+  selectiveFork: boolean;
   checked: boolean;
   gcPercent: number;
   minTriggerBytes: number;
@@ -128,7 +140,7 @@ function int(name: string, value: unknown, fallback: number, min: number, max: n
 }
 
 const KNOWN = new Set([
-  'maxHeap', 'mode', 'hugePages', 'checked', 'gcPercent', 'minTriggerBytes', 'auto', 'childTimeoutMs',
+  'maxHeap', 'mode', 'hugePages', 'selectiveFork', 'checked', 'gcPercent', 'minTriggerBytes', 'auto', 'childTimeoutMs',
   'markStackEntries', 'maxRoots', 'maxConsecutiveAborts', 'faultInjectionForTesting', 'sweepThreads', 'piscina',
 ]);
 
@@ -171,6 +183,7 @@ export function resolveOptions(options: HeapOptions | undefined): ResolvedOption
     maxHeap,
     mode,
     hugePages: bool('hugePages', o.hugePages, true),
+    selectiveFork: bool('selectiveFork', o.selectiveFork, true),
     checked: bool('checked', o.checked, false),
     gcPercent,
     minTriggerBytes,

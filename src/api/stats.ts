@@ -12,6 +12,20 @@ export interface CycleStats {
   pauseUs: number;
   /** The fork() system call alone (µs; 0 in stw mode). */
   forkUs: number;
+  /**
+   * The rest of the fork pause that selective fork adds (µs): reading
+   * /proc/self/maps and marking mappings MADV_DONTFORK before fork(), and
+   * restoring them after. pauseUs = forkPrepareUs + forkUs + a few µs.
+   */
+  forkPrepareUs: number;
+  /**
+   * CPU time the forking thread spent in the pause's native call (µs): the
+   * pause minus any time the thread waited for a CPU (on a loaded machine,
+   * the figure that compares forks).
+   */
+  forkCpuUs: number;
+  /** Whether this cycle forked selectively (HeapOptions.selectiveFork). */
+  selectiveFork: boolean;
   childPid: number;
   /** Marking time (ms), measured in the child in fork mode. */
   markMs: number;

@@ -16,6 +16,8 @@ import { EXIT_HEAP_CORRUPT } from './stream.js';
 export interface Verdict {
   reason: AbortReason;
   message: string;
+  /** The signal that killed the child, when one did. */
+  signal?: number;
 }
 
 /**
@@ -36,7 +38,7 @@ export interface Verdict {
  */
 export function childVerdict(end: ChildEnd | null, streamFailure?: Verdict): Verdict | undefined {
   const why = streamFailure ? ` (${streamFailure.message})` : ' after its stream';
-  if (end && end.state === 'signaled') return { reason: 'CHILD_SIGNALED', message: `the child died by signal ${end.signal}${why}` };
+  if (end && end.state === 'signaled') return { reason: 'CHILD_SIGNALED', message: `the child died by signal ${end.signal}${why}`, signal: end.signal };
   if (end && end.state === 'exited' && end.code !== 0) {
     return { reason: exitReason(end.code), message: `the child exited with status ${end.code}${why}` };
   }

@@ -86,6 +86,8 @@ export interface CycleHost {
   cycleAborted(error: CycleAbortedError): void;
   /** The heap ran stop-the-world because it could not fork (reported once per heap). */
   fellBack(reason: string): void;
+  /** A child crashed while selective fork was on: plain fork from now on (reported once). */
+  selectiveForkOff(reason: string): void;
 }
 
 interface Waiter {
@@ -116,9 +118,12 @@ export class Collector {
   readonly account = new Accounting();
 
   private readonly sweeper: SweepDriver;
+  /** Selective fork, until a child crashes with it (then plain fork for good). */
+  private selectiveFork: boolean;
 
   constructor(private readonly host: CycleHost) {
     this.pageBytes = host.addon.layoutConstants().pageSize;
+    this.selectiveFork = host.options.selectiveFork;
     this.sweeper = new SweepDriver(host, this.account, {
       completed: (c) => this.settle(c as Cycle, { stats: c.stats }),
       failed: (c, error) => this.settle(c as Cycle, { error }),
@@ -184,7 +189,7 @@ export class Collector {
     const t0 = process.hrtime.bigint();
     const r = h.addon.forkCycle(
       h.regions.id, c.stats.id, c.topGranule, h.roots.highWater,
-      faulty ? FAULT_CODES[fault.kind] : 0, faulty ? fault.arg ?? 0 : 0);
+      faulty ? FAULT_CODES[fault.kind] : 0, faulty ? fault.arg ?? 0 : 0, this.selectiveFork);
     const pauseNs = Number(process.hrtime.bigint() - t0);
     if (r.pid < 0) {
       // No child: say so (once per heap) and collect stop-the-world instead.
@@ -199,6 +204,9 @@ export class Collector {
     c.stats.childPid = r.pid;
     c.stats.pauseUs = pauseNs / 1000;
     c.stats.forkUs = r.forkNs / 1000;
+    c.stats.forkPrepareUs = (r.prepareNs + r.restoreNs) / 1000;
+    c.stats.forkCpuUs = r.cpuNs / 1000;
+    c.stats.selectiveFork = r.selective;
     h.publish('fork', {
       heapId: h.regions.id, cycleId: c.stats.id, pid: r.pid, pauseUs: c.stats.pauseUs, forkUs: c.stats.forkUs,
       timeMs: performance.now(),
@@ -294,6 +302,12 @@ export class Collector {
   private fail(c: Cycle, verdict: Verdict): void {
     if (c !== this.cycle || c.failure) return;
     c.failure = verdict;
+    if (verdict.signal !== undefined && CRASH_SIGNALS.has(verdict.signal) && c.stats.selectiveFork && this.selectiveFork) {
+      // A crash (not our SIGKILL, not the OOM killer's) may be a page the
+      // child needed and selective fork left out: never fork that way again.
+      this.selectiveFork = false;
+      this.host.selectiveForkOff(`the child of cycle ${c.stats.id} crashed (signal ${verdict.signal}) while forked selectively`);
+    }
     if (c.child) {
       c.child.closeChannel();
       c.child.kill();
@@ -431,9 +445,12 @@ function streamVerdict(e: unknown): Verdict {
   return { reason: 'INTERNAL', message: (e as Error).message };
 }
 
+/** Signals a crashing child dies of: SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGSYS. */
+const CRASH_SIGNALS = new Set([4, 5, 6, 7, 8, 11, 31]);
+
 function emptyStats(id: number, mode: 'fork' | 'stw', trigger: Trigger, heapBytes: number): CycleStats {
   return {
-    id, mode, trigger, fallback: false, pauseUs: 0, forkUs: 0, childPid: 0, markMs: 0, childMs: 0,
+    id, mode, trigger, fallback: false, pauseUs: 0, forkUs: 0, forkPrepareUs: 0, forkCpuUs: 0, selectiveFork: false, childPid: 0, markMs: 0, childMs: 0,
     childMaxRssKb: 0, cowBytes: 0, objectsMarked: 0, bytesMarked: 0, markStackHighWater: 0, overflowRescans: 0,
     bitmapBytes: 0, streamBytes: 0, objectsFreed: 0, bytesFreed: 0, sweepMs: 0, mainThreadSweepMs: 0, mainThreadSweepMaxMs: 0,
     spansSwept: 0, workerSweepMs: 0, workerSpansSwept: 0, workers: [], heapBytesBefore: heapBytes, heapBytesAfter: heapBytes, liveBytesAfter: 0,

@@ -20,7 +20,18 @@ export interface RegionViews {
   wipeOnFork: boolean;
 }
 
-export interface ForkOutcome { pid: number; fd: number; forkNs: number; errno: number; message: string }
+export interface ForkOutcome {
+  pid: number; fd: number; forkNs: number; errno: number; message: string;
+  /** CPU time of the forking thread in the call (ns): the pause without the time it was preempted. */
+  cpuNs: number;
+  /** Selective fork was in force for this fork (native/fork_exclusion.h). */
+  selective: boolean;
+  /** Before fork(): reading /proc/self/maps and the MADV_DONTFORK calls (ns). */
+  prepareNs: number; readMapsNs: number; adviseNs: number;
+  /** After fork(): the MADV_DOFORK calls (ns). */
+  restoreNs: number;
+  mappings: number; excludedMappings: number; madviseCalls: number; excludedBytes: number; mapsCached: boolean;
+}
 export interface MarkOutcome {
   objects: number; bytes: number; ns: number; stackHighWater: number;
   overflowRescans: number; status: number; badRef: number;
@@ -37,7 +48,9 @@ export interface NativeAddon {
   detachHeap(views: RegionViews): void;
   heapDestroyed(id: number): boolean;
   destroyHeap(views: RegionViews): void;
-  forkCycle(id: number, cycleId: number, topGranule: number, rootCount: number, fault: number, faultArg: number): ForkOutcome;
+  forkCycle(
+    id: number, cycleId: number, topGranule: number, rootCount: number, fault: number, faultArg: number,
+    selective: boolean): ForkOutcome;
   markInProcess(id: number, topGranule: number, rootCount: number, granule?: number): MarkOutcome;
   waitChild(pid: number, timeoutMs: number): ChildEnd | null;
   readBlocking(fd: number, into: Uint8Array, timeoutMs: number): number;
