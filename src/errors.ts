@@ -60,6 +60,16 @@ export class RootReleasedError extends ForkGcError {
   constructor(message = 'the root handle was released') { super('ERR_ROOT_RELEASED', message); }
 }
 
+/** A heap map key is not a string or a number, or is a string with a lone surrogate (no UTF-8 form). */
+export class InvalidKeyError extends ForkGcError {
+  constructor(message: string) { super('ERR_INVALID_KEY', message); }
+}
+
+/** A heap map was changed while it was being iterated (other than by deleting the entry being visited). */
+export class MapModifiedError extends ForkGcError {
+  constructor(message: string) { super('ERR_MAP_MODIFIED', message); }
+}
+
 /** Why a cycle was aborted (invariant 3: an aborted cycle frees nothing). */
 export type AbortReason =
   | 'FORK_FAILED'      // fork() failed (EAGAIN, ENOMEM); the heap falls back to stw

@@ -17,6 +17,7 @@ import {
   ByteArrays, RefArrays, Strings, TypeRegistry, type FieldSpec, type Ref, type StructType, type TypeContext,
 } from './types.js';
 import { HeapViews } from './views.js';
+import { HeapMaps, MAP_TYPE_NAME, TYPE_MAP } from './collections/heap-maps.js';
 import { SweepPool } from './sweep-pool.js';
 import { objectBytes } from './sweeper.js';
 import { WeakHolders } from './weak.js';
@@ -50,6 +51,8 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
   readonly bytes: ByteArrays;
   /** UTF-8 strings: `alloc(string)`, `read`, `byteLength`. */
   readonly strings: Strings;
+  /** Hash maps in the heap, string or number keys to references: `alloc`, `get`, `set`, `has`, `delete`, `size`, `forEach`... */
+  readonly maps: HeapMaps;
 
   /** @internal */ readonly addon: NativeAddon;
   /** @internal */ readonly regions: RegionViews;
@@ -102,6 +105,8 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
     this.arrays = new RefArrays(this);
     this.bytes = new ByteArrays(this);
     this.strings = new Strings(this);
+    this.maps = new HeapMaps(this);
+    this.types.nameBuiltin(TYPE_MAP, MAP_TYPE_NAME);
     const collector = new Collector({
       addon: this.addon,
       regions: this.regions,
@@ -219,7 +224,7 @@ export class Heap extends EventEmitter<HeapEvents> implements RefContext, TypeCo
     if (r.status !== 0) throw new Error(`forkgc: heap corrupt at reference ${r.badRef} (weak read barrier)`);
   }
 
-  /** The type name of the object `ref` names: a struct's name, 'RefArray', 'Bytes' or 'String'. */
+  /** The type name of the object `ref` names: a struct's name, 'RefArray', 'Bytes', 'String' or 'HeapMap'. */
   typeOf(ref: Ref): string {
     const g = this.refs.any(ref);
     return this.types.nameOf(this.views.u16[g * 8]);

@@ -5,13 +5,14 @@ export type { HeapOptions, Mode, FaultKind, FaultInjection } from './options.js'
 export { parseBytes } from './options.js';
 export type { Ref, FieldKind, FieldSpec, FieldValue, StructType, StructValues } from './types.js';
 export { RefArrays, ByteArrays, Strings } from './types.js';
+export { HeapMaps, type MapKey, type MapVisitor } from './collections/heap-maps.js';
 export { RootHandle } from './roots.js';
 export { HeapFinalizationRegistry } from './finalization.js';
 export type { CycleStats, HeapStats, Trigger } from './stats.js';
 export {
   ForkGcError, InvalidOptionError, TypeDefinitionError, InvalidReferenceError, WrongTypeError,
   StaleReferenceError, IndexOutOfBoundsError, FieldValueError, HeapClosedError, HeapExhaustedError,
-  RootReleasedError, CycleAbortedError, UnsupportedPlatformError, NativeLoadError, type AbortReason,
+  RootReleasedError, InvalidKeyError, MapModifiedError, CycleAbortedError, UnsupportedPlatformError, NativeLoadError, type AbortReason,
 } from './errors.js';
 export { CHANNELS } from './events.js';
 export type {
