@@ -5,6 +5,9 @@
  * ones and ones in flight while the map changes (allocate black, invariant 2;
  * snapshot at the beginning, invariant 1) — in fork and stw modes.
  */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -515,4 +518,17 @@ describe('heap maps: shadow model with real cycles', () => {
       );
     }, 120_000);
   }
+});
+
+describe('examples/http-cache.mjs', () => {
+  // Runs the README's LRU recipe end to end (a real server, real requests, a
+  // cycle between them); it imports dist/, which `npm test` builds first.
+  const root = resolve(import.meta.dirname, '..');
+  it.skipIf(!existsSync(resolve(root, 'dist/index.js')))('passes its self-test', async () => {
+    const out = await new Promise<string>((res, rej) => {
+      execFile(process.execPath, [resolve(root, 'examples/http-cache.mjs'), '--self-test'], { timeout: 60_000 },
+        (err, stdout, stderr) => (err ? rej(new Error(`${err.message}\n${stderr}`)) : res(stdout)));
+    });
+    expect(out).toMatch(/self-test ok/);
+  }, 70_000);
 });

@@ -364,7 +364,7 @@ export const httpCache: Workload<HttpCacheParams> = {
   cases: (full) => {
     const base = full
       ? { capacity: 1_000_000, warmupMs: 5_000, durationMs: 120_000, connections: 32, rateFraction: 0.6, rate: 3000 }
-      : { capacity: 50_000, warmupMs: 1_000, durationMs: 4_000, connections: 32, rateFraction: 0.6, rate: 3000 };
+      : { capacity: 50_000, warmupMs: 2_000, durationMs: 4_000, connections: 32, rateFraction: 0.6, rate: 3000 };
     return [{ ...base, loop: 'closed' }, { ...base, loop: 'open', connections: 64 }];
   },
   label: (p) => `${p.capacity} records, ${p.loop} loop${p.loop === 'open' ? ` at ${p.rateFraction} x plain` : ''}, ${p.durationMs / 1000} s`,
