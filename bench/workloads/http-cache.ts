@@ -363,7 +363,7 @@ export const httpCache: Workload<HttpCacheParams> = {
   unit: 'request',
   cases: (full) => {
     const base = full
-      ? { capacity: 1_000_000, warmupMs: 5_000, durationMs: 120_000, connections: 32, rateFraction: 0.6, rate: 3000 }
+      ? { capacity: 1_000_000, warmupMs: 5_000, durationMs: 300_000, connections: 32, rateFraction: 0.6, rate: 3000 }
       : { capacity: 50_000, warmupMs: 2_000, durationMs: 4_000, connections: 32, rateFraction: 0.6, rate: 3000 };
     return [{ ...base, loop: 'closed' }, { ...base, loop: 'open', connections: 64 }];
   },
