@@ -511,7 +511,7 @@ async function runModel(mode: Mode, ops: Op[]): Promise<void> {
 
 describe('heap maps: shadow model with real cycles', () => {
   for (const mode of MODES) {
-    it(`[${mode}] random set/get/has/delete/iterate/clear interleaved with cycles agree with a JS Map`, async () => {
+    it(`[${mode}] random set/get/has/delete/iterate/clear interleaved with cycles (some in flight: invariants 1 and 2) agree with a JS Map`, async () => {
       await fc.assert(
         fc.asyncProperty(fc.array(opArb, { minLength: 20, maxLength: 150 }), (ops) => runModel(mode, ops)),
         { numRuns: 40 },
