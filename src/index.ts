@@ -5,13 +5,14 @@ export type { HeapOptions, Mode, FaultKind, FaultInjection } from './api/options
 export { parseBytes } from './api/options.js';
 export type { Ref, FieldKind, FieldSpec, FieldValue, StructType, StructValues } from './api/types.js';
 export { RefArrays, ByteArrays, Strings } from './api/types.js';
+export { HeapMaps, type MapKey, type MapVisitor } from './collections/heap-maps.js';
 export { RootHandle } from './api/roots.js';
 export { HeapFinalizationRegistry } from './api/finalization.js';
 export type { CycleStats, HeapStats, Trigger } from './api/stats.js';
 export {
   ForkGcError, InvalidOptionError, TypeDefinitionError, InvalidReferenceError, WrongTypeError,
   StaleReferenceError, IndexOutOfBoundsError, FieldValueError, HeapClosedError, HeapExhaustedError,
-  RootReleasedError, CycleAbortedError, HeapCorruptError, UnsupportedPlatformError, NativeLoadError, type AbortReason,
+  RootReleasedError, InvalidKeyError, MapModifiedError, CycleAbortedError, HeapCorruptError, UnsupportedPlatformError, NativeLoadError, type AbortReason,
 } from './api/errors.js';
 export { CHANNELS } from './api/events.js';
 export type {

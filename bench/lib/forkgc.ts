@@ -113,6 +113,17 @@ export interface Heap {
     read(ref: Ref): string;
     byteLength(ref: Ref): number;
   };
+  readonly maps: {
+    alloc(capacityHint?: number): Ref;
+    get(m: Ref, key: string | number): Ref;
+    set(m: Ref, key: string | number, value: Ref): void;
+    has(m: Ref, key: string | number): boolean;
+    delete(m: Ref, key: string | number): boolean;
+    size(m: Ref): number;
+    capacity(m: Ref): number;
+    clear(m: Ref): void;
+    forEach(m: Ref, visit: (key: string | number, value: Ref) => void): void;
+  };
   typeOf(ref: Ref): string;
   root(ref: Ref): RootHandle;
   safepoint(): void;

@@ -30,6 +30,7 @@ import type { CycleStats, HeapStats, Trigger } from './stats.js';
 import { TypeRegistry, type TypeContext } from './type-registry.js';
 import { ByteArrays, RefArrays, Strings, type FieldSpec, type Ref, type StructType } from './types.js';
 import { WeakHolders } from './weak.js';
+import { HeapMaps, MAP_TYPE_NAME, TYPE_MAP } from '../collections/heap-maps.js';
 
 /** The emitter the core reports to: the public Heap. */
 export type CoreEmitter = Pick<EventEmitter, 'emit' | 'listenerCount'>;
@@ -50,6 +51,7 @@ export class HeapCore implements RefContext, TypeContext {
   readonly arrays: RefArrays;
   readonly bytes: ByteArrays;
   readonly strings: Strings;
+  readonly maps: HeapMaps;
   /** Objects lie below this granule; 0 once closed (src/api/refs.ts). */
   topGranule = 0;
   closed = false;
@@ -87,6 +89,8 @@ export class HeapCore implements RefContext, TypeContext {
     this.arrays = new RefArrays(this);
     this.bytes = new ByteArrays(this);
     this.strings = new Strings(this);
+    this.maps = new HeapMaps(this);
+    this.types.nameBuiltin(TYPE_MAP, MAP_TYPE_NAME);
     this.collector = new Collector(this);
     this.account = this.collector.account;
   }

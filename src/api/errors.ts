@@ -68,6 +68,16 @@ export class HeapCorruptError extends ForkGcError {
   constructor(message: string) { super('ERR_HEAP_CORRUPT', message); }
 }
 
+/** A heap map key is not a string or a number, or is a string with a lone surrogate (no UTF-8 form). */
+export class InvalidKeyError extends ForkGcError {
+  constructor(message: string) { super('ERR_INVALID_KEY', message); }
+}
+
+/** A heap map was changed while it was being iterated (other than by deleting the entry being visited). */
+export class MapModifiedError extends ForkGcError {
+  constructor(message: string) { super('ERR_MAP_MODIFIED', message); }
+}
+
 /**
  * Why a cycle was aborted (docs/design.md, invariant 3: an aborted cycle
  * frees nothing; SWEEP_FAILED is the one abort after freeing began). A

@@ -13,6 +13,7 @@ import type { HeapOptions } from './options.js';
 import type { RootHandle } from './roots.js';
 import type { CycleStats, HeapStats } from './stats.js';
 import type { ByteArrays, FieldSpec, Ref, RefArrays, Strings, StructType } from './types.js';
+import type { HeapMaps } from '../collections/heap-maps.js';
 
 /**
  * Typed events: 'cycle' after each completed cycle, 'abort' after each
@@ -45,6 +46,8 @@ export class Heap extends EventEmitter<HeapEvents> {
   readonly bytes: ByteArrays;
   /** UTF-8 strings: `alloc(string)`, `read`, `byteLength`. */
   readonly strings: Strings;
+  /** Hash maps in the heap, string or number keys to references: `alloc`, `get`, `set`, `has`, `delete`, `size`, `forEach`... */
+  readonly maps: HeapMaps;
 
   readonly #core: HeapCore;
 
@@ -55,6 +58,7 @@ export class Heap extends EventEmitter<HeapEvents> {
     this.arrays = core.arrays;
     this.bytes = core.bytes;
     this.strings = core.strings;
+    this.maps = core.maps;
     unclosed.register(this, { addon: core.addon, regions: core.regions }, this);
   }
 
@@ -71,7 +75,7 @@ export class Heap extends EventEmitter<HeapEvents> {
     return this.#core.createFinalizationRegistry(callback);
   }
 
-  /** The type name of the object `ref` names: a struct's name, 'RefArray', 'Bytes' or 'String'. */
+  /** The type name of the object `ref` names: a struct's name, 'RefArray', 'Bytes', 'String' or 'HeapMap'. */
   typeOf(ref: Ref): string {
     return this.#core.typeOf(ref);
   }

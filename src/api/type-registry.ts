@@ -57,6 +57,12 @@ export class TypeRegistry {
     this.byId[TYPE_STRING] = 'String';
   }
 
+  /** Names a built-in type defined in its own file (src/collections/heap-maps.ts); the name is then taken. */
+  nameBuiltin(typeId: number, name: string): void {
+    this.byId[typeId] = name;
+    this.names.set(name, typeId);
+  }
+
   nameOf(typeId: number): string {
     return this.byId[typeId] ?? (typeId === 0 ? 'free slot' : `unknown type ${typeId}`);
   }

@@ -1,0 +1,534 @@
+/**
+ * Heap-resident maps (src/collections/heap-maps.ts, README "Heap maps"):
+ * key semantics (SameValueZero, UTF-8 strings), every error, growth, and a
+ * property test against a JS Map shadow model with real cycles — explicit
+ * ones and ones in flight while the map changes (allocate black, invariant 2;
+ * snapshot at the beginning, invariant 1) — in fork and stw modes.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  FieldValueError, HeapClosedError, HeapExhaustedError, InvalidKeyError, InvalidReferenceError, MapModifiedError,
+  StaleReferenceError, TypeDefinitionError, WrongTypeError, type Heap, type MapKey,
+} from '../src/index.js';
+import {
+  DEAD_CODES, MODES, closeHeap, closeHeapsAfterEach, expectCode, expectError, isFreed, makeHeap,
+  type Mode, type Ref,
+} from './helpers/common.js';
+
+closeHeapsAfterEach();
+
+function valueTypes(heap: Heap) {
+  const Val = heap.defineStruct('Val', { child: 'ref', id: 'i32' });
+  const Leaf = heap.defineStruct('Leaf', { id: 'i32' });
+  const make = (id: number): Ref => {
+    const v = Val.alloc({ id });
+    Val.set.child(v, Leaf.alloc({ id }));
+    return v;
+  };
+  // The id a value carries, checked through its child too.
+  const idOf = (v: Ref): number => {
+    const id = Val.get.id(v);
+    expect(Leaf.get.id(Val.get.child(v))).toBe(id);
+    return id;
+  };
+  return { Val, Leaf, make, idOf };
+}
+
+describe('heap maps: semantics', () => {
+  it('string and number keys, SameValueZero, UTF-8 content, value 0', () => {
+    const heap = makeHeap();
+    const { maps } = heap;
+    const m = maps.alloc();
+    const a = heap.strings.alloc('a');
+    const b = heap.strings.alloc('b');
+    expect(heap.typeOf(m)).toBe('HeapMap');
+    expect(maps.is(m)).toBe(true);
+    expect(maps.is(a)).toBe(false);
+    expect(maps.is('x')).toBe(false);
+    expect(maps.size(m)).toBe(0);
+    expect(maps.capacity(m)).toBe(0);
+    expect(maps.get(m, 'nope')).toBe(0);
+    expect(maps.has(m, 1)).toBe(false);
+    expect(maps.delete(m, 'nope')).toBe(false);
+
+    maps.set(m, -0, a);
+    expect(maps.get(m, 0)).toBe(a);            // -0 is +0
+    expect([...maps.keys(m)]).toEqual([0]);
+    expect(Object.is([...maps.keys(m)][0], 0)).toBe(true);
+    maps.set(m, NaN, a);
+    expect(maps.get(m, 0 / 0)).toBe(a);        // every NaN is one key
+    expect(maps.get(m, Number('x'))).toBe(a);
+    maps.set(m, 1, a);
+    maps.set(m, '1', b);                       // a number and a string are two keys
+    expect(maps.get(m, 1)).toBe(a);
+    expect(maps.get(m, '1')).toBe(b);
+    for (const k of [1.5, -7, 2 ** 53, -(2 ** 31), 2 ** 31, Infinity, -Infinity, Number.MIN_VALUE, 1e300]) {
+      maps.set(m, k, b);
+      expect(maps.get(m, k), String(k)).toBe(b);
+    }
+    const strs = ['', 'é', 'ß→∑', '😀', 'a😀b', '\u0000', 'x'.repeat(5000), '日本語のキー', '\u07ff\u0800\uffff'];
+    for (const s of strs) maps.set(m, s, a);
+    for (const s of strs) expect(maps.get(m, s), JSON.stringify(s)).toBe(a);
+    expect(maps.has(m, 'e')).toBe(false);      // not 'é'
+    expect(maps.has(m, 'x'.repeat(4999))).toBe(false);
+    const keys = new Set(maps.keys(m));
+    for (const s of strs) expect(keys.has(s), JSON.stringify(s)).toBe(true);
+
+    // 0 is a value: get() cannot tell it from absence, has() can.
+    maps.set(m, 'zero', 0);
+    expect(maps.get(m, 'zero')).toBe(0);
+    expect(maps.has(m, 'zero')).toBe(true);
+    const before = maps.size(m);
+    maps.set(m, 'zero', b);                    // overwrite: same size
+    expect(maps.size(m)).toBe(before);
+    expect(maps.delete(m, 'zero')).toBe(true);
+    expect(maps.delete(m, 'zero')).toBe(false);
+    expect(maps.size(m)).toBe(before - 1);
+
+    maps.clear(m);
+    expect(maps.size(m)).toBe(0);
+    expect(maps.capacity(m)).toBe(0);
+    expect(maps.get(m, 1)).toBe(0);
+    maps.set(m, 'again', a);
+    expect(maps.get(m, 'again')).toBe(a);
+  });
+
+  it('iteration: forEach, entries, keys, values agree; deleting the visited entry is allowed', () => {
+    const heap = makeHeap();
+    const { maps } = heap;
+    const m = maps.alloc();
+    const vals = new Map<MapKey, Ref>();
+    for (let i = 0; i < 500; i++) {
+      const k: MapKey = i % 3 === 0 ? i * 1.25 : `k${i}`;
+      const v = heap.strings.alloc(`v${i}`);
+      maps.set(m, k, v);
+      vals.set(k, v);
+    }
+    const seen = new Map<MapKey, Ref>();
+    maps.forEach(m, (k, v) => { expect(seen.has(k)).toBe(false); seen.set(k, v); });
+    expect(seen).toEqual(vals);
+    expect(new Map(maps.entries(m))).toEqual(vals);
+    expect(new Set(maps.keys(m))).toEqual(new Set(vals.keys()));
+    expect(new Set(maps.values(m))).toEqual(new Set(vals.values()));
+
+    // Delete every other visited entry (back-shifts pull unvisited entries
+    // into the visited slot; each is still visited exactly once).
+    const visited = new Set<MapKey>();
+    let n = 0;
+    maps.forEach(m, (k, v) => {
+      expect(visited.has(k)).toBe(false);
+      visited.add(k);
+      if (n++ % 2 === 0) expect(maps.delete(m, k)).toBe(true);
+      else maps.set(m, k, v);                  // overwriting a value is allowed too
+    });
+    expect(visited).toEqual(new Set(vals.keys()));
+    expect(maps.size(m)).toBe(250);
+    // The same through the iterator.
+    const visited2 = new Set<MapKey>();
+    for (const [k] of maps.entries(m)) {
+      visited2.add(k);
+      maps.delete(m, k);
+    }
+    expect(visited2.size).toBe(250);
+    expect(maps.size(m)).toBe(0);
+  });
+
+  it('grows by rehash to 300k entries (string and number keys) and keeps every one across a cycle', async () => {
+    const heap = makeHeap({ maxHeap: '512MiB' });
+    const { maps } = heap;
+    const root = heap.root(maps.alloc());
+    const N = 300_000;
+    let m = root.get();
+    const v = heap.strings.alloc('shared value');
+    for (let i = 0; i < N; i++) maps.set(m, i % 2 === 0 ? `user:${i}` : i * 0.5, v);
+    expect(maps.size(m)).toBe(N);
+    expect(maps.capacity(m)).toBe(2 ** 19);   // 300k > 3/4 of 2^18
+    await heap.collect();
+    m = root.get();
+    for (let i = 0; i < N; i++) {
+      const k = i % 2 === 0 ? `user:${i}` : i * 0.5;
+      if (maps.get(m, k) === 0) throw new Error(`lost key ${k}`);
+    }
+    for (let i = 0; i < N; i += 2) expect(maps.delete(m, `user:${i}`)).toBe(true);
+    expect(maps.size(m)).toBe(N / 2);
+    const s = await heap.collect();
+    expect(s.objectsFreed).toBeGreaterThanOrEqual(N / 2);     // the deleted keys' Strings
+    m = root.get();
+    for (let i = 1; i < N; i += 2) if (!maps.has(m, i * 0.5)) throw new Error(`lost key ${i * 0.5}`);
+
+    // A capacity hint sizes the first table: no growth up to it.
+    const p = maps.alloc(100_000);
+    maps.set(p, 'first', v);
+    const cap = maps.capacity(p);
+    expect(cap).toBe(2 ** 18);
+    for (let i = 0; i < 100_000; i++) maps.set(p, i, v);
+    expect(maps.capacity(p)).toBe(cap);
+  });
+});
+
+describe('heap maps: tracing', () => {
+  for (const mode of MODES) {
+    it(`[${mode}] a map keeps its keys and values (and what they reach) alive; unrooted, all of it is freed`, async () => {
+      const heap = makeHeap({ mode });
+      const { make, idOf } = valueTypes(heap);
+      const base = heap.stats().objects;
+      const root = heap.root(heap.maps.alloc());
+      for (let i = 0; i < 1000; i++) heap.maps.set(root.get(), i % 2 ? i : `k${i}`, make(i));
+      await heap.collect();
+      await heap.collect();
+      const m = root.get();
+      for (let i = 0; i < 1000; i++) expect(idOf(heap.maps.get(m, i % 2 ? i : `k${i}`))).toBe(i);
+      // map + entries + hashes + numbers + 500 key Strings + 1000 x (Val + Leaf)
+      expect(heap.stats().objects - base).toBe(1 + 3 + 500 + 2000);
+      root.release();
+      await heap.collect();
+      expect(heap.stats().objects).toBe(base);
+    });
+  }
+});
+
+describe('heap maps: errors', () => {
+  it('a non-map, a freed map, a bad key, a bad value, a bad hint, a closed heap', async () => {
+    const heap = makeHeap();
+    const { maps } = heap;
+    const m = maps.alloc();
+    const str = heap.strings.alloc('s');
+    const arr = heap.arrays.alloc(2);
+    const calls: Array<[string, (map: unknown) => unknown]> = [
+      ['get', (x) => maps.get(x as Ref, 'k')],
+      ['has', (x) => maps.has(x as Ref, 'k')],
+      ['set', (x) => maps.set(x as Ref, 'k', str)],
+      ['delete', (x) => maps.delete(x as Ref, 'k')],
+      ['size', (x) => maps.size(x as Ref)],
+      ['capacity', (x) => maps.capacity(x as Ref)],
+      ['clear', (x) => maps.clear(x as Ref)],
+      ['forEach', (x) => maps.forEach(x as Ref, () => undefined)],
+      ['entries', (x) => [...maps.entries(x as Ref)]],
+      ['keys', (x) => [...maps.keys(x as Ref)]],
+      ['values', (x) => [...maps.values(x as Ref)]],
+    ];
+    for (const [what, call] of calls) {
+      expectError(() => call(str), WrongTypeError, 'ERR_WRONG_TYPE', `${what} on a String`);
+      expectError(() => call(arr), WrongTypeError, 'ERR_WRONG_TYPE', `${what} on a RefArray`);
+      expectError(() => call(0), InvalidReferenceError, 'ERR_INVALID_REF', `${what} on null`);
+      expectError(() => call('m'), InvalidReferenceError, 'ERR_INVALID_REF', `${what} on a string`);
+      expectError(() => call(10 ** 9), InvalidReferenceError, 'ERR_INVALID_REF', `${what} outside the heap`);
+    }
+    for (const key of [undefined, null, true, {}, [], 1n, Symbol('k'), () => 1]) {
+      for (const [what, call] of [
+        ['get', () => maps.get(m, key as never)], ['has', () => maps.has(m, key as never)],
+        ['set', () => maps.set(m, key as never, str)], ['delete', () => maps.delete(m, key as never)],
+      ] as const) {
+        expectError(call, InvalidKeyError, 'ERR_INVALID_KEY', `${what} with key ${typeof key}`);
+      }
+    }
+    for (const lone of ['\ud800', 'a\udc00', 'x\ud83d', '\ude00\ud83d']) {
+      expectError(() => maps.set(m, lone, str), InvalidKeyError, 'ERR_INVALID_KEY', `lone surrogate ${escape(lone)}`);
+      expectError(() => maps.get(m, lone), InvalidKeyError, 'ERR_INVALID_KEY', `lone surrogate ${escape(lone)}`);
+    }
+    expect(maps.size(m)).toBe(0);              // nothing half-inserted
+    expectError(() => maps.set(m, 'k', 'v' as never), InvalidReferenceError, 'ERR_INVALID_REF', 'a string value');
+    expectError(() => maps.set(m, 'k', 1.5), InvalidReferenceError, 'ERR_INVALID_REF', 'a fractional value');
+    expectError(() => maps.set(m, 'k', 10 ** 9), InvalidReferenceError, 'ERR_INVALID_REF', 'a value outside the heap');
+    expect(maps.size(m)).toBe(0);
+    for (const hint of [-1, 1.5, NaN, '3', 2 ** 28]) {
+      expectError(() => maps.alloc(hint as never), FieldValueError, 'ERR_FIELD_VALUE', `hint ${String(hint)}`);
+    }
+    expectError(() => heap.defineStruct('HeapMap', { a: 'i32' }), TypeDefinitionError, 'ERR_TYPE_DEFINITION', 'the name HeapMap');
+    expect(() => maps.forEach(m, 5 as never)).toThrow(TypeError);
+
+    // A map freed by a cycle; and a value freed by a cycle.
+    const dead = maps.alloc();
+    maps.set(dead, 'k', str);
+    const deadValue = heap.strings.alloc('gone');
+    const keep = heap.root(m);
+    const keepStr = heap.root(str);
+    await heap.collect();
+    expectCode(() => maps.get(dead, 'k'), DEAD_CODES, 'a freed map');
+    expectCode(() => maps.set(keep.get(), 'k', deadValue), DEAD_CODES, 'a freed value');
+    expect(maps.size(keep.get())).toBe(0);
+    keep.release();
+    keepStr.release();
+
+    await closeHeap(heap);
+    expectError(() => maps.get(m, 'k'), HeapClosedError, 'ERR_HEAP_CLOSED', 'closed heap get');
+    expectError(() => maps.alloc(), HeapClosedError, 'ERR_HEAP_CLOSED', 'closed heap alloc');
+  });
+
+  it('checked mode: a map Ref held across a cycle is reported stale', async () => {
+    const heap = makeHeap({ checked: true });
+    const root = heap.root(heap.maps.alloc());
+    const m = root.get();
+    heap.maps.set(m, 'k', 0);
+    await heap.collect();
+    expectError(() => heap.maps.get(m, 'k'), StaleReferenceError, 'ERR_STALE_REF', 'held across a cycle');
+    expect(heap.maps.has(root.get(), 'k')).toBe(true);
+  });
+
+  it('changing the map during iteration throws MapModifiedError', () => {
+    const heap = makeHeap();
+    const { maps } = heap;
+    const m = maps.alloc();
+    for (let i = 0; i < 20; i++) maps.set(m, i, 0);
+    expectError(() => maps.forEach(m, () => maps.set(m, 'new', 0)), MapModifiedError, 'ERR_MAP_MODIFIED', 'insert in forEach');
+    expect(maps.delete(m, 'new')).toBe(true);
+    expectError(() => maps.forEach(m, (k) => maps.delete(m, (k as number) === 0 ? 1 : 0)), MapModifiedError,
+      'ERR_MAP_MODIFIED', 'delete of another entry in forEach');
+    expectError(() => maps.forEach(m, () => maps.clear(m)), MapModifiedError, 'ERR_MAP_MODIFIED', 'clear in forEach');
+    for (let i = 0; i < 20; i++) maps.set(m, i, 0);
+    const it = maps.keys(m);
+    it.next();
+    maps.set(m, 'added', 0);
+    expectError(() => it.next(), MapModifiedError, 'ERR_MAP_MODIFIED', 'insert between iterator steps');
+    // Growth is a change too.
+    const it2 = maps.values(m);
+    it2.next();
+    for (let i = 100; i < 200; i++) maps.set(m, i, 0);
+    expectError(() => it2.next(), MapModifiedError, 'ERR_MAP_MODIFIED', 'growth between iterator steps');
+  });
+
+  it('HeapExhaustedError in set() leaves the map as it was', () => {
+    const heap = makeHeap({ maxHeap: '4MiB' });
+    const { maps } = heap;
+    const m = maps.alloc();
+    const v = heap.strings.alloc('v');
+    let n = 0;
+    let err: unknown;
+    try {
+      for (;;) {
+        maps.set(m, `key number ${n} padded to need some bytes`, v);
+        n++;
+      }
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(HeapExhaustedError);
+    expect(maps.size(m)).toBe(n);
+    for (let i = 0; i < n; i++) if (maps.get(m, `key number ${i} padded to need some bytes`) !== v) throw new Error(`lost ${i}`);
+    expect(maps.has(m, `key number ${n} padded to need some bytes`)).toBe(false);
+    expect(n).toBeGreaterThan(1000);
+  });
+});
+
+// ---- the shadow model ----------------------------------------------------------
+
+const KEYS: MapKey[] = [
+  'a', 'b', 'c', 'user:1', 'user:2', 'é', '😀', '', 'longer key with spaces', '日本',
+  0, -0, 1, 2, 3, -1, 0.5, 1e21, NaN, Infinity, -Infinity, 2 ** 31, 7,
+];
+for (let i = 0; i < 40; i++) KEYS.push(`k${i}`, 100 + i);
+
+type Op =
+  | { t: 'set'; k: number }                  // a fresh value under KEYS[k]
+  | { t: 'alias'; k: number; from: number }  // the value under KEYS[from] (or 0) under KEYS[k]
+  | { t: 'get'; k: number }
+  | { t: 'delete'; k: number }
+  | { t: 'iterate'; dropEvery: number }      // forEach, deleting every dropEvery-th visited entry (0: none)
+  | { t: 'clear' }
+  | { t: 'collect' }                         // a whole cycle
+  | { t: 'cycleStart' }                      // a cycle in flight while the next ops run
+  | { t: 'cycleEnd' };
+
+const keyIdx = fc.nat({ max: KEYS.length - 1 });
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { arbitrary: fc.record({ t: fc.constant('set' as const), k: keyIdx }), weight: 12 },
+  { arbitrary: fc.record({ t: fc.constant('alias' as const), k: keyIdx, from: keyIdx }), weight: 2 },
+  { arbitrary: fc.record({ t: fc.constant('get' as const), k: keyIdx }), weight: 5 },
+  { arbitrary: fc.record({ t: fc.constant('delete' as const), k: keyIdx }), weight: 7 },
+  { arbitrary: fc.record({ t: fc.constant('iterate' as const), dropEvery: fc.nat({ max: 4 }) }), weight: 1 },
+  { arbitrary: fc.constant({ t: 'clear' as const }), weight: 1 },
+  { arbitrary: fc.constant({ t: 'collect' as const }), weight: 2 },
+  { arbitrary: fc.constant({ t: 'cycleStart' as const }), weight: 2 },
+  { arbitrary: fc.constant({ t: 'cycleEnd' as const }), weight: 2 },
+);
+
+async function runModel(mode: Mode, ops: Op[]): Promise<void> {
+  const heap = makeHeap({ mode, maxHeap: '64MiB' });
+  try {
+    const { Val, make, idOf } = valueTypes(heap);
+    const { maps } = heap;
+    const base = heap.stats().objects;
+    const root = heap.root(maps.alloc());
+    // The model: key -> value id (0: the value 0); and each id's raw Ref
+    // (unchecked mode: a Ref stays the same number while its object lives).
+    const model = new Map<MapKey, number>();
+    const refOf = new Map<number, Ref>();
+    let nextId = 1;
+    let numbersEver = false;       // a number key was inserted since the last clear (the numbers array exists)
+    let inFlight: Promise<unknown> | null = null;
+    // Values dropped from the model, by when they must be freed: dropped with no
+    // cycle in flight -> by the end of the next cycle; dropped while one is in
+    // flight (it may still see them) -> by the end of the one after.
+    let dueNext: number[] = [];
+    let dueAfter: number[] = [];
+
+    const drop = (id: number | undefined) => {
+      if (id === undefined || id === 0) return;
+      (inFlight ? dueAfter : dueNext).push(id);
+    };
+    const stillHeld = (id: number) => { for (const v of model.values()) if (v === id) return true; return false; };
+    const verifyAll = () => {
+      const m = root.get();
+      expect(maps.size(m)).toBe(model.size);
+      for (const [k, id] of model) {
+        expect(maps.has(m, k), `has ${String(k)}`).toBe(true);
+        const v = maps.get(m, k);
+        if (id === 0) expect(v).toBe(0);
+        else {
+          expect(v).toBe(refOf.get(id));
+          expect(idOf(v)).toBe(id);
+        }
+      }
+    };
+    // Freed: the Ref names no object, or (a lazy sweep freed it and an
+    // allocation since took the slot) another object than value `id`.
+    const gone = (ref: Ref, id: number): boolean =>
+      isFreed(heap, ref) || heap.typeOf(ref) !== 'Val' || Val.get.id(ref) !== id;
+    let heldAtFork = new Set<number>();
+    const forking = () => { heldAtFork = new Set(model.values()); };
+    const cycleEnded = () => {
+      // Right after the sweep, before any allocation can reuse a slot.
+      for (const id of dueNext) {
+        // Held at the fork (then dropped while the cycle ran: it is in dueAfter too), still held, or checked already.
+        if (heldAtFork.has(id) || stillHeld(id) || !refOf.has(id)) continue;
+        expect(gone(refOf.get(id)!, id), `value ${id} dropped before the cycle is freed`).toBe(true);
+        refOf.delete(id);
+      }
+      dueNext = dueAfter;
+      dueAfter = [];
+      verifyAll();
+    };
+
+    for (const op of ops) {
+      const m = root.get();
+      switch (op.t) {
+        case 'set': {
+          const k = KEYS[op.k];
+          const id = nextId++;
+          const v = make(id);
+          refOf.set(id, v);
+          maps.set(m, k, v);
+          drop(model.get(k));
+          model.set(k, id);
+          if (typeof k === 'number') numbersEver = true;
+          break;
+        }
+        case 'alias': {
+          const k = KEYS[op.k];
+          const id = model.get(KEYS[op.from]) ?? 0;
+          maps.set(m, k, id === 0 ? 0 : refOf.get(id)!);
+          const old = model.get(k);
+          model.set(k, id);
+          if (old !== id) drop(old);
+          if (typeof k === 'number') numbersEver = true;
+          break;
+        }
+        case 'get': {
+          const k = KEYS[op.k];
+          const id = model.get(k);
+          expect(maps.has(m, k)).toBe(id !== undefined);
+          const v = maps.get(m, k);
+          if (id === undefined || id === 0) expect(v).toBe(0);
+          else expect(idOf(v)).toBe(id);
+          break;
+        }
+        case 'delete': {
+          const k = KEYS[op.k];
+          const id = model.get(k);
+          expect(maps.delete(m, k)).toBe(id !== undefined);
+          model.delete(k);
+          drop(id);
+          break;
+        }
+        case 'iterate': {
+          const before = new Map(model);
+          const seen = new Map<MapKey, number>();
+          let n = 0;
+          maps.forEach(m, (k, v) => {
+            expect(seen.has(k), `visited ${String(k)} twice`).toBe(false);
+            seen.set(k, v === 0 ? 0 : idOf(v));
+            if (op.dropEvery > 0 && n++ % op.dropEvery === 0) {
+              expect(maps.delete(m, k)).toBe(true);
+              const id = model.get(k);
+              model.delete(k);
+              drop(id);
+            }
+          });
+          // Every entry there was before the pass was visited once, with its value.
+          expect(seen).toEqual(before);
+          expect(maps.size(m)).toBe(model.size);
+          break;
+        }
+        case 'clear': {
+          maps.clear(m);
+          for (const id of model.values()) drop(id);
+          model.clear();
+          numbersEver = false;
+          break;
+        }
+        case 'collect': {
+          if (inFlight) { await inFlight; cycleEnded(); inFlight = null; }
+          forking();
+          await heap.collect();
+          cycleEnded();
+          break;
+        }
+        case 'cycleStart': {
+          if (!inFlight) { forking(); inFlight = heap.collect(); }
+          break;
+        }
+        case 'cycleEnd': {
+          if (inFlight) { await inFlight; inFlight = null; cycleEnded(); }
+          break;
+        }
+      }
+    }
+    if (inFlight) { await inFlight; inFlight = null; cycleEnded(); }
+    forking();
+    await heap.collect();
+    cycleEnded();
+    forking();
+    await heap.collect();
+    cycleEnded();
+    // Exactly the map's own objects, its key Strings and the live values (Val + Leaf) are left.
+    const m = root.get();
+    const table = maps.capacity(m) > 0 ? 2 + (numbersEver ? 1 : 0) : 0;
+    const stringKeys = [...model.keys()].filter((k) => typeof k === 'string').length;
+    const liveValues = new Set([...model.values()].filter((id) => id !== 0)).size;
+    expect(heap.stats().objects - base).toBe(1 + table + stringKeys + 2 * liveValues);
+    // And the whole map goes when unrooted.
+    root.release();
+    await heap.collect();
+    expect(heap.stats().objects).toBe(base);
+  } finally {
+    await closeHeap(heap);
+  }
+}
+
+describe('heap maps: shadow model with real cycles', () => {
+  for (const mode of MODES) {
+    it(`[${mode}] random set/get/has/delete/iterate/clear interleaved with cycles (some in flight: invariants 1 and 2) agree with a JS Map`, async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(opArb, { minLength: 20, maxLength: 150 }), (ops) => runModel(mode, ops)),
+        { numRuns: 40 },
+      );
+    }, 120_000);
+  }
+});
+
+describe('examples/http-cache.mjs', () => {
+  // Runs the README's LRU recipe end to end (a real server, real requests, a
+  // cycle between them); it imports dist/, which `npm test` builds first.
+  const root = resolve(import.meta.dirname, '..');
+  it.skipIf(!existsSync(resolve(root, 'dist/index.js')))('passes its self-test', async () => {
+    const out = await new Promise<string>((res, rej) => {
+      execFile(process.execPath, [resolve(root, 'examples/http-cache.mjs'), '--self-test'], { timeout: 60_000 },
+        (err, stdout, stderr) => (err ? rej(new Error(`${err.message}\n${stderr}`)) : res(stdout)));
+    });
+    expect(out).toMatch(/self-test ok/);
+  }, 70_000);
+});
