@@ -1,7 +1,7 @@
 // forkgc: a garbage-collected heap for Node.js whose marking runs in a real
 // fork()ed child process. See README.md for the API and how a cycle works.
 export { Heap, type HeapEvents } from './heap.js';
-export type { HeapOptions, Mode, FaultKind, FaultInjection } from './options.js';
+export type { HeapOptions, Mode, FaultKind, FaultInjection, PiscinaPool } from './options.js';
 export { parseBytes } from './options.js';
 export type { Ref, FieldKind, FieldSpec, FieldValue, StructType, StructValues } from './types.js';
 export { RefArrays, ByteArrays, Strings } from './types.js';
