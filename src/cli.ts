@@ -210,7 +210,10 @@ async function demo(o: DemoOptions): Promise<void> {
         `the pipe carried ${n0(c.streamBytes)} bytes; ` +
         (cowPages < 0
           ? 'the child could not read its pagemap, so the copies are unknown; '
-          : `while the child worked the parent copied ${n0(cowPages)} pages (${kib(c.cowBytes)} KiB) by writing to them; `) +
+          : o.hugePages
+            ? `the child counted ${n0(cowPages)} pages copied by the parent's writes (with huge pages the kernel does not say ` +
+              'which 4 KiB pages the child maps alone, so this undercounts; --no-huge-pages counts every copy); '
+            : `while the child worked the parent copied ${n0(cowPages)} pages (${kib(c.cowBytes)} KiB) by writing to them; `) +
         `the sweep freed ${n0(c.objectsFreed)} objects and returned ${mib(c.bytesReturned)} MiB to the OS.`);
       out(`(the child's peak RSS was ${n0(c.childMaxRssKb)} KiB, mostly pages it shares with the parent; ` +
         `the ${n0(o.allocate)} objects allocated during the cycle survived it: ${n0(heap.stats().objects)} objects remain)`);
