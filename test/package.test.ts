@@ -12,7 +12,9 @@
 // Nothing here touches the repository's own build/ or dist/: the package is
 // packed from a copy, in a temporary directory.
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -217,6 +219,30 @@ describe('the npm package', () => {
       expect(b.status).toBe(1);
       expect(b.stderr).toMatch(/not part of the npm package/);
       expect(b.stderr).toMatch(/git clone \S+ && cd forkgc && npm ci && npm run bench/);
+    }, 60_000);
+
+    it('without its binary, new Heap() throws NativeLoadError naming only paths inside the package', () => {
+      const pkgDir = realpathSync(path.join(app, 'node_modules/forkgc'));
+      const binary = path.join(pkgDir, 'prebuilds/linux-x64/forkgc.glibc.node');
+      renameSync(binary, `${binary}.away`);
+      try {
+        writeFileSync(path.join(app, 'noaddon.mjs'), [
+          "import { Heap } from 'forkgc';",
+          "try { new Heap({ maxHeap: '64MiB' }); console.log(JSON.stringify({ thrown: false })); }",
+          'catch (e) { console.log(JSON.stringify({ thrown: true, name: e.name, code: e.code, message: e.message })); }',
+        ].join('\n'));
+        const out = JSON.parse(ok(run(process.execPath, ['noaddon.mjs'], app, { PATH: bareBin }, 30_000), 'noaddon.mjs').trim()) as
+          { thrown: boolean; name: string; code: string; message: string };
+        expect(out).toMatchObject({ thrown: true, name: 'NativeLoadError', code: 'ERR_NATIVE_LOAD' });
+        expect(out.message).toMatch(/prebuilt binary for linux-x64 \(glibc\)/);
+        expect(out.message).toMatch(/python3, make and a C\+\+ compiler/);
+        // Absolute paths: a slash not preceded by a word (as in "Debian/Ubuntu").
+        const paths = (out.message.match(/(?<![\w.])\/[\w.@+-]+(?:\/[\w.@+-]+)*/g) ?? []).map((p) => p.replace(/\.+$/, ''));
+        expect(paths.length).toBeGreaterThan(0);
+        for (const p of paths) expect(p.startsWith(pkgDir), `${p} is outside ${pkgDir}`).toBe(true);
+      } finally {
+        renameSync(`${binary}.away`, binary);
+      }
     }, 60_000);
 
     it('TypeScript (moduleResolution node10, no skipLibCheck) compiles against the published types', () => {
