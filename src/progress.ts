@@ -70,6 +70,8 @@ export class Progress {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
+    // cli-progress writes logged lines at its next redraw: draw once, so none is lost.
+    this.bars?.update();
     this.bars?.stop();
   }
 }
