@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const manifest = JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8')) as {
-  name: string; version: string; files: string[];
+  name: string; version: string; files: string[]; bin: Record<string, string>; engines: Record<string, string>;
 };
 const lock = JSON.parse(readFileSync(path.join(repo, 'package-lock.json'), 'utf8')) as {
   packages: Record<string, { version?: string; dev?: boolean; [k: string]: unknown }>;
@@ -71,8 +71,7 @@ function makeApp(name: string, extraDev: string[]): string {
     '': { name, version: '1.0.0', dependencies: pkg.dependencies },
     'node_modules/forkgc': {
       version, resolved: rel, hasInstallScript: true, license: 'MIT',
-      os: ['linux'], dependencies: root.dependencies, engines: (manifest as { engines?: unknown }).engines,
-      bin: { forkgc: 'dist/cli.js' },
+      os: ['linux'], dependencies: root.dependencies, engines: manifest.engines, bin: manifest.bin,
     },
   };
   // Our lockfile has no `resolved` URLs (npm finds them from the registry's
