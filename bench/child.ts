@@ -7,7 +7,7 @@
  *   node dist/bench/child.js '{"workload":"splay","system":"v8","params":{...}}'
  */
 import { performance } from 'node:perf_hooks';
-import { percentileOf, percentileTable, round } from './lib/histogram.js';
+import { initHistograms, percentileOf, percentileTable, round } from './lib/histogram.js';
 import { Heartbeat, Meter, V8GcObserver } from './lib/meter.js';
 import { peakRssBytes } from './lib/proc.js';
 import { loadForkgc, type CycleStats, type Heap } from './lib/forkgc.js';
@@ -73,6 +73,7 @@ async function main(): Promise<void> {
   const system = SYSTEMS[spec.system];
   if (!system) throw new Error(`unknown system ${spec.system}`);
   const output: string[] = [];
+  await initHistograms();
   const meter = new Meter(workload.unit);
   const heartbeat = new Heartbeat(() => meter.recording);
   const v8gc = new V8GcObserver();

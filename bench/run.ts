@@ -2,16 +2,17 @@
  * Benchmark runner.
  *
  *   node dist/bench/run.js [--full] [--json FILE] [--only w1,w2] [--systems s1,s2]
- *                          [--no-peers] [--out DIR]
+ *                          [--no-peers] [--save | --out DIR]
  *
  * Runs every workload × system × case in its own Node process (child.ts) with a
  * timeout, one at a time (the machine has 2 cores and forkgc's marker uses the
  * second), then the peers (peers.ts). Writes the results file
  *   { machine, node, kernel, date, mode, skipped, results: [ {workload, system, wallMs,
  *     maxPauseMs, p99PauseMs, p50PauseMs, peakRssBytes, cycles, ...}, ... ] }
- * to bench/results/latest.json (full runs: bench/results/full/latest.json; and to
- * --json FILE), and renders latest.md and the SVG plots next to it. Nothing is
- * asserted on times: the figures are reported.
+ * to bench/results/local/latest.json (untracked; full runs: .../local/full/), or
+ * with --save to the tracked bench/results/latest.json (full: bench/results/full/),
+ * and to --json FILE, and renders latest.md and the SVG plots next to it.
+ * Nothing is asserted on times: the figures are reported.
  */
 import { spawn } from 'node:child_process';
 import { cpus, totalmem, release, hostname } from 'node:os';
@@ -34,10 +35,12 @@ interface Options {
   systems: string[] | null;
   peers: boolean;
   out: string;
+  /** Write into the tracked bench/results/ (the figures the README quotes) instead of bench/results/local/. */
+  save: boolean;
 }
 
 function parseArgs(argv: string[], root: string): Options {
-  const o: Options = { full: false, json: null, only: null, systems: null, peers: true, out: '' };
+  const o: Options = { full: false, json: null, only: null, systems: null, peers: true, out: '', save: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -51,16 +54,22 @@ function parseArgs(argv: string[], root: string): Options {
     else if (a === '--only') o.only = val().split(',');
     else if (a === '--systems') o.systems = val().split(',');
     else if (a === '--no-peers') o.peers = false;
+    else if (a === '--save') o.save = true;
     else if (a === '--out') o.out = resolve(val());
     else if (a === '--help' || a === '-h') {
-      console.log('usage: node dist/bench/run.js [--full] [--json FILE] [--only w1,w2] [--systems s1,s2] [--no-peers] [--out DIR]');
+      console.log('usage: node dist/bench/run.js [--full] [--json FILE] [--only w1,w2] [--systems s1,s2] [--no-peers] [--save | --out DIR]');
+      console.log('results go to bench/results/local/ (untracked; full runs: bench/results/local/full/);');
+      console.log('--save writes them to the tracked bench/results/ (full runs: bench/results/full/) instead');
       console.log(`workloads: ${WORKLOADS.map((w) => w.name).join(', ')}`);
       console.log(`systems: ${Object.keys(SYSTEMS).join(', ')}, d-gc, d-gc-fork, boehm`);
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
-  // Quick and full runs keep separate reports: bench/results/ and bench/results/full/.
-  o.out ||= resolve(root, o.full ? 'bench/results/full' : 'bench/results');
+  // Quick and full runs keep separate reports (.../ and .../full/). A run writes
+  // to the untracked bench/results/local/ unless --save asks for the tracked
+  // bench/results/, the figures the README quotes.
+  const base = o.save ? 'bench/results' : 'bench/results/local';
+  o.out ||= resolve(root, o.full ? `${base}/full` : base);
   return o;
 }
 

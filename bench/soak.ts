@@ -13,7 +13,9 @@
  *                           [--huge-pages] [--sample-s 10] [--json FILE]
  */
 import { writeFileSync } from 'node:fs';
+import { Progress } from '../src/tools/progress.js';
 import { performance } from 'node:perf_hooks';
+import { initHistograms } from './lib/histogram.js';
 import { Meter } from './lib/meter.js';
 import { loadForkgc, type CycleStats } from './lib/forkgc.js';
 import { childPids, currentRssBytes, openFdCount, openFds, peakRssBytes, zombieChildren } from './lib/proc.js';
@@ -80,6 +82,8 @@ async function main(): Promise<void> {
   heap.on('abort', (e) => errors.push(`${new Date().toISOString()} abort ${e.code ?? ''} ${e.reason ?? ''}: ${e.message}`));
   heap.on('fallback', (info) => errors.push(`${new Date().toISOString()} fallback: ${JSON.stringify(info)}`));
 
+  // A bar on a terminal (the sample lines stay above it); elsewhere the sample lines are the progress.
+  const progress = new Progress({ total: o.minutes * 60, unit: 's', plainEveryMs: Infinity });
   const samples: Sample[] = [start];
   const maxima = { rssMiB: start.rssMiB, fds: start.fds ?? 0, children: start.children };
   const timer = setInterval(() => {
@@ -88,8 +92,8 @@ async function main(): Promise<void> {
     maxima.rssMiB = Math.max(maxima.rssMiB, s.rssMiB);
     maxima.fds = Math.max(maxima.fds, s.fds ?? 0);
     maxima.children = Math.max(maxima.children, s.children);
-    process.stderr.write(
-      `soak ${s.atS.toFixed(0)}s / ${o.minutes * 60}s: RSS ${s.rssMiB} MiB, fds ${s.fds}, children ${s.children}, cycles ${s.cycles}, errors ${errors.length}\n`,
+    progress.line(
+      `soak ${s.atS.toFixed(0)}s / ${o.minutes * 60}s: RSS ${s.rssMiB} MiB, fds ${s.fds}, children ${s.children}, cycles ${s.cycles}, errors ${errors.length}`,
     );
   }, o.sampleS * 1000);
   timer.unref();
@@ -98,9 +102,11 @@ async function main(): Promise<void> {
   const childTimer = setInterval(() => {
     maxima.children = Math.max(maxima.children, childPids().length);
     maxZombies = Math.max(maxZombies, zombieChildren().length);
+    progress.update(Math.round((performance.now() - t0) / 1000), `soak, ${cycles.length} cycles, ${errors.length} errors`);
   }, 1000);
   childTimer.unref();
 
+  await initHistograms();
   const meter = new Meter(lruCache.unit);
   meter.start();
   let verified: boolean | null = null;
@@ -126,6 +132,7 @@ async function main(): Promise<void> {
   }
   clearInterval(timer);
   clearInterval(childTimer);
+  progress.stop();
   const end = sample();
   samples.push(end);
   // RSS trend after warm-up: from the first sample past a quarter of the run to the end.

@@ -1,7 +1,7 @@
 // forkgc: a garbage-collected heap for Node.js whose marking runs in a real
 // fork()ed child process. See README.md for the API and how a cycle works.
 export { Heap, type HeapEvents } from './api/heap.js';
-export type { HeapOptions, Mode, FaultKind, FaultInjection } from './api/options.js';
+export type { HeapOptions, Mode, FaultKind, FaultInjection, PiscinaPool } from './api/options.js';
 export { parseBytes } from './api/options.js';
 export type { Ref, FieldKind, FieldSpec, FieldValue, StructType, StructValues } from './api/types.js';
 export { RefArrays, ByteArrays, Strings } from './api/types.js';

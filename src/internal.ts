@@ -25,6 +25,7 @@ export type { HeapCore } from './api/core.js';
 export type { NativeAddon, RegionViews } from './platform/native.js';
 export type { HeapViews } from './memory/views.js';
 export { GRANULE_BYTES, SPAN_BYTES } from './memory/layout.js';
+export { packageRoot } from './platform/native.js';
 
 /** The private core of `heap`. */
 export function heapInternals(heap: Heap): HeapCore {

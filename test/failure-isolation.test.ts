@@ -262,7 +262,10 @@ describe('the child is not dumpable', () => {
     const { heap, pid } = heldHeap(800);
     const cycle = heap.collect();
     const childPid = await withTimeout(pid, 5000, 'fork');
-    await sleep(50);
+    // The child lowers its limit just after the fork; on a loaded machine that
+    // can take longer than a few ms (until then it reads the inherited '0 unlimited').
+    const deadline = Date.now() + 600;
+    while (coreLimit(childPid) !== '0 0' && Date.now() < deadline) await sleep(10);
     expect(alive(childPid)).toBe(true);
     expect(coreLimit(childPid)).toBe('0 0');
     await withTimeout(cycle, 15_000, 'cycle');

@@ -8,6 +8,7 @@
  * was compiled as a whole (dist/src/index.js). FORKGC_LIB overrides both.
  * lib/api-check.ts binds these structural types to src/index.ts at compile time.
  */
+import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -173,6 +174,16 @@ export function forkgcAvailable(): boolean {
   const root = packageRoot();
   return (
     libraryCandidates().some((f) => existsSync(f)) &&
-    existsSync(resolve(root, 'build/Release/forkgc.node'))
+    addonBuilt(root)
   );
+}
+
+/** Whether node-gyp-build finds the addon (build/Release, or a prebuild in prebuilds/). */
+function addonBuilt(root: string): boolean {
+  try {
+    (createRequire(import.meta.url)('node-gyp-build') as { resolve(dir: string): string }).resolve(root);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -50,9 +50,18 @@ export interface HeapOptions {
    */
   sweepThreads?: number;
   /** Run sweeps on this Piscina pool instead of a pool of our own (sweepThreads is then ignored). */
-  piscina?: import('piscina').Piscina;
+  piscina?: PiscinaPool;
   /** Testing only: make the child (or fork, or a sweeper) fail in a chosen way; see FaultKind. */
   faultInjectionForTesting?: FaultInjection;
+}
+
+/**
+ * An application's piscina pool (`new Piscina()`), described by the one method
+ * forkgc calls on it: piscina's own types stay out of forkgc's declarations,
+ * so a consumer's type check never depends on how piscina's types resolve.
+ */
+export interface PiscinaPool {
+  run(task: unknown, options: { filename: string }): Promise<unknown>;
 }
 
 export type FaultKind =
@@ -95,7 +104,7 @@ export interface ResolvedOptions {
   maxRoots: number;
   maxConsecutiveAborts: number;
   sweepThreads: number;
-  piscina: import('piscina').Piscina | undefined;
+  piscina: PiscinaPool | undefined;
   fault: FaultInjection | undefined;
 }
 
@@ -144,12 +153,12 @@ const KNOWN = new Set([
   'markStackEntries', 'maxRoots', 'maxConsecutiveAborts', 'faultInjectionForTesting', 'sweepThreads', 'piscina',
 ]);
 
-function pool(value: unknown): import('piscina').Piscina | undefined {
+function pool(value: unknown): PiscinaPool | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'object' || value === null || typeof (value as { run?: unknown }).run !== 'function') {
     throw new InvalidOptionError('piscina: expected a Piscina instance');
   }
-  return value as import('piscina').Piscina;
+  return value as PiscinaPool;
 }
 
 export function resolveOptions(options: HeapOptions | undefined): ResolvedOptions {

@@ -3,23 +3,31 @@
 // recommends for libraries. Tasks name their worker file, so a shared pool
 // can run ours beside its own.
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { NativeLoadError } from '../api/errors.js';
+import { packageRoot } from '../platform/native.js';
+import type { PiscinaPool } from '../api/options.js';
 import type { SweepTask, SweepTaskResult } from './sweep-worker.js';
 
-/** The compiled worker entry: beside this module in dist/memory/, or dist/memory/ when run from src/memory/ (tests). */
+/**
+ * The compiled worker entry (a worker thread runs JavaScript): beside this
+ * module in dist/, or, when this module runs from src/ (the tests), at the
+ * same place under dist/. Both inside forkgc's own package directory.
+ */
 function workerFile(): string {
-  for (const rel of ['./sweep-worker.js', '../../dist/memory/sweep-worker.js']) {
-    const file = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(file)) return file;
-  }
-  throw new NativeLoadError('the sweeper worker (dist/memory/sweep-worker.js) is not built: run `npm run build`');
+  const beside = fileURLToPath(new URL('./sweep-worker.js', import.meta.url));
+  if (existsSync(beside)) return beside;
+  const root = packageRoot();
+  const built = path.join(root, 'dist', path.relative(path.join(root, 'src'), beside));
+  if (existsSync(built)) return built;
+  throw new NativeLoadError(`the sweeper worker is not built (${path.relative(root, built)} is missing in ${root}): run \`npm run build\``);
 }
 
 export class SweepPool {
-  private readonly own: boolean;
-  private readonly pool: Piscina;
+  private readonly pool: PiscinaPool;
+  private readonly ownPool: Piscina | undefined;
   private readonly filename: string;
   private readonly pending = new Set<Promise<unknown>>();
   /**
@@ -29,16 +37,16 @@ export class SweepPool {
    */
   private readonly cancelled = new Int32Array(new SharedArrayBuffer(4));
 
-  constructor(threads: number, shared?: Piscina) {
+  constructor(threads: number, shared?: PiscinaPool) {
     this.filename = workerFile();
-    this.own = !shared;
-    this.pool = shared ?? new Piscina({
+    this.ownPool = shared ? undefined : new Piscina({
       filename: this.filename,
       minThreads: threads,
       maxThreads: threads,
       // Sweeps come in bursts, one per cycle: keep the threads between them.
       idleTimeout: 60_000,
     });
+    this.pool = shared ?? this.ownPool!;
   }
 
   run(task: Omit<SweepTask, 'cancelled'>): Promise<SweepTaskResult> {
@@ -53,6 +61,6 @@ export class SweepPool {
   async close(): Promise<void> {
     Atomics.store(this.cancelled, 0, 1);
     await Promise.allSettled([...this.pending]);
-    if (this.own) await this.pool.destroy();
+    if (this.ownPool) await this.ownPool.destroy();
   }
 }

@@ -1,8 +1,9 @@
-// Loads the C++ addon and types its surface. The addon is built by node-gyp
-// during `npm install`; candidates are tried in order, and when none loads
-// the error says what to do.
+// Loads the C++ addon and types its surface. node-gyp-build finds it: a
+// local build, or the prebuilt binary the npm package ships; when neither
+// loads, the error says what to do.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { NativeLoadError, UnsupportedPlatformError } from '../api/errors.js';
 
@@ -59,35 +60,51 @@ export interface NativeAddon {
   layoutConstants(): Record<string, number>;
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-// The package root is two levels up from src/platform/ and dist/platform/,
-// three from dist/src/platform/ (the benchmarks compile the library beside
-// themselves).
-const candidates = [
-  path.join(here, '..', '..', 'build', 'Release', 'forkgc.node'),
-  path.join(here, '..', '..', 'build', 'Debug', 'forkgc.node'),
-  path.join(here, '..', '..', '..', 'build', 'Release', 'forkgc.node'),
-];
-
 let loaded: NativeAddon | undefined;
 
+/**
+ * The forkgc package's own directory: the nearest folder above this module
+ * whose package.json is forkgc's (one level up from src/ and dist/, two from
+ * the benchmarks' dist/src/), so the loader never looks outside the package.
+ */
+export function packageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const manifest = path.join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      try {
+        if ((JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name === 'forkgc') return dir;
+      } catch { /* not a manifest we can read: keep going up */ }
+    }
+    const up = path.dirname(dir);
+    if (up === dir) throw new NativeLoadError(`forkgc's package.json was not found above ${fileURLToPath(import.meta.url)}`);
+    dir = up;
+  }
+}
+
+/**
+ * The addon, through node-gyp-build: build/Release (a local build: a clone,
+ * or an install that compiled from source), then the prebuilt binary shipped
+ * in prebuilds/<platform>-<arch>/ (linux-x64, glibc). The sweeper threads
+ * load it the same way.
+ */
 export function native(): NativeAddon {
   if (loaded) return loaded;
   if (process.platform !== 'linux') {
     throw new UnsupportedPlatformError(
       `forkgc needs Linux (fork with copy-on-write, madvise, prctl); this is ${process.platform}`);
   }
+  const root = packageRoot();
   const require = createRequire(import.meta.url);
-  const failures: string[] = [];
-  for (const file of candidates) {
-    try {
-      loaded = require(file) as NativeAddon;
-      return loaded;
-    } catch (e) {
-      failures.push(`${file}: ${(e as Error).message.split('\n')[0]}`);
-    }
+  try {
+    const load = require('node-gyp-build') as (dir: string) => unknown;
+    loaded = load(root) as NativeAddon;
+    return loaded;
+  } catch (e) {
+    throw new NativeLoadError(
+      `the forkgc addon could not be loaded from ${root} (${(e as Error).message.trim().split('\n')[0]}). ` +
+      'The package ships a prebuilt binary for linux-x64 (glibc) only; elsewhere it is compiled at install, ' +
+      'which needs python3, make and a C++ compiler (Debian/Ubuntu: apt-get install python3 make g++). ' +
+      `Then rebuild it: \`npm rebuild forkgc\` in your app, or \`npx node-gyp rebuild\` in ${root}.`);
   }
-  throw new NativeLoadError(
-    `the forkgc addon is not built (tried ${failures.join('; ')}). ` +
-    'Run `npm install` (or `npx node-gyp rebuild`) in the forkgc package; it needs python3, make and a C++ compiler.');
 }

@@ -4,12 +4,12 @@
 //   forkgc demo              narrates one cycle with its real figures
 //   forkgc cow-map           pictures the arena's pages mid-cycle (HTML or SVG)
 //   forkgc trace FILE        runs a workload and writes a Perfetto trace
-//   forkgc bench [args...]   runs the benchmark suite (node dist/bench/run.js)
+//   forkgc bench [args...]   runs the benchmark suite from a clone (compiles bench/, runs dist/bench/run.js)
 //   forkgc pressure          shows the memory pressure (PSI) the heap would react to
 //
 // docs/how-it-works.md uses these commands section by section.
-import { spawn } from 'node:child_process';
-import { existsSync, realpathSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -17,12 +17,13 @@ import { CowMapper, PageKind, pageBytes, type CowMap } from './cow-budget.js';
 import { CycleAbortedError } from '../index.js';
 import { Heap } from '../index.js';
 import type { HeapOptions } from '../index.js';
+import { packageRoot } from '../internal.js';
 import { pressureSource, readPressure } from './pressure.js';
+import { Progress } from './progress.js';
 import type { CycleStats } from '../index.js';
 import { startTrace, TRACE_NAMES } from './trace.js';
 import type { Ref } from '../index.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 
 // ---- helpers -------------------------------------------------------------------
 
@@ -111,7 +112,7 @@ function heapOptions(o: { mode?: 'fork' | 'stw'; hugePages?: boolean; hold?: num
     maxHeap: o.maxHeap ?? '1GiB',
     auto: false,
     mode: o.mode ?? 'fork',
-    hugePages: o.hugePages ?? false,
+    hugePages: o.hugePages ?? true,
     ...(o.hold && o.hold > 0 && (o.mode ?? 'fork') === 'fork'
       ? { faultInjectionForTesting: { kind: 'delay-before-mark' as const, arg: o.hold } }
       : {}),
@@ -209,7 +210,10 @@ async function demo(o: DemoOptions): Promise<void> {
         `the pipe carried ${n0(c.streamBytes)} bytes; ` +
         (cowPages < 0
           ? 'the child could not read its pagemap, so the copies are unknown; '
-          : `while the child worked the parent copied ${n0(cowPages)} pages (${kib(c.cowBytes)} KiB) by writing to them; `) +
+          : o.hugePages
+            ? `the child counted ${n0(cowPages)} pages copied by the parent's writes (with huge pages the kernel does not say ` +
+              'which 4 KiB pages the child maps alone, so this undercounts; --no-huge-pages counts every copy); '
+            : `while the child worked the parent copied ${n0(cowPages)} pages (${kib(c.cowBytes)} KiB) by writing to them; `) +
         `the sweep freed ${n0(c.objectsFreed)} objects and returned ${mib(c.bytesReturned)} MiB to the OS.`);
       out(`(the child's peak RSS was ${n0(c.childMaxRssKb)} KiB, mostly pages it shares with the parent; ` +
         `the ${n0(o.allocate)} objects allocated during the cycle survived it: ${n0(heap.stats().objects)} objects remain)`);
@@ -228,7 +232,9 @@ async function demo(o: DemoOptions): Promise<void> {
 interface CowMapOptions { out: string; records: number; garbage: number; writes: number; allocate: number; hold: number }
 
 async function cowMap(o: CowMapOptions): Promise<void> {
-  const heap = new Heap(heapOptions({ hold: o.hold }));
+  // 4 KiB pages: with huge pages the kernel does not report per 4 KiB page
+  // whether a page is mapped once (pagemap bit 56), so the map would be a guess.
+  const heap = new Heap(heapOptions({ hold: o.hold, hugePages: false }));
   try {
     const w = buildWorkload(heap, o.records, o.garbage);
     const targets = recordsOnDistinctPages(heap, w, o.writes);
@@ -364,6 +370,11 @@ interface TraceCmdOptions { seconds: number; records: number; mode: 'fork' | 'st
 async function traceCommand(file: string, o: TraceCmdOptions): Promise<void> {
   const heap = new Heap({ mode: o.mode, maxHeap: '1GiB', minTriggerBytes: '8MiB' });
   const rec = startTrace(heap);
+  // The build, then the churn, on one bar counted in tenths of the run: building is the first tenth.
+  const buildShare = 0.1;
+  const progress = new Progress({ total: 100, unit: '%' });
+  let cycles = 0;
+  heap.on('cycle', () => { cycles++; });
   try {
     const Rec = heap.defineStruct('Record', { name: 'ref', next: 'ref', id: 'u32', score: 'f64' });
     const table = heap.root(heap.arrays.alloc(o.records));
@@ -374,11 +385,15 @@ async function traceCommand(file: string, o: TraceCmdOptions): Promise<void> {
     };
     for (let i = 0; i < o.records; i++) {
       heap.arrays.set(table.get(), i, make(i));
-      if ((i & 0x3fff) === 0) await new Promise(setImmediate);  // cycles start from the event loop
+      if ((i & 0x3fff) === 0) {
+        progress.update(Math.floor((100 * buildShare * i) / o.records), `building ${n0(o.records)} records, ${cycles} cycles`);
+        await new Promise(setImmediate);  // cycles start from the event loop
+      }
     }
     let seed = 7;
     const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
-    const end = Date.now() + o.seconds * 1000;
+    const start = Date.now();
+    const end = start + o.seconds * 1000;
     let ops = 0;
     while (Date.now() < end) {
       const t = table.get();
@@ -387,29 +402,48 @@ async function traceCommand(file: string, o: TraceCmdOptions): Promise<void> {
         let head = 0;
         for (let j = 0; j < 4; j++) head = Rec.alloc({ next: head, id: j });
       }
+      const done = (Date.now() - start) / Math.max(1, end - start);
+      progress.update(Math.floor(100 * (buildShare + (1 - buildShare) * done)),
+        `churning ${((Date.now() - start) / 1000).toFixed(0)}/${o.seconds} s, ${cycles} cycles`);
       await new Promise(setImmediate);
     }
+    progress.update(100, `last cycle, ${cycles} cycles`);
     await heap.collect().catch(() => undefined);
     table.release();
   } finally {
+    progress.stop();
     const trace = rec.writeTo(file);
     await heap.close();
     const slices = trace.traceEvents.filter((e) => e.ph === 'X');
-    const cycles = slices.filter((e) => e.name.startsWith(TRACE_NAMES.cyclePrefix)).length;
+    const traced = slices.filter((e) => e.name.startsWith(TRACE_NAMES.cyclePrefix)).length;
     const pauses = slices.filter((e) => (e.cat ?? '').split(',').includes('pause'));
     const maxPause = Math.max(0, ...pauses.filter((e) => e.name !== TRACE_NAMES.sweepSlice).map((e) => e.dur ?? 0));
-    console.log(`wrote ${file}: ${n0(trace.traceEvents.length)} events, ${cycles} cycles, longest ${o.mode === 'fork' ? 'fork' : 'marking'} pause ${n0(maxPause)} µs`);
+    console.log(`wrote ${file}: ${n0(trace.traceEvents.length)} events, ${traced} cycles, longest ${o.mode === 'fork' ? 'fork' : 'marking'} pause ${n0(maxPause)} µs`);
     console.log('open it in https://ui.perfetto.dev (Open trace file) or chrome://tracing (Load)');
   }
 }
 
 // ---- forkgc bench -------------------------------------------------------------
 
+/** Where the benchmark suite's sources are: a clone of the repository has bench/; the npm package does not. */
 function bench(args: string[]): Promise<void> {
-  const runner = path.join(here, '..', 'bench', 'run.js');
-  if (!existsSync(runner)) {
-    console.error(`forkgc bench: the benchmark suite is not built (${runner} is missing).\n` +
-      'Build it from a checkout of forkgc with `npx tsc -p bench/tsconfig.json`, then run `forkgc bench` again.');
+  const root = packageRoot();
+  const runner = path.join(root, 'dist', 'bench', 'run.js');
+  const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  if (!existsSync(path.join(root, 'bench', 'tsconfig.json')) || !existsSync(tsc)) {
+    const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { repository?: { url?: string } };
+    const repo = (manifest.repository?.url ?? '').replace(/^git\+/, '') || 'the forkgc repository';
+    console.error('forkgc bench: the benchmark suite is not part of the npm package (it needs its sources, the ' +
+      'development dependencies and, for the peers, ldc2 and libgc). Run it from a clone:\n' +
+      `  git clone ${repo} && cd forkgc && npm ci && npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`);
+    process.exitCode = 1;
+    return Promise.resolve();
+  }
+  // A clone: compile the suite (and the library beside it) first, so it runs what the sources say.
+  process.stderr.write('forkgc bench: compiling the benchmark suite (tsc -p bench/tsconfig.json)\n');
+  const built = spawnSync(process.execPath, [tsc, '-p', path.join(root, 'bench', 'tsconfig.json')], { stdio: 'inherit' });
+  if (built.status !== 0 || !existsSync(runner)) {
+    console.error(`forkgc bench: compiling the benchmark suite failed (${built.error?.message ?? `tsc exited ${built.status}`})`);
     process.exitCode = 1;
     return Promise.resolve();
   }
@@ -456,10 +490,15 @@ async function pressure(o: { seconds: number }): Promise<void> {
 
 // ---- the program ----------------------------------------------------------------
 
+/** The version in forkgc's own package.json (the one npm installed). */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 export function program(): Command {
   const p = new Command('forkgc')
     .description('forkgc: a garbage-collected heap whose marking runs in a fork()ed child. See a cycle happen.')
-    .version('0.1.0');
+    .version(packageVersion());
 
   p.command('demo')
     .description('run one cycle and narrate it with the real figures of this machine')
@@ -470,7 +509,8 @@ export function program(): Command {
     .option('--hold <ms>', 'the child waits this long before marking, so the parent\'s writes surely land while it lives ' +
       '(a testing hook; 0 = a natural cycle, whose child may finish before the parent has written anything)', int(0, 60_000), 100)
     .addOption(new Option('--mode <mode>', 'fork, or stw (the same marker, in-process)').choices(['fork', 'stw']).default('fork'))
-    .option('--huge-pages', 'transparent huge pages on the arena (MADV_HUGEPAGE)', false)
+    .option('--huge-pages', 'transparent huge pages on the arena (MADV_HUGEPAGE), as the library does by default', true)
+    .option('--no-huge-pages', '4 KiB pages: the child\'s copy-on-write count is exact')
     .option('--kill-child', 'SIGKILL the child mid-cycle: the cycle aborts and frees nothing', false)
     .option('--second-heap', 'a second heap forks while the first one\'s child lives (nested forks, shared pages)', false)
     .action((opts: DemoOptions) => demo(opts));
@@ -494,7 +534,8 @@ export function program(): Command {
     .action((file: string, opts: TraceCmdOptions) => traceCommand(file, opts));
 
   p.command('bench')
-    .description('run the benchmark suite (node dist/bench/run.js); arguments are passed on (try: forkgc bench --help)')
+    .description('run the benchmark suite from a clone of the repository (it compiles bench/ first); ' +
+      'arguments are passed on (try: forkgc bench --help)')
     .argument('[args...]', 'arguments of the benchmark runner')
     .allowUnknownOption()
     .helpOption(false)

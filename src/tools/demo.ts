@@ -97,6 +97,9 @@ async function main(): Promise<void> {
     `${fork.ops.toLocaleString()} replacements; longest event-loop turn ${fork.maxTickMs.toFixed(1)} ms`);
   console.log(`stw mode:  ${stw.cycles.length} cycles, pause median ${median(stw).toFixed(0)} µs, max ${max(stw).toFixed(0)} µs; ` +
     `${stw.ops.toLocaleString()} replacements; longest event-loop turn ${stw.maxTickMs.toFixed(1)} ms`);
+  console.log('(a turn is one batch of 2,000 replacements plus all that ran before the event loop came back: the fork or ' +
+    'the stop-the-world marking, sweep slices, reading the child\'s bitmap, V8\'s own GC; so it bounds what the ' +
+    'application waited, while the pause columns are the collector\'s alone)');
   if (fork.cycles.length && stw.cycles.length) {
     console.log(`median pause, stw / fork: ${(median(stw) / Math.max(1, median(fork))).toFixed(1)}x`);
   }
