@@ -2,6 +2,9 @@
 // src/api/core.ts): a SWEEP_FAILED cycle runs callbacks only for objects
 // it freed and puts the other entries back for the cycle that frees them;
 // close() runs the callbacks already due while the heap is still open.
+// Weak fields, by contrast, follow reachability at the fork (pinned below:
+// restoring one to an unswept garbage object would hand out an object whose
+// children may be freed).
 import { describe, expect, it } from 'vitest';
 import { closeHeap, closeHeapsAfterEach, makeHeap } from './helpers/common.js';
 import type { RootHandle } from '../src/index.js';
@@ -96,5 +99,36 @@ describe('close() with finalization callbacks due', () => {
     await turns(2);
     expect(heap.isClosed).toBe(true);
     expect(calls).toEqual([]);
+  });
+});
+
+describe('a SWEEP_FAILED cycle and weak fields', () => {
+  it('keeps weak fields to every object unreachable at the fork cleared, also to one left unswept; live targets are kept', async () => {
+    const h = makeHeap({ sweepThreads: 1, faultInjectionForTesting: { kind: 'sweep-worker-throw', arg: 2, cycles: (id) => id === 1 } });
+    const T = h.defineStruct('T', { x: 'u32', next: 'ref' });
+    const W = h.defineStruct('W', { target: 'weak', alive: 'ref' });
+    const holders = h.arrays.alloc(3000);
+    const root = h.root(holders);
+    const LIVE = 30_000;
+    const list = h.root(0);
+    for (let i = 0; i < LIVE; i++) {
+      list.set(T.alloc({ x: i, next: list.get() }));
+      const dead = T.alloc({ x: i });
+      if (i % 10 === 0) {
+        const keep = T.alloc({ x: i });
+        h.arrays.set(holders, i / 10, W.alloc({ target: i % 20 === 0 ? dead : keep, alive: keep }));
+      }
+    }
+    await expect(h.collect()).rejects.toMatchObject({ reason: 'SWEEP_FAILED' });
+    expect(h.stats().objects).toBeGreaterThan(LIVE + 3000 * 2);  // garbage left unswept
+    for (let k = 0; k < 3000; k++) {
+      const w = h.arrays.get(root.get(), k);
+      const keep = W.get.alive(w);
+      // A weak field to a garbage object reads 0 whether or not its span was swept.
+      expect(W.get.target(w)).toBe(k % 2 === 0 ? 0 : keep);
+      expect(T.get.x(keep)).toBe(k * 10);
+    }
+    await h.collect();
+    expect(h.stats().objects).toBe(LIVE + 3000 * 2 + 1);
   });
 });
