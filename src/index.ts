@@ -11,7 +11,7 @@ export { HeapFinalizationRegistry } from './api/finalization.js';
 export type { CycleStats, HeapStats, Trigger } from './api/stats.js';
 export {
   ForkGcError, InvalidOptionError, TypeDefinitionError, InvalidReferenceError, WrongTypeError,
-  StaleReferenceError, IndexOutOfBoundsError, FieldValueError, HeapClosedError, HeapExhaustedError,
+  StaleReferenceError, IndexOutOfBoundsError, FieldValueError, InvalidArgumentError, HeapClosedError, HeapExhaustedError,
   RootReleasedError, InvalidKeyError, MapModifiedError, CycleAbortedError, HeapCorruptError, UnsupportedPlatformError, NativeLoadError, type AbortReason,
 } from './api/errors.js';
 export { CHANNELS } from './api/events.js';

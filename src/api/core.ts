@@ -18,10 +18,13 @@ import { LARGE_CLASS, SPAN_BYTES, SPAN_GRANULES, roundToGranules, sizeClassOf } 
 import { SweepPool } from '../memory/sweep-pool.js';
 import { HeapViews } from '../memory/views.js';
 import { native, type NativeAddon, type RegionViews } from '../platform/native.js';
-import { HeapClosedError, HeapCorruptError, HeapExhaustedError, InvalidOptionError } from './errors.js';
+import {
+  HeapClosedError, HeapCorruptError, HeapExhaustedError, InvalidArgumentError, InvalidOptionError, describe,
+} from './errors.js';
 import { publish, type CycleEventMap, type CycleEventName } from './events.js';
 import { HeapFinalizationRegistry } from './finalization.js';
-import { takeDeadEntries } from './private-access.js';
+import { callSafely, emitSafely } from './listener-errors.js';
+import { takeDeadEntries, type TakenEntries } from './private-access.js';
 import { resolveOptions, type HeapOptions, type ResolvedOptions } from './options.js';
 import { makeRefOps, type RefContext, type RefOps } from './refs.js';
 import { RootHandle } from './roots.js';
@@ -33,7 +36,7 @@ import { WeakHolders } from './weak.js';
 import { HeapMaps, MAP_TYPE_NAME, TYPE_MAP } from '../collections/heap-maps.js';
 
 /** The emitter the core reports to: the public Heap. */
-export type CoreEmitter = Pick<EventEmitter, 'emit' | 'listenerCount'>;
+export type CoreEmitter = Pick<EventEmitter, 'rawListeners'>;
 
 export class HeapCore implements RefContext, TypeContext {
   readonly addon: NativeAddon;
@@ -65,7 +68,11 @@ export class HeapCore implements RefContext, TypeContext {
   private pool: SweepPool | undefined;
   private readonly weakHolders: WeakHolders;
   private readonly finalizers: Array<HeapFinalizationRegistry<unknown>> = [];
-  private pendingFinalizers: Array<() => void> = [];
+  /** Entries of objects the sweep in progress is expected to free. */
+  private takenFinalizers: TakenEntries[] = [];
+  /** Entries of objects a sweep freed: their callbacks run from the next immediate. */
+  private dueFinalizers: TakenEntries[] = [];
+  private finalizerImmediate: NodeJS.Immediate | undefined;
 
   constructor(options: HeapOptions | undefined, private readonly emitter: CoreEmitter) {
     this.options = resolveOptions(options);
@@ -107,33 +114,45 @@ export class HeapCore implements RefContext, TypeContext {
   /** The bitmap is final and no span is swept yet: clear dead weak fields, take dead finalization entries. */
   sweepStarting(): void {
     this.weakHolders.clearDead();
-    for (const r of this.finalizers) this.pendingFinalizers.push(...takeDeadEntries(r, this.views));
+    for (const r of this.finalizers) this.takenFinalizers.push(...takeDeadEntries(r, this.views));
   }
 
-  /** The sweep is over (or given up): run the finalization callbacks it took, from the event loop. */
-  sweepFinished(): void {
-    const due = this.pendingFinalizers;
-    if (due.length === 0) return;
-    this.pendingFinalizers = [];
-    // From the event loop, one callback at a time: never inside an
-    // allocation; a throwing callback does not stop the others.
-    setImmediate(() => {
-      for (const run of due) {
-        try {
-          run();
-        } catch (e) {
-          process.nextTick(() => { throw e; });
-        }
-      }
+  /**
+   * The sweep is over (or given up): run the finalization callbacks of what
+   * it freed, from the event loop. `notFreed` (a SWEEP_FAILED cycle) says
+   * which unmarked objects the sweep left in place: their entries go back
+   * to their registries, for the cycle that frees them.
+   */
+  sweepFinished(notFreed?: (g: number) => boolean): void {
+    const taken = this.takenFinalizers;
+    this.takenFinalizers = [];
+    for (const t of taken) {
+      if (notFreed?.(t.granule)) t.putBack();
+      else this.dueFinalizers.push(t);
+    }
+    if (this.dueFinalizers.length === 0 || this.finalizerImmediate) return;
+    // From the event loop: never inside an allocation.
+    this.finalizerImmediate = setImmediate(() => {
+      this.finalizerImmediate = undefined;
+      this.runDueFinalizers();
     });
   }
 
-  /** Publishes a phase of the cycle on diagnostics_channel and as a Heap event. */
+  /** Runs the callbacks due; one that throws is reported and does not stop the others. */
+  private runDueFinalizers(): void {
+    const due = this.dueFinalizers;
+    this.dueFinalizers = [];
+    for (const t of due) t.run();
+  }
+
+  /**
+   * Publishes a phase of the cycle on diagnostics_channel and as a Heap
+   * event. Nothing a subscriber or listener throws reaches the collector
+   * (src/api/listener-errors.ts): the cycle goes on exactly as without it.
+   */
   publish<K extends CycleEventName>(name: K, payload: CycleEventMap[K]): void {
-    publish(name, payload);
-    if (name !== 'abort' && name !== 'fallback' && this.emitter.listenerCount(name) > 0) {
-      this.emitter.emit(name, payload);
-    }
+    callSafely(() => publish(name, payload));
+    if (name !== 'abort' && name !== 'fallback') emitSafely(this.emitter, name, payload);
   }
 
   /** A cycle is starting: checked mode moves to the next epoch. */
@@ -143,13 +162,13 @@ export class HeapCore implements RefContext, TypeContext {
 
   cycleCompleted(s: CycleStats): void {
     this.topGranule = this.allocator.topGranule;
-    this.emitter.emit('cycle', s);
+    emitSafely(this.emitter, 'cycle', s);
     this.scheduleIfDue();
   }
 
   cycleAborted(e: Error): void {
-    publish('abort', e as CycleEventMap['abort']);
-    this.emitter.emit('abort', e);
+    callSafely(() => publish('abort', e as CycleEventMap['abort']));
+    emitSafely(this.emitter, 'abort', e);
     this.scheduleIfDue();
   }
 
@@ -160,8 +179,8 @@ export class HeapCore implements RefContext, TypeContext {
     this.saidFallback = true;
     process.emitWarning(`forkgc: ${reason}; collecting stop-the-world instead`, { code: 'FORKGC_FALLBACK' });
     const event = { heapId: this.regions.id, reason, timeMs: performance.now() };
-    publish('fallback', event);
-    this.emitter.emit('fallback', event);
+    callSafely(() => publish('fallback', event));
+    emitSafely(this.emitter, 'fallback', event);
   }
 
   /** A child crashed while selective fork was on: plain fork for the rest of this heap's life. */
@@ -169,8 +188,8 @@ export class HeapCore implements RefContext, TypeContext {
     process.emitWarning(`forkgc: ${reason}; forking plainly (selectiveFork off) for the rest of this heap's life`,
       { code: 'FORKGC_SELECTIVE_FORK_OFF' });
     const event = { heapId: this.regions.id, reason: `selective fork off: ${reason}`, timeMs: performance.now() };
-    publish('fallback', event);
-    this.emitter.emit('fallback', event);
+    callSafely(() => publish('fallback', event));
+    emitSafely(this.emitter, 'fallback', event);
   }
 
   // ---- types and objects -------------------------------------------------
@@ -182,7 +201,9 @@ export class HeapCore implements RefContext, TypeContext {
 
   createFinalizationRegistry<T>(callback: (held: T) => void): HeapFinalizationRegistry<T> {
     this.ensureOpen();
-    if (typeof callback !== 'function') throw new TypeError('createFinalizationRegistry: callback must be a function');
+    if (typeof callback !== 'function') {
+      throw new InvalidArgumentError(`createFinalizationRegistry: callback must be a function, got ${describe(callback)}`);
+    }
     const r = new HeapFinalizationRegistry<T>({ refs: this.refs, ensureOpen: () => this.ensureOpen() }, callback);
     this.finalizers.push(r as HeapFinalizationRegistry<unknown>);
     return r;
@@ -318,10 +339,21 @@ export class HeapCore implements RefContext, TypeContext {
     };
   }
 
-  /** Kills and reaps a child in flight, stops sweeping, unmaps the arena. */
+  /**
+   * Kills and reaps a child in flight, stops sweeping, unmaps the arena.
+   * Finalization callbacks already due (their objects were freed by a
+   * completed sweep) run first, while the heap is still open, so a callback
+   * may still read the heap; entries of objects no completed sweep freed are
+   * dropped with the heap (a sweep cut short by close() frees nothing more).
+   */
   async close(): Promise<void> {
     if (this.closed) return;
+    if (this.finalizerImmediate) clearImmediate(this.finalizerImmediate);
+    this.finalizerImmediate = undefined;
+    this.runDueFinalizers();
+    if (this.closed) return;  // a callback closed the heap
     this.closed = true;
+    this.takenFinalizers = [];
     this.topGranule = 0;
     this.collector.close();
     // Sweeper threads attach to the mappings, which stay until the last

@@ -1,6 +1,18 @@
 // Every error forkgc throws is a ForkGcError with a stable string `code`.
 // The README lists them all; test/errors.test.ts provokes each one.
 
+/** A value shown in a message without calling any of its code (a BigInt, a Symbol, a Proxy). */
+export function describe(value: unknown): string {
+  switch (typeof value) {
+    case 'string': return JSON.stringify(value);
+    case 'number': case 'boolean': case 'undefined': return String(value);
+    case 'bigint': return `${String(value)}n`;
+    case 'symbol': return 'a symbol';
+    case 'function': return 'a function';
+    default: return value === null ? 'null' : 'an object';
+  }
+}
+
 export class ForkGcError extends Error {
   readonly code: string;
   constructor(code: string, message: string) {
@@ -38,6 +50,15 @@ export class StaleReferenceError extends ForkGcError {
 /** An array, byte-array or string index is outside the object. */
 export class IndexOutOfBoundsError extends ForkGcError {
   constructor(message: string) { super('ERR_INDEX_OUT_OF_BOUNDS', message); }
+}
+
+/**
+ * An argument is not of the kind the method takes: a callback that is not a
+ * function, an unregister token that is not an object, an index that is not
+ * a number (a BigInt, a Symbol, an object).
+ */
+export class InvalidArgumentError extends ForkGcError {
+  constructor(message: string) { super('ERR_INVALID_ARGUMENT', message); }
 }
 
 /** A value of the wrong kind or range was written to a field or element. */

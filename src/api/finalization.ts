@@ -7,9 +7,15 @@
 // taken out of the registry then. The callbacks are queued and run from the
 // event loop after the sweep has finished: never inside an allocation, never
 // for an object still reachable (it would be marked), never for an aborted
-// cycle (no sweep starts).
+// cycle (no sweep starts), never for an object the sweep did not free (a
+// SWEEP_FAILED cycle puts those entries back: the cycle that frees the
+// object runs them). close() runs the callbacks already due before the heap
+// goes (src/api/core.ts); entries of objects no completed sweep freed never
+// run, as with JavaScript's FinalizationRegistry.
+import { InvalidArgumentError, describe } from './errors.js';
 import type { RefOps } from './refs.js';
-import { registerTakeDead, type FinalizationParts } from './private-access.js';
+import { callSafely } from './listener-errors.js';
+import { registerTakeDead, type FinalizationParts, type TakenEntries } from './private-access.js';
 import type { HeapViews } from '../memory/views.js';
 
 interface Entry<T> {
@@ -39,8 +45,8 @@ export class HeapFinalizationRegistry<T> {
   register(ref: number, held: T, unregisterToken?: object): void {
     this.#ensureOpen();
     const g = this.#refs.any(ref);
-    if (unregisterToken !== undefined && (typeof unregisterToken !== 'object' || unregisterToken === null)) {
-      throw new TypeError('unregisterToken must be an object');
+    if (unregisterToken !== undefined && !isToken(unregisterToken)) {
+      throw new InvalidArgumentError(`register: unregisterToken must be an object, got ${describe(unregisterToken)}`);
     }
     const list = this.#entries.get(g);
     const entry = { held, token: unregisterToken };
@@ -51,6 +57,9 @@ export class HeapFinalizationRegistry<T> {
   /** Removes every registration made with `token`; returns whether there were any. */
   unregister(unregisterToken: object): boolean {
     this.#ensureOpen();
+    if (!isToken(unregisterToken)) {
+      throw new InvalidArgumentError(`unregister: unregisterToken must be an object, got ${describe(unregisterToken)}`);
+    }
     let found = false;
     for (const [g, list] of this.#entries) {
       const rest = list.filter((e) => e.token !== unregisterToken);
@@ -69,14 +78,27 @@ export class HeapFinalizationRegistry<T> {
     return n;
   }
 
-  #takeDead(v: HeapViews): Array<() => void> {
-    const out: Array<() => void> = [];
+  #takeDead(v: HeapViews): TakenEntries[] {
+    const out: TakenEntries[] = [];
     const mark = v.markBits;
     for (const [g, list] of this.#entries) {
       if ((mark[g >>> 5] & (1 << (g & 31))) !== 0) continue;
       this.#entries.delete(g);
-      for (const e of list) out.push(() => this.#callback(e.held));
+      out.push({
+        granule: g,
+        // One entry at a time: a throwing callback does not stop the others.
+        run: () => { for (const e of list) callSafely(() => this.#callback(e.held)); },
+        putBack: () => {
+          const now = this.#entries.get(g);
+          this.#entries.set(g, now ? [...list, ...now] : list);
+        },
+      });
     }
     return out;
   }
+}
+
+/** An unregister token is an object (a function is one too), as for JavaScript's FinalizationRegistry. */
+function isToken(token: unknown): token is object {
+  return (typeof token === 'object' && token !== null) || typeof token === 'function';
 }

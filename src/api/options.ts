@@ -1,7 +1,8 @@
 // Validation of the options of `new Heap()`. Every rejection is an
 // InvalidOptionError that names the option and what it accepts.
 import os from 'node:os';
-import { InvalidOptionError } from './errors.js';
+import { InvalidOptionError, describe } from './errors.js';
+import { reportLater } from './listener-errors.js';
 import { MAX_ARENA_BYTES, SPAN_BYTES } from '../memory/layout.js';
 
 export type Mode = 'fork' | 'stw';
@@ -161,6 +162,46 @@ function pool(value: unknown): PiscinaPool | undefined {
   return value as PiscinaPool;
 }
 
+/**
+ * Checks a fault injection whole, before any cycle: a bad one found after
+ * fork() would throw with a child in flight. Returns a copy, so a later
+ * change to the caller's object cannot slip past the checks.
+ */
+function faultInjection(value: unknown): FaultInjection | undefined {
+  if (value === undefined) return undefined;
+  const kinds = Object.keys(FAULT_CODES);
+  if (typeof value !== 'object' || value === null) {
+    throw new InvalidOptionError(`faultInjectionForTesting: expected { kind: one of ${kinds.join(', ')} }`);
+  }
+  const { kind, arg, cycles } = value as Record<string, unknown>;
+  if (typeof kind !== 'string' || !Object.hasOwn(FAULT_CODES, kind)) {
+    throw new InvalidOptionError(`faultInjectionForTesting.kind: expected one of ${kinds.join(', ')}, got ${describe(kind)}`);
+  }
+  if (arg !== undefined && (typeof arg !== 'number' || !Number.isInteger(arg) || arg < 0 || arg > 2 ** 31 - 1)) {
+    throw new InvalidOptionError(`faultInjectionForTesting.arg: expected an integer from 0 to 2^31-1, got ${describe(arg)}`);
+  }
+  if (cycles !== undefined && typeof cycles !== 'function') {
+    throw new InvalidOptionError(`faultInjectionForTesting.cycles: expected a function of the cycle id, got ${describe(cycles)}`);
+  }
+  return { kind: kind as FaultKind, arg, cycles: cycles as FaultInjection['cycles'] };
+}
+
+/**
+ * Whether cycle `cycleId` gets the injected fault. A `cycles` predicate that
+ * throws means no (its exception is reported on the next tick): the test's
+ * mistake must not leave a cycle half-started.
+ */
+export function faultsCycle(fault: FaultInjection | undefined, cycleId: number): boolean {
+  if (!fault) return false;
+  if (!fault.cycles) return true;
+  try {
+    return Boolean(fault.cycles(cycleId));
+  } catch (e) {
+    reportLater(e);
+    return false;
+  }
+}
+
 export function resolveOptions(options: HeapOptions | undefined): ResolvedOptions {
   if (options !== undefined && (typeof options !== 'object' || options === null)) {
     throw new InvalidOptionError('options: expected an object');
@@ -184,10 +225,7 @@ export function resolveOptions(options: HeapOptions | undefined): ResolvedOption
   }
   const minTriggerBytes = parseBytes('minTriggerBytes', o.minTriggerBytes ?? '4MiB');
   const granules = maxHeap / 16;
-  const fault = o.faultInjectionForTesting;
-  if (fault !== undefined && (typeof fault !== 'object' || fault === null || !(fault.kind in FAULT_CODES))) {
-    throw new InvalidOptionError(`faultInjectionForTesting: expected { kind: one of ${Object.keys(FAULT_CODES).join(', ')} }`);
-  }
+  const fault = faultInjection(o.faultInjectionForTesting);
   return {
     maxHeap,
     mode,

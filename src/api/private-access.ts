@@ -21,7 +21,18 @@ export interface FinalizationParts {
   ensureOpen: () => void;
 }
 
-type TakeDead = (registry: object, v: HeapViews) => Array<() => void>;
+/**
+ * A registry's entries for one unmarked object, taken out at sweep start.
+ * `run` calls their callbacks (the sweep freed the object); `putBack`
+ * returns them to the registry (a SWEEP_FAILED cycle left the object).
+ */
+export interface TakenEntries {
+  readonly granule: number;
+  run(): void;
+  putBack(): void;
+}
+
+type TakeDead = (registry: object, v: HeapViews) => TakenEntries[];
 let coreOfHeap: ((heap: object) => HeapCore) | undefined;
 let takeDead: TakeDead | undefined;
 
@@ -33,7 +44,7 @@ export function coreOf(heap: object): HeapCore {
   return coreOfHeap!(heap);
 }
 
-/** At sweep start: takes out a registry's entries of unmarked objects; returns their callbacks. */
-export function takeDeadEntries(registry: object, v: HeapViews): Array<() => void> {
+/** At sweep start: takes out a registry's entries of unmarked objects. */
+export function takeDeadEntries(registry: object, v: HeapViews): TakenEntries[] {
   return takeDead!(registry, v);
 }

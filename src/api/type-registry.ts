@@ -18,7 +18,7 @@
 // References come first because the descriptor tells the marker only how
 // many there are: it scans u32s from offset 8. Weak ones follow, untraced
 // (src/api/weak.ts).
-import { FieldValueError, TypeDefinitionError } from './errors.js';
+import { FieldValueError, TypeDefinitionError, describe } from './errors.js';
 import {
   DESCRIPTOR_WORDS, FIRST_STRUCT_TYPE, HEADER_BYTES, KIND_LEAF, KIND_REF_ARRAY, KIND_STRUCT, MAX_TYPES,
   TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING, roundToGranules,
@@ -69,7 +69,7 @@ export class TypeRegistry {
 
   defineStruct<F extends FieldSpec>(name: string, fields: F): StructType<F> {
     if (typeof name !== 'string' || !NAME.test(name)) {
-      throw new TypeDefinitionError(`struct name must be an identifier, got ${JSON.stringify(name)}`);
+      throw new TypeDefinitionError(`struct name must be an identifier, got ${describe(name)}`);
     }
     if (this.names.has(name) || name === 'RefArray' || name === 'Bytes' || name === 'String') {
       throw new TypeDefinitionError(`a type named '${name}' is already defined`);
@@ -79,9 +79,9 @@ export class TypeRegistry {
     }
     const entries = Object.entries(fields);
     for (const [field, kind] of entries) {
-      if (!NAME.test(field)) throw new TypeDefinitionError(`struct '${name}': field name ${JSON.stringify(field)} is not an identifier`);
+      if (!NAME.test(field)) throw new TypeDefinitionError(`struct '${name}': field name ${describe(field)} is not an identifier`);
       if (!KINDS.has(kind as string)) {
-        throw new TypeDefinitionError(`struct '${name}': field '${field}' has unknown kind ${JSON.stringify(kind)} (use ${[...KINDS].join(', ')})`);
+        throw new TypeDefinitionError(`struct '${name}': field '${field}' has unknown kind ${describe(kind)} (use ${[...KINDS].join(', ')})`);
       }
     }
     if (this.nextId >= MAX_TYPES) throw new TypeDefinitionError(`too many types (at most ${MAX_TYPES - FIRST_STRUCT_TYPE})`);
@@ -185,26 +185,32 @@ export class TypeRegistry {
       writers.push([field, write]);
     }
     const ctx = this.ctx;
+    const kinds = Object.entries(fields);
     const alloc = (init?: Partial<StructValues<F>>): Ref => {
       if (init !== undefined && (typeof init !== 'object' || init === null)) {
         throw new FieldValueError(`${name}.alloc: init must be an object of field values`);
       }
+      let values: unknown[] | undefined;
       if (init !== undefined) {
         for (const key of Object.keys(init)) {
           if (!offsets.has(key)) throw new FieldValueError(`${name}.alloc: no field '${key}'`);
         }
-        // Validate every value first, so a bad one allocates nothing.
-        for (const [field, kind] of Object.entries(fields)) {
+        // Read each value exactly once (a getter may answer differently on
+        // a second read) and validate them all before allocating: a bad
+        // value allocates nothing and writes nothing.
+        values = new Array<unknown>(kinds.length);
+        for (let k = 0; k < kinds.length; k++) {
+          const [field, kind] = kinds[k];
           const value = (init as Record<string, unknown>)[field];
           if (value !== undefined) validate(`${name}.${field}`, kind, value, refs);
+          values[k] = value;
         }
       }
       const g = ctx.allocate(id, size, 0);
       if (hasWeak) ctx.weakHolderAllocated(g);
-      if (init !== undefined) {
-        for (const [field, write] of writers) {
-          const value = (init as Record<string, unknown>)[field];
-          if (value !== undefined) write(g, value);
+      if (values !== undefined) {
+        for (let k = 0; k < writers.length; k++) {
+          if (values[k] !== undefined) writers[k][1](g, values[k]);
         }
       }
       return refs.encode(g);

@@ -1,7 +1,7 @@
 // The public object types: Ref, field kinds, the StructType a struct
 // definition returns, and the built-in reference arrays, byte arrays and
 // strings. Struct definition and layout: src/api/type-registry.ts.
-import { FieldValueError, IndexOutOfBoundsError } from './errors.js';
+import { FieldValueError, IndexOutOfBoundsError, InvalidArgumentError, describe } from './errors.js';
 import { HEADER_BYTES, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING } from '../memory/layout.js';
 import { lengthAt } from '../memory/header.js';
 import { badValue, type TypeContext } from './type-registry.js';
@@ -48,7 +48,7 @@ export class RefArrays {
     const g = refs.typed(a, TYPE_REF_ARRAY);
     const u32 = views.u32;
     const length = lengthAt(views, g);
-    if (!((i >>> 0) === i && i < length)) outOfBounds('arrays.get', i, length);
+    if (typeof i !== 'number' || (i >>> 0) !== i || i >= length) badIndex('arrays.get', i, length);
     return refs.encode(u32[g * 4 + 2 + i]);
   }
 
@@ -57,7 +57,7 @@ export class RefArrays {
     const g = refs.typed(a, TYPE_REF_ARRAY);
     const u32 = views.u32;
     const length = lengthAt(views, g);
-    if (!((i >>> 0) === i && i < length)) outOfBounds('arrays.set', i, length);
+    if (typeof i !== 'number' || (i >>> 0) !== i || i >= length) badIndex('arrays.set', i, length);
     u32[g * 4 + 2 + i] = refs.field(ref);
   }
 }
@@ -88,7 +88,7 @@ export class ByteArrays {
     const views = this.#ctx.views;
     const u8 = views.u8;
     const length = lengthAt(views, g);
-    if (!((i >>> 0) === i && i < length)) outOfBounds('bytes.get', i, length);
+    if (typeof i !== 'number' || (i >>> 0) !== i || i >= length) badIndex('bytes.get', i, length);
     return u8[g * 16 + HEADER_BYTES + i];
   }
 
@@ -97,7 +97,7 @@ export class ByteArrays {
     const views = this.#ctx.views;
     const u8 = views.u8;
     const length = lengthAt(views, g);
-    if (!((i >>> 0) === i && i < length)) outOfBounds('bytes.set', i, length);
+    if (typeof i !== 'number' || (i >>> 0) !== i || i >= length) badIndex('bytes.set', i, length);
     if (typeof value !== 'number' || (value & 0xff) !== value) badValue('bytes.set', value, 'an integer in [0, 255]');
     u8[g * 16 + HEADER_BYTES + i] = value;
   }
@@ -122,8 +122,16 @@ export class Strings {
   /** Made by the heap (its `strings` property); not constructible by applications. */
   constructor(internal: unknown) { this.#ctx = internal as TypeContext; }
 
+  /**
+   * A string must be well-formed UTF-16: a lone surrogate has no UTF-8
+   * encoding, and writing U+FFFD in its place would store a different
+   * string than the one given, silently. It is rejected (FieldValueError).
+   */
   alloc(s: string): Ref {
     if (typeof s !== 'string') badValue('strings.alloc', s, 'a string');
+    if (!(s as unknown as { isWellFormed(): boolean }).isWellFormed()) {  // ES2024, Node >= 20
+      throw new FieldValueError('strings.alloc: the string has a lone surrogate (not well-formed UTF-16), which UTF-8 cannot store');
+    }
     const length = Buffer.byteLength(s, 'utf8');
     checkLength('strings.alloc', length);
     const g = this.#ctx.allocate(TYPE_STRING, HEADER_BYTES + length, length);
@@ -148,6 +156,10 @@ function checkLength(what: string, length: unknown): void {
   }
 }
 
-function outOfBounds(what: string, i: unknown, length: number): never {
+// typeof first on the fast path: a BigInt, a Symbol or an object with a
+// throwing valueOf must not reach `>>>` (it would throw a raw TypeError or
+// run the object's code).
+function badIndex(what: string, i: unknown, length: number): never {
+  if (typeof i !== 'number') throw new InvalidArgumentError(`${what}: index must be a number, got ${describe(i)}`);
   throw new IndexOutOfBoundsError(`${what}: index ${String(i)} is out of bounds (length ${length})`);
 }

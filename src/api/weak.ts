@@ -21,7 +21,10 @@
 //     target is unmarked is set to 0. A field rewritten after the fork holds
 //     a target the mutator obtained legally, hence marked: it is not cleared.
 //
-// An aborted cycle never reaches step 2, so it clears nothing.
+// An aborted cycle never reaches step 2, so it clears nothing. A
+// SWEEP_FAILED cycle did reach it and its clearing stands, also for targets
+// left in spans the failed sweep put back unswept: they are garbage whose
+// children may already be freed, so no weak field may hand them out again.
 import { DESCRIPTOR_WORDS } from '../memory/layout.js';
 import type { HeapViews } from '../memory/views.js';
 import { typeIdIn } from '../memory/header.js';

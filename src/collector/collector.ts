@@ -44,7 +44,7 @@ import { Accounting } from './accounting.js';
 import { CycleAbortedError, type AbortReason } from '../api/errors.js';
 import type { Allocator } from '../memory/allocator.js';
 import type { ChildEnd, NativeAddon, RegionViews } from '../platform/native.js';
-import { FAULT_CODES, type ResolvedOptions } from '../api/options.js';
+import { FAULT_CODES, faultsCycle, type ResolvedOptions } from '../api/options.js';
 import type { Policy } from './policy.js';
 import type { RootTable } from '../api/root-table.js';
 import type { CycleStats, Trigger } from '../api/stats.js';
@@ -78,8 +78,12 @@ export interface CycleHost {
   sweepPool(): SweepPool | undefined;
   /** The bitmap is final and no span is swept yet: clear dead weak fields, take dead finalization entries. */
   sweepStarting(): void;
-  /** The sweep is over (or given up): run the finalization callbacks it took, from the event loop. */
-  sweepFinished(): void;
+  /**
+   * The sweep is over (or given up): run the finalization callbacks of what it
+   * freed, from the event loop; `notFreed` names the unmarked objects a failed
+   * sweep left in place.
+   */
+  sweepFinished(notFreed?: (g: number) => boolean): void;
   /** Publishes a phase of the cycle (src/api/events.ts). */
   publish<K extends CycleEventName>(name: K, payload: CycleEventMap[K]): void;
   cycleCompleted(stats: CycleStats): void;
@@ -120,6 +124,14 @@ export class Collector {
   private readonly sweeper: SweepDriver;
   /** Selective fork, until a child crashes with it (then plain fork for good). */
   private selectiveFork: boolean;
+  /**
+   * A ref'd handle held while someone awaits the cycle in flight (collect(),
+   * or a collect() joined behind an automatic cycle): the automatic cycle's
+   * pipe, watchdog and sweep timers are unref'd so that a heap nobody waits
+   * on never keeps Node alive, but an awaited cycle must, or Node exits
+   * with the await unsettled.
+   */
+  private keepAlive: NodeJS.Timeout | undefined;
 
   constructor(private readonly host: CycleHost) {
     this.pageBytes = host.addon.layoutConstants().pageSize;
@@ -136,7 +148,17 @@ export class Collector {
   join(): Promise<CycleStats> {
     const c = this.cycle;
     if (!c) throw new Error('no cycle in flight');
+    this.holdEventLoop();
     return new Promise((resolve, reject) => c.waiters.push({ resolve, reject }));
+  }
+
+  private holdEventLoop(): void {
+    this.keepAlive ??= setInterval(() => {}, 2 ** 30);
+  }
+
+  private releaseEventLoop(): void {
+    if (this.keepAlive) clearInterval(this.keepAlive);
+    this.keepAlive = undefined;
   }
 
   /**
@@ -165,6 +187,7 @@ export class Collector {
     };
     this.cycle = c;
     const done = new Promise<CycleStats>((resolve, reject) => c.waiters.push({ resolve, reject }));
+    if (keepAlive) this.holdEventLoop();
     h.newEpoch();
     this.account.allocatedSinceCycle = 0;
     h.publish('cycleStart', {
@@ -185,7 +208,7 @@ export class Collector {
   private fork(c: Cycle, keepAlive: boolean): void {
     const h = this.host;
     const fault = h.options.fault;
-    const faulty = fault && (!fault.cycles || fault.cycles(c.stats.id));
+    const faulty = fault && faultsCycle(fault, c.stats.id);
     const t0 = process.hrtime.bigint();
     const r = h.addon.forkCycle(
       h.regions.id, c.stats.id, c.topGranule, h.roots.highWater,
@@ -403,6 +426,7 @@ export class Collector {
     const h = this.host;
     this.phase = 'idle';
     this.cycle = undefined;
+    this.releaseEventLoop();
     if ('stats' in outcome) {
       const s = outcome.stats;
       h.policy.cycleCompleted(s.liveBytesAfter, s.heapBytesAfter);

@@ -5,9 +5,10 @@
 // cycle's sweep figures. How one span is swept is src/memory/sweeper.ts;
 // lazy sweeping on allocation is src/memory/allocator.ts.
 import { CycleAbortedError } from '../api/errors.js';
+import { faultsCycle } from '../api/options.js';
 import type { CycleStats } from '../api/stats.js';
 import {
-  FREE_CLEAN, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS,
+  FREE_CLEAN, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS,
   SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from '../memory/layout.js';
 import { SweepTally, claimSpan, popcount, sweepClaimedSpan } from '../memory/sweeper.js';
@@ -71,7 +72,7 @@ export class SweepDriver {
     // Sweeper threads take the spans in order; the mutator meanwhile sweeps
     // (lazily) only spans of the classes it allocates from.
     const fault = this.host.options.fault;
-    let failAfter = fault?.kind === 'sweep-worker-throw' && (!fault.cycles || fault.cycles(c.stats.id)) ? fault.arg ?? 1 : 0;
+    let failAfter = fault?.kind === 'sweep-worker-throw' && faultsCycle(fault, c.stats.id) ? fault.arg ?? 1 : 0;
     const top = this.host.allocator.topSpan;
     for (let from = 1; from < top; from += TASK_SPANS) {
       c.tasksPending++;
@@ -124,16 +125,24 @@ export class SweepDriver {
    * all: every span still UNSWEPT or left SWEEPING by the dead task is reset
    * (its mark bits cleared last by the sweeper, so a half-swept span keeps
    * every survivor), counted again, and made usable. Then the cycle fails
-   * loudly (CycleAbortedError SWEEP_FAILED).
+   * loudly (CycleAbortedError SWEEP_FAILED). Finalization follows what was
+   * freed: entries of unmarked objects left in the spans put back return to
+   * their registries. Weak fields stay cleared: they follow reachability at
+   * the fork, and such an object is garbage whose children may be freed
+   * already (docs/failure-model.md).
    */
   private sweepFailed(c: SweepRun, e: Error): void {
     const h = this.host;
     const a = h.allocator;
     const v = h.views;
+    // The spans put back: an unmarked object whose allocation bit is still
+    // set in one of them was not freed (its finalization entries go back).
+    const notSwept = new Uint8Array(a.topSpan);
     for (let s = 1; s < a.topSpan; s++) {
       const e0 = s * SPAN_WORDS;
       const state = Atomics.load(v.spans, e0 + SW_STATE);
       if (state !== SPAN_UNSWEPT && state !== SPAN_SWEEPING) continue;
+      notSwept[s] = 1;
       const w0 = s * SPAN_BITMAP_WORDS;
       let live = 0;
       for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) live += popcount(v.allocBits[w]);
@@ -148,7 +157,8 @@ export class SweepDriver {
     }
     a.endSweep();
     this.account.recount(v, a.topGranule);
-    h.sweepFinished();
+    const alloc = v.allocBits;
+    h.sweepFinished((g) => notSwept[Math.floor(g / SPAN_GRANULES)] === 1 && (alloc[g >>> 5] & (1 << (g & 31))) !== 0);
     this.current = undefined;
     this.ends.failed(c, new CycleAbortedError('SWEEP_FAILED', c.stats.id, `a sweeper thread failed (${e.message})`));
   }

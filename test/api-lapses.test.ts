@@ -1,0 +1,136 @@
+// Bad input at the API's edges (issue 13, "API lapses"): each is a
+// ForkGcError with a code, thrown before anything is written or allocated.
+import { describe, expect, it } from 'vitest';
+import { closeHeapsAfterEach, expectError, makeHeap } from './helpers/common.js';
+import {
+  FieldValueError, Heap, InvalidArgumentError, InvalidOptionError, TypeDefinitionError,
+} from '../src/index.js';
+
+closeHeapsAfterEach();
+
+/** An object whose every conversion to a primitive throws (and says so). */
+function hostile(): { calls: number } {
+  const o = { calls: 0 };
+  const no = () => { o.calls++; throw new Error('converted'); };
+  Object.assign(o, { valueOf: no, toString: no, [Symbol.toPrimitive]: no });
+  return o;
+}
+
+describe('finalization registry arguments', () => {
+  it('createFinalizationRegistry(non-function) is ERR_INVALID_ARGUMENT', () => {
+    const h = makeHeap();
+    for (const bad of [undefined, null, 42, 'f', {}, 1n, Symbol('s')]) {
+      expectError(() => h.createFinalizationRegistry(bad as never), InvalidArgumentError, 'ERR_INVALID_ARGUMENT', String(typeof bad));
+    }
+  });
+
+  it('register with a non-object token, unregister with a non-object: ERR_INVALID_ARGUMENT, nothing registered', () => {
+    const h = makeHeap();
+    const T = h.defineStruct('T', { x: 'i32' });
+    const r = h.createFinalizationRegistry<number>(() => {});
+    const t = T.alloc();
+    for (const bad of ['token', 42, true, 1n, Symbol('s'), null]) {
+      expectError(() => r.register(t, 1, bad as never), InvalidArgumentError, 'ERR_INVALID_ARGUMENT', String(bad?.toString()));
+      expectError(() => r.unregister(bad as never), InvalidArgumentError, 'ERR_INVALID_ARGUMENT', String(bad?.toString()));
+    }
+    expect(r.size).toBe(0);
+    const token = () => {};  // a function is an object: a valid token, as for FinalizationRegistry
+    r.register(t, 1, token);
+    expect(r.size).toBe(1);
+    expect(r.unregister(token)).toBe(true);
+  });
+});
+
+describe('indices that are not numbers', () => {
+  it('arrays.get/set and bytes.get/set with a BigInt, a Symbol or a hostile object: ERR_INVALID_ARGUMENT, nothing written, no conversion', () => {
+    const h = makeHeap();
+    const T = h.defineStruct('T', { x: 'i32' });
+    const a = h.arrays.alloc(4);
+    const b = h.bytes.alloc(4);
+    const t = T.alloc();
+    const o = hostile();
+    for (const bad of [1n, Symbol('i'), o, '1', null, undefined]) {
+      const what = typeof bad;
+      expectError(() => h.arrays.get(a, bad as never), InvalidArgumentError, 'ERR_INVALID_ARGUMENT', `arrays.get ${what}`);
+      expectError(() => h.arrays.set(a, bad as never, t), InvalidArgumentError, 'ERR_INVALID_ARGUMENT', `arrays.set ${what}`);
+      expectError(() => h.bytes.get(b, bad as never), InvalidArgumentError, 'ERR_INVALID_ARGUMENT', `bytes.get ${what}`);
+      expectError(() => h.bytes.set(b, bad as never, 7), InvalidArgumentError, 'ERR_INVALID_ARGUMENT', `bytes.set ${what}`);
+    }
+    expect(o.calls).toBe(0);
+    for (let i = 0; i < 4; i++) {
+      expect(h.arrays.get(a, i)).toBe(0);
+      expect(h.bytes.get(b, i)).toBe(0);
+    }
+    // A byte value that is a BigInt or hostile: a field value error, no conversion.
+    expectError(() => h.bytes.set(b, 0, 1n as never), FieldValueError, 'ERR_FIELD_VALUE', 'BigInt byte');
+    expectError(() => h.bytes.set(b, 0, o as never), FieldValueError, 'ERR_FIELD_VALUE', 'hostile byte');
+    expect(o.calls).toBe(0);
+  });
+});
+
+describe('struct definitions', () => {
+  it('a BigInt, Symbol or hostile name or kind is ERR_TYPE_DEFINITION (the message never converts it)', () => {
+    const h = makeHeap();
+    const o = hostile();
+    for (const bad of [10n, Symbol('n'), o]) {
+      expectError(() => h.defineStruct(bad as never, { x: 'i32' }), TypeDefinitionError, 'ERR_TYPE_DEFINITION', `name ${typeof bad}`);
+      expectError(() => h.defineStruct('S', { x: bad as never }), TypeDefinitionError, 'ERR_TYPE_DEFINITION', `kind ${typeof bad}`);
+    }
+    expect(o.calls).toBe(0);
+    // Nothing was defined: the name is still free.
+    expect(h.defineStruct('S', { x: 'i32' }).name).toBe('S');
+  });
+});
+
+describe('alloc(init)', () => {
+  it('reads each init value exactly once: a getter valid on the first read and invalid on the second cannot half-write', () => {
+    const h = makeHeap();
+    const P = h.defineStruct('P', { a: 'i32', b: 'i32' });
+    let reads = 0;
+    const init = {
+      a: 1,
+      get b() { return reads++ === 0 ? 2 : 'not a number'; },
+    };
+    const p = P.alloc(init as never);
+    expect(reads).toBe(1);
+    expect(P.get.a(p)).toBe(1);
+    expect(P.get.b(p)).toBe(2);
+  });
+
+  it('an invalid value allocates nothing and writes nothing', () => {
+    const h = makeHeap();
+    const P = h.defineStruct('P', { a: 'i32', b: 'i32' });
+    const before = h.stats().objects;
+    expectError(() => P.alloc({ a: 1, b: 1n as never }), FieldValueError, 'ERR_FIELD_VALUE', 'BigInt value');
+    expectError(() => P.alloc({ a: 1, b: Symbol('v') as never }), FieldValueError, 'ERR_FIELD_VALUE', 'Symbol value');
+    expect(h.stats().objects).toBe(before);
+  });
+});
+
+describe('faultInjectionForTesting is checked whole at new Heap()', () => {
+  it('a bad kind, a non-function cycles, a non-numeric or negative arg: ERR_INVALID_OPTION', () => {
+    const bad: unknown[] = [
+      { kind: 'toString' }, { kind: 'nope' }, { kind: 1n }, { kind: Symbol('k') },
+      { kind: 'hang', cycles: 5 }, { kind: 'hang', cycles: 'all' },
+      { kind: 'delay-before-mark', arg: 'x' }, { kind: 'delay-before-mark', arg: -1 },
+      { kind: 'delay-before-mark', arg: 1.5 }, { kind: 'delay-before-mark', arg: 1n },
+    ];
+    for (const f of bad) {
+      expectError(() => new Heap({ maxHeap: '64MiB', faultInjectionForTesting: f as never }), InvalidOptionError,
+        'ERR_INVALID_OPTION', JSON.stringify(f, (_k, v) => (typeof v === 'bigint' || typeof v === 'symbol' ? String(v) : v)));
+    }
+  });
+});
+
+describe('strings with lone surrogates', () => {
+  it('are rejected (ERR_FIELD_VALUE), not stored with U+FFFD in their place; well-formed pairs are kept', () => {
+    const h = makeHeap();
+    const before = h.stats().objects;
+    for (const bad of ['a\uD800b', '\uDC00', 'x\uD83D']) {
+      expectError(() => h.strings.alloc(bad), FieldValueError, 'ERR_FIELD_VALUE', JSON.stringify(bad));
+    }
+    expect(h.stats().objects).toBe(before);
+    const s = h.strings.alloc('a😀b');
+    expect(h.strings.read(s)).toBe('a😀b');
+  });
+});
