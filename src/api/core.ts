@@ -16,10 +16,11 @@ import { Allocator } from '../memory/allocator.js';
 import { writeHeader, typeIdAt } from '../memory/header.js';
 import { LARGE_CLASS, SPAN_BYTES, SPAN_GRANULES, roundToGranules, sizeClassOf } from '../memory/layout.js';
 import { SweepPool } from '../memory/sweep-pool.js';
+import { warmIntake } from '../collector/warm.js';
 import { HeapViews } from '../memory/views.js';
 import { native, type NativeAddon, type RegionViews } from '../platform/native.js';
 import { HeapClosedError, HeapCorruptError, HeapExhaustedError, InvalidOptionError } from './errors.js';
-import { publish, type CycleEventMap, type CycleEventName } from './events.js';
+import { hasSubscribers, publish, type CycleEventMap, type CycleEventName } from './events.js';
 import { HeapFinalizationRegistry } from './finalization.js';
 import { takeDeadEntries } from './private-access.js';
 import { resolveOptions, type HeapOptions, type ResolvedOptions } from './options.js';
@@ -60,6 +61,7 @@ export class HeapCore implements RefContext, TypeContext {
   private readonly marks: Uint32Array;
   private scheduled = false;
   private saidFallback = false;
+  private saidSweeperFallback = false;
   private pool: SweepPool | undefined;
   private readonly weakHolders: WeakHolders;
   private readonly finalizers: Array<HeapFinalizationRegistry<unknown>> = [];
@@ -89,15 +91,52 @@ export class HeapCore implements RefContext, TypeContext {
     this.strings = new Strings(this);
     this.collector = new Collector(this);
     this.account = this.collector.account;
+    this.collector.stalls.onStall = (kind, startMs, endMs) => {
+      if (!hasSubscribers('stall') && this.emitter.listenerCount('stall') === 0) return;
+      this.publish('stall', { heapId: this.regions.id, cycleId: this.collector.cycleId, kind, startMs, endMs });
+    };
+    this.startSweepPool();
+    warmIntake();
+  }
+
+  /**
+   * Starts the sweeper threads now, so the first cycle does not pay for
+   * their start-up (and sweeps with them). A pool that cannot be made, or
+   * threads that cannot start, leave the heap sweeping on the main thread,
+   * said once (sweeperFailed).
+   */
+  private startSweepPool(): void {
+    const o = this.options;
+    if (!(o.piscina || o.sweepThreads > 0)) return;
+    try {
+      this.pool = new SweepPool(o.sweepThreads, o.piscina, (e) => this.sweeperFailed(e));
+    } catch (e) {
+      this.sweeperFailed(e as Error);
+    }
   }
 
   // ---- what the collector needs (CycleHost) -----------------------------
 
-  /** The sweeper threads, if the heap has any (created on first use). */
+  /** The sweeper threads, if the heap has any and they can run (started at heap creation). */
   sweepPool(): SweepPool | undefined {
-    const o = this.options;
-    if (!this.pool && (o.piscina || o.sweepThreads > 0)) this.pool = new SweepPool(o.sweepThreads, o.piscina);
-    return this.pool;
+    return this.pool && !this.pool.broken ? this.pool : undefined;
+  }
+
+  /** Sweeper threads could not start (a pids or thread limit, no descriptors...): the main thread sweeps; said once per heap. */
+  sweeperFailed(error: Error): void {
+    if (this.saidSweeperFallback) return;
+    this.saidSweeperFallback = true;
+    this.pool?.brokenBy(error);
+    const code = (error as { code?: unknown }).code;
+    const reason = `sweeper threads could not start: ${error.message}${typeof code === 'string' ? ` (${code})` : ''}`;
+    // After the constructor has returned (the emitter may not have listeners yet).
+    process.nextTick(() => {
+      process.emitWarning(`forkgc: ${reason}; sweeping on the main thread instead`, { code: 'FORKGC_SWEEPER_FALLBACK' });
+      const event = { heapId: this.regions.id, reason, timeMs: performance.now() };
+      publish('sweeperFallback', event);
+      this.emitter.emit('sweeperFallback', event);
+    });
+    this.collector?.sweeperThreadsLost();
   }
 
   /** The bitmap is final and no span is swept yet: clear dead weak fields, take dead finalization entries. */
@@ -114,12 +153,17 @@ export class HeapCore implements RefContext, TypeContext {
     // From the event loop, one callback at a time: never inside an
     // allocation; a throwing callback does not stop the others.
     setImmediate(() => {
-      for (const run of due) {
-        try {
-          run();
-        } catch (e) {
-          process.nextTick(() => { throw e; });
+      const stall = this.collector.stalls.begin();
+      try {
+        for (const run of due) {
+          try {
+            run();
+          } catch (e) {
+            process.nextTick(() => { throw e; });
+          }
         }
+      } finally {
+        this.collector.stalls.end('finalizers', stall);
       }
     });
   }
@@ -127,7 +171,7 @@ export class HeapCore implements RefContext, TypeContext {
   /** Publishes a phase of the cycle on diagnostics_channel and as a Heap event. */
   publish<K extends CycleEventName>(name: K, payload: CycleEventMap[K]): void {
     publish(name, payload);
-    if (name !== 'abort' && name !== 'fallback' && this.emitter.listenerCount(name) > 0) {
+    if (name !== 'abort' && name !== 'fallback' && name !== 'sweeperFallback' && this.emitter.listenerCount(name) > 0) {
       this.emitter.emit(name, payload);
     }
   }
@@ -220,6 +264,12 @@ export class HeapCore implements RefContext, TypeContext {
   // the child if need be, which is safe because its snapshot was taken at a
   // safepoint), then try again. Never starts a cycle: this is not a safepoint.
   private allocateSlow(cls: number, size: number): number {
+    // First what the cycle in flight can give without waiting.
+    if (this.collector.busy) {
+      this.collector.advance();
+      const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls) : this.allocator.allocLarge(size);
+      if (g !== 0) return g;
+    }
     if (this.collector.phase === 'marking') this.collector.finishMarkingSync();
     if (this.collector.phase === 'sweeping') this.collector.finishSweepSync();
     const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls) : this.allocator.allocLarge(size);
@@ -245,7 +295,11 @@ export class HeapCore implements RefContext, TypeContext {
 
   safepoint(): void {
     this.ensureOpen();
-    if (this.collector.busy) return;
+    if (this.collector.busy) {
+      // Move the cycle in flight on without waiting (src/collector/collector.ts, advance()).
+      this.collector.advance();
+      if (this.collector.busy) return;
+    }
     if (this.scheduled || (this.options.auto && this.policy.shouldCollect(this.account.allocatedSinceCycle))) {
       this.startCycle('safepoint', false);
     }

@@ -13,7 +13,8 @@
 // | process              | thread (tid)                      | slices                                         |
 // |----------------------|-----------------------------------|------------------------------------------------|
 // | this Node process    | main thread (tid = pid)           | 'fork' and 'stw mark' (mutator pauses),        |
-// |                      |                                   | 'sweep slice' (background sweeping, main)      |
+// |                      |                                   | 'sweep slice' (background sweeping, main),     |
+// |                      |                                   | 'stall <kind>' (every wait on the collector)   |
 // |                      | 'heap H: cycles'                  | 'cycle N' > 'marking', 'sweeping'; instants    |
 // |                      |                                   | 'child done', 'abort', 'fallback'              |
 // |                      | 'heap H: pipe'                    | 'pipe transfer' (first byte read .. stream OK) |
@@ -43,6 +44,7 @@ import type {
   ChildDoneEvent, CycleStartEvent, FallbackEvent, ForkEvent, MarkEvent, StreamEvent, SweepProgressEvent,
   SweepStartEvent,
 } from '../index.js';
+import type { StallEvent } from '../api/events.js';
 import type { Heap } from '../index.js';
 import { heapId as heapIdOf } from '../internal.js';
 import type { CycleStats } from '../index.js';
@@ -102,6 +104,9 @@ export const TRACE_NAMES = {
   childDone: 'child done',
   abort: 'abort',
   fallback: 'fallback',
+  sweeperFallback: 'sweeper fallback',
+  /** 'stall <kind>' slices (main thread): each wait on the collector (src/collector/stalls.ts). */
+  stallPrefix: 'stall ',
   /** 'cycle N' slices start with this. */
   cyclePrefix: 'cycle ',
 } as const;
@@ -289,6 +294,16 @@ export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorde
     instant(TRACE_NAMES.fallback, 'cycle', cyclesTid(), e.timeMs, { reason: e.reason }, 'g');
   };
 
+  // Every wait of the main thread on the collector, on the main thread's track.
+  const onStall = (e: StallEvent) => {
+    noteHeap(e.heapId);
+    slice(`${TRACE_NAMES.stallPrefix}${e.kind}`, 'stall,gc', pid, mainTid, e.startMs, e.endMs, { cycleId: e.cycleId, kind: e.kind });
+  };
+  const onSweeperFallback = (e: FallbackEvent) => {
+    noteHeap(e.heapId);
+    instant(TRACE_NAMES.sweeperFallback, 'cycle', cyclesTid(), e.timeMs, { reason: e.reason }, 'g');
+  };
+
   noteHeap(heapIdOf(heap));
   heap.on('cycleStart', onCycleStart);
   heap.on('fork', onFork);
@@ -300,6 +315,8 @@ export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorde
   heap.on('sweepEnd', onSweepEnd);
   heap.on('abort', onAbort);
   heap.on('fallback', onFallback);
+  heap.on('stall', onStall);
+  heap.on('sweeperFallback', onSweeperFallback);
 
   const unsubscribe = () => {
     heap.off('cycleStart', onCycleStart);
@@ -312,6 +329,8 @@ export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorde
     heap.off('sweepEnd', onSweepEnd);
     heap.off('abort', onAbort);
     heap.off('fallback', onFallback);
+    heap.off('stall', onStall);
+    heap.off('sweeperFallback', onSweeperFallback);
   };
 
   const snapshot = (): TraceFile => {
