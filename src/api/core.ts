@@ -244,6 +244,7 @@ export class HeapCore implements RefContext, TypeContext {
     const cls = sizeClassOf(size);
     let g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls) : this.allocator.allocLarge(size);
     if (g === 0) g = this.allocateSlow(cls, size);
+    const grew = this.allocator.topGranule !== this.topGranule;
     this.topGranule = this.allocator.topGranule;
     writeHeader(this.views, g, typeId, length);
     const bit = 1 << (g & 31);
@@ -257,6 +258,10 @@ export class HeapCore implements RefContext, TypeContext {
     a.allocatedSinceCycle += size;
     a.allocatedTotal += size;
     if (!this.scheduled && this.options.auto && this.policy.shouldCollect(a.allocatedSinceCycle)) this.scheduleIfDue();
+    // The heap grew by a span while a cycle is in flight: move it on without
+    // waiting (a program that rarely yields would otherwise grow the heap
+    // until maxHeap). Only here, after the new object is complete (and black).
+    if (grew && c.phase !== 'idle') c.advance();
     return g;
   }
 

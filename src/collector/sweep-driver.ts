@@ -24,6 +24,7 @@ import type { CycleHost } from './collector.js';
 
 const SLICE_NS = 2_000_000n;  // background sweeping yields to the event loop this often
 const SAFEPOINT_SLICE_NS = 1_000_000n;  // what a safepoint sweeps when no thread does
+const THREAD_GRACE_NS = 5_000_000n;  // how long sweeper threads may take to start on a sweep before the main thread helps
 
 /** What the driver keeps of a cycle: its figures and the sweep's own state. */
 export interface SweepRun {
@@ -147,7 +148,11 @@ export class SweepDriver {
     const c = this.current;
     if (!c) return true;
     const board = c.board!;
-    if (this.mainSweeps && !board.exhausted) this.sweepSlice(c, SAFEPOINT_SLICE_NS);
+    // The main thread sweeps a slice itself when no thread does: none
+    // usable, or none has started on this cycle yet (a new thread is ready,
+    // and a queued task is posted, only when the event loop turns).
+    if (!board.exhausted && (this.mainSweeps ||
+        (board.noneStarted && process.hrtime.bigint() - c.sweepStartNs > THREAD_GRACE_NS))) this.sweepSlice(c, SAFEPOINT_SLICE_NS);
     if (this.current !== c) return true;
     if (!board.exhausted && !c.sweepFailure) return false;
     for (let i = 0; i < board.slots; i++) {

@@ -121,6 +121,12 @@ export class SweepBoard {
     };
   }
 
+  /** No slot's thread has started on this sweep yet. */
+  get noneStarted(): boolean {
+    for (let i = 0; i < this.slots; i++) if (this.state(i) !== SLOT_POSTED) return false;
+    return true;
+  }
+
   /** No slot is running now (each is posted-but-not-started, done, or failed). */
   get quiet(): boolean {
     for (let i = 0; i < this.slots; i++) if (this.state(i) === SLOT_RUNNING) return false;

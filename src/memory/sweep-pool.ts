@@ -57,6 +57,12 @@ export class SweepPool {
       maxThreads: threads,
       // Sweeps come in bursts, one per cycle: keep the threads between them.
       idleTimeout: 60_000,
+      // One task per thread per cycle, but piscina counts a task as running
+      // until the main thread's event loop has taken its result: a program
+      // that rarely yields would otherwise find the thread "busy" with the
+      // last cycle's task and get the next one queued, unswept. The thread
+      // runs its tasks in order either way.
+      concurrentTasksPerWorker: 16,
     });
     // Piscina emits 'error' when a thread dies with no task on it (a thread
     // that could not start): unhandled, that would end the process.
