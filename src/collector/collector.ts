@@ -272,9 +272,9 @@ export class Collector {
       if (!child.socket) return;
       const h = this.host;
       const buf = (this.readBuf ??= new Uint8Array(256 * 1024));
-      // Bytes the socket already took off the pipe come first (in order).
-      let buffered: Buffer | null;
-      while (c === this.cycle && !c.failure && (buffered = child.socket.read() as Buffer | null) !== null) this.onData(c, buffered);
+      // The socket flows: whatever it took off the pipe was handed to onData
+      // at once (no buffer to drain first), so reading the fd directly keeps
+      // the order. (socket.read() would emit 'data' for what it returns.)
       for (;;) {
         if (c !== this.cycle || c.failure) return;
         const n = h.addon.readBlocking(child.fd, buf, 0);  // poll(0): never waits
@@ -425,9 +425,11 @@ export class Collector {
 
   private markStopTheWorld(c: Cycle): void {
     const h = this.host;
+    const stall = this.stalls.begin();
     const t0 = process.hrtime.bigint();
     const r = h.addon.markInProcess(h.regions.id, c.topGranule, h.roots.highWater);
     const pauseNs = Number(process.hrtime.bigint() - t0);
+    this.stalls.end('stwMark', stall);
     c.stats.pauseUs = pauseNs / 1000;
     if (r.status !== 0) {
       this.fail(c, { reason: 'HEAP_CORRUPT', message: `reference ${r.badRef} is not an object` });

@@ -1,5 +1,5 @@
 // Every wait of the main thread on the collector, timed. Each place the
-// mutator can be held by GC work - the fork call, reading and staging the
+// mutator can be held by GC work - the fork call, stop-the-world marking, reading and staging the
 // child's stream, synchronous reads at maxHeap, starting and ending a sweep,
 // sweeping on the main thread (slices, lazy sweeping in an allocation,
 // finishing a sweep synchronously), finalization callbacks - brackets itself
@@ -10,11 +10,11 @@
 // the next cycle.
 
 export type StallKind =
-  | 'fork' | 'intake' | 'syncRead' | 'sweepStart' | 'sweepSlice' | 'lazySweep' | 'finishSync' | 'sweepEnd'
+  | 'fork' | 'stwMark' | 'intake' | 'syncRead' | 'sweepStart' | 'sweepSlice' | 'lazySweep' | 'finishSync' | 'sweepEnd'
   | 'finalizers';
 
 export const STALL_KINDS: readonly StallKind[] = [
-  'fork', 'intake', 'syncRead', 'sweepStart', 'sweepSlice', 'lazySweep', 'finishSync', 'sweepEnd', 'finalizers',
+  'fork', 'stwMark', 'intake', 'syncRead', 'sweepStart', 'sweepSlice', 'lazySweep', 'finishSync', 'sweepEnd', 'finalizers',
 ];
 
 export interface StallFigure { us: number; maxUs: number; count: number }

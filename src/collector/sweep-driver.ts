@@ -268,6 +268,8 @@ export class SweepDriver {
     } finally {
       this.hooks.stalls.end('sweepEnd', t);
     }
+    // After the stall is recorded: settling takes the cycle's stall figures.
+    this.ends.completed(c);
   }
 
   private complete(c: SweepRun): void {
@@ -278,6 +280,7 @@ export class SweepDriver {
     const total = new SweepTally();
     total.add(c.tally);
     total.add(a.lazyTally);
+    const mainSpans = total.spans;
     const workers = new Map<number, { spans: number; ms: number }>();
     for (let i = 0; i < board.slots; i++) {
       if (board.state(i) !== SLOT_DONE) continue;
@@ -302,7 +305,7 @@ export class SweepDriver {
     this.account.freed(total.freedObjects, total.freedBytes);
     s.objectsFreed = total.freedObjects;
     s.bytesFreed = total.freedBytes;
-    s.spansSwept = total.spans;
+    s.spansSwept = mainSpans;  // by the main thread (workerSpansSwept: by the sweeper threads)
     s.mainThreadSweepMs = (c.mainSweepNs + a.lazySweepNs) / 1e6;
     s.mainThreadSweepMaxMs = Math.max(c.maxSliceNs, a.lazySweepMaxNs) / 1e6;
     s.workers = [...workers].map(([threadId, w]) => ({ threadId, spans: w.spans, ms: w.ms }));
@@ -317,6 +320,5 @@ export class SweepDriver {
     s.liveBytesAfter = this.account.liveBytes;
     h.sweepFinished();
     this.stop();
-    this.ends.completed(c);
   }
 }

@@ -13,8 +13,9 @@
 // | process              | thread (tid)                      | slices                                         |
 // |----------------------|-----------------------------------|------------------------------------------------|
 // | this Node process    | main thread (tid = pid)           | 'fork' and 'stw mark' (mutator pauses),        |
-// |                      |                                   | 'sweep slice' (background sweeping, main),     |
-// |                      |                                   | 'stall <kind>' (every wait on the collector)   |
+// |                      |                                   | 'sweep slice' (background sweeping, main)      |
+// |                      | 'heap H: main-thread GC stalls'   | 'stall <kind>': every wait of the main thread  |
+// |                      |                                   | on the collector (src/collector/stalls.ts)     |
 // |                      | 'heap H: cycles'                  | 'cycle N' > 'marking', 'sweeping'; instants    |
 // |                      |                                   | 'child done', 'abort', 'fallback'              |
 // |                      | 'heap H: pipe'                    | 'pipe transfer' (first byte read .. stream OK) |
@@ -164,6 +165,10 @@ export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorde
   // derived from the heap id so that traces of several heaps can be merged.
   const cyclesTid = () => 1_000_000 + heapId * 16;
   const pipeTid = () => 1_000_000 + heapId * 16 + 1;
+  // The main thread's waits on the collector, on a track of their own (they
+  // overlap the 'fork' and 'sweep slice' slices of the main thread's track
+  // without nesting exactly: each is timed by its own clock reading).
+  const stallsTid = () => 1_000_000 + heapId * 16 + 15;
   const sweeperTid = (thread: string) => {
     if (thread === 'main') return mainTid;
     let tid = threadTids.get(thread);
@@ -182,6 +187,7 @@ export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorde
     threadName(pid, mainTid, 'main thread (mutator)', 0);
     threadName(pid, cyclesTid(), `heap ${id}: cycles`, 1);
     threadName(pid, pipeTid(), `heap ${id}: pipe`, 2);
+    threadName(pid, stallsTid(), `heap ${id}: main-thread GC stalls`, 3);
   };
 
   /** The child's slices, from what is known of it (at the stream event, or at an abort). */
@@ -297,7 +303,7 @@ export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorde
   // Every wait of the main thread on the collector, on the main thread's track.
   const onStall = (e: StallEvent) => {
     noteHeap(e.heapId);
-    slice(`${TRACE_NAMES.stallPrefix}${e.kind}`, 'stall,gc', pid, mainTid, e.startMs, e.endMs, { cycleId: e.cycleId, kind: e.kind });
+    slice(`${TRACE_NAMES.stallPrefix}${e.kind}`, 'stall,gc', pid, stallsTid(), e.startMs, e.endMs, { cycleId: e.cycleId, kind: e.kind });
   };
   const onSweeperFallback = (e: FallbackEvent) => {
     noteHeap(e.heapId);
