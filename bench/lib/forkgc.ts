@@ -53,6 +53,12 @@ export interface CycleStats {
   totalMs: number;
   /** Copy-on-write bytes of the cycle (another issue; may be absent). */
   cowBytes?: number;
+  workerSweepMs: number;
+  /** The main thread's GC-attributable stall (µs): total, longest, per kind (absent in older builds). */
+  stallUs?: number;
+  maxStallUs?: number;
+  stalls?: Record<string, { us: number; maxUs: number; count: number }>;
+  parentMinorFaults?: number;
 }
 
 export interface HeapStats {

@@ -4,8 +4,9 @@ import { gcBench } from './gcbench.js';
 import { lruCache } from './lru-cache.js';
 import { splay } from './splay.js';
 import { pauseScaling } from './pause-scaling.js';
+import { syncBinaryTrees } from './sync-binary-trees.js';
 
-export const WORKLOADS: Workload<Params>[] = [binaryTrees, gcBench, lruCache, splay, pauseScaling] as unknown as Workload<Params>[];
+export const WORKLOADS: Workload<Params>[] = [binaryTrees, gcBench, lruCache, splay, pauseScaling, syncBinaryTrees] as unknown as Workload<Params>[];
 
 export function workloadByName(name: string): Workload<Params> {
   const w = WORKLOADS.find((x) => x.name === name);
