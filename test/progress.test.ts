@@ -49,6 +49,38 @@ describe('progress without yielding', () => {
   }, 60_000);
 });
 
+describe('no cycle starts inside an allocation', () => {
+  it('a cycle completed by an allocation: a listener that calls collect() or safepoint() starts nothing until the code returns', async () => {
+    const heap = makeHeap({ sweepThreads: 1 });
+    const Rec = heap.defineStruct('Rec', { next: 'ref', v: 'i32' });
+    for (let k = 0; k < 50_000; k++) Rec.alloc({ v: -1 });
+    let requested: Promise<unknown> | undefined;
+    let inLoop = false;
+    let startedInLoop = 0;
+    heap.on('cycle', () => {
+      if (requested) return;
+      heap.safepoint();
+      requested = heap.collect();
+    });
+    heap.on('cycleStart', () => { if (inLoop) startedInLoop++; });
+    const first = heap.collect();
+    const before = heap.stats().cycles;
+    const deadline = Date.now() + 30_000;
+    inLoop = true;
+    while (heap.stats().cycles === before && Date.now() < deadline) {
+      for (let k = 0; k < 4096; k++) Rec.alloc({ v: -1 });
+    }
+    for (let k = 0; k < 4096; k++) Rec.alloc({ v: -1 });  // unrooted garbage made after: still no cycle
+    inLoop = false;
+    expect(heap.stats().cycles).toBe(before + 1);
+    expect(startedInLoop, 'cycles started inside allocations').toBe(0);
+    await first;
+    expect(requested).toBeDefined();
+    await requested;
+    expect(heap.stats().cycles).toBe(before + 2);
+  }, 60_000);
+});
+
 describe('the sweep', () => {
   it('each sweeper thread runs one task per cycle, claiming spans from the shared cursor', async () => {
     const heap = makeHeap({ sweepThreads: 2, maxHeap: '256MiB' });

@@ -62,6 +62,8 @@ export class HeapCore implements RefContext, TypeContext {
   private scheduled = false;
   private saidFallback = false;
   private saidSweeperFallback = false;
+  /** Inside an allocation that moves a cycle on (listeners may run): no cycle may start. */
+  private allocating = false;
   private pool: SweepPool | undefined;
   private readonly weakHolders: WeakHolders;
   private readonly finalizers: Array<HeapFinalizationRegistry<unknown>> = [];
@@ -261,8 +263,25 @@ export class HeapCore implements RefContext, TypeContext {
     // The heap grew by a span while a cycle is in flight: move it on without
     // waiting (a program that rarely yields would otherwise grow the heap
     // until maxHeap). Only here, after the new object is complete (and black).
-    if (grew && c.phase !== 'idle') c.advance();
+    if (grew && c.phase !== 'idle') this.advanceInAllocation();
     return g;
+  }
+
+  /**
+   * Moves the cycle in flight on from inside an allocation. Its events (and
+   * a completed cycle's 'cycle' event) may reach listeners here; one that
+   * calls collect() or safepoint() must not start a cycle inside an
+   * allocation (not a safepoint: the caller may hold unrooted refs), so
+   * both see `allocating` and defer (collect) or do nothing (safepoint).
+   */
+  private advanceInAllocation(): void {
+    const was = this.allocating;
+    this.allocating = true;
+    try {
+      this.collector.advance();
+    } finally {
+      this.allocating = was;
+    }
   }
 
   // The heap is full: finish what the cycle in flight can give (waiting for
@@ -271,12 +290,18 @@ export class HeapCore implements RefContext, TypeContext {
   private allocateSlow(cls: number, size: number): number {
     // First what the cycle in flight can give without waiting.
     if (this.collector.busy) {
-      this.collector.advance();
+      this.advanceInAllocation();
       const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls) : this.allocator.allocLarge(size);
       if (g !== 0) return g;
     }
-    if (this.collector.phase === 'marking') this.collector.finishMarkingSync();
-    if (this.collector.phase === 'sweeping') this.collector.finishSweepSync();
+    const was = this.allocating;
+    this.allocating = true;
+    try {
+      if (this.collector.phase === 'marking') this.collector.finishMarkingSync();
+      if (this.collector.phase === 'sweeping') this.collector.finishSweepSync();
+    } finally {
+      this.allocating = was;
+    }
     const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls) : this.allocator.allocLarge(size);
     if (g !== 0) return g;
     throw new HeapExhaustedError(
@@ -300,6 +325,7 @@ export class HeapCore implements RefContext, TypeContext {
 
   safepoint(): void {
     this.ensureOpen();
+    if (this.allocating) return;  // a listener called us from inside an allocation: not a safepoint
     if (this.collector.busy) {
       // Move the cycle in flight on without waiting (src/collector/collector.ts, advance()).
       this.collector.advance();
@@ -311,6 +337,9 @@ export class HeapCore implements RefContext, TypeContext {
   }
 
   async collect(): Promise<CycleStats> {
+    this.ensureOpen();
+    // Called from a listener inside an allocation: start once the caller's code has returned.
+    if (this.allocating) await null;
     this.ensureOpen();
     if (this.collector.busy) {
       await this.collector.join().catch(() => undefined);
