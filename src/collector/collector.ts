@@ -25,10 +25,17 @@
 //     stream, a non-zero exit, a signal, the watchdog - aborts the cycle
 //     (invariant 3): the mark bitmap is cleared and NOTHING is freed.
 //  6. Phase 'sweeping': every IN_USE span becomes UNSWEPT. The mutator sweeps
-//     spans of the class it needs on demand (lazy, src/allocator.ts); the
-//     background sweeper sweeps the rest a slice at a time between event-loop
-//     turns. A swept span's mark bits are cleared, so the bitmap is zero
-//     again when the last span is done.
+//     a few spans of the class it needs on demand (lazy, src/memory/allocator.ts);
+//     sweeper threads claim the rest from a shared cursor, one task per
+//     thread (src/memory/sweep-board.ts), or the main thread does, a slice
+//     at a time between event-loop turns. A swept span's mark bits are
+//     cleared, so the bitmap is zero again when the last span is done.
+//
+// Steps 4-7 need no event-loop turn: heap.safepoint() and an allocation
+// that grows the heap call advance(), which reads what the pipe holds
+// without blocking, reaps with WNOHANG, starts the sweep and completes it
+// from the sweep board. Every wait of the main thread on all this is timed
+// (src/collector/stalls.ts) into the cycle's CycleStats.
 //  7. Sweep complete: free spans go back to the OS beyond a small reserve,
 //     the policy sets the next trigger from the live bytes, and the cycle's
 //     figures are published. Only now may the next cycle fork.
