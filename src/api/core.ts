@@ -95,7 +95,10 @@ export class HeapCore implements RefContext, TypeContext {
     this.account = this.collector.account;
     this.collector.stalls.onStall = (kind, startMs, endMs) => {
       if (!hasSubscribers('stall') && this.emitter.listenerCount('stall') === 0) return;
-      this.publish('stall', { heapId: this.regions.id, cycleId: this.collector.cycleId, kind, startMs, endMs });
+      const event = { heapId: this.regions.id, cycleId: this.collector.cycleId, kind, startMs, endMs };
+      // Stalls end inside allocations (lazy sweeping): listeners run after
+      // the code in progress returns, where calling collect() is safe.
+      queueMicrotask(() => { if (!this.closed) this.publish('stall', event); });
     };
     this.startSweepPool();
     warmIntake();
