@@ -67,6 +67,20 @@ export interface ResultRow {
   [extra: string]: unknown;
 }
 
+/** Per stall kind: total and longest ms over the cycles. */
+function stallByKind(cycles: Array<{ stalls?: Record<string, { us: number; maxUs: number; count: number }> }>): Record<string, { totalMs: number; maxMs: number; count: number }> {
+  const out: Record<string, { totalMs: number; maxMs: number; count: number }> = {};
+  for (const c of cycles) {
+    for (const [k, f] of Object.entries(c.stalls ?? {})) {
+      const o = (out[k] ??= { totalMs: 0, maxMs: 0, count: 0 });
+      o.totalMs = round(o.totalMs + f.us / 1000, 3);
+      o.maxMs = Math.max(o.maxMs, round(f.maxUs / 1000, 3));
+      o.count += f.count;
+    }
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const spec = JSON.parse(process.argv[2] ?? '{}') as ChildSpec;
   const workload = workloadByName(spec.workload);
@@ -206,6 +220,13 @@ async function main(): Promise<void> {
     forkgcPauseTotalMs: heap ? round(forkTotal, 2) : null,
     forkgcMarkTotalMs: heap ? round(markMs, 2) : null,
     forkgcSweepTotalMs: heap ? round(measured.reduce((a, c) => a + c.sweepMs, 0), 2) : null,
+    // GC-attributable stall (CycleStats.stallUs / maxStallUs): every wait of the main thread on
+    // the collector, the fork included; total, longest, and per kind (src/collector/stalls.ts).
+    forkgcStallTotalMs: heap ? round(measured.reduce((a, c) => a + (c.stallUs ?? 0), 0) / 1000, 2) : null,
+    forkgcStallMaxMs: heap && measured.length ? round(Math.max(...measured.map((c) => c.maxStallUs ?? 0)) / 1000, 3) : null,
+    forkgcStallByKindMs: heap ? stallByKind(measured) : null,
+    forkgcWorkerSweepTotalMs: heap ? round(measured.reduce((a, c) => a + c.workerSweepMs, 0), 2) : null,
+    forkgcParentMinorFaultsTotal: heap ? measured.reduce((a, c) => a + (c.parentMinorFaults ?? 0), 0) : null,
     markNsPerObject: heap && marked > 0 ? round((markMs * 1e6) / marked, 2) : null,
     bitmapBytesTotal: heap ? measured.reduce((a, c) => a + c.bitmapBytes, 0) : null,
     cowBytesTotal: hasCow ? measured.reduce((a, c) => a + (c.cowBytes ?? 0), 0) : null,

@@ -54,9 +54,9 @@ export function markdown(f: ResultsFile): string {
   L.push('## Workloads');
   L.push('');
   L.push(
-    '| workload | case | system | wall ms | × v8 | GC pause p50 / p99 / max ms | forkgc pause max ms | mutator p99 µs | mutator max ms | heartbeat max gap ms | peak RSS MiB | cycles | GC pause total ms | sweep total ms | mark ns/obj | ok |',
+    '| workload | case | system | wall ms | × v8 | GC pause p50 / p99 / max ms | forkgc pause max ms | GC-attributable stall max / total ms | mutator p99 µs | mutator max ms | heartbeat max gap ms | peak RSS MiB | cycles | GC pause total ms | sweep total ms | mark ns/obj | ok |',
   );
-  L.push('|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|');
+  L.push('|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|');
   for (const w of MAIN) {
     const rows = f.results.filter((r) => r.workload === w);
     const v8 = rows.find((r) => r.system === 'v8' && r.ok);
@@ -64,26 +64,40 @@ export function markdown(f: ResultsFile): string {
       const ratio = v8 && r.ok && typeof r.wallMs === 'number' ? (r.wallMs / v8.wallMs).toFixed(2) : '–';
       L.push(
         `| ${w} | ${r.case} | ${r.system} | ${num(r.wallMs, 0)} | ${ratio} | ${num(r.p50PauseMs, 2)} / ${num(r.p99PauseMs, 2)} / ${num(r.maxPauseMs, 2)} | ` +
-          `${num(r.forkgcPauseMaxMs, 2)} | ${num(r.opP99Us)} | ${num(r.opMaxMs, 2)} | ${num(r.heartbeatMaxGapMs, 2)} | ${mibStr(r.peakRssBytes)} | ${r.cycles ?? '–'} | ` +
+          `${num(r.forkgcPauseMaxMs, 2)} | ${num(r.forkgcStallMaxMs, 2)} / ${num(r.forkgcStallTotalMs, 0)} | ${num(r.opP99Us)} | ${num(r.opMaxMs, 2)} | ${num(r.heartbeatMaxGapMs, 2)} | ${mibStr(r.peakRssBytes)} | ${r.cycles ?? '–'} | ` +
           `${num(r.gcTotalMs, 1)} | ${num(r.forkgcSweepTotalMs, 0)} | ${num(r.markNsPerObject, 1)} | ${verifiedMark(r)} |`,
       );
     }
   }
   L.push('');
+  const sync = f.results.filter((r) => r.workload === 'sync-binary-trees');
+  if (sync.length) {
+    L.push('## Synchronous binary-trees (one yield per depth level, safepoint() every 32 trees, default options)');
+    L.push('');
+    L.push('| case | system | wall ms | cycles | peak heap MiB | peak live MiB | heap / live | GC-attributable stall max / total ms | ok |');
+    L.push('|---|---|--:|--:|--:|--:|--:|--:|:-:|');
+    for (const r of sync) {
+      L.push(
+        `| ${r.case} | ${r.system} | ${num(r.wallMs, 0)} | ${r.syncCycles ?? r.cycles ?? '–'} | ${mibStr(r.syncPeakHeapBytes)} | ${mibStr(r.syncPeakLiveBytes)} | ` +
+          `${num(r.syncHeapOverLive, 2)} | ${num(r.forkgcStallMaxMs, 2)} / ${num(r.forkgcStallTotalMs, 0)} | ${verifiedMark(r)} |`,
+      );
+    }
+    L.push('');
+  }
   const ps = f.results.filter((r) => r.workload === 'pause-scaling');
   if (ps.length) {
     L.push('## Pause scaling');
     L.push('');
     L.push(
-      '| target live | system | live MiB (marked) | objects | fork pause ms (max) | child mark ms | stw pause ms (max) | mark ns/obj | bitmap KiB | CoW MiB/cycle | parent minor faults/cycle | sweep ms/cycle | THP MiB | mutator p99 µs / max ms during cycles | peak RSS MiB | ok |',
+      '| target live | system | live MiB (marked) | objects | fork pause ms (max) | child mark ms | stw pause ms (max) | mark ns/obj | bitmap KiB | CoW MiB/cycle | parent minor faults/cycle (CycleStats) | sweep ms/cycle (worker ms) | GC stall ms/cycle (max) | THP MiB | mutator p99 µs / max ms during cycles | peak RSS MiB | ok |',
     );
-    L.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|');
+    L.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|');
     for (const r of ps) {
       L.push(
         `| ${r.case.replace(/ live$/, '')} | ${r.system} | ${mibStr(r.liveBytes)} | ${typeof r.objects === 'number' ? fmtNum(r.objects) : '–'} | ` +
           `${num(r.forkPauseMs, 2)} (${num(r.forkPauseMaxMs, 2)}) | ${num(r.childMarkMs, 1)} | ${num(r.stwPauseMs, 1)} (${num(r.stwPauseMaxMs, 1)}) | ` +
           `${num(r.markNsPerObject, 1)} | ${kibStr(r.bitmapBytes)} | ${typeof r.cowBytes === 'number' ? (r.cowBytes / 1048576).toFixed(1) : 'n/a'} | ` +
-          `${typeof r.minorFaultsPerCycle === 'number' ? fmtNum(r.minorFaultsPerCycle) : '–'} | ${num(r.sweepMs, 0)} | ${mibStr(r.anonHugePagesBytes)} | ${num(r.opP99Us)} / ${num(r.opMaxMs, 2)} | ${mibStr(r.peakRssBytes)} | ${verifiedMark(r)} |`,
+          `${typeof r.minorFaultsPerCycle === 'number' ? fmtNum(r.minorFaultsPerCycle) : '–'} (${typeof r.parentMinorFaultsPerCycle === 'number' ? fmtNum(r.parentMinorFaultsPerCycle) : '–'}) | ${num(r.sweepMs, 0)} (${num(r.workerSweepMs, 0)}) | ${num(r.stallMsPerCycle, 1)} (${num(r.maxStallMs, 1)}) | ${mibStr(r.anonHugePagesBytes)} | ${num(r.opP99Us)} / ${num(r.opMaxMs, 2)} | ${mibStr(r.peakRssBytes)} | ${verifiedMark(r)} |`,
       );
     }
     L.push('');

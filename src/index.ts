@@ -17,8 +17,9 @@ export {
 export { CHANNELS } from './api/events.js';
 export type {
   CycleEventMap, CycleEventName, CycleStartEvent, ForkEvent, ChildDoneEvent, StreamEvent, MarkEvent,
-  SweepStartEvent, SweepProgressEvent, FallbackEvent,
+  SweepStartEvent, SweepProgressEvent, FallbackEvent, StallEvent,
 } from './api/events.js';
+export type { StallKind, StallBreakdown, StallFigure } from './collector/stalls.js';
 export { startTrace, TRACE_NAMES, type TraceRecorder, type TraceFile, type TraceEvent, type TraceOptions } from './tools/trace.js';
 export {
   watchCowBudget, CowBudget, COW_BUDGET_CHANNEL, CowMapper, PageKind, type CowBudgetEvent, type CowBudgetOptions,

@@ -61,6 +61,12 @@ export interface CycleStats {
   /** CPU time of the forking thread in the pause (µs; may be absent). */
   forkCpuUs?: number;
   selectiveFork?: boolean;
+  workerSweepMs: number;
+  /** The main thread's GC-attributable stall (µs): total, longest, per kind (absent in older builds). */
+  stallUs?: number;
+  maxStallUs?: number;
+  stalls?: Record<string, { us: number; maxUs: number; count: number }>;
+  parentMinorFaults?: number;
 }
 
 export interface HeapStats {

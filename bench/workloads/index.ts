@@ -6,8 +6,9 @@ import { splay } from './splay.js';
 import { pauseScaling } from './pause-scaling.js';
 import { forkPauseV8 } from './fork-pause-v8.js';
 import { httpCache } from './http-cache.js';
+import { syncBinaryTrees } from './sync-binary-trees.js';
 
-export const WORKLOADS: Workload<Params>[] = [binaryTrees, gcBench, lruCache, splay, pauseScaling, forkPauseV8, httpCache] as unknown as Workload<Params>[];
+export const WORKLOADS: Workload<Params>[] = [binaryTrees, gcBench, lruCache, splay, pauseScaling, forkPauseV8, httpCache, syncBinaryTrees] as unknown as Workload<Params>[];
 
 export function workloadByName(name: string): Workload<Params> {
   const w = WORKLOADS.find((x) => x.name === name);

@@ -258,6 +258,12 @@ async function forkgc(ctx: RunContext<PauseScalingParams>): Promise<WorkloadResu
       // Parent's minor page faults per cycle (fork..end of sweep): copy-on-write and
       // first writes to pages left write-protected by fork() show up here.
       minorFaultsPerCycle: round(percentileOf(minorFaults, 50), 0),
+      // The same, as the heap reports it (CycleStats.parentMinorFaults: cycle start..end).
+      parentMinorFaultsPerCycle: med((c) => c.parentMinorFaults ?? NaN),
+      // The main thread's GC-attributable stall per cycle (CycleStats.stallUs, maxStallUs), median and worst.
+      stallMsPerCycle: med((c) => (c.stallUs ?? NaN) / 1000),
+      maxStallMs: mx((c) => (c.maxStallUs ?? NaN) / 1000),
+      workerSweepMs: med((c) => c.workerSweepMs),
     },
   };
 }

@@ -16,12 +16,13 @@ import { Allocator } from '../memory/allocator.js';
 import { writeHeader, typeIdAt } from '../memory/header.js';
 import { LARGE_CLASS, SPAN_BYTES, SPAN_GRANULES, roundToGranules, sizeClassOf } from '../memory/layout.js';
 import { SweepPool } from '../memory/sweep-pool.js';
+import { warmIntake } from '../collector/warm.js';
 import { HeapViews } from '../memory/views.js';
 import { native, type NativeAddon, type RegionViews } from '../platform/native.js';
 import {
   HeapClosedError, HeapCorruptError, HeapExhaustedError, InvalidArgumentError, InvalidOptionError, describe,
 } from './errors.js';
-import { publish, type CycleEventMap, type CycleEventName } from './events.js';
+import { hasSubscribers, publish, type CycleEventMap, type CycleEventName } from './events.js';
 import { HeapFinalizationRegistry } from './finalization.js';
 import { callSafely, emitSafely } from './listener-errors.js';
 import { takeDeadEntries, type TakenEntries } from './private-access.js';
@@ -65,6 +66,9 @@ export class HeapCore implements RefContext, TypeContext {
   private readonly marks: Uint32Array;
   private scheduled = false;
   private saidFallback = false;
+  private saidSweeperFallback = false;
+  /** Inside an allocation that moves a cycle on (listeners may run): no cycle may start. */
+  private allocating = false;
   private pool: SweepPool | undefined;
   private readonly weakHolders: WeakHolders;
   private readonly finalizers: Array<HeapFinalizationRegistry<unknown>> = [];
@@ -100,15 +104,55 @@ export class HeapCore implements RefContext, TypeContext {
     this.types.nameBuiltin(TYPE_MAP, MAP_TYPE_NAME);
     this.collector = new Collector(this);
     this.account = this.collector.account;
+    this.collector.stalls.onStall = (kind, startMs, endMs) => {
+      if (!hasSubscribers('stall') && this.emitter.rawListeners('stall').length === 0) return;
+      const event = { heapId: this.regions.id, cycleId: this.collector.cycleId, kind, startMs, endMs };
+      // Stalls end inside allocations (lazy sweeping): listeners run after
+      // the code in progress returns, where calling collect() is safe.
+      queueMicrotask(() => { if (!this.closed) this.publish('stall', event); });
+    };
+    this.startSweepPool();
+    warmIntake();
+  }
+
+  /**
+   * Starts the sweeper threads now, so the first cycle does not pay for
+   * their start-up (and sweeps with them). A pool that cannot be made, or
+   * threads that cannot start, leave the heap sweeping on the main thread,
+   * said once (sweeperFailed).
+   */
+  private startSweepPool(): void {
+    const o = this.options;
+    if (!(o.piscina || o.sweepThreads > 0)) return;
+    try {
+      this.pool = new SweepPool(o.sweepThreads, o.piscina, (e) => this.sweeperFailed(e));
+    } catch (e) {
+      this.sweeperFailed(e as Error);
+    }
   }
 
   // ---- what the collector needs (CycleHost) -----------------------------
 
-  /** The sweeper threads, if the heap has any (created on first use). */
+  /** The sweeper threads, if the heap has any and they can run (started at heap creation). */
   sweepPool(): SweepPool | undefined {
-    const o = this.options;
-    if (!this.pool && (o.piscina || o.sweepThreads > 0)) this.pool = new SweepPool(o.sweepThreads, o.piscina);
-    return this.pool;
+    return this.pool && !this.pool.broken ? this.pool : undefined;
+  }
+
+  /** Sweeper threads could not start (a pids or thread limit, no descriptors...): the main thread sweeps; said once per heap. */
+  sweeperFailed(error: Error): void {
+    if (this.saidSweeperFallback) return;
+    this.saidSweeperFallback = true;
+    this.pool?.brokenBy(error);
+    const code = (error as { code?: unknown }).code;
+    const reason = `sweeper threads could not start: ${error.message}${typeof code === 'string' ? ` (${code})` : ''}`;
+    // After the constructor has returned (the emitter may not have listeners yet).
+    process.nextTick(() => {
+      process.emitWarning(`forkgc: ${reason}; sweeping on the main thread instead`, { code: 'FORKGC_SWEEPER_FALLBACK' });
+      const event = { heapId: this.regions.id, reason, timeMs: performance.now() };
+      callSafely(() => publish('sweeperFallback', event));
+      emitSafely(this.emitter, 'sweeperFallback', event);
+    });
+    this.collector?.sweeperThreadsLost();
   }
 
   /** The bitmap is final and no span is swept yet: clear dead weak fields, take dead finalization entries. */
@@ -142,7 +186,12 @@ export class HeapCore implements RefContext, TypeContext {
   private runDueFinalizers(): void {
     const due = this.dueFinalizers;
     this.dueFinalizers = [];
-    for (const t of due) t.run();
+    const stall = this.collector.stalls.begin();
+    try {
+      for (const t of due) t.run();
+    } finally {
+      this.collector.stalls.end('finalizers', stall);
+    }
   }
 
   /**
@@ -152,7 +201,7 @@ export class HeapCore implements RefContext, TypeContext {
    */
   publish<K extends CycleEventName>(name: K, payload: CycleEventMap[K]): void {
     callSafely(() => publish(name, payload));
-    if (name !== 'abort' && name !== 'fallback') emitSafely(this.emitter, name, payload);
+    if (name !== 'abort' && name !== 'fallback' && name !== 'sweeperFallback') emitSafely(this.emitter, name, payload);
   }
 
   /** A cycle is starting: checked mode moves to the next epoch. */
@@ -234,6 +283,7 @@ export class HeapCore implements RefContext, TypeContext {
     const cls = sizeClassOf(size);
     let g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls) : this.allocator.allocLarge(size);
     if (g === 0) g = this.allocateSlow(cls, size);
+    const grew = this.allocator.topGranule !== this.topGranule;
     this.topGranule = this.allocator.topGranule;
     writeHeader(this.views, g, typeId, length);
     const bit = 1 << (g & 31);
@@ -247,15 +297,48 @@ export class HeapCore implements RefContext, TypeContext {
     a.allocatedSinceCycle += size;
     a.allocatedTotal += size;
     if (!this.scheduled && this.options.auto && this.policy.shouldCollect(a.allocatedSinceCycle)) this.scheduleIfDue();
+    // The heap grew by a span while a cycle is in flight: move it on without
+    // waiting (a program that rarely yields would otherwise grow the heap
+    // until maxHeap). Only here, after the new object is complete (and black).
+    if (grew && c.phase !== 'idle') this.advanceInAllocation();
     return g;
+  }
+
+  /**
+   * Moves the cycle in flight on from inside an allocation. Its events (and
+   * a completed cycle's 'cycle' event) may reach listeners here; one that
+   * calls collect() or safepoint() must not start a cycle inside an
+   * allocation (not a safepoint: the caller may hold unrooted refs), so
+   * both see `allocating` and defer (collect) or do nothing (safepoint).
+   */
+  private advanceInAllocation(): void {
+    const was = this.allocating;
+    this.allocating = true;
+    try {
+      this.collector.advance();
+    } finally {
+      this.allocating = was;
+    }
   }
 
   // The heap is full: finish what the cycle in flight can give (waiting for
   // the child if need be, which is safe because its snapshot was taken at a
   // safepoint), then try again. Never starts a cycle: this is not a safepoint.
   private allocateSlow(cls: number, size: number): number {
-    if (this.collector.phase === 'marking') this.collector.finishMarkingSync();
-    if (this.collector.phase === 'sweeping') this.collector.finishSweepSync();
+    // First what the cycle in flight can give without waiting.
+    if (this.collector.busy) {
+      this.advanceInAllocation();
+      const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls) : this.allocator.allocLarge(size);
+      if (g !== 0) return g;
+    }
+    const was = this.allocating;
+    this.allocating = true;
+    try {
+      if (this.collector.phase === 'marking') this.collector.finishMarkingSync();
+      if (this.collector.phase === 'sweeping') this.collector.finishSweepSync();
+    } finally {
+      this.allocating = was;
+    }
     const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls) : this.allocator.allocLarge(size);
     if (g !== 0) return g;
     throw new HeapExhaustedError(
@@ -279,13 +362,21 @@ export class HeapCore implements RefContext, TypeContext {
 
   safepoint(): void {
     this.ensureOpen();
-    if (this.collector.busy) return;
+    if (this.allocating) return;  // a listener called us from inside an allocation: not a safepoint
+    if (this.collector.busy) {
+      // Move the cycle in flight on without waiting (src/collector/collector.ts, advance()).
+      this.collector.advance();
+      if (this.collector.busy) return;
+    }
     if (this.scheduled || (this.options.auto && this.policy.shouldCollect(this.account.allocatedSinceCycle))) {
       this.startCycle('safepoint', false);
     }
   }
 
   async collect(): Promise<CycleStats> {
+    this.ensureOpen();
+    // Called from a listener inside an allocation: start once the caller's code has returned.
+    if (this.allocating) await null;
     this.ensureOpen();
     if (this.collector.busy) {
       await this.collector.join().catch(() => undefined);

@@ -33,6 +33,8 @@ export interface SweepProgressEvent {
   startMs: number; endMs: number;
 }
 export interface FallbackEvent { heapId: number; reason: string; timeMs: number }
+/** A wait of the main thread on the collector (src/collector/stalls.ts); published only while someone listens. */
+export interface StallEvent { heapId: number; cycleId: number; kind: import('../collector/stalls.js').StallKind; startMs: number; endMs: number }
 
 export interface CycleEventMap {
   cycleStart: CycleStartEvent;
@@ -47,6 +49,9 @@ export interface CycleEventMap {
   sweepEnd: CycleStats;
   abort: CycleAbortedError;
   fallback: FallbackEvent;
+  /** Sweeper threads could not start; the heap sweeps on the main thread (once per heap). */
+  sweeperFallback: FallbackEvent;
+  stall: StallEvent;
 }
 
 export type CycleEventName = keyof CycleEventMap;
@@ -63,7 +68,14 @@ export const CHANNELS: { readonly [K in CycleEventName]: string } = {
   sweepEnd: 'forkgc:cycle:sweep-end',
   abort: 'forkgc:cycle:abort',
   fallback: 'forkgc:cycle:fallback',
+  sweeperFallback: 'forkgc:sweeper:fallback',
+  stall: 'forkgc:cycle:stall',
 };
+
+/** Whether anyone listens on a channel (a cheap check before building a payload). */
+export function hasSubscribers(name: CycleEventName): boolean {
+  return channels[name].hasSubscribers;
+}
 
 const channels = Object.fromEntries(
   Object.entries(CHANNELS).map(([k, name]) => [k, dc.channel(name)]),

@@ -63,6 +63,8 @@ export interface HeapOptions {
  */
 export interface PiscinaPool {
   run(task: unknown, options: { filename: string }): Promise<unknown>;
+  /** How many threads the pool may run (forkgc posts one sweep task per thread, at most 4 on a shared pool). */
+  readonly maxThreads?: number;
 }
 
 export type FaultKind =

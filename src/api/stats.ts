@@ -1,3 +1,5 @@
+import type { StallBreakdown } from '../collector/stalls.js';
+
 // The figures of a cycle and of a heap's life.
 
 export type Trigger = 'explicit' | 'allocation' | 'safepoint';
@@ -70,6 +72,18 @@ export interface CycleStats {
   bytesReturned: number;
   /** From the cycle's start to the end of its sweep (ms). */
   totalMs: number;
+  /**
+   * The main thread's waits on the collector during this cycle (µs): the
+   * fork call, stream intake, synchronous reads, sweep start and end,
+   * sweeping on the main thread (slices, lazy sweeping, synchronous
+   * finishing), finalization callbacks (those run after the previous
+   * cycle's figures). Total, the longest single one, and per kind.
+   */
+  stallUs: number;
+  maxStallUs: number;
+  stalls: StallBreakdown;
+  /** The parent process's minor page faults from the cycle's start to its end (getrusage, all threads). */
+  parentMinorFaults: number;
 }
 
 export interface HeapStats {

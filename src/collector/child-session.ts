@@ -97,6 +97,13 @@ export class ChildSession {
     return end;
   }
 
+  /** Reaps the child if it has exited (waitpid WNOHANG): null if it is still running. Never waits. */
+  reapNow(): ChildEnd | null {
+    const end = this.addon.waitChild(this.pid, 0);
+    if (end) this.reaped = true;
+    return end;
+  }
+
   /**
    * Reaps the child, polling without blocking the event loop (it has closed
    * its end of the pipe, so it is exiting); stops if `wanted()` turns false.
@@ -105,7 +112,7 @@ export class ChildSession {
   reapThen(wanted: () => boolean, then: (end: ChildEnd) => void): void {
     let delay = 0;
     const poll = () => {
-      if (!wanted()) return;
+      if (!wanted() || this.reaped) return;
       const end = this.addon.waitChild(this.pid, 0);
       if (end) {
         this.reaped = true;

@@ -29,10 +29,17 @@
 //     ended into the abort reason, on every path: the event loop, an
 //     allocation that waits for the child (finishMarkingSync), an abort.
 //  6. Phase 'sweeping': every IN_USE span becomes UNSWEPT. The mutator sweeps
-//     spans of the class it needs on demand (lazy, src/memory/allocator.ts); the
-//     background sweeper sweeps the rest a slice at a time between event-loop
-//     turns. A swept span's mark bits are cleared, so the bitmap is zero
-//     again when the last span is done.
+//     a few spans of the class it needs on demand (lazy, src/memory/allocator.ts);
+//     sweeper threads claim the rest from a shared cursor, one task per
+//     thread (src/memory/sweep-board.ts), or the main thread does, a slice
+//     at a time between event-loop turns. A swept span's mark bits are
+//     cleared, so the bitmap is zero again when the last span is done.
+//
+// Steps 4-7 need no event-loop turn: heap.safepoint() and an allocation
+// that grows the heap call advance(), which reads what the pipe holds
+// without blocking, reaps with WNOHANG, starts the sweep and completes it
+// from the sweep board. Every wait of the main thread on all this is timed
+// (src/collector/stalls.ts) into the cycle's CycleStats.
 //  7. Sweep complete: free spans go back to the OS beyond a small reserve,
 //     the policy sets the next trigger from the live bytes, and the cycle's
 //     figures are published. Only now may the next cycle fork. Complete,
@@ -60,6 +67,7 @@ import {
 import { StreamError, StreamReader, checkTrailerClaims, stageMarks } from './stream.js';
 import { SweepDriver, type SweepRun } from './sweep-driver.js';
 import { ChildSession, childVerdict, type Verdict } from './child-session.js';
+import { StallClock, emptyBreakdown } from './stalls.js';
 
 export type Phase = 'idle' | 'marking' | 'sweeping';
 
@@ -92,6 +100,8 @@ export interface CycleHost {
   fellBack(reason: string): void;
   /** A child crashed while selective fork was on: plain fork from now on (reported once). */
   selectiveForkOff(reason: string): void;
+  /** Sweeper threads could not run: the main thread sweeps instead (reported once per heap). */
+  sweeperFailed(error: Error): void;
 }
 
 interface Waiter {
@@ -110,6 +120,10 @@ interface Cycle extends SweepRun {
   stagedObjects: number;
   firstByteMs: number;
   failure?: Verdict;
+  /** What the end of the stream said (checked once, on whichever path saw the end first). */
+  streamFailure?: Verdict;
+  /** The parent's minor faults at the cycle's start (process.resourceUsage()). */
+  faults0: number;
 }
 
 export class Collector {
@@ -120,6 +134,11 @@ export class Collector {
   private readonly pageBytes: number;
   /** Live bytes and objects, allocation since the last cycle, cumulative figures. */
   readonly account = new Accounting();
+
+  /** Every wait of the main thread on the collector (src/collector/stalls.ts). */
+  readonly stalls = new StallClock();
+  /** A buffer for non-blocking reads of the pipe at safepoints. */
+  private readBuf: Uint8Array | undefined;
 
   private readonly sweeper: SweepDriver;
   /** Selective fork, until a child crashes with it (then plain fork for good). */
@@ -139,10 +158,17 @@ export class Collector {
     this.sweeper = new SweepDriver(host, this.account, {
       completed: (c) => this.settle(c as Cycle, { stats: c.stats }),
       failed: (c, error) => this.settle(c as Cycle, { error }),
-    });
+    }, { stalls: this.stalls, sweeperFailed: (e) => host.sweeperFailed(e) });
+    host.allocator.stalls = this.stalls;
   }
 
+  /** Sweeper threads were found unusable between sweeps or during one: the main thread sweeps from now on. */
+  sweeperThreadsLost(): void { this.sweeper.threadsLost(); }
+
   get busy(): boolean { return this.phase !== 'idle'; }
+
+  /** The id of the cycle in flight, or 0. */
+  get cycleId(): number { return this.cycle?.stats.id ?? 0; }
 
   /** Waits for the cycle in flight to finish (resolves with its figures). */
   join(): Promise<CycleStats> {
@@ -182,8 +208,7 @@ export class Collector {
       mainSweepNs: 0,
       maxSliceNs: 0,
       tally: new SweepTally(),
-      tasksPending: 0,
-      workers: new Map(),
+      faults0: process.resourceUsage().minorPageFault,
     };
     this.cycle = c;
     const done = new Promise<CycleStats>((resolve, reject) => c.waiters.push({ resolve, reject }));
@@ -209,11 +234,13 @@ export class Collector {
     const h = this.host;
     const fault = h.options.fault;
     const faulty = fault && faultsCycle(fault, c.stats.id);
+    const stall = this.stalls.begin();
     const t0 = process.hrtime.bigint();
     const r = h.addon.forkCycle(
       h.regions.id, c.stats.id, c.topGranule, h.roots.highWater,
       faulty ? FAULT_CODES[fault.kind] : 0, faulty ? fault.arg ?? 0 : 0, this.selectiveFork);
     const pauseNs = Number(process.hrtime.bigint() - t0);
+    this.stalls.end('fork', stall);
     if (r.pid < 0) {
       // No child: say so (once per heap) and collect stop-the-world instead.
       h.fellBack(`fork() failed: ${r.message} (errno ${r.errno})`);
@@ -246,23 +273,81 @@ export class Collector {
     socket.on('error', (e) => this.fail(c, { reason: 'STREAM_SHORT', message: `pipe error: ${e.message}` }));
   }
 
-  private onData(c: Cycle, data: Buffer): void {
+  private onData(c: Cycle, data: Uint8Array): void {
     if (c !== this.cycle || c.failure) return;
     if (c.firstByteMs === 0) c.firstByteMs = performance.now();
+    const stall = this.stalls.begin();
     try {
       c.reader!.push(data);
     } catch (e) {
       // A chunk that fails its checks aborts at once, whatever the child does next.
       this.fail(c, streamVerdict(e));
+    } finally {
+      this.stalls.end('intake', stall);
     }
+  }
+
+  /**
+   * Moves the cycle in flight on without blocking, from a safepoint or an
+   * allocation's slow path, so that a program that rarely yields to the
+   * event loop still completes its cycles (the event loop does the same
+   * work when it gets the chance):
+   *   marking  - reads whatever the pipe holds now (a non-blocking read),
+   *              checks and stages it; at end of stream checks the trailer
+   *              and reaps the child if it has exited (WNOHANG), then starts
+   *              the sweep;
+   *   sweeping - sweeps a slice on this thread if no sweeper thread does,
+   *              and completes the cycle once the board says every span is
+   *              swept.
+   * Never waits for the child or a thread.
+   */
+  advance(): void {
+    const c = this.cycle;
+    if (!c) return;
+    if (this.phase === 'marking') this.pumpPipe(c);
+    if (this.phase === 'sweeping') this.sweeper.advance();
+  }
+
+  private pumpPipe(c: Cycle): void {
+    const child = c.child;
+    if (!child || c.failure) return;
+    if (!c.streamEnded) {
+      if (!child.socket) return;
+      const h = this.host;
+      const buf = (this.readBuf ??= new Uint8Array(256 * 1024));
+      // The socket flows: whatever it took off the pipe was handed to onData
+      // at once (no buffer to drain first), so reading the fd directly keeps
+      // the order. (socket.read() would emit 'data' for what it returns.)
+      for (;;) {
+        if (c !== this.cycle || c.failure) return;
+        const n = h.addon.readBlocking(child.fd, buf, 0);  // poll(0): never waits
+        if (n === -1) return;  // nothing more now
+        if (n < 0) {
+          this.fail(c, { reason: 'STREAM_SHORT', message: `pipe read failed (errno ${-n})` });
+          return;
+        }
+        if (n === 0) break;  // end of stream
+        this.onData(c, buf.subarray(0, n));
+      }
+      if (c !== this.cycle || c.failure) return;
+      c.streamEnded = true;
+      c.streamFailure = this.endOfStream(c);
+    }
+    // The stream is over: reap without waiting; if the child is still exiting, a later safepoint (or the event loop) will.
+    if (child.reaped) return;
+    const end = child.reapNow();
+    if (end) this.childEnded(c, end, c.streamFailure);
   }
 
   /** The child closed the pipe: check the end of the stream, reap, and let childVerdict() decide. */
   private onEnd(c: Cycle): void {
-    if (c !== this.cycle || c.failure || c.streamEnded) return;
-    c.streamEnded = true;
-    const streamFailure = this.endOfStream(c);
-    c.child!.reapThen(() => c === this.cycle && !c.failure, (end) => this.childEnded(c, end, streamFailure));
+    if (c !== this.cycle || c.failure) return;
+    if (!c.streamEnded) {
+      c.streamEnded = true;
+      c.streamFailure = this.endOfStream(c);
+    }
+    const streamFailure = c.streamFailure;
+    c.child!.reapThen(() => c === this.cycle && !c.failure && this.phase === 'marking' && !c.child!.reaped, (end) => this.childEnded(c, end, streamFailure));
   }
 
   /** The trailer arrived (or should have): its checks, then the child's figures. */
@@ -351,39 +436,49 @@ export class Collector {
   finishMarkingSync(): boolean {
     const c = this.cycle;
     const child = c?.child;
-    if (!c || !child || this.phase !== 'marking' || !child.socket || !c.reader) return this.phase === 'sweeping';
+    if (!c || !child || this.phase !== 'marking' || !c.reader) return this.phase === 'sweeping';
     const h = this.host;
     const deadline = Date.now() + h.policy.childTimeoutMs(h.allocator.heapBytes);
+    const stall = this.stalls.begin();
     try {
-      let buffered: Buffer | null;
-      while ((buffered = child.socket.read() as Buffer | null) !== null) c.reader.push(buffered);
-      const buf = new Uint8Array(1 << 20);
-      while (!c.reader.done) {
-        const n = h.addon.readBlocking(child.fd, buf, Math.max(1, deadline - Date.now()));
-        if (n === 0) break;  // end of stream: endOfStream() judges it
-        if (n === -1) {
-          if (Date.now() >= deadline) throw new StreamError('WATCHDOG', 'the child did not finish in time');
-          continue;
+      if (!c.streamEnded) {
+        if (!child.socket) return false;
+        try {
+          let buffered: Buffer | null;
+          while ((buffered = child.socket.read() as Buffer | null) !== null) c.reader.push(buffered);
+          const buf = new Uint8Array(1 << 20);
+          while (!c.reader.done) {
+            const n = h.addon.readBlocking(child.fd, buf, Math.max(1, deadline - Date.now()));
+            if (n === 0) break;  // end of stream: endOfStream() judges it
+            if (n === -1) {
+              if (Date.now() >= deadline) throw new StreamError('WATCHDOG', 'the child did not finish in time');
+              continue;
+            }
+            if (n < 0) throw new StreamError('STREAM_SHORT', `pipe read failed (errno ${-n})`);
+            c.reader.push(buf.subarray(0, n));
+          }
+        } catch (e) {
+          this.fail(c, streamVerdict(e));
+          return false;
         }
-        if (n < 0) throw new StreamError('STREAM_SHORT', `pipe read failed (errno ${-n})`);
-        c.reader.push(buf.subarray(0, n));
+        c.streamEnded = true;
+        c.streamFailure = this.endOfStream(c);
       }
-    } catch (e) {
-      this.fail(c, streamVerdict(e));
-      return false;
+      return this.childEnded(c, child.reapSync(deadline - Date.now()), c.streamFailure);
+    } finally {
+      this.stalls.end('syncRead', stall);
     }
-    c.streamEnded = true;
-    const streamFailure = this.endOfStream(c);
-    return this.childEnded(c, child.reapSync(deadline - Date.now()), streamFailure);
   }
 
   // ---- stop-the-world --------------------------------------------------
 
   private markStopTheWorld(c: Cycle): void {
     const h = this.host;
+    const stall = this.stalls.begin();
     const t0 = process.hrtime.bigint();
     const r = h.addon.markInProcess(h.regions.id, c.topGranule, h.roots.highWater);
     const pauseNs = Number(process.hrtime.bigint() - t0);
+    this.stalls.end('stwMark', stall);
     c.stats.pauseUs = pauseNs / 1000;
     if (r.status !== 0) {
       this.fail(c, { reason: 'HEAP_CORRUPT', message: `reference ${r.badRef} is not an object` });
@@ -405,9 +500,14 @@ export class Collector {
   // ---- sweeping (src/collector/sweep-driver.ts) -------------------------
 
   private beginSweep(c: Cycle): void {
-    this.host.sweepStarting();
-    this.phase = 'sweeping';
-    this.sweeper.begin(c);
+    const stall = this.stalls.begin();
+    try {
+      this.host.sweepStarting();
+      this.phase = 'sweeping';
+      this.sweeper.begin(c);
+    } finally {
+      this.stalls.end('sweepStart', stall);
+    }
   }
 
   /** The heap is full while sweeping: sweep whatever is left right now (src/collector/sweep-driver.ts). */
@@ -429,7 +529,14 @@ export class Collector {
     this.releaseEventLoop();
     if ('stats' in outcome) {
       const s = outcome.stats;
-      h.policy.cycleCompleted(s.liveBytesAfter, s.heapBytesAfter);
+      const w = this.stalls.take();
+      s.stallUs = w.stallUs;
+      s.maxStallUs = w.maxStallUs;
+      s.stalls = w.stalls;
+      s.parentMinorFaults = process.resourceUsage().minorPageFault - c.faults0;
+      h.policy.cycleCompleted(s.liveBytesAfter, s.heapBytesAfter, {
+        markMs: Number(c.sweepStartNs - c.startNs) / 1e6, sweepMs: s.sweepMs, allocatedBytes: this.account.allocatedSinceCycle,
+      });
       h.publish('sweepEnd', s);
       this.account.cycleCompleted(s);
       h.cycleCompleted(s);
@@ -478,7 +585,7 @@ function emptyStats(id: number, mode: 'fork' | 'stw', trigger: Trigger, heapByte
     childMaxRssKb: 0, cowBytes: 0, objectsMarked: 0, bytesMarked: 0, markStackHighWater: 0, overflowRescans: 0,
     bitmapBytes: 0, streamBytes: 0, objectsFreed: 0, bytesFreed: 0, sweepMs: 0, mainThreadSweepMs: 0, mainThreadSweepMaxMs: 0,
     spansSwept: 0, workerSweepMs: 0, workerSpansSwept: 0, workers: [], heapBytesBefore: heapBytes, heapBytesAfter: heapBytes, liveBytesAfter: 0,
-    bytesReturned: 0, totalMs: 0,
+    bytesReturned: 0, totalMs: 0, stallUs: 0, maxStallUs: 0, stalls: emptyBreakdown(), parentMinorFaults: 0,
   };
 }
 

@@ -2,11 +2,61 @@
 // forking. Mechanism (allocator, marker, sweeper) asks; policy answers. Kept
 // apart from mechanism as MMTk's GCTriggerPolicy and cppgc's heap-growing are.
 //
-// The trigger is Go's GOGC: a cycle starts once the bytes allocated since the
-// last cycle reach gcPercent% of the live bytes that cycle left (but at least
-// minTriggerBytes). A soft limit at 90% of maxHeap pulls the trigger earlier
-// so a cycle has room to finish before the heap is full.
+// The goal is Go's GOGC: the next cycle should be over by the time the bytes
+// allocated since the last cycle began reach gcPercent% of the live bytes
+// that cycle left (but at least minTriggerBytes). The pacer (Go's
+// mgcpacer.go, in its simplest form) starts the cycle early enough for that:
+// a cycle's marking and sweeping take time, and the mutator allocates
+// meanwhile, so
+//
+//   trigger = goal - (bytes the mutator is expected to allocate during a cycle)
+//
+// where the expectation is a moving average (EWMA, weight 1/2 on the newest
+// cycle) of what it allocated during past cycles (the measured allocation
+// rate times the measured mark+sweep duration). The trigger stays within
+// [MIN_TRIGGER_RATIO, MAX_TRIGGER_RATIO] of the goal, as Go bounds its own
+// (a cycle that cannot keep up runs back to back rather than never). A soft
+// limit at 90% of maxHeap pulls the trigger earlier still so a cycle has room
+// to finish before the heap is full. maxHeap itself stays a hard limit; below
+// it, allocation never waits for the collector.
 import type { ResolvedOptions } from '../api/options.js';
+
+/** The trigger never falls below this share of the goal (Go: ~0.7 of the runway; lower here, forked marking is slow to start). */
+export const MIN_TRIGGER_RATIO = 0.25;
+/** ...nor rises above this share: some room is always left for the cycle itself. */
+export const MAX_TRIGGER_RATIO = 0.95;
+/** Weight of the newest cycle in the expected allocation per cycle. */
+export const PACER_SMOOTHING = 0.5;
+
+/** What the pacer knows after a cycle. */
+export interface PacerInputs {
+  liveBytes: number;
+  heapBytes: number;
+  gcPercent: number;
+  minTriggerBytes: number;
+  maxHeap: number;
+  /** Bytes the mutator is expected to allocate while a cycle runs (smoothed); 0 before any was measured. */
+  expectedCycleAllocBytes: number;
+}
+
+/** The goal (bytes allocated since a cycle's start by which the next should be done), and the trigger that meets it. */
+export function paceTrigger(p: PacerInputs): { goal: number; trigger: number } {
+  const goal = Math.max(p.minTriggerBytes, p.liveBytes * (p.gcPercent / 100));
+  let trigger = goal - p.expectedCycleAllocBytes;
+  trigger = Math.min(goal * MAX_TRIGGER_RATIO, Math.max(goal * MIN_TRIGGER_RATIO, trigger));
+  const softLimit = p.maxHeap * 0.9;
+  const headroom = Math.max(p.minTriggerBytes / 4, softLimit - Math.max(p.heapBytes, p.liveBytes) - p.expectedCycleAllocBytes);
+  return { goal, trigger: Math.max(1, Math.min(trigger, headroom)) };
+}
+
+/** A finished cycle's timing, as the pacer measures it. */
+export interface CycleTiming {
+  /** From the cycle's start to the start of its sweep (fork, marking, stream). */
+  markMs: number;
+  sweepMs: number;
+  /** Bytes the mutator allocated from the cycle's start to its end. */
+  allocatedBytes: number;
+}
 
 export class Policy {
   /** Bytes allocated since the last cycle that start the next. */
@@ -15,15 +65,27 @@ export class Policy {
 
   constructor(private readonly o: ResolvedOptions) {
     this.triggerBytes = o.minTriggerBytes;
+    this.goalBytes = o.minTriggerBytes;
   }
 
-  /** After a cycle has swept: sets the next trigger from what survived. */
-  cycleCompleted(liveBytes: number, heapBytes: number): void {
+  /** Smoothed bytes allocated during a cycle, and the last goal. */
+  private expectedCycleAlloc = 0;
+  private goalBytes: number;
+
+  /** After a cycle has swept: sets the next trigger from what survived and how the cycle went. */
+  cycleCompleted(liveBytes: number, heapBytes: number, timing?: CycleTiming): void {
     this.consecutiveAborts = 0;
-    const goal = Math.max(this.o.minTriggerBytes, liveBytes * (this.o.gcPercent / 100));
-    const softLimit = this.o.maxHeap * 0.9;
-    const headroom = Math.max(this.o.minTriggerBytes / 4, softLimit - Math.max(heapBytes, liveBytes));
-    this.triggerBytes = Math.min(goal, headroom);
+    if (timing) {
+      const a = Math.max(0, timing.allocatedBytes);
+      this.expectedCycleAlloc = this.expectedCycleAlloc === 0 ? a : this.expectedCycleAlloc * (1 - PACER_SMOOTHING) + a * PACER_SMOOTHING;
+    }
+    const o = this.o;
+    const { goal, trigger } = paceTrigger({
+      liveBytes, heapBytes, gcPercent: o.gcPercent, minTriggerBytes: o.minTriggerBytes, maxHeap: o.maxHeap,
+      expectedCycleAllocBytes: this.expectedCycleAlloc,
+    });
+    this.goalBytes = goal;
+    this.triggerBytes = trigger;
   }
 
   cycleAborted(): void {
@@ -50,4 +112,8 @@ export class Policy {
   }
 
   get nextTriggerBytes(): number { return this.triggerBytes; }
+  /** Bytes allocated since the last cycle's start by which the next cycle should be over. */
+  get goal(): number { return this.goalBytes; }
+  /** The pacer's expectation of the bytes allocated while a cycle runs. */
+  get expectedCycleAllocBytes(): number { return this.expectedCycleAlloc; }
 }

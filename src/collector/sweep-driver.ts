@@ -1,5 +1,10 @@
-// Driving the sweep of one cycle: hands spans to sweeper threads (piscina)
-// or sweeps them on the main thread in slices between event-loop turns,
+// Driving the sweep of one cycle: posts ONE task per sweeper thread
+// (piscina), each claiming spans from the cycle's shared cursor
+// (src/memory/sweep-board.ts), or sweeps from the same cursor on the main
+// thread in slices between event-loop turns (no threads, or threads that
+// could not start: then it says so once and goes on without them); learns
+// that the sweep is over from the board at any safepoint (advance()), not
+// only when a result message arrives on the event loop;
 // lets the mutator finish it synchronously when the heap is full, puts the
 // span table back in order when a sweeper thread fails, and fills in the
 // cycle's sweep figures. How one span is swept is src/memory/sweeper.ts;
@@ -11,15 +16,16 @@ import {
   FREE_CLEAN, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS,
   SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from '../memory/layout.js';
-import { SweepTally, claimSpan, popcount, sweepClaimedSpan } from '../memory/sweeper.js';
-import type { SweepTaskResult } from '../memory/sweep-worker.js';
+import { SweepTally, popcount } from '../memory/sweeper.js';
+import { SLOT_DONE, SLOT_FAILED, SLOT_POSTED, SLOT_RUNNING, SweepBoard, sweepFromCursor } from '../memory/sweep-board.js';
+import { isStartFailure } from '../memory/sweep-pool.js';
+import type { StallClock } from './stalls.js';
 import type { Accounting } from './accounting.js';
 import type { CycleHost } from './collector.js';
 
-/** Spans per sweeper task: 4 MiB of arena, small enough to spread over threads. */
-const TASK_SPANS = 64;
-
 const SLICE_NS = 2_000_000n;  // background sweeping yields to the event loop this often
+const SAFEPOINT_SLICE_NS = 1_000_000n;  // what a safepoint sweeps when no thread does
+const THREAD_GRACE_NS = 5_000_000n;  // how long sweeper threads may take to start on a sweep before the main thread helps
 
 /** What the driver keeps of a cycle: its figures and the sweep's own state. */
 export interface SweepRun {
@@ -28,11 +34,12 @@ export interface SweepRun {
   sweepStartNs: bigint;
   mainSweepNs: number;
   maxSliceNs: number;
+  /** What the main thread swept from the cursor (slices, finishSync). */
   tally: SweepTally;
-  /** Sweeper-thread tasks not yet settled, and the first failure among them. */
-  tasksPending: number;
+  /** The cycle's board, and which of its slots' tasks were rejected (settled without finishing). */
+  board?: SweepBoard;
+  rejected?: Set<number>;
   sweepFailure?: Error;
-  workers: Map<number, { spans: number; ms: number }>;
 }
 
 /** How a sweep ends: the collector settles the cycle. */
@@ -41,82 +48,126 @@ export interface SweepEnds {
   failed(run: SweepRun, error: CycleAbortedError): void;
 }
 
+/** What the driver needs beyond the host: where stalls go, and the once-only report of threads that could not run. */
+export interface SweepDriverHooks {
+  readonly stalls: StallClock;
+  sweeperFailed(error: Error): void;
+}
+
 export class SweepDriver {
   private current: SweepRun | undefined;
-  private sweepCursor = 1;
   private sweepImmediate: NodeJS.Immediate | undefined;
+  /** Sweeping from the cursor on the main thread (no usable threads). */
+  private mainSweeps = false;
+  private readonly cancelled = new Int32Array(new SharedArrayBuffer(4));
 
-  constructor(private readonly host: CycleHost, private readonly account: Accounting, private readonly ends: SweepEnds) {}
+  constructor(
+    private readonly host: CycleHost, private readonly account: Accounting, private readonly ends: SweepEnds,
+    private readonly hooks: SweepDriverHooks,
+  ) {}
 
   /** Stops sweeping (the heap closes): no more slices, task results are ignored. */
   stop(): void {
+    this.current?.board?.drain();
     this.current = undefined;
     if (this.sweepImmediate) clearImmediate(this.sweepImmediate);
     this.sweepImmediate = undefined;
   }
 
-  /** The bitmap is final: start sweeping (sweeper threads, or main-thread slices). */
+  /** The bitmap is final: start sweeping (one task per sweeper thread, or main-thread slices). */
   begin(c: SweepRun): void {
     this.current = c;
     c.sweepStartNs = process.hrtime.bigint();
-    this.host.allocator.beginSweep();
+    const a = this.host.allocator;
+    a.beginSweep();
     this.host.publish('sweepStart', {
-      heapId: this.host.regions.id, cycleId: c.stats.id, spans: this.host.allocator.topSpan - 1, timeMs: performance.now(),
+      heapId: this.host.regions.id, cycleId: c.stats.id, spans: a.topSpan - 1, timeMs: performance.now(),
     });
-    this.sweepCursor = 1;
     const pool = this.host.sweepPool();
-    if (!pool) {
-      this.sweepImmediate = setImmediate(() => this.sweepSlice(c));
+    const slots = pool && !pool.broken ? pool.threads : 0;
+    const board = new SweepBoard(slots, a.topSpan);
+    c.board = board;
+    c.rejected = new Set();
+    this.mainSweeps = slots === 0;
+    if (slots === 0) {
+      this.scheduleSlice(c);
       return;
     }
-    // Sweeper threads take the spans in order; the mutator meanwhile sweeps
+    // Each thread claims spans from the cursor; the mutator meanwhile sweeps
     // (lazily) only spans of the classes it allocates from.
     const fault = this.host.options.fault;
     let failAfter = fault?.kind === 'sweep-worker-throw' && faultsCycle(fault, c.stats.id) ? fault.arg ?? 1 : 0;
-    const top = this.host.allocator.topSpan;
-    for (let from = 1; from < top; from += TASK_SPANS) {
-      c.tasksPending++;
-      pool.run({ heapId: this.host.regions.id, cycleId: c.stats.id, from, to: Math.min(top, from + TASK_SPANS), failAfter })
-        .then((r) => this.taskDone(c, r), (e) => this.taskFailed(c, e as Error));
+    for (let slot = 0; slot < slots; slot++) {
+      pool!.run({ heapId: this.host.regions.id, cycleId: c.stats.id, slot, control: board.control, tallies: board.tallies, failAfter })
+        .then(() => this.advance(), (e) => this.taskRejected(c, slot, e as Error));
       failAfter = 0;
     }
-    if (c.tasksPending === 0) this.sweepImmediate = setImmediate(() => this.sweepSlice(c));
   }
 
-  private taskDone(c: SweepRun, r: SweepTaskResult): void {
+  private scheduleSlice(c: SweepRun): void {
+    if (!this.sweepImmediate) this.sweepImmediate = setImmediate(() => { this.sweepImmediate = undefined; this.sweepSlice(c, SLICE_NS); });
+  }
+
+  /**
+   * A task settled with an error. One that never ran (its thread could not
+   * start) is not a failed sweep: the main thread sweeps the rest from the
+   * cursor, and the heap says once that it goes on without threads. One that
+   * ran and threw fails the sweep (SWEEP_FAILED).
+   */
+  private taskRejected(c: SweepRun, slot: number, e: Error): void {
     if (c !== this.current) return;
-    const h = this.host;
-    const a = h.allocator;
-    // The result message orders the worker's writes before these reads.
-    for (let i = 0; i < r.swept.length; i += 2) a.afterSweep(r.swept[i], r.swept[i + 1]);
-    c.tally.freedObjects += r.freedObjects;
-    c.tally.freedBytes += r.freedBytes;
-    c.tally.liveObjects += r.liveObjects;
-    const ms = r.endEpochMs - r.startEpochMs;
-    const w = c.workers.get(r.threadId) ?? { spans: 0, ms: 0 };
-    w.spans += r.spans;
-    w.ms += ms;
-    c.workers.set(r.threadId, w);
-    if (r.spans > 0) {
-      h.publish('sweepProgress', {
-        heapId: h.regions.id, cycleId: c.stats.id, thread: `worker-${r.threadId}`, spans: r.spans,
-        freedObjects: r.freedObjects, freedBytes: r.freedBytes,
-        startMs: r.startEpochMs - performance.timeOrigin, endMs: r.endEpochMs - performance.timeOrigin,
-      });
+    const board = c.board!;
+    c.rejected!.add(slot);
+    const state = board.state(slot);
+    if (state === SLOT_POSTED || (state !== SLOT_FAILED && state !== SLOT_DONE && isStartFailure(e))) {
+      this.hooks.sweeperFailed(e);
+      this.mainSweeps = true;
+      this.scheduleSlice(c);
+    } else {
+      c.sweepFailure ??= e;
+      board.drain();
     }
-    this.taskSettled(c);
+    this.advance();
   }
 
-  private taskFailed(c: SweepRun, e: Error): void {
-    if (c !== this.current) return;
-    c.sweepFailure ??= e;
-    this.taskSettled(c);
+  /** Every thread that could not start: the main thread takes over (called once the pool is known broken). */
+  threadsLost(): void {
+    const c = this.current;
+    if (!c || this.mainSweeps) return;
+    this.mainSweeps = true;
+    for (let i = 0; i < c.board!.slots; i++) if (c.board!.state(i) === SLOT_POSTED) c.rejected!.add(i);
+    this.scheduleSlice(c);
   }
 
-  private taskSettled(c: SweepRun): void {
-    if (--c.tasksPending > 0) return;
-    if (c.sweepFailure) this.sweepFailed(c, c.sweepFailure);
-    else this.completeSweep(c);
+  /**
+   * Moves the sweep on without waiting (a safepoint, an allocation's slow
+   * path, a task's result): when nothing else sweeps, sweeps a short slice
+   * from the cursor; when every span is swept and no thread runs, completes
+   * the cycle. Returns whether the sweep is over.
+   */
+  advance(): boolean {
+    const c = this.current;
+    if (!c) return true;
+    const board = c.board!;
+    // The main thread sweeps a slice itself when no thread does: none
+    // usable, or none has started on this cycle yet (a new thread is ready,
+    // and a queued task is posted, only when the event loop turns).
+    if (!board.exhausted && (this.mainSweeps ||
+        (board.noneStarted && process.hrtime.bigint() - c.sweepStartNs > THREAD_GRACE_NS))) this.sweepSlice(c, SAFEPOINT_SLICE_NS);
+    if (this.current !== c) return true;
+    if (!board.exhausted && !c.sweepFailure) return false;
+    for (let i = 0; i < board.slots; i++) {
+      const st = board.state(i);
+      if (st === SLOT_FAILED) c.sweepFailure ??= new Error('the sweeper thread threw');
+      // Still sweeping (a slot whose task was rejected while running never will).
+      else if (st === SLOT_RUNNING && !c.rejected!.has(i)) return false;
+    }
+    if (c.sweepFailure) {
+      this.sweepFailed(c, c.sweepFailure);
+    } else {
+      this.completeSweep(c);
+    }
+    return true;
   }
 
   /**
@@ -159,25 +210,22 @@ export class SweepDriver {
     this.account.recount(v, a.topGranule);
     const alloc = v.allocBits;
     h.sweepFinished((g) => notSwept[Math.floor(g / SPAN_GRANULES)] === 1 && (alloc[g >>> 5] & (1 << (g & 31))) !== 0);
-    this.current = undefined;
+    this.stop();
     this.ends.failed(c, new CycleAbortedError('SWEEP_FAILED', c.stats.id, `a sweeper thread failed (${e.message})`));
   }
 
-  /** Background sweeping on the main thread, a slice per event-loop turn. */
-  private sweepSlice(c: SweepRun): void {
-    this.sweepImmediate = undefined;
+  /** Sweeping on the main thread from the cursor, bounded by `budgetNs`; a slice per event-loop turn until the cursor is done. */
+  private sweepSlice(c: SweepRun, budgetNs: bigint): void {
     if (c !== this.current) return;
     const h = this.host;
-    const a = h.allocator;
-    const v = h.views;
+    const t = this.hooks.stalls.begin();
     const start = process.hrtime.bigint();
     const startMs = performance.now();
     const before = { spans: c.tally.spans, objects: c.tally.freedObjects, bytes: c.tally.freedBytes };
-    let n = 0;
-    while (this.sweepCursor < a.topSpan) {
-      const s = this.sweepCursor++;
-      if (claimSpan(v, s)) a.afterSweep(s, sweepClaimedSpan(v, s, c.tally));
-      if ((++n & 3) === 0 && process.hrtime.bigint() - start > SLICE_NS) break;
+    try {
+      sweepFromCursor(h.views, c.board!, c.tally, this.cancelled, 0, start + budgetNs);
+    } finally {
+      this.hooks.stalls.end('sweepSlice', t);
     }
     const sliceNs = Number(process.hrtime.bigint() - start);
     c.mainSweepNs += sliceNs;
@@ -189,54 +237,88 @@ export class SweepDriver {
         startMs, endMs: performance.now(),
       });
     }
-    if (this.sweepCursor < a.topSpan) {
-      this.sweepImmediate = setImmediate(() => this.sweepSlice(c));
+    if (!c.board!.exhausted) {
+      this.scheduleSlice(c);
       return;
     }
-    this.completeSweep(c);
+    if (budgetNs === SLICE_NS) this.advance();
   }
 
   /**
-   * Sweeps whatever is left right now (the heap is full). With sweeper
-   * threads, it also waits (bounded) for spans they are sweeping and picks
-   * up what they freed from the span table; the cycle itself completes when
-   * their results arrive.
+   * Sweeps whatever is left right now (the heap is full): the rest of the
+   * cursor and every span still UNSWEPT behind it, then waits (bounded) for
+   * spans sweeper threads are in the middle of. The cycle completes here if
+   * no thread still runs, else when the last one reports.
    */
   finishSync(c: SweepRun): void {
     if (c !== this.current) return;
-    if (c.tasksPending > 0) {
-      const a = this.host.allocator;
-      const start = process.hrtime.bigint();
+    const a = this.host.allocator;
+    const t = this.hooks.stalls.begin();
+    const start = process.hrtime.bigint();
+    try {
+      sweepFromCursor(this.host.views, c.board!, c.tally, this.cancelled);
       a.sweepAllLazily();
       const nap = new Int32Array(new SharedArrayBuffer(4));
       const deadline = Date.now() + 10_000;
       while (a.anySweeping() && Date.now() < deadline) Atomics.wait(nap, 0, 0, 1);
       a.rebuildFromTable();
+    } finally {
       const ns = Number(process.hrtime.bigint() - start);
       c.mainSweepNs += ns;
       c.maxSliceNs = Math.max(c.maxSliceNs, ns);
-      return;
+      this.hooks.stalls.end('finishSync', t);
     }
-    if (this.sweepImmediate) clearImmediate(this.sweepImmediate);
-    this.sweepImmediate = undefined;
-    this.sweepCursor = this.host.allocator.topSpan;
-    this.host.allocator.sweepAllLazily();
-    this.completeSweep(c);
+    this.advance();
   }
 
   private completeSweep(c: SweepRun): void {
+    const t = this.hooks.stalls.begin();
+    try {
+      this.complete(c);
+    } finally {
+      this.hooks.stalls.end('sweepEnd', t);
+    }
+    // After the stall is recorded: settling takes the cycle's stall figures.
+    this.ends.completed(c);
+  }
+
+  private complete(c: SweepRun): void {
     const h = this.host;
     const a = h.allocator;
     const s = c.stats;
-    c.tally.add(a.lazyTally);
+    const board = c.board!;
+    const total = new SweepTally();
+    total.add(c.tally);
+    total.add(a.lazyTally);
+    const mainSpans = total.spans;
+    const workers = new Map<number, { spans: number; ms: number }>();
+    for (let i = 0; i < board.slots; i++) {
+      if (board.state(i) !== SLOT_DONE) continue;
+      const r = board.tally(i);
+      total.freedObjects += r.freedObjects;
+      total.freedBytes += r.freedBytes;
+      total.liveObjects += r.liveObjects;
+      total.spans += r.spans;
+      const w = workers.get(r.threadId) ?? { spans: 0, ms: 0 };
+      w.spans += r.spans;
+      w.ms += r.endEpochMs - r.startEpochMs;
+      workers.set(r.threadId, w);
+      if (r.spans > 0) {
+        h.publish('sweepProgress', {
+          heapId: h.regions.id, cycleId: s.id, thread: `worker-${r.threadId}`, spans: r.spans,
+          freedObjects: r.freedObjects, freedBytes: r.freedBytes,
+          startMs: r.startEpochMs - performance.timeOrigin, endMs: r.endEpochMs - performance.timeOrigin,
+        });
+      }
+    }
     a.endSweep();
-    this.account.freed(c.tally.freedObjects, c.tally.freedBytes);
-    s.objectsFreed = c.tally.freedObjects;
-    s.bytesFreed = c.tally.freedBytes;
-    s.spansSwept = c.tally.spans;
+    this.account.freed(total.freedObjects, total.freedBytes);
+    s.objectsFreed = total.freedObjects;
+    s.bytesFreed = total.freedBytes;
+    s.spansSwept = mainSpans;  // by the main thread (workerSpansSwept: by the sweeper threads)
     s.mainThreadSweepMs = (c.mainSweepNs + a.lazySweepNs) / 1e6;
     s.mainThreadSweepMaxMs = Math.max(c.maxSliceNs, a.lazySweepMaxNs) / 1e6;
-    s.workers = [...c.workers].map(([threadId, w]) => ({ threadId, spans: w.spans, ms: w.ms }));
+    s.workers = [...workers].map(([threadId, w]) => ({ threadId, spans: w.spans, ms: w.ms }));
     s.workerSpansSwept = s.workers.reduce((n, w) => n + w.spans, 0);
     s.workerSweepMs = s.workers.reduce((n, w) => n + w.ms, 0);
     s.bytesReturned = a.releaseFreeSpans(h.policy.retainFreeBytes(this.account.liveBytes), h.regions.hugePages,
@@ -247,7 +329,6 @@ export class SweepDriver {
     s.heapBytesAfter = a.heapBytes;
     s.liveBytesAfter = this.account.liveBytes;
     h.sweepFinished();
-    this.current = undefined;
-    this.ends.completed(c);
+    this.stop();
   }
 }

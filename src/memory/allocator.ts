@@ -22,6 +22,10 @@ import {
 } from './layout.js';
 import { SweepTally, claimSpan, sweepClaimedSpan } from './sweeper.js';
 import type { HeapViews } from './views.js';
+import type { StallSink } from '../collector/stalls.js';
+
+/** Spans one allocation may sweep lazily before it takes a free or new span instead. */
+export const LAZY_SWEEP_BUDGET = 4;
 
 export class Allocator {
   /** One past the highest span ever handed out and still counted; the child marks [0, topSpan). */
@@ -41,6 +45,12 @@ export class Allocator {
   lazySweepNs = 0;
   /** The longest single lazy sweep (one allocation's worth) in the current sweep. */
   lazySweepMaxNs = 0;
+  /** Where main-thread waits on sweeping are reported (src/collector/stalls.ts). */
+  stalls: StallSink | undefined;
+  /** harvestFreed(): the next span to look at, the sweep's top, the spans already listed this sweep. */
+  private harvestFrom = 1;
+  private sweepTop = 1;
+  private known = new Uint8Array(0);
 
   constructor(private readonly v: HeapViews) {
     this.current = new Int32Array(LARGE_CLASS).fill(-1);
@@ -107,13 +117,24 @@ export class Allocator {
     return s;
   }
 
-  /** Sweeps unswept spans of the class until one has a free slot. */
+  /**
+   * Lazy sweeping, bounded (Go's mcentral: sweep a little, then go on). Picks
+   * up spans sweeper threads have freed meanwhile (harvestFreed), then sweeps
+   * unswept spans of the class until one has a free slot, stopping early:
+   * at the first span swept empty (it is on the free list now, and the
+   * caller allocates from it next) and after LAZY_SWEEP_BUDGET spans
+   * swept (the caller then takes a free or new span; the rest is the sweeper
+   * threads' work). Timed as a stall ('lazySweep').
+   */
   private lazySweep(cls: number): number {
     const list = this.unswept[cls];
     const slots = CLASS_SLOTS[cls];
+    const stall = this.stalls?.begin() ?? 0;
     const start = process.hrtime.bigint();
     try {
-      while (list.length > 0) {
+      if (this.harvestFreed() > 0) return -1;
+      let budget = LAZY_SWEEP_BUDGET;
+      while (list.length > 0 && budget > 0) {
         const s = list.pop()!;
         if (!claimSpan(this.v, s)) {
           // A sweeper got it first. If it is done, its store of the state
@@ -126,23 +147,52 @@ export class Allocator {
               this.v.spans[e + SW_LIVE] < slots) return s;
           continue;
         }
+        budget--;
         const freed = sweepClaimedSpan(this.v, s, this.lazyTally);
         if (freed === 0 && this.v.spans[s * SPAN_WORDS + SW_LIVE] < slots) return s;
         this.afterSweep(s, freed);
+        if (freed > 0) return -1;  // swept empty: the caller takes it from the free list
       }
       return -1;
     } finally {
       const ns = Number(process.hrtime.bigint() - start);
       this.lazySweepNs += ns;
       if (ns > this.lazySweepMaxNs) this.lazySweepMaxNs = ns;
+      this.stalls?.end('lazySweep', stall);
     }
+  }
+
+  /**
+   * During a sweep: puts spans that other threads have swept free since the
+   * last look on the free list (a walk of the span table from where the last
+   * one stopped to the first span not yet swept: O(spans) per sweep in all).
+   * Returns how many it found.
+   */
+  harvestFreed(): number {
+    const spans = this.v.spans;
+    let found = 0;
+    let s = this.harvestFrom;
+    for (; s < this.sweepTop; s++) {
+      const state = Atomics.load(spans, s * SPAN_WORDS + SW_STATE);
+      if (state === SPAN_UNSWEPT || state === SPAN_SWEEPING) break;
+      if (state === SPAN_FREE && !this.known[s]) {
+        this.known[s] = 1;
+        this.freeSpans.push(s);
+        found++;
+      }
+    }
+    this.harvestFrom = s;
+    return found;
   }
 
   /** Bookkeeping after any sweeper finished span s, freeing `freedSpans` spans from s on. */
   afterSweep(s: number, freedSpans: number): void {
     if (freedSpans > 0) {
       this.inUseSpans -= freedSpans;
-      for (let t = s; t < s + freedSpans; t++) this.freeSpans.push(t);
+      for (let t = s; t < s + freedSpans; t++) {
+        this.freeSpans.push(t);
+        if (this.sweeping) this.known[t] = 1;
+      }
       return;
     }
     const cls = this.v.spans[s * SPAN_WORDS + SW_CLASS];
@@ -168,6 +218,10 @@ export class Allocator {
     this.lazyTally.spans = this.lazyTally.emptiedSpans = 0;
     this.lazySweepNs = 0;
     this.lazySweepMaxNs = 0;
+    if (this.known.length < this.topSpan) this.known = new Uint8Array(this.v.spanCount);
+    else this.known.fill(0, 0, this.topSpan);
+    this.harvestFrom = 1;
+    this.sweepTop = this.topSpan;
     this.sweeping = true;
   }
 
@@ -272,11 +326,16 @@ export class Allocator {
 
   /** Sweeps every remaining unswept span on this thread (heap nearly full). */
   sweepAllLazily(): void {
+    const stall = this.stalls?.begin() ?? 0;
     const start = process.hrtime.bigint();
-    for (let s = 1; s < this.topSpan; s++) {
-      if (claimSpan(this.v, s)) this.afterSweep(s, sweepClaimedSpan(this.v, s, this.lazyTally));
+    try {
+      for (let s = 1; s < this.topSpan; s++) {
+        if (claimSpan(this.v, s)) this.afterSweep(s, sweepClaimedSpan(this.v, s, this.lazyTally));
+      }
+    } finally {
+      this.lazySweepNs += Number(process.hrtime.bigint() - start);
+      this.stalls?.end('lazySweep', stall);
     }
-    this.lazySweepNs += Number(process.hrtime.bigint() - start);
   }
 
   /**

@@ -25,6 +25,18 @@ function workerFile(): string {
   throw new NativeLoadError(`the sweeper worker is not built (${path.relative(root, built)} is missing in ${root}): run \`npm run build\``);
 }
 
+/**
+ * Whether an error from a task means its thread never ran it (could not
+ * start: a pids or thread limit, descriptors exhausted, out of memory), as
+ * opposed to a sweep that started and threw. The board says which: a task
+ * that ran stored RUNNING in its slot first.
+ */
+export function isStartFailure(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === 'ERR_WORKER_INIT_FAILED' || code === 'ERR_WORKER_OUT_OF_MEMORY' || code === 'EAGAIN' ||
+    code === 'EMFILE' || code === 'ENFILE' || code === 'ENOMEM';
+}
+
 export class SweepPool {
   private readonly pool: PiscinaPool;
   private readonly ownPool: Piscina | undefined;
@@ -36,8 +48,15 @@ export class SweepPool {
    * thread in the middle of whatever it is doing, native calls included.)
    */
   private readonly cancelled = new Int32Array(new SharedArrayBuffer(4));
+  /** Why our threads cannot be used (first failure), if they cannot. */
+  broken: Error | undefined;
 
-  constructor(threads: number, shared?: PiscinaPool) {
+  /**
+   * Starts the threads now (at heap creation, so the first cycle does not pay
+   * for it). Throws if piscina cannot even be set up; a thread that fails to
+   * start later is reported through `onBroken`, never as an unhandled 'error'.
+   */
+  constructor(threads: number, shared: PiscinaPool | undefined, private readonly onBroken: (e: Error) => void) {
     this.filename = workerFile();
     this.ownPool = shared ? undefined : new Piscina({
       filename: this.filename,
@@ -45,8 +64,28 @@ export class SweepPool {
       maxThreads: threads,
       // Sweeps come in bursts, one per cycle: keep the threads between them.
       idleTimeout: 60_000,
+      // One task per thread per cycle, but piscina counts a task as running
+      // until the main thread's event loop has taken its result: a program
+      // that rarely yields would otherwise find the thread "busy" with the
+      // last cycle's task and get the next one queued, unswept. The thread
+      // runs its tasks in order either way.
+      concurrentTasksPerWorker: 16,
     });
     this.pool = shared ?? this.ownPool!;
+    // Piscina emits 'error' when a thread dies with no task on it (a thread
+    // that could not start): unhandled, that would end the process.
+    if (this.ownPool) this.ownPool.on('error', (e: Error) => this.brokenBy(e));
+  }
+
+  /** Tasks to post per cycle: one per thread (at most 4 on a pool the application shares with us). */
+  get threads(): number {
+    return Math.max(1, this.ownPool ? this.ownPool.maxThreads : Math.min(4, this.pool.maxThreads ?? 1));
+  }
+
+  brokenBy(e: Error): void {
+    if (this.broken) return;
+    this.broken = e;
+    this.onBroken(e);
   }
 
   run(task: Omit<SweepTask, 'cancelled'>): Promise<SweepTaskResult> {
@@ -57,10 +96,14 @@ export class SweepPool {
     return p;
   }
 
-  /** Makes queued and running tasks stop at their next span, waits for them, and ends our own threads. */
+  /** Makes queued and running tasks stop at their next span, waits for them (bounded), and ends our own threads. */
   async close(): Promise<void> {
     Atomics.store(this.cancelled, 0, 1);
-    await Promise.allSettled([...this.pending]);
-    if (this.ownPool) await this.ownPool.destroy();
+    let timer: NodeJS.Timeout | undefined;
+    // A task queued on threads that never start never settles: do not wait for it forever.
+    const bound = new Promise<void>((resolve) => { timer = setTimeout(resolve, this.broken ? 0 : 10_000); timer.unref(); });
+    await Promise.race([Promise.allSettled([...this.pending]), bound]);
+    clearTimeout(timer);
+    if (this.ownPool) await this.ownPool.destroy().catch(() => undefined);
   }
 }

@@ -1,37 +1,34 @@
-// The piscina task that sweeps a range of spans in a worker thread. It
-// attaches to the heap's memory through the addon, once per thread (the
-// mappings stay until it detaches, or the thread ends, even if the heap is
-// closed meanwhile), claims each span with
-// the same CAS the main thread uses, sweeps it with the same code
-// (src/memory/sweeper.ts), and returns what it did; the main thread does the
-// bookkeeping.
+// The piscina task that sweeps in a worker thread: one task per thread per
+// cycle. It attaches to the heap's memory through the addon, once per thread
+// (the mappings stay until it detaches, or the thread ends, even if the heap
+// is closed meanwhile), claims batches of spans from the cycle's shared
+// cursor (src/memory/sweep-board.ts), claims each span with the same CAS the
+// main thread uses, sweeps it with the same code (src/memory/sweeper.ts), and
+// publishes its tally on the board. The main thread learns which spans were
+// swept from the span table, not from a message.
 import { threadId } from 'node:worker_threads';
 import { native } from '../platform/native.js';
-import { SweepTally, claimSpan, sweepClaimedSpan } from './sweeper.js';
+import { SweepTally } from './sweeper.js';
 import { HeapViews } from './views.js';
+import { SweepBoard, sweepFromCursor } from './sweep-board.js';
 
 export interface SweepTask {
   heapId: number;
   cycleId: number;
-  from: number;
-  to: number;
+  /** This task's slot on the board. */
+  slot: number;
+  /** The cycle's sweep board (src/memory/sweep-board.ts): the cursor, the slots' states and tallies. */
+  control: Int32Array;
+  tallies: Float64Array;
   /** Testing only: throw after claiming this many spans (leaving the last one half-swept). */
   failAfter: number;
   /** Non-zero once the heap is closing: stop before the next span. */
   cancelled: Int32Array;
 }
 
+/** What the task returns; the main thread may have read the same from the board already. */
 export interface SweepTaskResult {
-  /** Pairs: span index, spans freed from it (0 when it stays in use). */
-  swept: Int32Array;
-  freedObjects: number;
-  freedBytes: number;
-  liveObjects: number;
-  spans: number;
-  threadId: number;
-  /** Wall-clock (epoch) milliseconds, comparable across threads. */
-  startEpochMs: number;
-  endEpochMs: number;
+  slot: number;
   /** The heap was gone before the task ran. */
   heapGone: boolean;
 }
@@ -61,26 +58,22 @@ function viewsOf(heapId: number): HeapViews | null {
 
 export default function sweepSpans(task: SweepTask): SweepTaskResult {
   const startEpochMs = performance.timeOrigin + performance.now();
-  const v = viewsOf(task.heapId);
+  const board = SweepBoard.attach(task.control, task.tallies);
+  board.running(task.slot);
   const tally = new SweepTally();
-  const swept: number[] = [];
-  if (v && Atomics.load(task.cancelled, 0) === 0) {
-    let claimed = 0;
-    for (let s = task.from; s < task.to && Atomics.load(task.cancelled, 0) === 0; s++) {
-      if (!claimSpan(v, s)) continue;
-      if (++claimed === task.failAfter) throw new Error(`injected sweeper failure at span ${s}`);
-      swept.push(s, sweepClaimedSpan(v, s, tally));
-    }
+  let failed = true;
+  let v: HeapViews | null = null;
+  try {
+    v = viewsOf(task.heapId);
+    if (v) sweepFromCursor(v, board, tally, task.cancelled, task.failAfter);
+    failed = false;
+  } finally {
+    // Published even when the sweep threw: the main thread must not wait on a dead slot.
+    board.finish(task.slot, {
+      freedObjects: tally.freedObjects, freedBytes: tally.freedBytes, liveObjects: tally.liveObjects,
+      spans: tally.spans, startEpochMs, endEpochMs: performance.timeOrigin + performance.now(), threadId,
+    }, failed);
   }
-  return {
-    swept: Int32Array.from(swept),
-    freedObjects: tally.freedObjects,
-    freedBytes: tally.freedBytes,
-    liveObjects: tally.liveObjects,
-    spans: tally.spans,
-    threadId,
-    startEpochMs,
-    endEpochMs: performance.timeOrigin + performance.now(),
-    heapGone: v === null,
-  };
+  return { slot: task.slot, heapGone: v === null };
 }
+

@@ -14,6 +14,8 @@
 // |----------------------|-----------------------------------|------------------------------------------------|
 // | this Node process    | main thread (tid = pid)           | 'fork' and 'stw mark' (mutator pauses),        |
 // |                      |                                   | 'sweep slice' (background sweeping, main)      |
+// |                      | 'heap H: main-thread GC stalls'   | 'stall <kind>': every wait of the main thread  |
+// |                      |                                   | on the collector (src/collector/stalls.ts)     |
 // |                      | 'heap H: cycles'                  | 'cycle N' > 'marking', 'sweeping'; instants    |
 // |                      |                                   | 'child done', 'abort', 'fallback'              |
 // |                      | 'heap H: pipe'                    | 'pipe transfer' (first byte read .. stream OK) |
@@ -43,6 +45,7 @@ import type {
   ChildDoneEvent, CycleStartEvent, FallbackEvent, ForkEvent, MarkEvent, StreamEvent, SweepProgressEvent,
   SweepStartEvent,
 } from '../index.js';
+import type { StallEvent } from '../api/events.js';
 import type { Heap } from '../index.js';
 import { heapId as heapIdOf } from '../internal.js';
 import type { CycleStats } from '../index.js';
@@ -102,6 +105,9 @@ export const TRACE_NAMES = {
   childDone: 'child done',
   abort: 'abort',
   fallback: 'fallback',
+  sweeperFallback: 'sweeper fallback',
+  /** 'stall <kind>' slices (main thread): each wait on the collector (src/collector/stalls.ts). */
+  stallPrefix: 'stall ',
   /** 'cycle N' slices start with this. */
   cyclePrefix: 'cycle ',
 } as const;
@@ -159,6 +165,10 @@ export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorde
   // derived from the heap id so that traces of several heaps can be merged.
   const cyclesTid = () => 1_000_000 + heapId * 16;
   const pipeTid = () => 1_000_000 + heapId * 16 + 1;
+  // The main thread's waits on the collector, on a track of their own (they
+  // overlap the 'fork' and 'sweep slice' slices of the main thread's track
+  // without nesting exactly: each is timed by its own clock reading).
+  const stallsTid = () => 1_000_000 + heapId * 16 + 15;
   const sweeperTid = (thread: string) => {
     if (thread === 'main') return mainTid;
     let tid = threadTids.get(thread);
@@ -177,6 +187,7 @@ export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorde
     threadName(pid, mainTid, 'main thread (mutator)', 0);
     threadName(pid, cyclesTid(), `heap ${id}: cycles`, 1);
     threadName(pid, pipeTid(), `heap ${id}: pipe`, 2);
+    threadName(pid, stallsTid(), `heap ${id}: main-thread GC stalls`, 3);
   };
 
   /** The child's slices, from what is known of it (at the stream event, or at an abort). */
@@ -289,6 +300,16 @@ export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorde
     instant(TRACE_NAMES.fallback, 'cycle', cyclesTid(), e.timeMs, { reason: e.reason }, 'g');
   };
 
+  // Every wait of the main thread on the collector, on the main thread's track.
+  const onStall = (e: StallEvent) => {
+    noteHeap(e.heapId);
+    slice(`${TRACE_NAMES.stallPrefix}${e.kind}`, 'stall,gc', pid, stallsTid(), e.startMs, e.endMs, { cycleId: e.cycleId, kind: e.kind });
+  };
+  const onSweeperFallback = (e: FallbackEvent) => {
+    noteHeap(e.heapId);
+    instant(TRACE_NAMES.sweeperFallback, 'cycle', cyclesTid(), e.timeMs, { reason: e.reason }, 'g');
+  };
+
   noteHeap(heapIdOf(heap));
   heap.on('cycleStart', onCycleStart);
   heap.on('fork', onFork);
@@ -300,6 +321,8 @@ export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorde
   heap.on('sweepEnd', onSweepEnd);
   heap.on('abort', onAbort);
   heap.on('fallback', onFallback);
+  heap.on('stall', onStall);
+  heap.on('sweeperFallback', onSweeperFallback);
 
   const unsubscribe = () => {
     heap.off('cycleStart', onCycleStart);
@@ -312,6 +335,8 @@ export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorde
     heap.off('sweepEnd', onSweepEnd);
     heap.off('abort', onAbort);
     heap.off('fallback', onFallback);
+    heap.off('stall', onStall);
+    heap.off('sweeperFallback', onSweeperFallback);
   };
 
   const snapshot = (): TraceFile => {

@@ -1,0 +1,128 @@
+/**
+ * sync-binary-trees (issue 12, item 1): binary-trees written as a plain
+ * synchronous job. It yields to the event loop once per depth level only,
+ * and calls heap.safepoint() every 32 trees; the heap has its default
+ * options. Before progress at safepoints this completed no cycle at all and
+ * grew the heap to maxHeap (the pipe was read, the child reaped and the
+ * sweep dispatched only on event-loop turns). Reported: cycles completed,
+ * peak heap (heapBytes sampled at every safepoint) against the peak live set
+ * (the most tree nodes reachable at once, times the node's slot size), and
+ * the ratio (target: within 4x).
+ */
+import type { Ref } from '../lib/forkgc.js';
+import { expectedBinaryTrees } from './binary-trees.js';
+import { needHeap, type RunContext, type Workload, type WorkloadResult } from './types.js';
+
+export interface SyncBinaryTreesParams extends Record<string, number> {
+  depth: number;
+}
+
+const MIN_DEPTH = 4;
+const SAFEPOINT_EVERY = 32;
+
+const nodes = (d: number) => 2 ** (d + 1) - 1;
+
+/** The most tree nodes reachable at once: the stretch tree, or the long-lived tree plus the tree being built. */
+function peakLiveNodes(maxDepth: number): number {
+  return Math.max(nodes(maxDepth + 1), nodes(maxDepth) + nodes(maxDepth));
+}
+
+async function plain(ctx: RunContext<SyncBinaryTreesParams>): Promise<WorkloadResult> {
+  class TreeNode {
+    constructor(public left: TreeNode | null, public right: TreeNode | null) {}
+  }
+  const meter = ctx.meter;
+  let allocs = 0;
+  const bottomUp = (d: number): TreeNode => {
+    if (++allocs === 1024) {
+      allocs = 0;
+      meter.tick();
+    }
+    return d > 0 ? new TreeNode(bottomUp(d - 1), bottomUp(d - 1)) : new TreeNode(null, null);
+  };
+  const check = (t: TreeNode): number => (t.left === null ? 1 : 1 + check(t.left) + check(t.right!));
+  const maxDepth = Math.max(MIN_DEPTH + 2, ctx.params.depth);
+  ctx.out(`stretch tree of depth ${maxDepth + 1}\t check: ${check(bottomUp(maxDepth + 1))}`);
+  const longLived = bottomUp(maxDepth);
+  for (let d = MIN_DEPTH; d <= maxDepth; d += 2) {
+    const iterations = 2 ** (maxDepth - d + MIN_DEPTH);
+    let sum = 0;
+    for (let i = 0; i < iterations; i++) sum += check(bottomUp(d));
+    ctx.out(`${iterations}\t trees of depth ${d}\t check: ${sum}`);
+    await new Promise((r) => setImmediate(r));  // the one yield per depth level
+  }
+  ctx.out(`long lived tree of depth ${maxDepth}\t check: ${check(longLived)}`);
+  return { verified: null };
+}
+
+async function forkgc(ctx: RunContext<SyncBinaryTreesParams>): Promise<WorkloadResult> {
+  const heap = needHeap(ctx);
+  const meter = ctx.meter;
+  const Node = heap.defineStruct('TreeNode', { left: 'ref', right: 'ref' });
+  let allocs = 0;
+  let peakHeap = 0;
+  const sample = () => { peakHeap = Math.max(peakHeap, heap.stats().heapBytes); };
+  const bottomUp = (d: number): Ref => {
+    if (++allocs === 1024) {
+      allocs = 0;
+      meter.tick();
+    }
+    if (d === 0) return Node.alloc();
+    const l = bottomUp(d - 1);
+    const r = bottomUp(d - 1);
+    const n = Node.alloc();
+    Node.set.left(n, l);
+    Node.set.right(n, r);
+    return n;
+  };
+  const check = (t: Ref): number => {
+    const l = Node.get.left(t);
+    return l === 0 ? 1 : 1 + check(l) + check(Node.get.right(t));
+  };
+  const maxDepth = Math.max(MIN_DEPTH + 2, ctx.params.depth);
+  ctx.out(`stretch tree of depth ${maxDepth + 1}\t check: ${check(bottomUp(maxDepth + 1))}`);
+  sample();
+  heap.safepoint();
+  const longLived = heap.root(bottomUp(maxDepth));
+  for (let d = MIN_DEPTH; d <= maxDepth; d += 2) {
+    const iterations = 2 ** (maxDepth - d + MIN_DEPTH);
+    let sum = 0;
+    for (let i = 0; i < iterations; i++) {
+      sum += check(bottomUp(d));
+      if ((i + 1) % SAFEPOINT_EVERY === 0) {
+        sample();
+        heap.safepoint();  // everything live is reachable from longLived here
+      }
+    }
+    ctx.out(`${iterations}\t trees of depth ${d}\t check: ${sum}`);
+    sample();
+    await new Promise((r) => setImmediate(r));  // the one yield per depth level
+  }
+  ctx.out(`long lived tree of depth ${maxDepth}\t check: ${check(longLived.get())}`);
+  longLived.release();
+  const s = heap.stats();
+  const peakLive = peakLiveNodes(maxDepth) * Node.size;
+  return {
+    verified: null,
+    extra: {
+      syncCycles: s.cycles,
+      syncPeakHeapBytes: peakHeap,
+      syncPeakLiveBytes: peakLive,
+      syncHeapOverLive: Math.round((peakHeap / peakLive) * 100) / 100,
+    },
+  };
+}
+
+export const syncBinaryTrees: Workload<SyncBinaryTreesParams> = {
+  name: 'sync-binary-trees',
+  unit: '1024 allocs',
+  cases: (full) => [{ depth: full ? 18 : 16 }],
+  label: (p) => `depth ${p.depth}, yield per level, safepoint every ${SAFEPOINT_EVERY} trees`,
+  systems: () => ['forkgc-fork', 'v8'],
+  // Default heap options: what a user who only calls safepoint() gets.
+  heapOptions: () => ({}),
+  timeoutMs: (p, full) => (full ? 600_000 : 180_000),
+  expectedOutput: (p) => expectedBinaryTrees(p.depth),
+  plain,
+  forkgc,
+};

@@ -1,0 +1,175 @@
+// Cycles that finish on their own (issue 12) and the sweep that needs no
+// main-thread round trip (issue 11): progress at safepoints and on heap
+// growth without yielding, one sweeper task per thread per cycle, bounded
+// lazy sweeping, every stall accounted, and the pacer with a real heap.
+// (The pacer as pure policy: test/pacer.test.ts. Sweeper threads under real
+// resource limits: test/sweeper-limits.test.ts.)
+import { describe, expect, it } from 'vitest';
+import { heapInternals } from '../src/internal.js';
+import { startTrace, TRACE_NAMES } from '../src/tools/trace.js';
+import { LAZY_SWEEP_BUDGET } from '../src/memory/allocator.js';
+import { SPAN_UNSWEPT, SPAN_WORDS, SW_CLASS, SW_STATE } from '../src/memory/layout.js';
+import { STALL_KINDS } from '../src/collector/stalls.js';
+import { closeHeapsAfterEach, makeHeap } from './helpers/common.js';
+
+closeHeapsAfterEach();
+
+describe('progress without yielding', () => {
+  for (const threads of [0, 1]) {
+    it(`a synchronous program that only calls safepoint() completes its cycles (${threads} sweeper threads)`, () => {
+      const heap = makeHeap({ auto: true, minTriggerBytes: '256KiB', sweepThreads: threads });
+      const Rec = heap.defineStruct('Rec', { next: 'ref', v: 'i32' });
+      const keep = heap.root(heap.arrays.alloc(100));
+      for (let i = 0; i < 100; i++) heap.arrays.set(keep.get(), i, Rec.alloc({ v: i }));
+      // No await, no timer: the event loop never turns in this loop.
+      const deadline = Date.now() + 30_000;
+      let n = 0;
+      while (heap.stats().cycles < 4 && Date.now() < deadline) {
+        for (let k = 0; k < 256; k++) Rec.alloc({ v: -1 });
+        if (++n % 8 === 0) heap.safepoint();
+      }
+      const s = heap.stats();
+      expect(s.cycles, 'cycles completed with no event-loop turn').toBeGreaterThanOrEqual(4);
+      expect(s.heapBytes).toBeLessThan(16 * 2 ** 20);
+      for (let i = 0; i < 100; i++) expect(Rec.get.v(heap.arrays.get(keep.get(), i))).toBe(i);
+    }, 60_000);
+  }
+
+  it('a cycle in flight completes when the heap grows, with no safepoint and no yield', () => {
+    const heap = makeHeap({ sweepThreads: 1 });
+    const Rec = heap.defineStruct('Rec', { next: 'ref', v: 'i32' });
+    for (let k = 0; k < 50_000; k++) Rec.alloc({ v: -1 });
+    const before = heap.stats().cycles;
+    void heap.collect();
+    const deadline = Date.now() + 30_000;
+    while (heap.stats().cycles === before && Date.now() < deadline) {
+      for (let k = 0; k < 4096; k++) Rec.alloc({ v: -1 });  // about a span: grows the heap now and then
+    }
+    expect(heap.stats().cycles).toBe(before + 1);
+  }, 60_000);
+});
+
+describe('no cycle starts inside an allocation', () => {
+  it('a cycle completed by an allocation: a listener that calls collect() or safepoint() starts nothing until the code returns', async () => {
+    const heap = makeHeap({ sweepThreads: 1 });
+    const Rec = heap.defineStruct('Rec', { next: 'ref', v: 'i32' });
+    for (let k = 0; k < 50_000; k++) Rec.alloc({ v: -1 });
+    let requested: Promise<unknown> | undefined;
+    let inLoop = false;
+    let startedInLoop = 0;
+    heap.on('cycle', () => {
+      if (requested) return;
+      heap.safepoint();
+      requested = heap.collect();
+    });
+    heap.on('cycleStart', () => { if (inLoop) startedInLoop++; });
+    const first = heap.collect();
+    const before = heap.stats().cycles;
+    const deadline = Date.now() + 30_000;
+    inLoop = true;
+    while (heap.stats().cycles === before && Date.now() < deadline) {
+      for (let k = 0; k < 4096; k++) Rec.alloc({ v: -1 });
+    }
+    for (let k = 0; k < 4096; k++) Rec.alloc({ v: -1 });  // unrooted garbage made after: still no cycle
+    inLoop = false;
+    expect(heap.stats().cycles).toBe(before + 1);
+    expect(startedInLoop, 'cycles started inside allocations').toBe(0);
+    await first;
+    expect(requested).toBeDefined();
+    await requested;
+    expect(heap.stats().cycles).toBe(before + 2);
+  }, 60_000);
+});
+
+describe('the sweep', () => {
+  it('each sweeper thread runs one task per cycle, claiming spans from the shared cursor', async () => {
+    const heap = makeHeap({ sweepThreads: 2, maxHeap: '256MiB' });
+    const Rec = heap.defineStruct('Rec', { next: 'ref', v: 'i32' });
+    for (let k = 0; k < 1_500_000; k++) Rec.alloc({ v: -1 });  // hundreds of spans of garbage
+    const progress: string[] = [];
+    heap.on('sweepProgress', (e) => progress.push(e.thread));
+    const s = await heap.collect();
+    const tasks = progress.filter((t) => t.startsWith('worker-'));
+    expect(s.spansSwept + s.workerSpansSwept).toBeGreaterThan(300);
+    // One report per task: at most one task per thread (the old dispatch sent one per 64 spans).
+    expect(tasks.length).toBeLessThanOrEqual(2);
+    expect(new Set(tasks).size).toBe(tasks.length);
+    expect(s.objectsFreed).toBe(1_500_000);
+  }, 120_000);
+
+  it('lazy sweeping in an allocation stops at the first span swept empty (and sweeps at most a few)', async () => {
+    const heap = makeHeap({ mode: 'stw', sweepThreads: 0 });
+    const core = heapInternals(heap);
+    const Rec = heap.defineStruct('Rec', { next: 'ref', v: 'i32' });
+    for (let k = 0; k < 200_000; k++) Rec.alloc({ v: -1 });  // ~100 spans of one class, all garbage
+    const cls = core.views.spans[(core.allocator.topSpan - 1) * SPAN_WORDS + SW_CLASS];
+    const unswept = () => {
+      let n = 0;
+      for (let s = 1; s < core.allocator.topSpan; s++) {
+        const e = s * SPAN_WORDS;
+        if (core.views.spans[e + SW_STATE] === SPAN_UNSWEPT && core.views.spans[e + SW_CLASS] === cls) n++;
+      }
+      return n;
+    };
+    const done = heap.collect();  // stw: marked now; the sweep has begun, no slice has run yet
+    const before = unswept();
+    expect(before).toBeGreaterThan(50);
+    for (let k = 0; k < 300; k++) Rec.alloc({ v: k });  // within one span: one lazy sweep
+    expect(before - unswept()).toBeLessThanOrEqual(LAZY_SWEEP_BUDGET);
+    expect(before - unswept()).toBeGreaterThanOrEqual(1);
+    const s = await done;
+    expect(s.objectsFreed).toBe(200_000);
+    expect(s.stalls.lazySweep.count).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+});
+
+describe('every stall accounted', () => {
+  for (const mode of ['fork', 'stw'] as const) {
+    it(`CycleStats reports the main thread's waits per kind, the trace draws them (${mode})`, async () => {
+      const heap = makeHeap({ mode, sweepThreads: 1 });
+      const Rec = heap.defineStruct('Rec', { next: 'ref', v: 'i32' });
+      for (let k = 0; k < 100_000; k++) Rec.alloc({ v: -1 });
+      const rec = startTrace(heap);
+      const s = await heap.collect();
+      const trace = rec.stop();
+      expect(Object.keys(s.stalls).sort()).toEqual([...STALL_KINDS].sort());
+      const sum = STALL_KINDS.reduce((n, k) => n + s.stalls[k].us, 0);
+      expect(s.stallUs).toBeCloseTo(sum, 3);
+      expect(s.maxStallUs).toBeLessThanOrEqual(s.stallUs + 1e-6);
+      expect(s.maxStallUs).toBeGreaterThan(0);
+      expect(s.stalls.sweepStart.count).toBe(1);
+      expect(s.stalls.sweepEnd.count).toBe(1);
+      if (mode === 'stw') expect(s.stalls.stwMark.count).toBe(1);
+      if (mode === 'fork') {
+        expect(s.stalls.fork.count).toBe(1);
+        expect(s.stalls.fork.us).toBeGreaterThanOrEqual(s.pauseUs * 0.9);
+        expect(s.stalls.intake.count).toBeGreaterThanOrEqual(1);
+      }
+      expect(Number.isInteger(s.parentMinorFaults) && s.parentMinorFaults >= 0).toBe(true);
+      const slices = trace.traceEvents.filter((e) => e.ph === 'X' && e.name.startsWith(TRACE_NAMES.stallPrefix));
+      expect(slices.map((e) => e.name)).toContain(`${TRACE_NAMES.stallPrefix}sweepStart`);
+      if (mode === 'fork') expect(slices.map((e) => e.name)).toContain(`${TRACE_NAMES.stallPrefix}fork`);
+      const track = trace.traceEvents.find((e) => e.ph === 'M' && e.name === 'thread_name' && String(e.args?.name).endsWith('main-thread GC stalls'));
+      for (const e of slices) expect(e.tid).toBe(track?.tid);
+    }, 60_000);
+  }
+});
+
+describe('the pacer with a real heap', () => {
+  it('starts the next cycle before the goal by what the mutator allocated during past cycles', async () => {
+    const heap = makeHeap({ minTriggerBytes: '1MiB', sweepThreads: 1 });
+    const core = heapInternals(heap);
+    const Rec = heap.defineStruct('Rec', { next: 'ref', v: 'i32' });
+    const keep = heap.root(heap.arrays.alloc(20_000));
+    for (let i = 0; i < 20_000; i++) heap.arrays.set(keep.get(), i, Rec.alloc({ v: i }));  // ~0.6 MiB live... and more below
+    for (let round = 0; round < 3; round++) {
+      const done = heap.collect();
+      for (let k = 0; k < 20_000; k++) Rec.alloc({ v: -1 });  // allocated while the cycle runs
+      await done;
+    }
+    const p = core.policy;
+    expect(p.expectedCycleAllocBytes).toBeGreaterThan(0);
+    expect(p.nextTriggerBytes).toBeLessThan(p.goal);
+    expect(p.nextTriggerBytes).toBeCloseTo(Math.max(p.goal * 0.25, Math.min(p.goal * 0.95, p.goal - p.expectedCycleAllocBytes)), 0);
+  }, 60_000);
+});
