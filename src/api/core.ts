@@ -13,8 +13,8 @@ import { Accounting } from '../collector/accounting.js';
 import { Collector } from '../collector/collector.js';
 import { Policy } from '../collector/policy.js';
 import { Allocator } from '../memory/allocator.js';
-import { writeHeader, typeIdAt } from '../memory/header.js';
-import { LARGE_CLASS, SPAN_BYTES, SPAN_GRANULES, roundToGranules, sizeClassOf } from '../memory/layout.js';
+import { typeIdAt } from '../memory/header.js';
+import { LARGE_CLASS, SIZE_CLASSES, SPAN_BYTES, SPAN_GRANULES, roundToGranules, sizeClassOf } from '../memory/layout.js';
 import { SweepPool } from '../memory/sweep-pool.js';
 import { HeapViews } from '../memory/views.js';
 import { native, type NativeAddon, type RegionViews } from '../platform/native.js';
@@ -23,7 +23,7 @@ import { publish, type CycleEventMap, type CycleEventName } from './events.js';
 import { HeapFinalizationRegistry } from './finalization.js';
 import { takeDeadEntries } from './private-access.js';
 import { resolveOptions, type HeapOptions, type ResolvedOptions } from './options.js';
-import { makeRefOps, type RefContext, type RefOps } from './refs.js';
+import { EPOCHS, makeRefOps, type RefContext, type RefOps } from './refs.js';
 import { RootHandle } from './roots.js';
 import { RootTable } from './root-table.js';
 import type { CycleStats, HeapStats, Trigger } from './stats.js';
@@ -53,8 +53,8 @@ export class HeapCore implements RefContext, TypeContext {
   /** Objects lie below this granule; 0 once closed (src/api/refs.ts). */
   topGranule = 0;
   closed = false;
-  /** Checked mode: cycles started, mod 2^25. */
-  epochTag = 0;
+  /** Checked mode: 1 + cycles started, mod EPOCHS (src/api/refs.ts). */
+  epochTag = 1;
 
   private readonly alloc: Uint32Array;
   private readonly marks: Uint32Array;
@@ -102,6 +102,7 @@ export class HeapCore implements RefContext, TypeContext {
 
   /** The bitmap is final and no span is swept yet: clear dead weak fields, take dead finalization entries. */
   sweepStarting(): void {
+    this.allocator.childGone();
     this.weakHolders.clearDead();
     for (const r of this.finalizers) this.pendingFinalizers.push(...takeDeadEntries(r, this.views));
   }
@@ -126,6 +127,8 @@ export class HeapCore implements RefContext, TypeContext {
 
   /** Publishes a phase of the cycle on diagnostics_channel and as a Heap event. */
   publish<K extends CycleEventName>(name: K, payload: CycleEventMap[K]): void {
+    // The child now shares every resident page: allocate where it does not.
+    if (name === 'fork') this.allocator.childForked();
     publish(name, payload);
     if (name !== 'abort' && name !== 'fallback' && this.emitter.listenerCount(name) > 0) {
       this.emitter.emit(name, payload);
@@ -134,7 +137,7 @@ export class HeapCore implements RefContext, TypeContext {
 
   /** A cycle is starting: checked mode moves to the next epoch. */
   newEpoch(): void {
-    this.epochTag = (this.epochTag + 1) % 2 ** 25;
+    this.epochTag = this.epochTag % EPOCHS + 1;
   }
 
   cycleCompleted(s: CycleStats): void {
@@ -144,6 +147,7 @@ export class HeapCore implements RefContext, TypeContext {
   }
 
   cycleAborted(e: Error): void {
+    this.allocator.childGone();
     publish('abort', e as CycleEventMap['abort']);
     this.emitter.emit('abort', e);
     this.scheduleIfDue();
@@ -193,25 +197,50 @@ export class HeapCore implements RefContext, TypeContext {
 
   get highWaterGranule(): number { return this.allocator.highWaterSpan * SPAN_GRANULES; }
 
-  /** Allocates `bytes` (header included) and writes the header; returns the granule. */
+  /**
+   * Allocates `bytes` (header included), zeroed, and writes the header;
+   * returns the granule. Live bytes are counted in slot bytes (the size
+   * class) or whole spans (src/collector/accounting.ts).
+   */
   allocate(typeId: number, bytes: number, length: number): number {
     if (this.closed) throw new HeapClosedError();
     const size = roundToGranules(bytes);
     const cls = sizeClassOf(size);
-    let g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls) : this.allocator.allocLarge(size);
-    if (g === 0) g = this.allocateSlow(cls, size);
-    this.topGranule = this.allocator.topGranule;
-    writeHeader(this.views, g, typeId, length);
+    if (cls < LARGE_CLASS) {
+      const g = this.allocateSmall(typeId, cls, SIZE_CLASSES[cls]);
+      this.views.u32[g * 4 + 1] = length;
+      return g;
+    }
+    let g = this.allocator.allocLarge(size, typeId);
+    if (g === 0) g = this.allocateSlow(cls, size, typeId);
+    this.views.u32[g * 4 + 1] = length;
+    return this.allocated(g, Allocator.largeBytes(size));
+  }
+
+  /**
+   * The allocation fast path for a small object of class `cls` (slotBytes
+   * its size), length 0: struct types call it with both precomputed.
+   */
+  allocateSmall(typeId: number, cls: number, slotBytes: number): number {
+    let g = this.allocator.allocSmall(cls, typeId);
+    if (g === 0) {
+      if (this.closed) throw new HeapClosedError();
+      g = this.allocateSlow(cls, slotBytes, typeId);
+    }
+    return this.allocated(g, slotBytes);
+  }
+
+  private allocated(g: number, bytes: number): number {
+    this.topGranule = this.allocator.topSpan * SPAN_GRANULES;
     const bit = 1 << (g & 31);
     this.alloc[g >>> 5] |= bit;
-    const c = this.collector;
     // Allocate black: the child cannot see this object (docs/design.md, invariant 2).
-    if (c.phase === 'marking') this.marks[g >>> 5] |= bit;
+    if (this.collector.phase === 'marking') this.marks[g >>> 5] |= bit;
     const a = this.account;
-    a.liveBytes += size;
+    a.liveBytes += bytes;
     a.objects++;
-    a.allocatedSinceCycle += size;
-    a.allocatedTotal += size;
+    a.allocatedSinceCycle += bytes;
+    a.allocatedTotal += bytes;
     if (!this.scheduled && this.options.auto && this.policy.shouldCollect(a.allocatedSinceCycle)) this.scheduleIfDue();
     return g;
   }
@@ -219,10 +248,10 @@ export class HeapCore implements RefContext, TypeContext {
   // The heap is full: finish what the cycle in flight can give (waiting for
   // the child if need be, which is safe because its snapshot was taken at a
   // safepoint), then try again. Never starts a cycle: this is not a safepoint.
-  private allocateSlow(cls: number, size: number): number {
+  private allocateSlow(cls: number, size: number, typeId: number): number {
     if (this.collector.phase === 'marking') this.collector.finishMarkingSync();
     if (this.collector.phase === 'sweeping') this.collector.finishSweepSync();
-    const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls) : this.allocator.allocLarge(size);
+    const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls, typeId) : this.allocator.allocLarge(size, typeId);
     if (g !== 0) return g;
     throw new HeapExhaustedError(
       `cannot allocate ${size} bytes: the heap is at maxHeap (${fmt(this.options.maxHeap)}) with ` +
@@ -310,6 +339,7 @@ export class HeapCore implements RefContext, TypeContext {
     if (this.closed) return;
     this.closed = true;
     this.topGranule = 0;
+    this.allocator.close();
     this.collector.close();
     // Sweeper threads attach to the mappings, which stay until the last
     // detaches; still, let running tasks end before we go.

@@ -4,7 +4,9 @@
 // | offset | bytes | field                                               |
 // |--------|-------|-----------------------------------------------------|
 // |      0 |     2 | typeId (0 = free slot)                              |
-// |      2 |     2 | flags (reserved, 0)                                 |
+// |      2 |     2 | generation: bumped each time the slot is handed out |
+// |        |       | again (src/memory/allocator.ts); Refs carry its low |
+// |        |       | bits (src/api/refs.ts). The marker never reads it.  |
 // |      4 |     4 | length: elements (RefArray) or bytes (Bytes,        |
 // |        |       | String); 0 for structs                              |
 //
@@ -21,8 +23,8 @@ export function typeIdAt(v: HeapViews, g: number): number {
   return v.u16[g * 8];
 }
 
-/** The header's flags half-word (reserved: always 0 today). */
-export function flagsAt(v: HeapViews, g: number): number {
+/** The slot's generation (the header's second half-word). */
+export function generationAt(v: HeapViews, g: number): number {
   return v.u16[g * 8 + 1];
 }
 
@@ -31,9 +33,9 @@ export function lengthAt(v: HeapViews, g: number): number {
   return v.u32[g * 4 + 1];
 }
 
-/** Writes a new object's header: its type, zero flags, its length. */
-export function writeHeader(v: HeapViews, g: number, typeId: number, length: number): void {
-  v.u32[g * 4] = typeId;  // typeId and zero flags in one store
+/** Writes a new object's header: its type, its slot's generation, its length. */
+export function writeHeader(v: HeapViews, g: number, typeId: number, generation: number, length: number): void {
+  v.u32[g * 4] = typeId | (generation << 16);  // one store for both half-words
   v.u32[g * 4 + 1] = length;
 }
 
