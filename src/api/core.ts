@@ -59,6 +59,8 @@ export class HeapCore implements RefContext, TypeContext {
   private readonly alloc: Uint32Array;
   private readonly marks: Uint32Array;
   private scheduled = false;
+  /** options.auto, as a field of its own for the allocation path. */
+  private readonly auto: boolean;
   private saidFallback = false;
   private pool: SweepPool | undefined;
   private readonly weakHolders: WeakHolders;
@@ -77,7 +79,8 @@ export class HeapCore implements RefContext, TypeContext {
     this.views = new HeapViews(made);
     this.alloc = this.views.allocBits;
     this.marks = this.views.markBits;
-    this.allocator = new Allocator(this.views);
+    this.allocator = new Allocator(this.views, (top) => { if (!this.closed) this.topGranule = top; });
+    this.auto = this.options.auto;
     this.topGranule = this.allocator.topGranule;
     this.roots = new RootTable(this.views.roots, o.maxRoots);
     this.policy = new Policy(o);
@@ -231,7 +234,6 @@ export class HeapCore implements RefContext, TypeContext {
   }
 
   private allocated(g: number, bytes: number): number {
-    this.topGranule = this.allocator.topSpan * SPAN_GRANULES;
     const bit = 1 << (g & 31);
     this.alloc[g >>> 5] |= bit;
     // Allocate black: the child cannot see this object (docs/design.md, invariant 2).
@@ -241,7 +243,7 @@ export class HeapCore implements RefContext, TypeContext {
     a.objects++;
     a.allocatedSinceCycle += bytes;
     a.allocatedTotal += bytes;
-    if (!this.scheduled && this.options.auto && this.policy.shouldCollect(a.allocatedSinceCycle)) this.scheduleIfDue();
+    if (this.auto && !this.scheduled && this.policy.shouldCollect(a.allocatedSinceCycle)) this.scheduleIfDue();
     return g;
   }
 

@@ -30,6 +30,7 @@ import {
   DESCRIPTOR_WORDS, FIRST_STRUCT_TYPE, HEADER_BYTES, KIND_LEAF, KIND_REF_ARRAY, KIND_STRUCT, LARGE_CLASS, MAX_TYPES,
   SIZE_CLASSES, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING, roundToGranules, sizeClassOf,
 } from '../memory/layout.js';
+import { compileAccessor } from './accessors.js';
 import type { RefOps } from './refs.js';
 import type { HeapViews } from '../memory/views.js';
 import type { FieldKind, FieldSpec, FieldValue, StructType, StructValues, Ref } from './types.js';
@@ -37,6 +38,8 @@ import type { FieldKind, FieldSpec, FieldValue, StructType, StructValues, Ref } 
 /** What types need from the heap. */
 export interface TypeContext {
   readonly views: HeapViews;
+  /** Objects lie below this granule; 0 once the heap is closed. */
+  readonly topGranule: number;
   readonly refs: RefOps;
   /** Allocates an object of `bytes` (header included), zeroed, and writes its header; returns the granule. */
   allocate(typeId: number, bytes: number, length: number): number;
@@ -192,6 +195,12 @@ export class TypeRegistry {
       // A write checks the value before the object: a bad value never half-writes.
       set[field] = (ref, value) => write(refs.typed(ref, id), value);
       writers.push([field, write]);
+      if (refs.format && kind !== 'weak') {
+        // Default mode: accessors compiled for this type and field (src/api/accessors.ts).
+        const env = { ctx: this.ctx, refs, views: v, badValue };
+        get[field] = compileAccessor('get', kind, field, what, id, off, refs.format, env) as (ref: Ref) => number | boolean;
+        set[field] = compileAccessor('set', kind, field, what, id, off, refs.format, env) as (ref: Ref, value: never) => void;
+      }
     }
     const ctx = this.ctx;
     const cls = sizeClassOf(size);

@@ -104,7 +104,11 @@ export class Allocator {
   /** The longest single lazy sweep (one allocation's worth) in the current sweep. */
   lazySweepMaxNs = 0;
 
-  constructor(private readonly v: HeapViews) {
+  /**
+   * `grown` hears of every rise of topGranule (the heap keeps a copy for its
+   * reference checks, so the fast path never computes it).
+   */
+  constructor(private readonly v: HeapViews, private readonly grown: (topGranule: number) => void = () => {}) {
     this.current = new Int32Array(LARGE_CLASS).fill(-1);
     this.cacheBits = new Int32Array(LARGE_CLASS);
     this.cacheWord = new Int32Array(LARGE_CLASS);
@@ -438,7 +442,10 @@ export class Allocator {
         this.genSpread[t] = 0;
       }
     }
-    if (s + n > this.topSpan) this.topSpan = s + n;
+    if (s + n > this.topSpan) {
+      this.topSpan = s + n;
+      this.grown(this.topSpan * SPAN_GRANULES);
+    }
     if (this.topSpan > this.highWaterSpan) this.highWaterSpan = this.topSpan;
     return s;
   }
