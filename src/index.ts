@@ -3,7 +3,7 @@
 export { Heap, type HeapEvents } from './api/heap.js';
 export type { HeapOptions, Mode, FaultKind, FaultInjection } from './api/options.js';
 export { parseBytes } from './api/options.js';
-export type { Ref, FieldKind, FieldSpec, FieldValue, StructType, StructValues } from './api/types.js';
+export type { Ref, RefTo, RefType, FieldKind, FieldSpec, FieldValue, FieldInput, StructType, StructValues } from './api/types.js';
 export { RefArrays, ByteArrays, Strings } from './api/types.js';
 export { RootHandle } from './api/roots.js';
 export { HeapFinalizationRegistry } from './api/finalization.js';

@@ -50,7 +50,7 @@ describe('default mode: a stale Ref is caught after its slot is reused', () => {
     const first = Rec.alloc({ id: 0 });
     const g = granuleOf(heap, first);
     const { generationBits } = heapInternals(heap).refs.format!;
-    const refs = [first];
+    const refs: number[] = [first];
     // Up to one wrap of the Ref's generation bits: all distinct.
     for (let k = 1; k < 2 ** generationBits; k++) {
       await heap.collect();

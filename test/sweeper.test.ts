@@ -294,7 +294,7 @@ describe('sweeper threads and failure', () => {
     await expect(h.collect()).rejects.toMatchObject({ code: 'ERR_CYCLE_ABORTED', reason: 'SWEEP_FAILED' });
     expect(aborts).toHaveLength(1);
     const walk = () => {
-      let n = list.get();
+      let n: number = list.get();
       let expected = 29_999;
       while (n !== 0) {
         expect(T.get.x(n)).toBe(expected--);

@@ -169,7 +169,7 @@ export class HeapCore implements RefContext, TypeContext {
 
   // ---- types and objects -------------------------------------------------
 
-  defineStruct<F extends FieldSpec>(name: string, fields: F): StructType<F> {
+  defineStruct<N extends string, F extends FieldSpec>(name: N, fields: F): StructType<F, N> {
     this.ensureOpen();
     return this.types.defineStruct(name, fields);
   }
@@ -192,7 +192,7 @@ export class HeapCore implements RefContext, TypeContext {
     if (r.status !== 0) throw new HeapCorruptError(`heap corrupt at reference ${r.badRef} (weak read barrier)`);
   }
 
-  typeOf(ref: Ref): string {
+  typeOf(ref: number): string {
     return this.types.nameOf(typeIdAt(this.views, this.refs.any(ref)));
   }
 
@@ -266,7 +266,7 @@ export class HeapCore implements RefContext, TypeContext {
 
   // ---- roots ---------------------------------------------------------------
 
-  root(ref: Ref): RootHandle {
+  root(ref: number): RootHandle {
     this.ensureOpen();
     const g = this.refs.field(ref);
     return new RootHandle({ table: this.roots, refs: this.refs, ensureOpen: () => this.ensureOpen() }, this.roots.add(g));

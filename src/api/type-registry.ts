@@ -73,7 +73,7 @@ export class TypeRegistry {
     return this.byId[typeId] ?? (typeId === 0 ? 'free slot' : `unknown type ${typeId}`);
   }
 
-  defineStruct<F extends FieldSpec>(name: string, fields: F): StructType<F> {
+  defineStruct<N extends string, F extends FieldSpec>(name: N, fields: F): StructType<F, N> {
     if (typeof name !== 'string' || !NAME.test(name)) {
       throw new TypeDefinitionError(`struct name must be an identifier, got ${JSON.stringify(name)}`);
     }
@@ -124,7 +124,7 @@ export class TypeRegistry {
     d[id * DESCRIPTOR_WORDS] = KIND_STRUCT;
     this.names.set(name, id);
     this.byId[id] = name;
-    return this.makeStruct(name, id, size, fields, offsets, weakRefs > 0);
+    return this.makeStruct(name, id, size, fields, offsets, weakRefs > 0) as StructType<F, N>;
   }
 
   private makeStruct<F extends FieldSpec>(
@@ -227,7 +227,7 @@ export class TypeRegistry {
           if (value !== undefined) write(g, value);
         }
       }
-      return refs.encode(g);
+      return refs.encode(g) as Ref;
     };
     const is = (ref: unknown): boolean => {
       try {
