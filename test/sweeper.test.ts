@@ -325,7 +325,7 @@ describe('a span swept empty and reused for another class during the sweep', () 
     // Two spans of A, every object garbage (no mark bits are set).
     const perSpan = 65536 / 32;
     const first = A.alloc();
-    for (let i = 1; i < 2 * perSpan; i++) A.alloc();
+    for (let i = 1; i < 2 * perSpan; i++) A.alloc({ x: i, y: -i, z: 0.5 });
     const spanA1 = Math.floor(first / SPAN_GRANULES);
     const spanA2 = spanA1 + 1;
     allocator.beginSweep();
@@ -336,6 +336,8 @@ describe('a span swept empty and reused for another class during the sweep', () 
     // ...the mutator reuses it for B...
     const bs = Array.from({ length: 5 }, (_, i) => B.alloc({ x: i + 1 }));
     const granule = (r: number) => heapInternals(h).refs.any(r);
+    // A's old bytes never show through B's new objects (the span is zeroed when reused).
+    for (let i = 0; i < 50; i++) expect(B.get.x(B.alloc())).toBe(0);
     expect(Math.floor(granule(bs[0]) / SPAN_GRANULES)).toBe(spanA2);
     // ...then needs a span for A: it must not get B's span.
     const a = A.alloc({ x: 42, y: 43, z: 44 });
