@@ -3,9 +3,9 @@
 export { Heap, type HeapEvents } from './api/heap.js';
 export type { HeapOptions, Mode, FaultKind, FaultInjection, PiscinaPool } from './api/options.js';
 export { parseBytes } from './api/options.js';
-export type { Ref, FieldKind, FieldSpec, FieldValue, StructType, StructValues } from './api/types.js';
+export type { Ref, RefTo, RefType, FieldKind, FieldSpec, FieldValue, FieldInput, StructType, StructValues } from './api/types.js';
 export { RefArrays, ByteArrays, Strings } from './api/types.js';
-export { HeapMaps, type MapKey, type MapVisitor } from './collections/heap-maps.js';
+export { HeapMaps, type MapKey, type MapRef, type MapVisitor } from './collections/heap-maps.js';
 export { RootHandle } from './api/roots.js';
 export { HeapFinalizationRegistry } from './api/finalization.js';
 export type { CycleStats, HeapStats, Trigger } from './api/stats.js';

@@ -228,7 +228,10 @@ describe('errors: InvalidReferenceError (ERR_INVALID_REF)', () => {
 
 describe('errors: WrongTypeError (ERR_WRONG_TYPE)', () => {
   it('a typed accessor on an object of another type', () => {
-    const { heap, Node, Leaf, n, leaf, arr, bytes, str } = setup();
+    const s = setup();
+    const { heap, Node, Leaf } = s;
+    // Plain numbers: with their brands (Ref<'Leaf'>...) these calls would not compile.
+    const [n, leaf, arr, bytes, str] = [s.n, s.leaf, s.arr, s.bytes, s.str] as number[];
     const cases: [string, () => unknown][] = [
       ['Node.get on a Leaf', () => Node.get.value(leaf)],
       ['Node.set on a Leaf', () => Node.set.value(leaf, 1)],

@@ -192,7 +192,7 @@ describe.each(MODES)('invariant 4: rooting contract (%s mode)', (mode) => {
     expect(events.some((c) => c.trigger === 'safepoint' || c.trigger === 'allocation')).toBe(true);
     let n = 0;
     let v = 99_990;
-    for (let r = h.get(); r !== 0 && Node.get.value(r) !== -1; r = Node.get.left(r)) {
+    for (let r: number = h.get(); r !== 0 && Node.get.value(r) !== -1; r = Node.get.left(r)) {
       expect(Node.get.value(r)).toBe(v);
       v -= 10;
       n++;

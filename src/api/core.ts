@@ -13,8 +13,8 @@ import { Accounting } from '../collector/accounting.js';
 import { Collector } from '../collector/collector.js';
 import { Policy } from '../collector/policy.js';
 import { Allocator } from '../memory/allocator.js';
-import { writeHeader, typeIdAt } from '../memory/header.js';
-import { LARGE_CLASS, SPAN_BYTES, SPAN_GRANULES, roundToGranules, sizeClassOf } from '../memory/layout.js';
+import { typeIdAt } from '../memory/header.js';
+import { LARGE_CLASS, SIZE_CLASSES, SPAN_BYTES, SPAN_GRANULES, roundToGranules, sizeClassOf } from '../memory/layout.js';
 import { SweepPool } from '../memory/sweep-pool.js';
 import { warmIntake } from '../collector/warm.js';
 import { HeapViews } from '../memory/views.js';
@@ -27,7 +27,7 @@ import { HeapFinalizationRegistry } from './finalization.js';
 import { callSafely, emitSafely } from './listener-errors.js';
 import { takeDeadEntries, type TakenEntries } from './private-access.js';
 import { resolveOptions, type HeapOptions, type ResolvedOptions } from './options.js';
-import { makeRefOps, type RefContext, type RefOps } from './refs.js';
+import { EPOCHS, makeRefOps, type RefContext, type RefOps } from './refs.js';
 import { RootHandle } from './roots.js';
 import { RootTable } from './root-table.js';
 import type { CycleStats, HeapStats, Trigger } from './stats.js';
@@ -59,16 +59,20 @@ export class HeapCore implements RefContext, TypeContext {
   /** Objects lie below this granule; 0 once closed (src/api/refs.ts). */
   topGranule = 0;
   closed = false;
-  /** Checked mode: cycles started, mod 2^25. */
-  epochTag = 0;
+  /** Checked mode: 1 + cycles started, mod EPOCHS (src/api/refs.ts). */
+  epochTag = 1;
 
   private readonly alloc: Uint32Array;
   private readonly marks: Uint32Array;
   private scheduled = false;
+  /** options.auto, as a field of its own for the allocation path. */
+  private readonly auto: boolean;
   private saidFallback = false;
   private saidSweeperFallback = false;
   /** Inside an allocation that moves a cycle on (listeners may run): no cycle may start. */
   private allocating = false;
+  /** The heap took a new span during a cycle: the next allocation moves the cycle on (advanceInAllocation). */
+  private grewInCycle = false;
   private pool: SweepPool | undefined;
   private readonly weakHolders: WeakHolders;
   private readonly finalizers: Array<HeapFinalizationRegistry<unknown>> = [];
@@ -90,7 +94,13 @@ export class HeapCore implements RefContext, TypeContext {
     this.views = new HeapViews(made);
     this.alloc = this.views.allocBits;
     this.marks = this.views.markBits;
-    this.allocator = new Allocator(this.views);
+    this.allocator = new Allocator(this.views, (top) => {
+      if (this.closed) return;
+      this.topGranule = top;
+      // A new span while a cycle is in flight: allocated() moves the cycle on.
+      if (this.collector?.busy) this.grewInCycle = true;
+    });
+    this.auto = this.options.auto;
     this.topGranule = this.allocator.topGranule;
     this.roots = new RootTable(this.views.roots, o.maxRoots);
     this.policy = new Policy(o);
@@ -157,6 +167,7 @@ export class HeapCore implements RefContext, TypeContext {
 
   /** The bitmap is final and no span is swept yet: clear dead weak fields, take dead finalization entries. */
   sweepStarting(): void {
+    this.allocator.childGone();
     this.weakHolders.clearDead();
     for (const r of this.finalizers) this.takenFinalizers.push(...takeDeadEntries(r, this.views));
   }
@@ -200,13 +211,15 @@ export class HeapCore implements RefContext, TypeContext {
    * (src/api/listener-errors.ts): the cycle goes on exactly as without it.
    */
   publish<K extends CycleEventName>(name: K, payload: CycleEventMap[K]): void {
+    // The child now shares every resident page: allocate where it does not.
+    if (name === 'fork') this.allocator.childForked();
     callSafely(() => publish(name, payload));
     if (name !== 'abort' && name !== 'fallback' && name !== 'sweeperFallback') emitSafely(this.emitter, name, payload);
   }
 
   /** A cycle is starting: checked mode moves to the next epoch. */
   newEpoch(): void {
-    this.epochTag = (this.epochTag + 1) % 2 ** 25;
+    this.epochTag = this.epochTag % EPOCHS + 1;
   }
 
   cycleCompleted(s: CycleStats): void {
@@ -216,6 +229,7 @@ export class HeapCore implements RefContext, TypeContext {
   }
 
   cycleAborted(e: Error): void {
+    this.allocator.childGone();
     callSafely(() => publish('abort', e as CycleEventMap['abort']));
     emitSafely(this.emitter, 'abort', e);
     this.scheduleIfDue();
@@ -243,7 +257,7 @@ export class HeapCore implements RefContext, TypeContext {
 
   // ---- types and objects -------------------------------------------------
 
-  defineStruct<F extends FieldSpec>(name: string, fields: F): StructType<F> {
+  defineStruct<N extends string, F extends FieldSpec>(name: N, fields: F): StructType<F, N> {
     this.ensureOpen();
     return this.types.defineStruct(name, fields);
   }
@@ -268,7 +282,7 @@ export class HeapCore implements RefContext, TypeContext {
     if (r.status !== 0) throw new HeapCorruptError(`heap corrupt at reference ${r.badRef} (weak read barrier)`);
   }
 
-  typeOf(ref: Ref): string {
+  typeOf(ref: number): string {
     return this.types.nameOf(typeIdAt(this.views, this.refs.any(ref)));
   }
 
@@ -276,31 +290,57 @@ export class HeapCore implements RefContext, TypeContext {
 
   get highWaterGranule(): number { return this.allocator.highWaterSpan * SPAN_GRANULES; }
 
-  /** Allocates `bytes` (header included) and writes the header; returns the granule. */
+  /**
+   * Allocates `bytes` (header included), zeroed, and writes the header;
+   * returns the granule. Live bytes are counted in slot bytes (the size
+   * class) or whole spans (src/collector/accounting.ts).
+   */
   allocate(typeId: number, bytes: number, length: number): number {
     if (this.closed) throw new HeapClosedError();
     const size = roundToGranules(bytes);
     const cls = sizeClassOf(size);
-    let g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls) : this.allocator.allocLarge(size);
-    if (g === 0) g = this.allocateSlow(cls, size);
-    const grew = this.allocator.topGranule !== this.topGranule;
-    this.topGranule = this.allocator.topGranule;
-    writeHeader(this.views, g, typeId, length);
+    if (cls < LARGE_CLASS) {
+      const g = this.allocateSmall(typeId, cls, SIZE_CLASSES[cls]);
+      this.views.u32[g * 4 + 1] = length;
+      return g;
+    }
+    let g = this.allocator.allocLarge(size, typeId);
+    if (g === 0) g = this.allocateSlow(cls, size, typeId);
+    this.views.u32[g * 4 + 1] = length;
+    return this.allocated(g, Allocator.largeBytes(size));
+  }
+
+  /**
+   * The allocation fast path for a small object of class `cls` (slotBytes
+   * its size), length 0: struct types call it with both precomputed.
+   */
+  allocateSmall(typeId: number, cls: number, slotBytes: number): number {
+    let g = this.allocator.allocSmall(cls, typeId);
+    if (g === 0) {
+      if (this.closed) throw new HeapClosedError();
+      g = this.allocateSlow(cls, slotBytes, typeId);
+    }
+    return this.allocated(g, slotBytes);
+  }
+
+  private allocated(g: number, bytes: number): number {
     const bit = 1 << (g & 31);
     this.alloc[g >>> 5] |= bit;
-    const c = this.collector;
     // Allocate black: the child cannot see this object (docs/design.md, invariant 2).
-    if (c.phase === 'marking') this.marks[g >>> 5] |= bit;
+    if (this.collector.phase === 'marking') this.marks[g >>> 5] |= bit;
     const a = this.account;
-    a.liveBytes += size;
+    a.liveBytes += bytes;
     a.objects++;
-    a.allocatedSinceCycle += size;
-    a.allocatedTotal += size;
-    if (!this.scheduled && this.options.auto && this.policy.shouldCollect(a.allocatedSinceCycle)) this.scheduleIfDue();
+    a.allocatedSinceCycle += bytes;
+    a.allocatedTotal += bytes;
+    if (this.auto && !this.scheduled && this.policy.shouldCollect(a.allocatedSinceCycle)) this.scheduleIfDue();
     // The heap grew by a span while a cycle is in flight: move it on without
     // waiting (a program that rarely yields would otherwise grow the heap
     // until maxHeap). Only here, after the new object is complete (and black).
-    if (grew && c.phase !== 'idle') this.advanceInAllocation();
+    if (this.grewInCycle) {
+      this.grewInCycle = false;
+      this.advanceInAllocation();
+    }
     return g;
   }
 
@@ -324,11 +364,11 @@ export class HeapCore implements RefContext, TypeContext {
   // The heap is full: finish what the cycle in flight can give (waiting for
   // the child if need be, which is safe because its snapshot was taken at a
   // safepoint), then try again. Never starts a cycle: this is not a safepoint.
-  private allocateSlow(cls: number, size: number): number {
+  private allocateSlow(cls: number, size: number, typeId: number): number {
     // First what the cycle in flight can give without waiting.
     if (this.collector.busy) {
       this.advanceInAllocation();
-      const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls) : this.allocator.allocLarge(size);
+      const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls, typeId) : this.allocator.allocLarge(size, typeId);
       if (g !== 0) return g;
     }
     const was = this.allocating;
@@ -339,7 +379,7 @@ export class HeapCore implements RefContext, TypeContext {
     } finally {
       this.allocating = was;
     }
-    const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls) : this.allocator.allocLarge(size);
+    const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls, typeId) : this.allocator.allocLarge(size, typeId);
     if (g !== 0) return g;
     throw new HeapExhaustedError(
       `cannot allocate ${size} bytes: the heap is at maxHeap (${fmt(this.options.maxHeap)}) with ` +
@@ -352,7 +392,7 @@ export class HeapCore implements RefContext, TypeContext {
 
   // ---- roots ---------------------------------------------------------------
 
-  root(ref: Ref): RootHandle {
+  root(ref: number): RootHandle {
     this.ensureOpen();
     const g = this.refs.field(ref);
     return new RootHandle({ table: this.roots, refs: this.refs, ensureOpen: () => this.ensureOpen() }, this.roots.add(g));
@@ -446,6 +486,7 @@ export class HeapCore implements RefContext, TypeContext {
     this.closed = true;
     this.takenFinalizers = [];
     this.topGranule = 0;
+    this.allocator.close();
     this.collector.close();
     // Sweeper threads attach to the mappings, which stay until the last
     // detaches; still, let running tasks end before we go.

@@ -12,7 +12,7 @@ import type { HeapFinalizationRegistry } from './finalization.js';
 import type { HeapOptions } from './options.js';
 import type { RootHandle } from './roots.js';
 import type { CycleStats, HeapStats } from './stats.js';
-import type { ByteArrays, FieldSpec, Ref, RefArrays, Strings, StructType } from './types.js';
+import type { ByteArrays, FieldSpec, RefArrays, RefType, Strings, StructType } from './types.js';
 import type { HeapMaps } from '../collections/heap-maps.js';
 
 /**
@@ -62,8 +62,11 @@ export class Heap extends EventEmitter<HeapEvents> {
     unclosed.register(this, { addon: core.addon, regions: core.regions }, this);
   }
 
-  /** Declares a struct type; TypeScript infers its fields' types. */
-  defineStruct<F extends FieldSpec>(name: string, fields: F): StructType<F> {
+  /**
+   * Declares a struct type; TypeScript infers its fields' types, and brands
+   * its Refs with the name (`Ref<'User'>`) when the name is a literal.
+   */
+  defineStruct<const N extends string, F extends FieldSpec>(name: N, fields: F): StructType<F, N> {
     return this.#core.defineStruct(name, fields);
   }
 
@@ -76,12 +79,12 @@ export class Heap extends EventEmitter<HeapEvents> {
   }
 
   /** The type name of the object `ref` names: a struct's name, 'RefArray', 'Bytes', 'String' or 'HeapMap'. */
-  typeOf(ref: Ref): string {
+  typeOf(ref: number): string {
     return this.#core.typeOf(ref);
   }
 
   /** Keeps `ref` (or 0) alive until the handle is released. */
-  root(ref: Ref): RootHandle {
+  root<R extends number>(ref: R): RootHandle<RefType<R>> {
     return this.#core.root(ref);
   }
 

@@ -4,8 +4,11 @@ import { RootReleasedError } from './errors.js';
 import type { RootHandleParts } from './private-access.js';
 import type { RefOps } from './refs.js';
 import type { RootTable } from './root-table.js';
+import type { Ref, RefTo } from './types.js';
 
-export class RootHandle {
+// T: the rooted object's type name, as far as TypeScript knows (src/api/types.ts).
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export class RootHandle<T extends string = any> {
   #slot: number;
   readonly #table: RootTable;
   readonly #refs: RefOps;
@@ -22,15 +25,15 @@ export class RootHandle {
 
   get released(): boolean { return this.#slot < 0; }
 
-  /** The rooted object's Ref, or 0. */
-  get(): number {
+  /** The rooted object's Ref (0 when the handle roots null). */
+  get(): Ref<T> {
     this.#ensureOpen();
     if (this.#slot < 0) throw new RootReleasedError();
-    return this.#refs.encode(this.#table.get(this.#slot));
+    return this.#refs.encode(this.#table.get(this.#slot)) as Ref<T>;
   }
 
   /** Roots another object (or 0) with this handle. */
-  set(ref: number): void {
+  set<R extends number>(ref: RefTo<R, T>): void {
     this.#ensureOpen();
     if (this.#slot < 0) throw new RootReleasedError();
     this.#table.set(this.#slot, this.#refs.field(ref));

@@ -36,6 +36,7 @@ export interface CycleStats {
   /** The child's peak resident set (KiB, its own getrusage figure; 0 in stw mode). */
   childMaxRssKb: number;
   objectsMarked: number;
+  /** The marked objects' own sizes, header included (the marker's unit; not slot bytes). */
   bytesMarked: number;
   markStackHighWater: number;
   overflowRescans: number;
@@ -50,6 +51,7 @@ export interface CycleStats {
   /** Bytes read from the pipe in all (header, chunks, trailer). */
   streamBytes: number;
   objectsFreed: number;
+  /** Slot bytes freed: popcount x slot size per span, whole spans for large objects (the unit of liveBytes). */
   bytesFreed: number;
   /** From the start of the sweep to its end (ms, wall time). */
   sweepMs: number;
@@ -67,6 +69,7 @@ export interface CycleStats {
   workers: Array<{ threadId: number; spans: number; ms: number }>;
   heapBytesBefore: number;
   heapBytesAfter: number;
+  /** Live bytes after the sweep, in slot bytes (see HeapStats.liveBytes). */
   liveBytesAfter: number;
   /** Bytes of empty spans given back to the OS (madvise). */
   bytesReturned: number;
@@ -94,6 +97,12 @@ export interface HeapStats {
   fallbackCycles: number;
   /** Bytes of spans holding objects. */
   heapBytes: number;
+  /**
+   * What live objects occupy: the slot (size class) of each small object,
+   * the whole spans of each large one - not the objects' own sizes. The
+   * sweep counts this without reading dead objects; allocation, the trigger
+   * and freedBytesTotal use the same unit.
+   */
   liveBytes: number;
   objects: number;
   roots: number;

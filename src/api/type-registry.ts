@@ -10,19 +10,27 @@
 // | 0             | header (native/layout.h)                           |
 // | 8             | reference fields, 4 bytes each, in declared order  |
 // | then          | weak reference fields, 4 bytes each                |
-// | 8-aligned     | f64 fields                                         |
-// | 4-aligned     | i32 and u32 fields                                 |
+// | then          | with f64 fields only: one i32/u32 field if that    |
+// |               | brings the offset to a multiple of 8               |
+// | 8-aligned     | f64 fields (no alignment when there are none)      |
+// | 4-aligned     | the other i32 and u32 fields                       |
 // | then          | bool fields, 1 byte each                           |
 // | size          | rounded up to the 16-byte granule                  |
+//
+// So {next: ref, value: i32} is 16 bytes (8 + 4 + 4), and {a: ref, x: f64,
+// n: i32} is 24 -> 32 with n filling the hole before x. `size` is this
+// rounded size; the object occupies the size class above it
+// (src/memory/layout.ts), which is what live bytes count.
 //
 // References come first because the descriptor tells the marker only how
 // many there are: it scans u32s from offset 8. Weak ones follow, untraced
 // (src/api/weak.ts).
 import { FieldValueError, TypeDefinitionError, describe } from './errors.js';
 import {
-  DESCRIPTOR_WORDS, FIRST_STRUCT_TYPE, HEADER_BYTES, KIND_LEAF, KIND_REF_ARRAY, KIND_STRUCT, MAX_TYPES,
-  TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING, roundToGranules,
+  DESCRIPTOR_WORDS, FIRST_STRUCT_TYPE, HEADER_BYTES, KIND_LEAF, KIND_REF_ARRAY, KIND_STRUCT, LARGE_CLASS, MAX_TYPES,
+  SIZE_CLASSES, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING, roundToGranules, sizeClassOf,
 } from '../memory/layout.js';
+import { compileAccessor } from './accessors.js';
 import type { RefOps } from './refs.js';
 import type { HeapViews } from '../memory/views.js';
 import type { FieldKind, FieldSpec, FieldValue, StructType, StructValues, Ref } from './types.js';
@@ -30,9 +38,13 @@ import type { FieldKind, FieldSpec, FieldValue, StructType, StructValues, Ref } 
 /** What types need from the heap. */
 export interface TypeContext {
   readonly views: HeapViews;
+  /** Objects lie below this granule; 0 once the heap is closed. */
+  readonly topGranule: number;
   readonly refs: RefOps;
-  /** Allocates an object of `bytes` (header included) and writes its header; returns the granule. */
+  /** Allocates an object of `bytes` (header included), zeroed, and writes its header; returns the granule. */
   allocate(typeId: number, bytes: number, length: number): number;
+  /** The same for a small object of size class `cls` (`slotBytes` its slot size) and length 0. */
+  allocateSmall(typeId: number, cls: number, slotBytes: number): number;
   /** A new object has weak fields: register it for clearing (src/api/weak.ts). */
   weakHolderAllocated(g: number): void;
   /** A weak field read returned target g (src/api/weak.ts, the read barrier). */
@@ -67,7 +79,7 @@ export class TypeRegistry {
     return this.byId[typeId] ?? (typeId === 0 ? 'free slot' : `unknown type ${typeId}`);
   }
 
-  defineStruct<F extends FieldSpec>(name: string, fields: F): StructType<F> {
+  defineStruct<N extends string, F extends FieldSpec>(name: N, fields: F): StructType<F, N> {
     if (typeof name !== 'string' || !NAME.test(name)) {
       throw new TypeDefinitionError(`struct name must be an identifier, got ${describe(name)}`);
     }
@@ -86,23 +98,29 @@ export class TypeRegistry {
     }
     if (this.nextId >= MAX_TYPES) throw new TypeDefinitionError(`too many types (at most ${MAX_TYPES - FIRST_STRUCT_TYPE})`);
 
-    // Layout: refs, f64, 32-bit, bool.
+    // Layout: refs, weak refs, (a 32-bit field into the hole before f64), f64, 32-bit, bool.
     const offsets = new Map<string, number>();
     let at = HEADER_BYTES;
-    const order: FieldKind[] = ['ref', 'weak', 'f64', 'i32', 'bool'];
     let strongRefs = 0;
     let weakRefs = 0;
-    for (const group of order) {
-      if (group === 'f64') at = Math.ceil(at / 8) * 8;
-      for (const [field, kind] of entries) {
-        const inGroup = group === 'i32' ? kind === 'i32' || kind === 'u32' : kind === group;
-        if (!inGroup) continue;
-        offsets.set(field, at);
-        at += kind === 'f64' ? 8 : kind === 'bool' ? 1 : 4;
-        if (kind === 'ref') strongRefs++;
-        if (kind === 'weak') weakRefs++;
-      }
+    const place = (field: string, kind: FieldKind) => {
+      offsets.set(field, at);
+      at += kind === 'f64' ? 8 : kind === 'bool' ? 1 : 4;
+      if (kind === 'ref') strongRefs++;
+      if (kind === 'weak') weakRefs++;
+    };
+    const is32 = (kind: FieldKind) => kind === 'i32' || kind === 'u32';
+    for (const group of ['ref', 'weak'] as const) {
+      for (const [field, kind] of entries) if (kind === group) place(field, kind);
     }
+    if (entries.some(([, kind]) => kind === 'f64')) {
+      const filler = at % 8 !== 0 ? entries.find(([, kind]) => is32(kind)) : undefined;
+      if (filler) place(filler[0], filler[1]);
+      at = Math.ceil(at / 8) * 8;
+      for (const [field, kind] of entries) if (kind === 'f64') place(field, kind);
+    }
+    for (const [field, kind] of entries) if (is32(kind) && !offsets.has(field)) place(field, kind);
+    for (const [field, kind] of entries) if (kind === 'bool') place(field, kind);
     const size = roundToGranules(Math.max(at, HEADER_BYTES + 1));
     const id = this.nextId++;
     const d = this.ctx.views.descriptors;
@@ -112,7 +130,7 @@ export class TypeRegistry {
     d[id * DESCRIPTOR_WORDS] = KIND_STRUCT;
     this.names.set(name, id);
     this.byId[id] = name;
-    return this.makeStruct(name, id, size, fields, offsets, weakRefs > 0);
+    return this.makeStruct(name, id, size, fields, offsets, weakRefs > 0) as StructType<F, N>;
   }
 
   private makeStruct<F extends FieldSpec>(
@@ -183,9 +201,17 @@ export class TypeRegistry {
       // A write checks the value before the object: a bad value never half-writes.
       set[field] = (ref, value) => write(refs.typed(ref, id), value);
       writers.push([field, write]);
+      if (refs.format && kind !== 'weak') {
+        // Default mode: accessors compiled for this type and field (src/api/accessors.ts).
+        const env = { ctx: this.ctx, refs, views: v, badValue };
+        get[field] = compileAccessor('get', kind, field, what, id, off, refs.format, env) as (ref: Ref) => number | boolean;
+        set[field] = compileAccessor('set', kind, field, what, id, off, refs.format, env) as (ref: Ref, value: never) => void;
+      }
     }
     const ctx = this.ctx;
     const kinds = Object.entries(fields);
+    const cls = sizeClassOf(size);
+    const slotBytes = SIZE_CLASSES[cls];
     const alloc = (init?: Partial<StructValues<F>>): Ref => {
       if (init !== undefined && (typeof init !== 'object' || init === null)) {
         throw new FieldValueError(`${name}.alloc: init must be an object of field values`);
@@ -206,14 +232,14 @@ export class TypeRegistry {
           values[k] = value;
         }
       }
-      const g = ctx.allocate(id, size, 0);
+      const g = cls < LARGE_CLASS ? ctx.allocateSmall(id, cls, slotBytes) : ctx.allocate(id, size, 0);
       if (hasWeak) ctx.weakHolderAllocated(g);
       if (values !== undefined) {
         for (let k = 0; k < writers.length; k++) {
           if (values[k] !== undefined) writers[k][1](g, values[k]);
         }
       }
-      return refs.encode(g);
+      return refs.encode(g) as Ref;
     };
     const is = (ref: unknown): boolean => {
       try {

@@ -6,24 +6,53 @@ import { HEADER_BYTES, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING } from '../memory
 import { lengthAt } from '../memory/header.js';
 import { badValue, type TypeContext } from './type-registry.js';
 
-export type Ref = number;
+declare const refBrand: unique symbol;
+
+/**
+ * A reference to a heap object of type `T` (a struct's name, 'RefArray',
+ * 'Bytes' or 'String'): a number at run time (src/api/refs.ts), branded at
+ * compile time so that `Point.get.x(aUser)` does not compile. `Ref` alone
+ * (T = any) is a reference of a type not known statically, accepted
+ * everywhere and checked at run time only: what reference fields and
+ * reference arrays return.
+ *
+ * Opting out: every accessor also takes a plain `number` (say `ref as
+ * number`, or Refs kept in a `number[]`), and a struct defined with a name
+ * whose static type is `string` rather than a literal takes any Ref. The
+ * run-time checks apply either way.
+ */
+export type Ref<T extends string = any> = number & { readonly [refBrand]: T };  // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** The type name a Ref type carries (`any` for a plain number or an untyped Ref). */
+export type RefType<R> = R extends { readonly [refBrand]: infer B } ? B : any;  // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/**
+ * The parameter type of an accessor of type `T` for an argument of type R:
+ * R itself when R is a plain number or a Ref whose type may be T, never
+ * (a compile error) when it is a Ref of another type.
+ */
+export type RefTo<R, T extends string> = R & (R extends { readonly [refBrand]: infer B } ? ([B] extends [T] ? unknown : never) : unknown);
+
 export type FieldKind = 'ref' | 'weak' | 'i32' | 'u32' | 'f64' | 'bool';
 export type FieldSpec = Record<string, FieldKind>;
-export type FieldValue<K extends FieldKind> = K extends 'bool' ? boolean : number;
-export type StructValues<F extends FieldSpec> = { [K in keyof F]: FieldValue<F[K]> };
+/** What a field reads as: a Ref (of any type) or 0 for references, a number or a boolean. */
+export type FieldValue<K extends FieldKind> = K extends 'bool' ? boolean : K extends 'ref' | 'weak' ? Ref | 0 : number;
+/** What a field may be set to: any reference (or 0) for reference fields. */
+export type FieldInput<K extends FieldKind> = K extends 'bool' ? boolean : number;
+export type StructValues<F extends FieldSpec> = { [K in keyof F]: FieldInput<F[K]> };
 
-export interface StructType<F extends FieldSpec> {
-  readonly name: string;
+export interface StructType<F extends FieldSpec, N extends string = string> {
+  readonly name: N;
   readonly id: number;
-  /** Object size in bytes, header included. */
+  /** Object size in bytes, header included (its slot is the size class above). */
   readonly size: number;
   readonly fields: Readonly<F>;
   /** A new object; fields not in `init` are 0, false or null. */
-  alloc(init?: Partial<StructValues<F>>): Ref;
-  readonly get: { readonly [K in keyof F]: (ref: Ref) => FieldValue<F[K]> };
-  readonly set: { readonly [K in keyof F]: (ref: Ref, value: FieldValue<F[K]>) => void };
+  alloc(init?: Partial<StructValues<F>>): Ref<N>;
+  readonly get: { readonly [K in keyof F]: <R extends number>(ref: RefTo<R, N>) => FieldValue<F[K]> };
+  readonly set: { readonly [K in keyof F]: <R extends number>(ref: RefTo<R, N>, value: FieldInput<F[K]>) => void };
   /** Whether `ref` names a live object of this type (never throws for a bad ref). */
-  is(ref: unknown): boolean;
+  is(ref: unknown): ref is Ref<N>;
 }
 
 /** Arrays of references: `length` u32 slots after the header. */
@@ -33,26 +62,26 @@ export class RefArrays {
   /** Made by the heap (its `arrays` property); not constructible by applications. */
   constructor(internal: unknown) { this.#ctx = internal as TypeContext; }
 
-  alloc(length: number): Ref {
+  alloc(length: number): Ref<'RefArray'> {
     checkLength('arrays.alloc', length);
-    return this.#ctx.refs.encode(this.#ctx.allocate(TYPE_REF_ARRAY, HEADER_BYTES + length * 4, length));
+    return this.#ctx.refs.encode(this.#ctx.allocate(TYPE_REF_ARRAY, HEADER_BYTES + length * 4, length)) as Ref<'RefArray'>;
   }
 
-  length(a: Ref): number {
+  length<R extends number>(a: RefTo<R, 'RefArray'>): number {
     const { refs, views } = this.#ctx;
     return lengthAt(views, refs.typed(a, TYPE_REF_ARRAY));
   }
 
-  get(a: Ref, i: number): Ref {
+  get<R extends number>(a: RefTo<R, 'RefArray'>, i: number): Ref | 0 {
     const { refs, views } = this.#ctx;
     const g = refs.typed(a, TYPE_REF_ARRAY);
     const u32 = views.u32;
     const length = lengthAt(views, g);
     if (typeof i !== 'number' || (i >>> 0) !== i || i >= length) badIndex('arrays.get', i, length);
-    return refs.encode(u32[g * 4 + 2 + i]);
+    return refs.encode(u32[g * 4 + 2 + i]) as Ref | 0;
   }
 
-  set(a: Ref, i: number, ref: Ref): void {
+  set<R extends number>(a: RefTo<R, 'RefArray'>, i: number, ref: number): void {
     const { refs, views } = this.#ctx;
     const g = refs.typed(a, TYPE_REF_ARRAY);
     const u32 = views.u32;
@@ -70,20 +99,20 @@ export class ByteArrays {
   constructor(internal: unknown) { this.#ctx = internal as TypeContext; }
 
   /** A zeroed byte array of `length`, or a copy of `data`. */
-  alloc(lengthOrData: number | Uint8Array): Ref {
+  alloc(lengthOrData: number | Uint8Array): Ref<'Bytes'> {
     const data = lengthOrData instanceof Uint8Array ? lengthOrData : undefined;
     const length = data ? data.length : lengthOrData;
     checkLength('bytes.alloc', length);
     const g = this.#ctx.allocate(TYPE_BYTES, HEADER_BYTES + (length as number), length as number);
     if (data) this.#ctx.views.u8.set(data, g * 16 + HEADER_BYTES);
-    return this.#ctx.refs.encode(g);
+    return this.#ctx.refs.encode(g) as Ref<'Bytes'>;
   }
 
-  length(b: Ref): number {
+  length<R extends number>(b: RefTo<R, 'Bytes'>): number {
     return lengthAt(this.#ctx.views, this.#ctx.refs.typed(b, TYPE_BYTES));
   }
 
-  get(b: Ref, i: number): number {
+  get<R extends number>(b: RefTo<R, 'Bytes'>, i: number): number {
     const g = this.#ctx.refs.typed(b, TYPE_BYTES);
     const views = this.#ctx.views;
     const u8 = views.u8;
@@ -92,7 +121,7 @@ export class ByteArrays {
     return u8[g * 16 + HEADER_BYTES + i];
   }
 
-  set(b: Ref, i: number, value: number): void {
+  set<R extends number>(b: RefTo<R, 'Bytes'>, i: number, value: number): void {
     const g = this.#ctx.refs.typed(b, TYPE_BYTES);
     const views = this.#ctx.views;
     const u8 = views.u8;
@@ -103,15 +132,15 @@ export class ByteArrays {
   }
 
   /** A live view of the bytes: valid until the next yield (the object may be freed after it). */
-  view(b: Ref): Uint8Array {
+  view<R extends number>(b: RefTo<R, 'Bytes'>): Uint8Array {
     const g = this.#ctx.refs.typed(b, TYPE_BYTES);
     const start = g * 16 + HEADER_BYTES;
     return this.#ctx.views.u8.subarray(start, start + lengthAt(this.#ctx.views, g));
   }
 
   /** A copy of the bytes, owned by the caller. */
-  copy(b: Ref): Uint8Array {
-    return this.view(b).slice();
+  copy<R extends number>(b: RefTo<R, 'Bytes'>): Uint8Array {
+    return this.view(b as number).slice();
   }
 }
 
@@ -127,7 +156,7 @@ export class Strings {
    * encoding, and writing U+FFFD in its place would store a different
    * string than the one given, silently. It is rejected (FieldValueError).
    */
-  alloc(s: string): Ref {
+  alloc(s: string): Ref<'String'> {
     if (typeof s !== 'string') badValue('strings.alloc', s, 'a string');
     if (!(s as unknown as { isWellFormed(): boolean }).isWellFormed()) {  // ES2024, Node >= 20
       throw new FieldValueError('strings.alloc: the string has a lone surrogate (not well-formed UTF-16), which UTF-8 cannot store');
@@ -136,16 +165,16 @@ export class Strings {
     checkLength('strings.alloc', length);
     const g = this.#ctx.allocate(TYPE_STRING, HEADER_BYTES + length, length);
     this.#ctx.views.text.write(s, g * 16 + HEADER_BYTES, length, 'utf8');
-    return this.#ctx.refs.encode(g);
+    return this.#ctx.refs.encode(g) as Ref<'String'>;
   }
 
-  read(r: Ref): string {
+  read<R extends number>(r: RefTo<R, 'String'>): string {
     const g = this.#ctx.refs.typed(r, TYPE_STRING);
     const start = g * 16 + HEADER_BYTES;
     return this.#ctx.views.text.toString('utf8', start, start + lengthAt(this.#ctx.views, g));
   }
 
-  byteLength(r: Ref): number {
+  byteLength<R extends number>(r: RefTo<R, 'String'>): number {
     return lengthAt(this.#ctx.views, this.#ctx.refs.typed(r, TYPE_STRING));
   }
 }

@@ -75,7 +75,9 @@ export const MAX_CAPACITY = 2 ** 28;
 export type MapKey = string | number;
 
 /** A map's key (string or number) and its value, as given to forEach. */
-export type MapVisitor = (key: MapKey, value: Ref) => void;
+/** A heap map, as a reference: what maps.alloc() returns (plain numbers are accepted too). */
+export type MapRef = Ref<'HeapMap'> | number;
+export type MapVisitor = (key: MapKey, value: Ref | 0) => void;
 
 /** Writes the header type's descriptor: the marker traces entries, hashes and numbers. */
 export function defineMapType(descriptors: Uint32Array): void {
@@ -127,14 +129,14 @@ export class HeapMaps {
    * insert (saves the rehashes of growing to a known size); no table is made
    * before the first insert.
    */
-  alloc(capacityHint = 0): Ref {
+  alloc(capacityHint = 0): Ref<'HeapMap'> {
     if (typeof capacityHint !== 'number' || !Number.isInteger(capacityHint) || capacityHint < 0 ||
         capacityHint > MAX_CAPACITY * 0.75) {
       throw new FieldValueError(`maps.alloc: capacityHint must be an integer from 0 to ${MAX_CAPACITY * 0.75}, got ${String(capacityHint)}`);
     }
     const g = this.ctx.allocate(TYPE_MAP, MAP_BYTES, 0);
     this.u32[g * 4 + W_HINT] = capacityHint;
-    return this.ctx.refs.encode(g);
+    return this.ctx.refs.encode(g) as Ref<'HeapMap'>;
   }
 
   /** Whether `ref` names a live map (never throws). */
@@ -147,24 +149,24 @@ export class HeapMaps {
     }
   }
 
-  size(m: Ref): number {
+  size(m: MapRef): number {
     return this.u32[this.ctx.refs.typed(m, TYPE_MAP) * 4 + W_SIZE];
   }
 
   /** Slots in the table (0 before the first insert): for tests and sizing. */
-  capacity(m: Ref): number {
+  capacity(m: MapRef): number {
     return this.u32[this.ctx.refs.typed(m, TYPE_MAP) * 4 + W_CAPACITY];
   }
 
   /** The value stored under `key`, or 0 when there is none (or the value stored is 0: see has()). */
-  get(m: Ref, key: MapKey): Ref {
+  get(m: MapRef, key: MapKey): Ref | 0 {
     const g = this.ctx.refs.typed(m, TYPE_MAP);
     if (!this.find(g, key)) return 0;
     const eg = this.u32[g * 4 + W_ENTRIES];
-    return this.ctx.refs.encode(this.u32[eg * 4 + 2 + 2 * this.slot + 1]);
+    return this.ctx.refs.encode(this.u32[eg * 4 + 2 + 2 * this.slot + 1]) as Ref | 0;
   }
 
-  has(m: Ref, key: MapKey): boolean {
+  has(m: MapRef, key: MapKey): boolean {
     return this.find(this.ctx.refs.typed(m, TYPE_MAP), key);
   }
 
@@ -173,7 +175,7 @@ export class HeapMaps {
    * May allocate (the key's String, a larger table): HeapExhaustedError then
    * leaves the map as it was.
    */
-  set(m: Ref, key: MapKey, value: Ref): void {
+  set(m: MapRef, key: MapKey, value: Ref | number): void {
     const { refs } = this.ctx;
     const g = refs.typed(m, TYPE_MAP);
     // The value is checked first: a bad one changes nothing.
@@ -213,7 +215,7 @@ export class HeapMaps {
   }
 
   /** Removes `key`; returns whether it was there. Its key String becomes garbage. */
-  delete(m: Ref, key: MapKey): boolean {
+  delete(m: MapRef, key: MapKey): boolean {
     const g = this.ctx.refs.typed(m, TYPE_MAP);
     if (!this.find(g, key)) return false;
     this.removeSlot(g, this.slot);
@@ -221,7 +223,7 @@ export class HeapMaps {
   }
 
   /** Removes every entry and drops the table (capacity back to 0). */
-  clear(m: Ref): void {
+  clear(m: MapRef): void {
     const h = this.ctx.refs.typed(m, TYPE_MAP) * 4;
     const u32 = this.u32;
     u32[h + W_ENTRIES] = 0;
@@ -238,24 +240,24 @@ export class HeapMaps {
    * insert or delete makes the iteration throw MapModifiedError. It must not
    * yield or call heap.safepoint() unless the map is rooted (rooting contract).
    */
-  forEach(m: Ref, visit: MapVisitor): void {
+  forEach(m: MapRef, visit: MapVisitor): void {
     if (typeof visit !== 'function') throw new TypeError('maps.forEach: visit must be a function');
     const c = new Cursor(this, m);
     while (c.next()) visit(c.key(), c.value());
   }
 
   /** [key, value] pairs, under forEach's rules (checked at each step). */
-  *entries(m: Ref): IterableIterator<[MapKey, Ref]> {
+  *entries(m: MapRef): IterableIterator<[MapKey, Ref | 0]> {
     const c = new Cursor(this, m);
     while (c.next()) yield [c.key(), c.value()];
   }
 
-  *keys(m: Ref): IterableIterator<MapKey> {
+  *keys(m: MapRef): IterableIterator<MapKey> {
     const c = new Cursor(this, m);
     while (c.next()) yield c.key();
   }
 
-  *values(m: Ref): IterableIterator<Ref> {
+  *values(m: MapRef): IterableIterator<Ref | 0> {
     const c = new Cursor(this, m);
     while (c.next()) yield c.value();
   }
@@ -399,7 +401,7 @@ export class HeapMaps {
 
   // ---- for Cursor ----------------------------------------------------------------
 
-  /** @internal */ headerOf(m: Ref): number { return this.ctx.refs.typed(m, TYPE_MAP); }
+  /** @internal */ headerOf(m: MapRef): number { return this.ctx.refs.typed(m, TYPE_MAP); }
   /** @internal */ word(g: number, w: number): number { return this.u32[g * 4 + w]; }
   /** @internal */ hashAt(g: number, i: number): number { return this.u32[this.u32[g * 4 + W_HASHES] * 4 + 2 + i]; }
 
@@ -419,8 +421,8 @@ export class HeapMaps {
   }
 
   /** @internal */
-  valueAt(g: number, i: number): Ref {
-    return this.ctx.refs.encode(this.u32[this.u32[g * 4 + W_ENTRIES] * 4 + 2 + 2 * i + 1]);
+  valueAt(g: number, i: number): Ref | 0 {
+    return this.ctx.refs.encode(this.u32[this.u32[g * 4 + W_ENTRIES] * 4 + 2 + 2 * i + 1]) as Ref | 0;
   }
 }
 
@@ -439,7 +441,7 @@ class Cursor {
   private visited = 0;   // slots of the pass done
   private at = -1;       // the slot handed out last, or -1
 
-  constructor(private readonly maps: HeapMaps, private readonly m: Ref) {
+  constructor(private readonly maps: HeapMaps, private readonly m: MapRef) {
     const g = maps.headerOf(m);
     this.g = g;
     this.version = maps.word(g, W_VERSION);
@@ -482,5 +484,5 @@ class Cursor {
   }
 
   key(): MapKey { return this.maps.keyAt(this.g, this.at); }
-  value(): Ref { return this.maps.valueAt(this.g, this.at); }
+  value(): Ref | 0 { return this.maps.valueAt(this.g, this.at); }
 }

@@ -4,7 +4,18 @@
 // the cumulative figures of heap.stats(). The collector owns one; the
 // allocation path in src/api/core.ts adds to it directly (no call per
 // allocation).
-import { objectBytes } from '../memory/header.js';
+//
+// The unit of live bytes is what an object occupies in the heap, not what
+// it asked for: its slot (its size class) for a small object, its whole
+// spans for a large one. That is what the sweep can count without reading
+// a dead object (popcount x slot size, src/memory/sweeper.ts), and it is
+// what allocation adds, so the two always agree. (The child's bytesMarked
+// counts objects' own sizes, header included: it is not in this unit.)
+import {
+  CLASS_GRANULES, GRANULE_BYTES, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_BYTES, SPAN_IN_USE, SPAN_UNSWEPT,
+  SPAN_SWEEPING, SPAN_WORDS, SW_AUX, SW_CLASS, SW_STATE,
+} from '../memory/layout.js';
+import { popcount } from '../memory/sweeper.js';
 import type { HeapViews } from '../memory/views.js';
 import type { CycleStats } from '../api/stats.js';
 
@@ -30,19 +41,25 @@ export class Accounting {
     this.freedTotal += bytes;
   }
 
-  /** After a failed sweep: count live objects and bytes again from the allocation bits. */
+  /** After a failed sweep: count live objects and bytes again from the allocation bits and the span table. */
   recount(v: HeapViews, topGranule: number): void {
     let objects = 0;
     let bytes = 0;
-    const words = Math.ceil(topGranule / 32);
-    for (let w = 0; w < words; w++) {
-      let bits = v.allocBits[w];
-      while (bits !== 0) {
-        const bit = 31 - Math.clz32(bits & -bits);
-        bits &= bits - 1;
+    const spans = Math.ceil(topGranule * GRANULE_BYTES / SPAN_BYTES);
+    for (let s = 1; s < spans; s++) {
+      const e = s * SPAN_WORDS;
+      const state = Atomics.load(v.spans, e + SW_STATE);
+      if (state !== SPAN_IN_USE && state !== SPAN_UNSWEPT && state !== SPAN_SWEEPING) continue;
+      const cls = v.spans[e + SW_CLASS];
+      if (cls === LARGE_CLASS) {
         objects++;
-        bytes += objectBytes(v, w * 32 + bit);
+        bytes += v.spans[e + SW_AUX] * SPAN_BYTES;
+        continue;
       }
+      let n = 0;
+      for (let w = s * SPAN_BITMAP_WORDS; w < (s + 1) * SPAN_BITMAP_WORDS; w++) n += popcount(v.allocBits[w]);
+      objects += n;
+      bytes += n * CLASS_GRANULES[cls] * GRANULE_BYTES;
     }
     this.objects = objects;
     this.liveBytes = bytes;

@@ -13,7 +13,7 @@ import { CycleAbortedError } from '../api/errors.js';
 import { faultsCycle } from '../api/options.js';
 import type { CycleStats } from '../api/stats.js';
 import {
-  FREE_CLEAN, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS,
+  FREE_DIRTY, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS,
   SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from '../memory/layout.js';
 import { SweepTally, popcount } from '../memory/sweeper.js';
@@ -200,7 +200,7 @@ export class SweepDriver {
       v.markBits.fill(0, w0, w0 + SPAN_BITMAP_WORDS);
       v.spans[e0 + SW_LIVE] = live;
       if (live === 0 && v.spans[e0 + SW_CLASS] !== LARGE_CLASS) {
-        v.spans[e0 + SW_AUX] = FREE_CLEAN;
+        v.spans[e0 + SW_AUX] = FREE_DIRTY;
         Atomics.store(v.spans, e0 + SW_STATE, SPAN_FREE);
       } else {
         Atomics.store(v.spans, e0 + SW_STATE, SPAN_IN_USE);

@@ -2,30 +2,77 @@
 // large objects in runs of whole spans. It runs on the main thread only.
 //
 // Where a slot comes from, in order:
-//   1. the current span of its class, from a cursor;
+//   1. the current span of its class, from a cached word of free slot bits
+//      (the fast path below);
 //   2. a swept span of the class that has free slots (`partial`);
 //   3. during a sweep: an unswept span of the class, swept right here (lazy
 //      sweeping) rather than waiting for the background sweeper;
-//   4. a free span (zeroed first if it is dirty), or a new one above `topSpan`.
+//   4. a free span (zeroed first unless its pages are known zero), or a new
+//      one above `topSpan`.
+// While a forked child marks (`childLives`), steps 2 and 3 are skipped and
+// step 4 prefers spans the child does not share (released or never used):
+// the first write to a page the child shares copies it.
 // When none is left the caller (the heap) decides: finish the sweep, wait for
 // the pending cycle, or throw HeapExhaustedError.
 //
+// The fast path (Go's allocCache). Per class, the allocator holds one 32-bit
+// word of the current span's allocation bitmap as the set of slot starts not
+// yet handed out (~alloc & slotMask). A slot is one count-leading-zeros away;
+// when the word is used up, `refill` moves to the next word with a free slot
+// start, 32 granules at a time. No loop runs per slot.
+//
+// Zeroing (Go's needzero). The sweep frees slots by clearing bits only, so a
+// freed slot keeps its old bytes. A span's SW_AUX says whether its free slots
+// may hold such bytes (SPAN_NEEDZERO, set by the sweep before it clears a bit)
+// or are all zero (SPAN_ZEROED: a span fresh from the free list, zeroed
+// there, or whose pages went back to the OS). Allocating from a NEEDZERO span
+// zeroes the slot it hands out; a new object always reads as all zero.
+//
+// Generations (src/api/refs.ts says why). A slot's generation lives in its
+// header's second half-word and survives the sweep (which does not touch the
+// slot). Handing a slot out again gives it generation + 1. A slot that reads
+// as zero (typeId 0: never used since its span was last zeroed) gets its
+// span's base generation. When a span's memory is zeroed (filled, or
+// released to the OS) every slot generation in it is lost, so the base
+// moves past every generation the span handed out since the last zeroing
+// (`genBase + genSpread + 1`); both live here, on the main thread, in memory
+// that never goes back to the OS.
+//
+// | per span   | type   | meaning                                             |
+// |------------|--------|-----------------------------------------------------|
+// | genBase    | u16    | generation of a slot handed out from zeroed memory  |
+// | genSpread  | u16    | highest (generation - genBase) mod 2^16 handed out  |
+//
 // The mutator never allocates from a span that is not IN_USE: spans become
 // UNSWEPT at the start of a sweep, and `current`/`partial` are dropped then.
-// Sweeper threads may sweep any UNSWEPT span meanwhile (src/memory/sweeper.ts says
-// how the two sides agree); the lists are rebuilt from the span table when
-// the sweep ends.
+// Sweeper threads may sweep any UNSWEPT span meanwhile (src/memory/sweeper.ts
+// says how the two sides agree); the lists are rebuilt from the span table
+// when the sweep ends.
 import {
-  CLASS_GRANULES, CLASS_SLOTS, FREE_CLEAN, FREE_DIRTY, FREE_RELEASED, LARGE_CLASS, SPAN_BYTES,
-  SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_LARGE_TAIL, SPAN_RESERVED, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS,
-  SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
+  CLASS_GRANULES, CLASS_SLOTS, FREE_CLEAN, FREE_DIRTY, FREE_RELEASED, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_BYTES,
+  SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_LARGE_TAIL, SPAN_NEEDZERO, SPAN_RESERVED, SPAN_SWEEPING, SPAN_UNSWEPT,
+  SPAN_WORDS, SPAN_ZEROED, SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from './layout.js';
-import { SweepTally, claimSpan, sweepClaimedSpan } from './sweeper.js';
+import { SweepTally, claimSpan, popcount, sweepClaimedSpan } from './sweeper.js';
 import type { HeapViews } from './views.js';
 import type { StallSink } from '../collector/stalls.js';
 
 /** Spans one allocation may sweep lazily before it takes a free or new span instead. */
 export const LAZY_SWEEP_BUDGET = 4;
+
+/** Per class and word of a span: the bits that are slot starts (within the span's slot count). */
+const SLOT_MASK = (() => {
+  const m = new Int32Array(LARGE_CLASS * SPAN_BITMAP_WORDS);
+  for (let c = 0; c < LARGE_CLASS; c++) {
+    for (let i = 0; i < CLASS_SLOTS[c]; i++) {
+      const g = i * CLASS_GRANULES[c];
+      m[c * SPAN_BITMAP_WORDS + (g >>> 5)] |= 1 << (g & 31);
+    }
+  }
+  return m;
+})();
+/** Slot size in u32 words, per class. */
+const SLOT_WORDS = Int32Array.from(CLASS_GRANULES, (g) => g * 4);
 
 export class Allocator {
   /** One past the highest span ever handed out and still counted; the child marks [0, topSpan). */
@@ -34,7 +81,22 @@ export class Allocator {
   highWaterSpan = 1;
   inUseSpans = 0;
   private readonly current: Int32Array;
-  private readonly cursor: Int32Array;
+  // The fast path's state, per class (see the top of the file).
+  /** Free slot starts of the cached bitmap word, not yet handed out. */
+  private readonly cacheBits: Int32Array;
+  /** Index of the cached word in the allocation bitmap. */
+  private readonly cacheWord: Int32Array;
+  /** Where the next refill looks, a bitmap word index within the current span. */
+  private readonly scanWord: Int32Array;
+  /** 1 when the current span is SPAN_NEEDZERO (then every allocation takes the slow path). */
+  private readonly needZero: Uint8Array;
+  /** The current span's base generation, shifted into the header's upper half-word. */
+  private readonly genHigh: Int32Array;
+  private readonly genBase: Uint16Array;
+  private readonly genSpread: Uint16Array;
+  /** A child shares the arena's pages (set at fork, cleared when the sweep starts or the cycle aborts). */
+  childLives = false;
+  private closed = false;
   private readonly partial: number[][];
   private readonly unswept: number[][];
   private freeSpans: number[] = [];
@@ -52,9 +114,19 @@ export class Allocator {
   private sweepTop = 1;
   private known = new Uint8Array(0);
 
-  constructor(private readonly v: HeapViews) {
+  /**
+   * `grown` hears of every rise of topGranule (the heap keeps a copy for its
+   * reference checks, so the fast path never computes it).
+   */
+  constructor(private readonly v: HeapViews, private readonly grown: (topGranule: number) => void = () => {}) {
     this.current = new Int32Array(LARGE_CLASS).fill(-1);
-    this.cursor = new Int32Array(LARGE_CLASS);
+    this.cacheBits = new Int32Array(LARGE_CLASS);
+    this.cacheWord = new Int32Array(LARGE_CLASS);
+    this.scanWord = new Int32Array(LARGE_CLASS);
+    this.needZero = new Uint8Array(LARGE_CLASS);
+    this.genHigh = new Int32Array(LARGE_CLASS);
+    this.genBase = new Uint16Array(v.spanCount);
+    this.genSpread = new Uint16Array(v.spanCount);
     this.partial = Array.from({ length: LARGE_CLASS }, () => []);
     this.unswept = Array.from({ length: LARGE_CLASS + 1 }, () => []);
     Atomics.store(v.spans, SW_STATE, SPAN_RESERVED);
@@ -62,59 +134,180 @@ export class Allocator {
 
   get topGranule(): number { return this.topSpan * SPAN_GRANULES; }
 
-  /** A free slot of class `cls` (its alloc bit not yet set), or 0 if none is left. */
-  allocSmall(cls: number): number {
+  /**
+   * A zeroed slot of class `cls` with its header written (`typeId`, the
+   * slot's generation, length 0), its allocation bit not yet set; 0 if none
+   * is left. Small enough for V8 to inline into the caller.
+   */
+  allocSmall(cls: number, typeId: number): number {
+    const bits = this.cacheBits[cls];
+    if (bits === 0 || this.needZero[cls] !== 0) return this.allocSmallSlow(cls, typeId);
+    this.cacheBits[cls] = bits & (bits - 1);
+    const g = (this.cacheWord[cls] << 5) | (31 - Math.clz32(bits & -bits));
+    this.v.u32[g << 2] = typeId | this.genHigh[cls];
+    return g;
+  }
+
+  private allocSmallSlow(cls: number, typeId: number): number {
+    let bits = this.cacheBits[cls];
+    if (bits === 0) {
+      bits = this.refill(cls);
+      if (bits === 0) return 0;
+    }
+    this.cacheBits[cls] = bits & (bits - 1);
+    const g = (this.cacheWord[cls] << 5) | (31 - Math.clz32(bits & -bits));
+    const u32 = this.v.u32;
+    const h = g << 2;
+    if (this.needZero[cls] === 0) {
+      u32[h] = typeId | this.genHigh[cls];
+      return g;
+    }
+    // A slot of a NEEDZERO span: take its generation from the old header
+    // (typeId 0: never used since the span was zeroed), then zero it.
+    const s = g >>> 12;  // g / SPAN_GRANULES
+    const old = u32[h];
+    const base = this.genBase[s];
+    const gen = (old & 0xffff) === 0 ? base : ((old >>> 16) + 1) & 0xffff;
+    const spread = (gen - base) & 0xffff;
+    if (spread > this.genSpread[s]) this.genSpread[s] = spread;
+    const end = h + SLOT_WORDS[cls];
+    for (let i = h + 1; i < end; i++) u32[i] = 0;
+    u32[h] = typeId | (gen << 16);
+    return g;
+  }
+
+  /**
+   * Caches the next word of the current span (or a new span) with a free
+   * slot start and counts its slots as live in the span table; returns its
+   * free bits, 0 when no span is left.
+   */
+  private refill(cls: number): number {
     const v = this.v;
     const alloc = v.allocBits;
     for (;;) {
       const s = this.current[cls];
       if (s >= 0) {
-        const e = s * SPAN_WORDS;
-        const slots = CLASS_SLOTS[cls];
-        if (v.spans[e + SW_LIVE] < slots) {
-          const sg = CLASS_GRANULES[cls];
-          const base = s * SPAN_GRANULES;
-          for (let i = this.cursor[cls]; i < slots; i++) {
-            const g = base + i * sg;
-            if ((alloc[g >>> 5] & (1 << (g & 31))) === 0) {
-              this.cursor[cls] = i + 1;
-              v.spans[e + SW_LIVE]++;
-              return g;
-            }
+        const w0 = s * SPAN_BITMAP_WORDS;
+        const m0 = cls * SPAN_BITMAP_WORDS - w0;
+        for (let w = this.scanWord[cls]; w < w0 + SPAN_BITMAP_WORDS; w++) {
+          const free = ~alloc[w] & SLOT_MASK[m0 + w];
+          if (free !== 0) {
+            this.scanWord[cls] = w + 1;
+            this.cacheWord[cls] = w;
+            // Counted live now; dropCurrent() takes back what was not handed out.
+            v.spans[s * SPAN_WORDS + SW_LIVE] += popcount(free);
+            return free;
           }
         }
         this.current[cls] = -1;
       }
-      const next = this.nextSpanFor(cls);
+      const next = this.closed ? -1 : this.nextSpanFor(cls);
       if (next < 0) return 0;
       this.current[cls] = next;
-      this.cursor[cls] = 0;
+      this.scanWord[cls] = next * SPAN_BITMAP_WORDS;
+      this.needZero[cls] = v.spans[next * SPAN_WORDS + SW_AUX] === SPAN_NEEDZERO ? 1 : 0;
+      this.genHigh[cls] = this.genBase[next] << 16;
     }
   }
 
+  /** Stops allocating from the current spans (their slots not handed out are free again). */
+  private dropCurrent(): void {
+    const spans = this.v.spans;
+    for (let c = 0; c < LARGE_CLASS; c++) {
+      const s = this.current[c];
+      if (s >= 0) {
+        spans[s * SPAN_WORDS + SW_LIVE] -= popcount(this.cacheBits[c]);
+        if (!this.sweeping && spans[s * SPAN_WORDS + SW_STATE] === SPAN_IN_USE) this.partial[c].push(s);
+      }
+      this.current[c] = -1;
+      this.cacheBits[c] = 0;
+    }
+  }
+
+  /**
+   * A child was forked and shares every resident page: from now on new
+   * objects go to spans it does not share (src/api/core.ts calls this at the
+   * 'fork' event). Costs the fast path nothing: the current spans are
+   * dropped, so the next allocation of each class refills.
+   */
+  childForked(): void {
+    this.childLives = true;
+    this.dropCurrent();
+  }
+
+  /**
+   * The heap is closing: nothing is handed out any more (the fast path finds
+   * no cached slot, the slow path no span), before the arena is unmapped.
+   */
+  close(): void {
+    this.dropCurrent();
+    this.closed = true;
+  }
+
+  /** The child is gone (the sweep starts, or the cycle was aborted). */
+  childGone(): void {
+    this.childLives = false;
+  }
+
   private nextSpanFor(cls: number): number {
-    const partial = this.partial[cls];
-    while (partial.length > 0) {
-      const s = partial.pop()!;
-      if (this.v.spans[s * SPAN_WORDS + SW_STATE] === SPAN_IN_USE && this.v.spans[s * SPAN_WORDS + SW_CLASS] === cls) return s;
+    let s = -1;
+    if (this.childLives) {
+      // Free slots of spans in use lie on pages the child shares; a span the
+      // child does not share (released or never used) costs no copy.
+      s = this.takeUnsharedSpan();
+    } else {
+      const partial = this.partial[cls];
+      while (partial.length > 0) {
+        const t = partial.pop()!;
+        const e = t * SPAN_WORDS;
+        if (this.v.spans[e + SW_STATE] === SPAN_IN_USE && this.v.spans[e + SW_CLASS] === cls &&
+            this.v.spans[e + SW_LIVE] < CLASS_SLOTS[cls]) return t;
+      }
     }
     // A span already free below the top costs nothing; sweeping one costs the
     // mutator time (that is the sweeper threads' work); a new span grows the
     // heap. In that order.
-    let s = this.takeFreeSpans(1, false);
+    if (s < 0) s = this.takeFreeSpans(1, false);
     if (s < 0 && this.sweeping) {
       const swept = this.lazySweep(cls);
       if (swept >= 0) return swept;
+      s = this.takeFreeSpans(1, false);  // lazy sweeping may have emptied one
     }
     if (s < 0) s = this.takeFreeSpans(1, true);
+    if (s < 0 && this.childLives) {
+      // Out of unshared spans: a shared free slot is better than no slot.
+      const partial = this.partial[cls];
+      while (partial.length > 0) {
+        const t = partial.pop()!;
+        const e = t * SPAN_WORDS;
+        if (this.v.spans[e + SW_STATE] === SPAN_IN_USE && this.v.spans[e + SW_CLASS] === cls &&
+            this.v.spans[e + SW_LIVE] < CLASS_SLOTS[cls]) return t;
+      }
+    }
     if (s < 0) return -1;
     const e = s * SPAN_WORDS;
     this.v.spans[e + SW_CLASS] = cls;
     this.v.spans[e + SW_LIVE] = 0;
-    this.v.spans[e + SW_AUX] = 0;
+    this.v.spans[e + SW_AUX] = SPAN_ZEROED;
     Atomics.store(this.v.spans, e + SW_STATE, SPAN_IN_USE);
     this.inUseSpans++;
     return s;
+  }
+
+  /** A free span whose pages the child does not share (released, or above the top), ready to use; or -1. */
+  private takeUnsharedSpan(): number {
+    const spans = this.v.spans;
+    const free = this.freeSpans;
+    for (let i = free.length - 1; i >= 0; i--) {
+      const t = free[i];
+      if (spans[t * SPAN_WORDS + SW_STATE] === SPAN_FREE && spans[t * SPAN_WORDS + SW_AUX] === FREE_RELEASED) {
+        free[i] = free[free.length - 1];
+        free.pop();
+        return this.prepareFreeRun(t, 1);
+      }
+    }
+    if (this.topSpan < this.v.spanCount) return this.prepareFreeRun(this.topSpan, 1);
+    return -1;
   }
 
   /**
@@ -151,7 +344,8 @@ export class Allocator {
         const freed = sweepClaimedSpan(this.v, s, this.lazyTally);
         if (freed === 0 && this.v.spans[s * SPAN_WORDS + SW_LIVE] < slots) return s;
         this.afterSweep(s, freed);
-        if (freed > 0) return -1;  // swept empty: the caller takes it from the free list
+        // A span swept empty is free now: the caller takes it from the free list.
+        if (freed > 0) return -1;
       }
       return -1;
     } finally {
@@ -202,10 +396,10 @@ export class Allocator {
   /** Start of a sweep: every span in use becomes UNSWEPT. */
   beginSweep(): void {
     const v = this.v;
-    for (let c = 0; c < LARGE_CLASS; c++) {
-      this.current[c] = -1;
-      this.partial[c].length = 0;
-    }
+    this.childLives = false;
+    this.sweeping = true;  // (dropCurrent: the partial lists are rebuilt after the sweep)
+    this.dropCurrent();
+    for (let c = 0; c < LARGE_CLASS; c++) this.partial[c].length = 0;
     for (const list of this.unswept) list.length = 0;
     for (let s = 1; s < this.topSpan; s++) {
       const e = s * SPAN_WORDS;
@@ -264,7 +458,7 @@ export class Allocator {
     return false;
   }
 
-  /** First span of a run of n free spans, made IN_USE-ready, or -1. Zeroes dirty spans. */
+  /** First span of a run of n free spans, made IN_USE-ready (all zero), or -1. */
   private takeFreeSpans(n: number, grow = true): number {
     const v = this.v;
     let s = -1;
@@ -278,12 +472,34 @@ export class Allocator {
       s = this.findFreeRun(n);
     }
     if (s < 0) return -1;
+    return this.prepareFreeRun(s, n);
+  }
+
+  /**
+   * Makes free spans [s, s+n) all zero and moves their generation bases past
+   * every generation they handed out (their slot headers are zero now).
+   */
+  private prepareFreeRun(s: number, n: number): number {
+    const v = this.v;
     for (let t = s; t < s + n; t++) {
       const e = t * SPAN_WORDS;
-      if (v.spans[e + SW_AUX] === FREE_DIRTY) v.u32.fill(0, t * (SPAN_BYTES / 4), (t + 1) * (SPAN_BYTES / 4));
+      // Known zero: pages given back to the OS, or never used (at or above
+      // the high water). Anything else may hold old bytes - including
+      // FREE_CLEAN below the high water, which a failed sweep's reset may
+      // write for a span whose freed slots were not zeroed.
+      const zero = v.spans[e + SW_AUX] === FREE_RELEASED || (t >= this.highWaterSpan && v.spans[e + SW_AUX] === FREE_CLEAN);
+      if (!zero) v.u32.fill(0, t * (SPAN_BYTES / 4), (t + 1) * (SPAN_BYTES / 4));
       v.spans[e + SW_AUX] = FREE_CLEAN;
+      // (A span never used keeps base 0: its first objects' Refs are their granules.)
+      if (t < this.highWaterSpan) {
+        this.genBase[t] = (this.genBase[t] + this.genSpread[t] + 1) & 0xffff;
+        this.genSpread[t] = 0;
+      }
     }
-    if (s + n > this.topSpan) this.topSpan = s + n;
+    if (s + n > this.topSpan) {
+      this.topSpan = s + n;
+      this.grown(this.topSpan * SPAN_GRANULES);
+    }
     if (this.topSpan > this.highWaterSpan) this.highWaterSpan = this.topSpan;
     return s;
   }
@@ -303,8 +519,11 @@ export class Allocator {
     return -1;
   }
 
-  /** A run of spans for one large object; returns its granule or 0. */
-  allocLarge(bytes: number): number {
+  /**
+   * A run of spans for one large object, zero, with its header written
+   * (`typeId`, generation, length 0); returns its granule or 0.
+   */
+  allocLarge(bytes: number, typeId: number): number {
     const n = Math.ceil(bytes / SPAN_BYTES);
     let s = this.takeFreeSpans(n);
     if (s < 0 && this.sweeping) {
@@ -321,7 +540,14 @@ export class Allocator {
       Atomics.store(v.spans, e + SW_STATE, t === s ? SPAN_IN_USE : SPAN_LARGE_TAIL);
     }
     this.inUseSpans += n;
-    return s * SPAN_GRANULES;
+    const g = s * SPAN_GRANULES;
+    v.u32[g * 4] = typeId | (this.genBase[s] << 16);
+    return g;
+  }
+
+  /** Bytes a large object of `bytes` is counted as: its whole spans. */
+  static largeBytes(bytes: number): number {
+    return Math.ceil(bytes / SPAN_BYTES) * SPAN_BYTES;
   }
 
   /** Sweeps every remaining unswept span on this thread (heap nearly full). */
@@ -341,8 +567,8 @@ export class Allocator {
   /**
    * After a sweep: gives free resident spans beyond `retainBytes` back to the
    * OS, highest first, in runs (whole 2 MiB groups when huge pages back the
-   * arena, so no huge page is split), zeroes dirty spans that stay, and lowers
-   * topSpan over trailing free spans. Returns the bytes given back.
+   * arena, so no huge page is split), and lowers topSpan over trailing free
+   * spans. Returns the bytes given back.
    */
   releaseFreeSpans(retainBytes: number, hugePages: boolean, release: (offset: number, bytes: number) => boolean): number {
     const v = this.v;
@@ -385,15 +611,9 @@ export class Allocator {
       hi = lo;
     }
     flush();
-    // Dirty spans that stay resident must read as zero before reuse: zero
-    // them now, off the allocation path.
-    for (let s = 1; s < this.topSpan; s++) {
-      const e = s * SPAN_WORDS;
-      if (spans[e + SW_STATE] === SPAN_FREE && spans[e + SW_AUX] === FREE_DIRTY) {
-        v.u32.fill(0, s * (SPAN_BYTES / 4), (s + 1) * (SPAN_BYTES / 4));
-        spans[e + SW_AUX] = FREE_CLEAN;
-      }
-    }
+    // Dirty spans that stay resident are zeroed when they are taken again
+    // (prepareFreeRun), not here: a page written now would be copied or
+    // faulted for nothing if the span is released or not reused soon.
     while (this.topSpan > 1 && state(this.topSpan - 1) === SPAN_FREE) this.topSpan--;
     this.freeSpans = this.freeSpans.filter((s) => s < this.topSpan && state(s) === SPAN_FREE);
     return returned;

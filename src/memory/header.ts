@@ -4,7 +4,9 @@
 // | offset | bytes | field                                               |
 // |--------|-------|-----------------------------------------------------|
 // |      0 |     2 | typeId (0 = free slot)                              |
-// |      2 |     2 | flags (reserved, 0)                                 |
+// |      2 |     2 | generation: bumped each time the slot is handed out |
+// |        |       | again (src/memory/allocator.ts); Refs carry its low |
+// |        |       | bits (src/api/refs.ts). The marker never reads it.  |
 // |      4 |     4 | length: elements (RefArray) or bytes (Bytes,        |
 // |        |       | String); 0 for structs                              |
 //
@@ -29,13 +31,8 @@ export function typeIdIn(u16: Uint16Array, g: number): number {
   return u16[g * 8];
 }
 
-/** Clears a freed slot's header: the slot reads as free (typeId 0, length 0). */
-export function clearHeader(v: HeapViews, g: number): void {
-  v.u32[g * 4] = 0;
-}
-
-/** The header's flags half-word (reserved: always 0 today). */
-export function flagsAt(v: HeapViews, g: number): number {
+/** The slot's generation (the header's second half-word). */
+export function generationAt(v: HeapViews, g: number): number {
   return v.u16[g * 8 + 1];
 }
 
@@ -44,9 +41,9 @@ export function lengthAt(v: HeapViews, g: number): number {
   return v.u32[g * 4 + 1];
 }
 
-/** Writes a new object's header: its type, zero flags, its length. */
-export function writeHeader(v: HeapViews, g: number, typeId: number, length: number): void {
-  v.u32[g * 4] = typeId;  // typeId and zero flags in one store
+/** Writes a new object's header: its type, its slot's generation, its length. */
+export function writeHeader(v: HeapViews, g: number, typeId: number, generation: number, length: number): void {
+  v.u32[g * 4] = typeId | (generation << 16);  // one store for both half-words
   v.u32[g * 4 + 1] = length;
 }
 

@@ -40,6 +40,13 @@ export const SW_AUX = 3;
 export const FREE_CLEAN = 0;     // pages zero, still resident (or never touched)
 export const FREE_DIRTY = 1;     // holds a dead object's bytes: zero or release before reuse
 export const FREE_RELEASED = 2;  // given back to the OS (reads as zero)
+// SW_AUX of a small span in use (TypeScript only; the marker never reads it):
+// whether its free slots may hold a dead object's bytes. The sweep frees
+// slots without touching them (bitmaps only), so allocation zeroes a slot it
+// hands out from such a span (Go's needzero); a span taken from the free list
+// starts all zero.
+export const SPAN_ZEROED = 0;    // every free slot reads as zero
+export const SPAN_NEEDZERO = 1;  // free slots may hold old bytes: zero each at allocation
 
 /**
  * Size classes in bytes, every one a multiple of the granule; the larger ones

@@ -25,20 +25,21 @@
 // state with Atomics.load (rebuildFromTable), never by a plain read racing
 // with the worker.
 //
-// A freed slot is zeroed at once, so a new object never shows an old one's
-// bytes. A span left empty is not zeroed here: it goes back to the free list
-// marked dirty, and is either returned to the OS (pages read back as zero) or
-// zeroed before it is reused.
+// The sweep reads and writes only the bitmaps and the span table: a freed
+// slot is neither read nor zeroed (in fork mode every page of a dead object
+// would otherwise be copied or faulted in). Freed bytes are counted as
+// popcount(freed) x slot size: accounting is in slot bytes for small
+// objects and whole spans for large ones (src/collector/accounting.ts). The
+// allocator zeroes a slot when it hands it out again, for spans marked
+// SPAN_NEEDZERO here, before the first allocation bit of the span is
+// cleared (so a sweep interrupted half-way never leaves an unmarked dirty
+// span). A span left empty goes back to the free list dirty; it is zeroed
+// when reused, or returned to the OS (pages read back as zero).
 import {
-  CLASS_GRANULES, DESCRIPTOR_WORDS, FREE_CLEAN, FREE_DIRTY, GRANULE_BYTES, HEADER_BYTES, KIND_LEAF,
-  KIND_REF_ARRAY, KIND_STRUCT, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_GRANULES,
-  SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS, SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
-  roundToGranules,
+  CLASS_GRANULES, FREE_DIRTY, GRANULE_BYTES, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_BYTES, SPAN_FREE, SPAN_GRANULES,
+  SPAN_IN_USE, SPAN_NEEDZERO, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS, SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from './layout.js';
 import type { HeapViews } from './views.js';
-import { clearHeader, objectBytes } from './header.js';
-
-export { objectBytes };
 
 /** What one sweep freed and kept; reused across spans to avoid allocation. */
 export class SweepTally {
@@ -68,51 +69,44 @@ export function claimSpan(v: HeapViews, s: number): boolean {
  */
 export function sweepClaimedSpan(v: HeapViews, s: number, tally: SweepTally): number {
   const e = s * SPAN_WORDS;
-  const cls = v.spans[e + SW_CLASS];
+  const spans = v.spans;
+  const cls = spans[e + SW_CLASS];
   tally.spans++;
   if (cls === LARGE_CLASS) return sweepLarge(v, s, tally);
   const alloc = v.allocBits;
   const mark = v.markBits;
   const w0 = s * SPAN_BITMAP_WORDS;
-  const slotWords = CLASS_GRANULES[cls] * (GRANULE_BYTES / 4);
-  const u32 = v.u32;
   let live = 0;
+  let freedSlots = 0;
   for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) {
     const a = alloc[w];
     if (a === 0) continue;
-    const m = mark[w];
-    const kept = a & m;
-    let freed = a & ~m;
-    if (kept !== 0) live += popcount(kept);
-    alloc[w] = kept;
-    while (freed !== 0) {
-      const bit = 31 - Math.clz32(freed & -freed);
-      freed &= freed - 1;
-      const g = w * 32 + bit;
-      tally.freedObjects++;
-      tally.freedBytes += objectBytes(v, g);
-      // Small slots: plain stores beat a fill() call per object.
-      const start = g * 4;
-      if (slotWords <= 16) for (let i = start; i < start + slotWords; i++) u32[i] = 0;
-      else u32.fill(0, start, start + slotWords);
+    const kept = a & mark[w];
+    if (kept !== a) {
+      if (freedSlots === 0) spans[e + SW_AUX] = SPAN_NEEDZERO;
+      freedSlots += popcount(a ^ kept);
+      alloc[w] = kept;
     }
+    if (kept !== 0) live += popcount(kept);
   }
   // Mark bits go last: a sweep interrupted before this line (a worker that
   // died) can be redone, or the span reset, without freeing a survivor.
   mark.fill(0, w0, w0 + SPAN_BITMAP_WORDS);
+  tally.freedObjects += freedSlots;
+  tally.freedBytes += freedSlots * CLASS_GRANULES[cls] * GRANULE_BYTES;
   tally.liveObjects += live;
-  v.spans[e + SW_LIVE] = live;
+  spans[e + SW_LIVE] = live;
   if (live === 0) {
     tally.emptiedSpans++;
-    // Every slot is zero (freed slots are zeroed when swept), but resident.
-    v.spans[e + SW_AUX] = FREE_CLEAN;
-    Atomics.store(v.spans, e + SW_STATE, SPAN_FREE);
+    spans[e + SW_AUX] = FREE_DIRTY;
+    Atomics.store(spans, e + SW_STATE, SPAN_FREE);
     return 1;
   }
-  Atomics.store(v.spans, e + SW_STATE, SPAN_IN_USE);
+  Atomics.store(spans, e + SW_STATE, SPAN_IN_USE);
   return 0;
 }
 
+// A large object is counted as its whole spans; it is freed without reading it.
 function sweepLarge(v: HeapViews, s: number, tally: SweepTally): number {
   const e = s * SPAN_WORDS;
   const g = s * SPAN_GRANULES;
@@ -126,10 +120,9 @@ function sweepLarge(v: HeapViews, s: number, tally: SweepTally): number {
   }
   const run = v.spans[e + SW_AUX];
   tally.freedObjects++;
-  tally.freedBytes += objectBytes(v, g);
+  tally.freedBytes += run * SPAN_BYTES;
   tally.emptiedSpans += run;
   v.allocBits[w] &= ~bit;
-  clearHeader(v, g);  // the object is gone even before its pages are
   for (let t = s + run - 1; t >= s; t--) {
     const te = t * SPAN_WORDS;
     v.spans[te + SW_CLASS] = 0;

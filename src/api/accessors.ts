@@ -1,0 +1,116 @@
+// Struct field accessors compiled per type and field (default mode).
+//
+// A field access is the hot path of every program on this heap, so each
+// accessor is generated as its own small function with the type id, the
+// field's offset and the Ref format as literals, and the reference check of
+// src/api/refs.ts written out inline (V8 then compiles each to a handful of
+// instructions: no call, no closure-variable loads):
+//
+//   typeof ref === 'number' && (ref >>> 0) === ref     a uint32 number
+//   g = ref & granuleMask; 0 < g < topGranule            inside the heap
+//   allocation bit of g set                              a live object start
+//   (header & keyMask) === (typeId | generation << 16)   its type, and the
+//                                                        Ref's generation
+//
+// Only when a check fails does the accessor call refs.diagnose(), which
+// throws the precise error. Setters check the value first, so a bad value
+// never half-writes. Nothing of the program's text reaches the generated
+// source: field names are validated identifiers (and only used in function
+// names), everything else is a number computed here.
+//
+// Checked mode and weak fields keep the closures of src/api/type-registry.ts
+// (checked mode is the debugging mode; a weak read has a barrier to call).
+import type { FieldKind } from './types.js';
+import type { RefFormat, RefOps } from './refs.js';
+import type { HeapViews } from '../memory/views.js';
+
+export type Getter = (ref: unknown) => number | boolean;
+export type Setter = (ref: unknown, value: unknown) => void;
+
+/** What the generated code reads, passed in once per type. */
+interface Env {
+  readonly ctx: { readonly topGranule: number };
+  readonly refs: RefOps;
+  readonly ab: Uint32Array;
+  readonly u8: Uint8Array;
+  readonly u16: Uint16Array;
+  readonly u32: Uint32Array;
+  readonly i32: Int32Array;
+  readonly f64: Float64Array;
+  readonly badValue: (what: string, value: unknown, expected: string) => never;
+}
+
+const IDENT = /^[A-Za-z_$][\w$]*$/;
+
+export function compileAccessor(
+  which: 'get' | 'set', kind: Exclude<FieldKind, 'weak'>, field: string, what: string, typeId: number, offset: number,
+  format: RefFormat, env: { ctx: { readonly topGranule: number }; refs: RefOps; views: HeapViews;
+    badValue: (what: string, value: unknown, expected: string) => never },
+): Getter | Setter {
+  if (!IDENT.test(field)) throw new Error(`internal: field name ${JSON.stringify(field)} is not an identifier`);
+  const int = (n: number) => {
+    if (!Number.isInteger(n)) throw new Error(`internal: ${n} is not an integer`);
+    return String(n);
+  };
+  const gb = int(format.granuleBits);
+  const granuleMask = int(2 ** format.granuleBits - 1);
+  const generationMask = int(2 ** format.generationBits - 1);
+  const keyMask = int(0xffff | ((2 ** format.generationBits - 1) << 16));
+  const id = int(typeId);
+  const w = int(offset >>> 2);
+  const fast = (body: string) =>
+    `if (typeof ref === 'number' && (ref >>> 0) === ref) {
+      const g = ref & ${granuleMask};
+      if (g > 0 && g < ctx.topGranule && (ab[g >>> 5] & (1 << (g & 31))) !== 0 &&
+          (i32[g << 2] & ${keyMask}) === (${id} | ((ref >>> ${gb}) << 16))) { ${body} }
+    }
+    return refs.diagnose(ref, ${id});`;
+  const quotedWhat = JSON.stringify(what);
+  let src: string;
+  if (which === 'get') {
+    switch (kind) {
+      case 'ref':
+        src = `function get_${field}(ref) { ${fast(`const t = u32[(g << 2) + ${w}];
+          return t | ((u16[(t << 3) + 1] & ${generationMask}) << ${gb});`)} }`;
+        break;
+      case 'i32': src = `function get_${field}(ref) { ${fast(`return i32[(g << 2) + ${w}];`)} }`; break;
+      case 'u32': src = `function get_${field}(ref) { ${fast(`return u32[(g << 2) + ${w}];`)} }`; break;
+      case 'f64': src = `function get_${field}(ref) { ${fast(`return f64[(g << 1) + ${int(offset >>> 3)}];`)} }`; break;
+      case 'bool': src = `function get_${field}(ref) { ${fast(`return u8[(g << 4) + ${int(offset)}] !== 0;`)} }`; break;
+    }
+  } else {
+    let check: string;
+    let store: string;
+    switch (kind) {
+      case 'ref':
+        check = 'const t = value === 0 ? 0 : refs.any(value);';
+        store = `u32[(g << 2) + ${w}] = t; return;`;
+        break;
+      case 'i32':
+        check = `if (typeof value !== 'number' || (value | 0) !== value) badValue(${quotedWhat}, value, 'an integer in [-2^31, 2^31)');`;
+        store = `i32[(g << 2) + ${w}] = value; return;`;
+        break;
+      case 'u32':
+        check = `if (typeof value !== 'number' || (value >>> 0) !== value) badValue(${quotedWhat}, value, 'an integer in [0, 2^32)');`;
+        store = `u32[(g << 2) + ${w}] = value; return;`;
+        break;
+      case 'f64':
+        check = `if (typeof value !== 'number') badValue(${quotedWhat}, value, 'a number');`;
+        store = `f64[(g << 1) + ${int(offset >>> 3)}] = value; return;`;
+        break;
+      case 'bool':
+        check = `if (typeof value !== 'boolean') badValue(${quotedWhat}, value, 'true or false');`;
+        store = `u8[(g << 4) + ${int(offset)}] = value ? 1 : 0; return;`;
+        break;
+    }
+    src = `function set_${field}(ref, value) { ${check} ${fast(store)} }`;
+  }
+  const v = env.views;
+  const e: Env = {
+    ctx: env.ctx, refs: env.refs, ab: v.allocBits, u8: v.u8, u16: v.u16, u32: v.u32, i32: v.i32, f64: v.f64,
+    badValue: env.badValue,
+  };
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  const make = new Function('ctx', 'refs', 'ab', 'u8', 'u16', 'u32', 'i32', 'f64', 'badValue', `'use strict'; return ${src};`);
+  return make(e.ctx, e.refs, e.ab, e.u8, e.u16, e.u32, e.i32, e.f64, e.badValue) as Getter | Setter;
+}

@@ -1,0 +1,120 @@
+// Generation-checked references (src/api/refs.ts, src/memory/allocator.ts):
+// in the default mode a Ref kept past the cycle that freed its object is
+// reported (StaleReferenceError) even after its slot holds a new object, and
+// a stale use never reads or writes the new object. Checked mode keeps its
+// epoch rule and tells a made-up number from a stale one.
+import { describe, expect, it } from 'vitest';
+import { InvalidReferenceError, StaleReferenceError, type Heap } from '../src/index.js';
+import { heapInternals } from '../src/internal.js';
+import { SPAN_GRANULES, SPAN_WORDS, SW_AUX, FREE_RELEASED } from '../src/memory/layout.js';
+import { closeHeapsAfterEach, expectError, makeHeap, MODES, thrown } from './helpers/common.js';
+
+closeHeapsAfterEach();
+
+const granuleOf = (heap: Heap, ref: number) => heapInternals(heap).refs.any(ref);
+
+/** Allocates `Rec` objects until one lands on granule `g` (rooting nothing); returns its Ref. */
+function allocateUntilReused(heap: Heap, alloc: () => number, g: number, limit = 1_000_000): number {
+  for (let i = 0; i < limit; i++) {
+    const r = alloc();
+    if (granuleOf(heap, r) === g) return r;
+  }
+  throw new Error(`granule ${g} was not handed out again in ${limit} allocations`);
+}
+
+describe('default mode: a stale Ref is caught after its slot is reused', () => {
+  it.each(MODES)('%s: get and set through a Ref kept past the cycle that freed its object both throw; nothing is written', async (mode) => {
+    const heap = makeHeap({ mode, sweepThreads: 0 });
+    const Rec = heap.defineStruct('Rec', { id: 'i32', score: 'i32', next: 'ref' });
+    // A live neighbour keeps the span in use, so the freed slot is reused in place.
+    const keep = heap.root(Rec.alloc({ id: 1 }));
+    const old = Rec.alloc({ id: 2, score: 20 });  // garbage, held in this local past the cycle
+    const g = granuleOf(heap, old);
+    await heap.collect();
+    const fresh = allocateUntilReused(heap, () => Rec.alloc({ id: 3, score: 30 }), g);
+    expect(fresh).not.toBe(old);
+    expectError(() => Rec.get.id(old), StaleReferenceError, 'ERR_STALE_REF', 'get through the stale Ref');
+    expectError(() => Rec.set.score(old, 42), StaleReferenceError, 'ERR_STALE_REF', 'set through the stale Ref');
+    expectError(() => Rec.set.next(keep.get(), old), StaleReferenceError, 'ERR_STALE_REF', 'storing the stale Ref');
+    expectError(() => heap.typeOf(old), StaleReferenceError, 'ERR_STALE_REF', 'typeOf');
+    expect(Rec.is(old)).toBe(false);
+    // The new object is untouched and its own Ref works.
+    expect([Rec.get.id(fresh), Rec.get.score(fresh), Rec.get.next(fresh)]).toEqual([3, 30, 0]);
+    expect(Rec.get.next(keep.get())).toBe(0);
+  }, 30_000);
+
+  it('a slot handed out again and again: every earlier Ref to it is stale, only the newest works', async () => {
+    const heap = makeHeap({ mode: 'stw', sweepThreads: 0 });
+    const Rec = heap.defineStruct('Rec', { id: 'i32' });
+    heap.root(Rec.alloc({ id: -1 }));
+    const first = Rec.alloc({ id: 0 });
+    const g = granuleOf(heap, first);
+    const { generationBits } = heapInternals(heap).refs.format!;
+    const refs: number[] = [first];
+    // Up to one wrap of the Ref's generation bits: all distinct.
+    for (let k = 1; k < 2 ** generationBits; k++) {
+      await heap.collect();
+      refs.push(allocateUntilReused(heap, () => Rec.alloc({ id: k }), g));
+    }
+    expect(new Set(refs).size).toBe(refs.length);
+    const newest = refs.pop()!;
+    expect(Rec.get.id(newest)).toBe(2 ** generationBits - 1);
+    for (const r of refs) expectError(() => Rec.get.id(r), StaleReferenceError, 'ERR_STALE_REF', `Ref ${r}`);
+  }, 60_000);
+
+  it('a Ref to a span that went back to the OS (reads as zero) and was reused is still stale', async () => {
+    const heap = makeHeap({ mode: 'stw', sweepThreads: 0 });
+    const Rec = heap.defineStruct('Rec', { id: 'i32', score: 'i32' });
+    const core = heapInternals(heap);
+    // A first use of a span and its reuse (so both Refs carry generations),
+    // then everything is garbage: the span is returned to the OS.
+    const firstRefs: number[] = [];
+    for (let i = 0; i < 3 * 4096; i++) firstRefs.push(Rec.alloc({ id: i }));
+    const g0 = granuleOf(heap, firstRefs[0]);
+    await heap.collect();
+    const old: number[] = [];
+    for (let i = 0; i < 3 * 4096; i++) old.push(Rec.alloc({ id: i }));
+    const g = granuleOf(heap, old[0]);
+    expect(g0).toBe(g);
+    await heap.collect();
+    const s = Math.floor(g / SPAN_GRANULES);
+    expect(core.views.spans[s * SPAN_WORDS + SW_AUX], 'the span was released').toBe(FREE_RELEASED);
+    const fresh = allocateUntilReused(heap, () => Rec.alloc({ id: 7, score: 8 }), g);
+    for (const r of [old[0], firstRefs[0]]) {
+      expectError(() => Rec.get.id(r), StaleReferenceError, 'ERR_STALE_REF', `get ${r}`);
+      expectError(() => Rec.set.score(r, 1), StaleReferenceError, 'ERR_STALE_REF', `set ${r}`);
+    }
+    expect([Rec.get.id(fresh), Rec.get.score(fresh)]).toEqual([7, 8]);
+  }, 30_000);
+
+  it('every Ref handed out is a positive 31-bit integer (a Smi), fields store bare granules', () => {
+    const heap = makeHeap({ maxHeap: '1GiB' });
+    const Rec = heap.defineStruct('Rec', { next: 'ref' });
+    const core = heapInternals(heap);
+    expect(core.refs.format).toEqual({ granuleBits: 26, generationBits: 5 });
+    const a = Rec.alloc();
+    const b = Rec.alloc({ next: a });
+    for (const r of [a, b, Rec.get.next(b), heap.root(b).get()]) {
+      expect(Number.isInteger(r) && r > 0 && r < 2 ** 31).toBe(true);
+    }
+    const gb = granuleOf(heap, b);
+    expect(core.views.u32[gb * 4 + 2]).toBe(granuleOf(heap, a));
+  });
+});
+
+describe('checked mode', () => {
+  it('a made-up number is "not a reference this heap handed out"; a stale one says how many cycles ago', async () => {
+    const heap = makeHeap({ mode: 'stw', checked: true });
+    const Rec = heap.defineStruct('Rec', { id: 'i32' });
+    const r = Rec.alloc({ id: 1 });
+    heap.root(r);
+    for (const forged of [3, 4097, r - 2 ** 28, r + 5 * 2 ** 28]) {
+      expectError(() => Rec.get.id(forged), InvalidReferenceError, 'ERR_INVALID_REF', `forged ${forged}`);
+      expect((thrown(() => Rec.get.id(forged)) as Error).message).toMatch(/not a reference this heap handed out/);
+    }
+    await heap.collect();
+    await heap.collect();
+    expectError(() => Rec.get.id(r), StaleReferenceError, 'ERR_STALE_REF', 'held across two cycles');
+    expect((thrown(() => Rec.get.id(r)) as Error).message).toMatch(/2 cycle\(s\) ago/);
+  }, 30_000);
+});
