@@ -387,6 +387,8 @@ Napi::Value LayoutConstants(const Napi::CallbackInfo& info) {
   o["freeClean"] = kFreeClean;
   o["freeDirty"] = kFreeDirty;
   o["freeReleased"] = kFreeReleased;
+  o["spanZeroed"] = kSpanZeroed;
+  o["spanNeedzero"] = kSpanNeedzero;
   o["wireHeaderMagic"] = wire::kHeaderMagic;
   o["wireChunkMagic"] = wire::kChunkMagic;
   o["wireTrailerMagic"] = wire::kTrailerMagic;

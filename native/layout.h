@@ -99,4 +99,10 @@ constexpr int32_t kFreeClean = 0;     // zero, still resident (or never touched)
 constexpr int32_t kFreeDirty = 1;     // a dead object's bytes: zero or release before reuse
 constexpr int32_t kFreeReleased = 2;  // given back to the OS (reads as zero)
 
+// kSwAux of a span in use: whether its free slots read as zero. The sweep
+// frees slots without touching them (bitmaps only), so the allocator zeroes
+// a slot it hands out from a kSpanNeedzero span (Go's needzero).
+constexpr int32_t kSpanZeroed = 0;    // every free slot reads as zero
+constexpr int32_t kSpanNeedzero = 1;  // free slots may hold old bytes
+
 }  // namespace forkgc
