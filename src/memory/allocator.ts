@@ -249,6 +249,18 @@ export class Allocator {
     this.childLives = false;
   }
 
+  /** A partly free span of class `cls` that still holds it, from the partial list; or -1. */
+  private takePartial(cls: number): number {
+    const partial = this.partial[cls];
+    while (partial.length > 0) {
+      const t = partial.pop()!;
+      const e = t * SPAN_WORDS;
+      if (this.v.spans[e + SW_STATE] === SPAN_IN_USE && this.v.spans[e + SW_CLASS] === cls &&
+          this.v.spans[e + SW_LIVE] < CLASS_SLOTS[cls]) return t;
+    }
+    return -1;
+  }
+
   private nextSpanFor(cls: number): number {
     let s = -1;
     if (this.childLives) {
@@ -256,13 +268,8 @@ export class Allocator {
       // child does not share (released or never used) costs no copy.
       s = this.takeUnsharedSpan();
     } else {
-      const partial = this.partial[cls];
-      while (partial.length > 0) {
-        const t = partial.pop()!;
-        const e = t * SPAN_WORDS;
-        if (this.v.spans[e + SW_STATE] === SPAN_IN_USE && this.v.spans[e + SW_CLASS] === cls &&
-            this.v.spans[e + SW_LIVE] < CLASS_SLOTS[cls]) return t;
-      }
+      const t = this.takePartial(cls);
+      if (t >= 0) return t;
     }
     // A span already free below the top costs nothing; sweeping one costs the
     // mutator time (that is the sweeper threads' work); a new span grows the
@@ -276,13 +283,8 @@ export class Allocator {
     if (s < 0) s = this.takeFreeSpans(1, true);
     if (s < 0 && this.childLives) {
       // Out of unshared spans: a shared free slot is better than no slot.
-      const partial = this.partial[cls];
-      while (partial.length > 0) {
-        const t = partial.pop()!;
-        const e = t * SPAN_WORDS;
-        if (this.v.spans[e + SW_STATE] === SPAN_IN_USE && this.v.spans[e + SW_CLASS] === cls &&
-            this.v.spans[e + SW_LIVE] < CLASS_SLOTS[cls]) return t;
-      }
+      const t = this.takePartial(cls);
+      if (t >= 0) return t;
     }
     if (s < 0) return -1;
     const e = s * SPAN_WORDS;
