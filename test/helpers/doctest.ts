@@ -194,11 +194,11 @@ export function unmarkedShellBlocks(blocks: DocBlock[]): DocBlock[] {
   return blocks.filter((b) => b.lang === 'sh' && !b.directive);
 }
 
-/** Inline `npx vitest run FILE -t "NAME"` commands (in backticks) of a Markdown text. */
+/** Inline `npx vitest run FILE -t "NAME"` commands (in backticks, FILE a *.test.ts) of a Markdown text. */
 export function extractVitestCommands(markdown: string, file: string): VitestCommand[] {
   const out: VitestCommand[] = [];
   markdown.split('\n').forEach((line, n) => {
-    for (const m of line.matchAll(/`npx vitest run (\S+) -t "([^"`]+)"`/g)) {
+    for (const m of line.matchAll(/`npx vitest run (\S+\.test\.ts) -t "([^"`]+)"`/g)) {
       out.push({ file, line: n + 1, testFile: m[1], pattern: m[2] });
     }
   });
