@@ -228,7 +228,7 @@ async function demo(o: DemoOptions): Promise<void> {
             : second
               ? `the first child counted ${n0(cowPages)} pages (${kib(c.cowBytes)} KiB) copied by the parent's writes, ` +
                 `the parent's page map ${parentCopied < 0 ? 'could not be read' : `${n0(parentCopied)}`} (nested forks: above); `
-              : `while the child worked the parent copied ${n0(cowPages)} pages (${kib(c.cowBytes)} KiB) by writing to them; `) +
+              : `while the child worked the parent copied ${n0(cowPages)} page${cowPages === 1 ? '' : 's'} (${kib(c.cowBytes)} KiB) by writing to them; `) +
         `the sweep freed ${n0(c.objectsFreed)} objects and returned ${mib(c.bytesReturned)} MiB to the OS.`);
       out(`(the child's peak RSS was ${n0(c.childMaxRssKb)} KiB, mostly pages it shares with the parent; ` +
         `the ${n0(o.allocate)} objects allocated during the cycle survived it: ${n0(heap.stats().objects)} objects remain)`);
