@@ -159,6 +159,10 @@ async function demo(o: DemoOptions): Promise<void> {
     heap.on('sweepEnd', () => out(`${at(performance.now())} sweep done`));
     heap.on('abort', (e) => out(`${at(performance.now())} cycle aborted (${e.reason}): ${e.message}`));
 
+    // With a second heap the child's count undercounts (section 7 of
+    // docs/how-it-works.md), so the parent counts its copies too, from its
+    // own page map, while the second child still shares every page it did not write.
+    const mapper = o.secondHeap && o.mode === 'fork' ? new CowMapper(heap) : undefined;
     const cycle = heap.collect();
     let second: { heap: Heap; cycle: Promise<CycleStats> } | undefined;
     if (o.secondHeap && o.mode === 'fork') {
@@ -171,10 +175,17 @@ async function demo(o: DemoOptions): Promise<void> {
       out(`${at(performance.now())} a second heap forked too (its child is held ${o.hold + 1000} ms): ` +
         'every resident page of the first heap is now mapped three times (parent, first child, second child)');
     }
+    let parentCopied = -1;
     if (o.mode === 'fork') {
       mutateDuringCycle(heap, w, targets, o.allocate);
       out(`${at(performance.now())} meanwhile the parent wrote to ${n0(targets.length)} distinct pages and allocated ` +
         `${n0(o.allocate)} new objects (allocated black)`);
+      if (mapper) {
+        parentCopied = mapper.capture()?.counts.copied ?? -1;
+        mapper.close();
+        out(`${at(performance.now())} the parent's own page map: ${parentCopied < 0 ? 'unreadable' : `${n0(parentCopied)} arena pages ` +
+          'that it shared at the fork are now mapped by it alone: the kernel copied them for its writes'}`);
+      }
       if (o.killChild) {
         const pid = childPid;
         out(`${at(performance.now())} killing the child (SIGKILL ${pid}) in the middle of its work`);
@@ -189,7 +200,8 @@ async function demo(o: DemoOptions): Promise<void> {
         await second.heap.close();
         out(`${at(performance.now())} the second heap's cycle ended too (its child counted ` +
           `${s2 ? n0(s2.cowBytes / pageBytes(heap)) : '?'} copied pages of its own heap)`);
-        out(`nested forks: the parent wrote to ${n0(targets.length)} pages of the first heap, and the kernel copied each for it; ` +
+        out(`nested forks: the parent wrote to ${n0(targets.length)} pages of the first heap, and its page map shows ` +
+          `${parentCopied < 0 ? '(unreadable)' : n0(parentCopied)} pages copied for it; ` +
           `but the first child counted only ${n0(c.cowBytes / pageBytes(heap))}: the originals were still mapped by BOTH children, ` +
           'so neither had them to itself (pagemap bit 56 means "mapped exactly once"). A page is freed when its last mapping goes.');
       }
@@ -213,7 +225,10 @@ async function demo(o: DemoOptions): Promise<void> {
           : o.hugePages
             ? `the child counted ${n0(cowPages)} pages copied by the parent's writes (with huge pages the kernel does not say ` +
               'which 4 KiB pages the child maps alone, so this undercounts; --no-huge-pages counts every copy); '
-            : `while the child worked the parent copied ${n0(cowPages)} pages (${kib(c.cowBytes)} KiB) by writing to them; `) +
+            : second
+              ? `the first child counted ${n0(cowPages)} pages (${kib(c.cowBytes)} KiB) copied by the parent's writes, ` +
+                `the parent's page map ${parentCopied < 0 ? 'could not be read' : `${n0(parentCopied)}`} (nested forks: above); `
+              : `while the child worked the parent copied ${n0(cowPages)} page${cowPages === 1 ? '' : 's'} (${kib(c.cowBytes)} KiB) by writing to them; `) +
         `the sweep freed ${n0(c.objectsFreed)} objects and returned ${mib(c.bytesReturned)} MiB to the OS.`);
       out(`(the child's peak RSS was ${n0(c.childMaxRssKb)} KiB, mostly pages it shares with the parent; ` +
         `the ${n0(o.allocate)} objects allocated during the cycle survived it: ${n0(heap.stats().objects)} objects remain)`);
