@@ -209,7 +209,13 @@ export class TypeRegistry {
       }
     }
     const ctx = this.ctx;
-    const kinds = Object.entries(fields);
+    // Per field, in declaration order: its name, kind, the name errors use
+    // and its writer, computed once here rather than on every alloc(init).
+    const fieldNames = writers.map(([field]) => field);
+    const fieldKinds = fieldNames.map((field) => fields[field] as FieldKind);
+    const fieldWhats = fieldNames.map((field) => `${name}.${field}`);
+    const fieldWrites = writers.map(([, write]) => write);
+    const fieldCount = fieldNames.length;
     const cls = sizeClassOf(size);
     const slotBytes = SIZE_CLASSES[cls];
     const alloc = (init?: Partial<StructValues<F>>): Ref => {
@@ -224,19 +230,18 @@ export class TypeRegistry {
         // Read each value exactly once (a getter may answer differently on
         // a second read) and validate them all before allocating: a bad
         // value allocates nothing and writes nothing.
-        values = new Array<unknown>(kinds.length);
-        for (let k = 0; k < kinds.length; k++) {
-          const [field, kind] = kinds[k];
-          const value = (init as Record<string, unknown>)[field];
-          if (value !== undefined) validate(`${name}.${field}`, kind, value, refs);
+        values = new Array<unknown>(fieldCount);
+        for (let k = 0; k < fieldCount; k++) {
+          const value = (init as Record<string, unknown>)[fieldNames[k]];
+          if (value !== undefined) validate(fieldWhats[k], fieldKinds[k], value, refs);
           values[k] = value;
         }
       }
       const g = cls < LARGE_CLASS ? ctx.allocateSmall(id, cls, slotBytes) : ctx.allocate(id, size, 0);
       if (hasWeak) ctx.weakHolderAllocated(g);
       if (values !== undefined) {
-        for (let k = 0; k < writers.length; k++) {
-          if (values[k] !== undefined) writers[k][1](g, values[k]);
+        for (let k = 0; k < fieldCount; k++) {
+          if (values[k] !== undefined) fieldWrites[k](g, values[k]);
         }
       }
       return refs.encode(g) as Ref;
