@@ -167,7 +167,6 @@ export class HeapCore implements RefContext, TypeContext {
 
   /** The bitmap is final and no span is swept yet: clear dead weak fields, take dead finalization entries. */
   sweepStarting(): void {
-    this.allocator.childGone();
     this.weakHolders.clearDead();
     for (const r of this.finalizers) this.takenFinalizers.push(...takeDeadEntries(r, this.views));
   }
@@ -211,8 +210,6 @@ export class HeapCore implements RefContext, TypeContext {
    * (src/api/listener-errors.ts): the cycle goes on exactly as without it.
    */
   publish<K extends CycleEventName>(name: K, payload: CycleEventMap[K]): void {
-    // The child now shares every resident page: allocate where it does not.
-    if (name === 'fork') this.allocator.childForked();
     callSafely(() => publish(name, payload));
     if (name !== 'abort' && name !== 'fallback' && name !== 'sweeperFallback') emitSafely(this.emitter, name, payload);
   }
@@ -229,7 +226,6 @@ export class HeapCore implements RefContext, TypeContext {
   }
 
   cycleAborted(e: Error): void {
-    this.allocator.childGone();
     callSafely(() => publish('abort', e as CycleEventMap['abort']));
     emitSafely(this.emitter, 'abort', e);
     this.scheduleIfDue();

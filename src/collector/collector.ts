@@ -249,6 +249,8 @@ export class Collector {
       return;
     }
     this.phase = 'marking';
+    // The child now shares every resident page: allocate where it does not.
+    h.allocator.childForked();
     const child = new ChildSession(h.addon, r.pid, r.fd);
     c.child = child;
     c.stats.childPid = r.pid;
@@ -410,6 +412,7 @@ export class Collector {
   private fail(c: Cycle, verdict: Verdict): void {
     if (c !== this.cycle || c.failure) return;
     c.failure = verdict;
+    this.host.allocator.childGone();
     if (verdict.signal !== undefined && CRASH_SIGNALS.has(verdict.signal) && c.stats.selectiveFork && this.selectiveFork) {
       // A crash (not our SIGKILL, not the OOM killer's) may be a page the
       // child needed and selective fork left out: never fork that way again.

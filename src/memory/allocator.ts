@@ -226,8 +226,8 @@ export class Allocator {
 
   /**
    * A child was forked and shares every resident page: from now on new
-   * objects go to spans it does not share (src/api/core.ts calls this at the
-   * 'fork' event). Costs the fast path nothing: the current spans are
+   * objects go to spans it does not share (the collector calls this right
+   * after a successful fork). Costs the fast path nothing: the current spans are
    * dropped, so the next allocation of each class refills.
    */
   childForked(): void {
@@ -244,7 +244,7 @@ export class Allocator {
     this.closed = true;
   }
 
-  /** The child is gone (the sweep starts, or the cycle was aborted). */
+  /** The child is gone: the cycle was aborted (beginSweep clears it too). */
   childGone(): void {
     this.childLives = false;
   }
