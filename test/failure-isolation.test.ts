@@ -19,13 +19,14 @@
  *   - touch the event loop: timers and loopback sockets keep working during
  *     and after cycles whose child is held for 500 ms.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { Heap } from '../src/index.js';
 import { childrenOf, closeHeapsAfterEach, makeHeap, procStat, withTimeout } from './helpers/common.js';
+import { startFixture } from './helpers/fixture.js';
 
 closeHeapsAfterEach();
 
@@ -34,59 +35,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 // ---------------------------------------------------------------------------
 // Subprocesses.
-
-interface Fixture {
-  proc: ChildProcess;
-  events: Record<string, unknown>[];
-  stderr: () => string;
-  /** Resolves with the first event named `name` (bounded). */
-  next(name: string, ms?: number): Promise<Record<string, unknown>>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  kill(): void;
-}
-
-function startFixture(opts: object, o: { detached?: boolean; prefix?: string[] } = {}): Fixture {
-  const argv = [...(o.prefix ?? []), process.execPath, FIXTURE, JSON.stringify(opts)];
-  const proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: o.detached ?? false, cwd: '/' });
-  const events: Record<string, unknown>[] = [];
-  const waiters: (() => void)[] = [];
-  let buf = '';
-  let err = '';
-  proc.stdout!.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (line.trim()) events.push(JSON.parse(line));
-      for (const w of waiters.splice(0)) w();
-    }
-  });
-  proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => proc.on('exit', (code, signal) => r({ code, signal })));
-  return {
-    proc, events, exited,
-    stderr: () => err,
-    next(name: string, ms = 15_000): Promise<Record<string, unknown>> {
-      const find = (): Record<string, unknown> | undefined => events.find((e) => e.event === name);
-      return withTimeout(new Promise((resolve, reject) => {
-        const look = (): void => {
-          const e = find();
-          if (e) return resolve(e);
-          if (proc.exitCode !== null || proc.signalCode !== null) return reject(new Error(`fixture exited before '${name}': ${err}`));
-          waiters.push(look);
-        };
-        proc.on('exit', () => setTimeout(look, 50));
-        look();
-      }), ms, `fixture event '${name}' (stderr: ${err})`);
-    },
-    kill(): void {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        try { process.kill(o.detached ? -proc.pid! : proc.pid!, 'SIGKILL'); } catch { /* gone */ }
-      }
-    },
-  };
-}
 
 /** A process is dead: no /proc entry, or a zombie that is no longer `parent`'s (its new parent reaps it). */
 function dead(pid: number, parent: number): boolean {
@@ -113,7 +61,7 @@ function alive(pid: number): boolean {
 
 describe('the child never outlives its parent', () => {
   it('parent SIGKILLed during a 60 s cycle: its child is gone within 1 s', async () => {
-    const f = startFixture({ forkgc: true, delay: 60_000 });
+    const f = startFixture(FIXTURE, { forkgc: true, delay: 60_000 });
     try {
       const ready = await f.next('ready');
       const { childPid } = (await f.next('fork')) as { childPid: number };
@@ -132,7 +80,7 @@ describe('the child never outlives its parent', () => {
   }, 30_000);
 
   it('a child SIGSTOPped after its first instruction still dies with its SIGKILLed parent (PDEATHSIG reaches stopped tasks)', async () => {
-    const f = startFixture({ forkgc: true, delay: 60_000 });
+    const f = startFixture(FIXTURE, { forkgc: true, delay: 60_000 });
     let childPid = 0;
     try {
       const ready = await f.next('ready');
@@ -155,7 +103,7 @@ describe('the child never outlives its parent', () => {
   }, 30_000);
 
   it('parent exits (process.exit) during a 60 s cycle without closing the heap: its child is gone within 1 s', async () => {
-    const f = startFixture({ forkgc: true, delay: 60_000, exitAfterFork: true });
+    const f = startFixture(FIXTURE, { forkgc: true, delay: 60_000, exitAfterFork: true });
     try {
       const ready = await f.next('ready');
       const { childPid } = (await f.next('fork')) as { childPid: number };
@@ -274,7 +222,7 @@ describe('the child is not dumpable', () => {
   const prefix = unprivilegedPrefix();
   if (typeof prefix === 'string') console.warn(`skipping the unprivileged dumpability test: ${prefix}`);
   it.skipIf(typeof prefix === 'string')('in an unprivileged process with unlimited cores: the child has no core limit left and its /proc files belong to root', async () => {
-    const f = startFixture({ forkgc: true, delay: 3000 }, { prefix: prefix as string[] });
+    const f = startFixture(FIXTURE, { forkgc: true, delay: 3000 }, { prefix: prefix as string[] });
     try {
       const ready = await f.next('ready');
       expect(ready.uid).toBe(65534);
@@ -316,7 +264,7 @@ describe('the child does not react to the application’s signals', () => {
     it(`${signal} to the process group ${handler ? 'with' : 'without'} a handler: same outcome as without forkgc, no child left`, async () => {
       const outcomes: { forkgc: boolean; code: number | null; signal: string | null; events: string[] }[] = [];
       for (const forkgc of [false, true]) {
-        const f = startFixture({ forkgc, delay: 1500, sigint: handler }, { detached: true });
+        const f = startFixture(FIXTURE, { forkgc, delay: 1500, sigint: handler }, { detached: true });
         try {
           const ready = await f.next('ready');
           const { childPid } = (await f.next('fork')) as { childPid: number };

@@ -15,12 +15,12 @@
  *     the reason, where no memory cgroup can be made (not root, read-only
  *     /sys/fs/cgroup, memory controller not delegated).
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { closeHeapsAfterEach, makeHeap, withTimeout } from './helpers/common.js';
+import { startFixture } from './helpers/fixture.js';
 
 closeHeapsAfterEach();
 
@@ -167,34 +167,11 @@ describe('under a memory limit that the copies of a long mark exceed', () => {
     const liveMiB = 160;
     // The shell puts itself into the cgroup, then becomes node: the fixture
     // and its children are in it from the start.
-    const proc = spawn('/bin/sh', ['-c', 'echo $$ > "$1/cgroup.procs" && exec "$2" "$3" "$4"', 'sh', cg.dir,
-      process.execPath, FIXTURE, JSON.stringify({ liveMiB, delay: 30_000 })], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const events: Record<string, unknown>[] = [];
-    let err = '';
-    let buf = '';
-    const waiters: (() => void)[] = [];
-    proc.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line.trim()) events.push(JSON.parse(line));
-        for (const w of waiters.splice(0)) w();
-      }
+    const f = startFixture(FIXTURE, { liveMiB, delay: 30_000 }, {
+      prefix: ['/bin/sh', '-c', 'echo $$ > "$1/cgroup.procs" && exec "$2" "$3" "$4"', 'sh', cg.dir], stdin: true,
     });
-    proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => proc.on('exit', (code, signal) => r({ code, signal })));
-    const next = (name: string, ms: number): Promise<Record<string, unknown>> => withTimeout(new Promise((resolve, reject) => {
-      const look = (): void => {
-        const e = events.find((x) => x.event === name);
-        if (e) return resolve(e);
-        if (proc.exitCode !== null || proc.signalCode !== null) return reject(new Error(`fixture ended before '${name}' (${proc.exitCode ?? proc.signalCode}): ${err}`));
-        waiters.push(look);
-      };
-      proc.on('exit', () => setTimeout(look, 50));
-      look();
-    }), ms, `fixture event '${name}' (stderr: ${err})`);
+    const { proc, events, exited, next } = f;
+    const err = (): string => f.stderr();
     try {
       await next('built', 60_000);
       // Fits the application as it is, with room to spare; not a copy of half its heap.
@@ -204,8 +181,8 @@ describe('under a memory limit that the copies of a long mark exceed', () => {
       proc.stdin!.write('go\n');
       const { childPid } = (await next('fork', 30_000)) as { childPid: number };
       expect(childPid).toBeGreaterThan(0);
-      const ended = await withTimeout(exited, 90_000, `fixture exit (stderr: ${err})`);
-      expect(ended, `the application must survive (usage at limit time ${usage}, limit ${limit}); stderr: ${err}`)
+      const ended = await withTimeout(exited, 90_000, `fixture exit (stderr: ${err()})`);
+      expect(ended, `the application must survive (usage at limit time ${usage}, limit ${limit}); stderr: ${err()}`)
         .toEqual({ code: 0, signal: null });
       const abort = events.find((e) => e.event === 'abort');
       expect(abort, JSON.stringify(events)).toBeDefined();
@@ -214,7 +191,7 @@ describe('under a memory limit that the copies of a long mark exceed', () => {
       expect(events.find((e) => e.event === 'written')).toBeDefined();
       expect(cg.oomKills()).toBeGreaterThanOrEqual(1);
     } finally {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      f.kill();
       await withTimeout(exited, 10_000, 'fixture exit after kill').catch(() => {});
     }
   }, 150_000);
