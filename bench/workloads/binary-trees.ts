@@ -57,15 +57,15 @@ export const REFERENCE_OUTPUT: Record<number, string> = {
 
 // ---- plain JavaScript objects ------------------------------------------------
 
-class TreeNode {
+export class TreeNode {
   constructor(
     public left: TreeNode | null,
     public right: TreeNode | null,
   ) {}
 }
 
-async function plain(ctx: RunContext<BinaryTreesParams>): Promise<WorkloadResult> {
-  const meter = ctx.meter;
+/** The plain variant's tree builder (a meter tick per 1024 nodes) and checker; sync-binary-trees uses them too. */
+export function plainTrees(meter: { tick(): void }): { bottomUp(d: number): TreeNode; check(t: TreeNode): number } {
   let allocs = 0;
   const bottomUp = (d: number): TreeNode => {
     if (++allocs === 1024) {
@@ -75,6 +75,12 @@ async function plain(ctx: RunContext<BinaryTreesParams>): Promise<WorkloadResult
     return d > 0 ? new TreeNode(bottomUp(d - 1), bottomUp(d - 1)) : new TreeNode(null, null);
   };
   const check = (t: TreeNode): number => (t.left === null ? 1 : 1 + check(t.left) + check(t.right!));
+  return { bottomUp, check };
+}
+
+async function plain(ctx: RunContext<BinaryTreesParams>): Promise<WorkloadResult> {
+  const meter = ctx.meter;
+  const { bottomUp, check } = plainTrees(meter);
 
   const maxDepth = Math.max(MIN_DEPTH + 2, ctx.params.depth);
   const stretch = maxDepth + 1;

@@ -10,7 +10,7 @@
  * the ratio (target: within 4x).
  */
 import type { Ref } from '../lib/forkgc.js';
-import { expectedBinaryTrees } from './binary-trees.js';
+import { expectedBinaryTrees, plainTrees } from './binary-trees.js';
 import { needHeap, type RunContext, type Workload, type WorkloadResult } from './types.js';
 
 export interface SyncBinaryTreesParams extends Record<string, number> {
@@ -28,19 +28,7 @@ function peakLiveNodes(maxDepth: number): number {
 }
 
 async function plain(ctx: RunContext<SyncBinaryTreesParams>): Promise<WorkloadResult> {
-  class TreeNode {
-    constructor(public left: TreeNode | null, public right: TreeNode | null) {}
-  }
-  const meter = ctx.meter;
-  let allocs = 0;
-  const bottomUp = (d: number): TreeNode => {
-    if (++allocs === 1024) {
-      allocs = 0;
-      meter.tick();
-    }
-    return d > 0 ? new TreeNode(bottomUp(d - 1), bottomUp(d - 1)) : new TreeNode(null, null);
-  };
-  const check = (t: TreeNode): number => (t.left === null ? 1 : 1 + check(t.left) + check(t.right!));
+  const { bottomUp, check } = plainTrees(ctx.meter);
   const maxDepth = Math.max(MIN_DEPTH + 2, ctx.params.depth);
   ctx.out(`stretch tree of depth ${maxDepth + 1}\t check: ${check(bottomUp(maxDepth + 1))}`);
   const longLived = bottomUp(maxDepth);
