@@ -8,6 +8,7 @@
         "native/child.cc",
         "native/child_registry.cc",
         "native/fork_exclusion.cc",
+        "native/huge_page_restore.cc",
         "native/binding.cc"
       ],
       "include_dirs": [
@@ -46,6 +47,7 @@
               "native/child.cc",
               "native/child_registry.cc",
               "native/fork_exclusion.cc",
+              "native/huge_page_restore.cc",
               "native/binding.cc"
             ],
             "sources": [

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "huge_page_restore.h"
 #include "layout.h"
 
 namespace forkgc {
@@ -119,6 +120,7 @@ void detachHeapMemory(HeapMemory* h) {
 
 void destroyHeapMemory(HeapMemory* h) {
   h->destroyed = true;
+  stopHugePageRestore(h);
   detachHeapMemory(h);
 }
 

@@ -8,6 +8,8 @@
 
 namespace forkgc {
 
+struct HugePageRestorer;  // huge_page_restore.cc
+
 struct Region {
   uint8_t* base = nullptr;
   size_t bytes = 0;
@@ -25,6 +27,7 @@ struct HeapMemory {
   Region scratch;      // the child's scratch buffer (pagemap reads)
   bool hugePages = false;
   bool wipeOnFork = false;  // the kernel zeroes markBits/markStack in the child
+  HugePageRestorer* hugePageRestorer = nullptr;  // made on first use, main thread only
   std::atomic<int> attachments{0};
   std::atomic<bool> destroyed{false};
 

@@ -24,6 +24,7 @@
 #include "arena.h"
 #include "child.h"
 #include "child_registry.h"
+#include "huge_page_restore.h"
 #include "layout.h"
 #include "marker.h"
 #include "wire.h"
@@ -343,6 +344,29 @@ Napi::Value ReleaseArena(const Napi::CallbackInfo& info) {
   return Napi::Number::New(a.env(), releaseArenaRange(h, offset, bytes));
 }
 
+// restoreHugePages(id, Uint8Array wanted) -> whether the kernel can
+// (huge_page_restore.cc): merge the wanted 2 MiB ranges back, in the background.
+Napi::Value RestoreHugePages(const Napi::CallbackInfo& info) {
+  Args a(info, "restoreHugePages", 2);
+  HeapMemory* h = a.heap(0);
+  Napi::Uint8Array wanted = a.typedArray<Napi::Uint8Array>(1);
+  if (!a.ok()) return a.fail();
+  return Napi::Boolean::New(a.env(), restoreHugePages(h, wanted.Data(), wanted.ElementLength()));
+}
+
+// hugePageRestoreFigures(id) -> { rangesCollapsed, rangesFailed, ns } so far.
+Napi::Value HugePageRestoreFiguresOf(const Napi::CallbackInfo& info) {
+  Args a(info, "hugePageRestoreFigures", 1);
+  HeapMemory* h = a.heap(0);
+  if (!a.ok()) return a.fail();
+  HugePageRestoreFigures f = hugePageRestoreFigures(h);
+  Napi::Object o = Napi::Object::New(a.env());
+  o["rangesCollapsed"] = double(f.rangesCollapsed);
+  o["rangesFailed"] = double(f.rangesFailed);
+  o["ns"] = double(f.ns);
+  return o;
+}
+
 // checksumWords(Uint32Array, seed): the wire checksum, for the binding test.
 Napi::Value ChecksumWords(const Napi::CallbackInfo& info) {
   Args a(info, "checksumWords", 2);
@@ -435,6 +459,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["waitChild"] = Napi::Function::New(env, WaitChild);
   exports["readBlocking"] = Napi::Function::New(env, ReadBlocking);
   exports["releaseArena"] = Napi::Function::New(env, ReleaseArena);
+  exports["restoreHugePages"] = Napi::Function::New(env, RestoreHugePages);
+  exports["hugePageRestoreFigures"] = Napi::Function::New(env, HugePageRestoreFiguresOf);
   exports["checksumWords"] = Napi::Function::New(env, ChecksumWords);
   exports["layoutConstants"] = Napi::Function::New(env, LayoutConstants);
   return exports;

@@ -56,6 +56,7 @@
 #include <mutex>
 
 #include "fork_exclusion.h"
+#include "huge_page_restore.h"
 #include "layout.h"
 #include "marker.h"
 #include "wire.h"
@@ -361,6 +362,9 @@ ForkResult startForkCycle(const ForkRequest& request) {
 
   // Selective fork (fork_exclusion.h). Without _Fork, fork()'s child-side
   // atfork handlers walk malloc's arenas: never exclude anything then.
+  // No huge-page merging while a child shares the arena (huge_page_restore.cc).
+  holdHugePageRestore(req.heap);
+
   const bool selective = req.selective && _Fork != nullptr;
   const bool plan = selective || req.fault == kFaultTouchExcluded;
   uint64_t prepareStart = monotonicNs();

@@ -87,6 +87,14 @@ export interface CycleStats {
   stalls: StallBreakdown;
   /** The parent process's minor page faults from the cycle's start to its end (getrusage, all threads). */
   parentMinorFaults: number;
+  /**
+   * Huge pages (HeapOptions.restoreHugePages): 2 MiB ranges of the arena the
+   * background thread made huge again (or found huge) between the previous
+   * cycle's end and this cycle's fork, and the time it spent (ms, its own
+   * thread, not the mutator's). 0 without huge pages.
+   */
+  hugeRangesRestored: number;
+  hugeRestoreMs: number;
 }
 
 export interface HeapStats {

@@ -57,6 +57,7 @@ import type { RootTable } from '../api/root-table.js';
 import type { CycleStats, Trigger } from '../api/stats.js';
 import { SweepTally, claimSpan, popcount, sweepClaimedSpan } from '../memory/sweeper.js';
 import type { HeapViews } from '../memory/views.js';
+import { hugeRangesToRestore } from '../memory/huge-pages.js';
 import type { CycleEventMap, CycleEventName } from '../api/events.js';
 import type { SweepPool } from '../memory/sweep-pool.js';
 import type { SweepTaskResult } from '../memory/sweep-worker.js';
@@ -141,6 +142,8 @@ export class Collector {
   private readBuf: Uint8Array | undefined;
 
   private readonly sweeper: SweepDriver;
+  /** The restore thread's totals at the last fork (native/huge_page_restore.cc). */
+  private hugeRestoreSeen = { rangesCollapsed: 0, rangesFailed: 0, ns: 0 };
   /** Selective fork, until a child crashes with it (then plain fork for good). */
   private selectiveFork: boolean;
   /**
@@ -234,6 +237,7 @@ export class Collector {
     const h = this.host;
     const fault = h.options.fault;
     const faulty = fault && faultsCycle(fault, c.stats.id);
+    this.countHugePagesRestored(c);
     const stall = this.stalls.begin();
     const t0 = process.hrtime.bigint();
     const r = h.addon.forkCycle(
@@ -395,9 +399,30 @@ export class Collector {
     });
   }
 
+  /** What the restore thread did since the last fork (it stops at this one). */
+  private countHugePagesRestored(c: Cycle): void {
+    const h = this.host;
+    if (!h.regions.hugePages || !h.options.restoreHugePages) return;
+    const f = h.addon.hugePageRestoreFigures(h.regions.id);
+    c.stats.hugeRangesRestored = f.rangesCollapsed - this.hugeRestoreSeen.rangesCollapsed;
+    c.stats.hugeRestoreMs = (f.ns - this.hugeRestoreSeen.ns) / 1e6;
+    this.hugeRestoreSeen = f;
+  }
+
+  /**
+   * The child is reaped, so no page of the arena is shared any more: merge
+   * back, in the background, the huge pages its sharing split (native/huge_page_restore.cc).
+   */
+  private restoreHugePages(): void {
+    const h = this.host;
+    if (!h.regions.hugePages || !h.options.restoreHugePages) return;
+    h.addon.restoreHugePages(h.regions.id, hugeRangesToRestore(h.views.spans, h.allocator.topSpan));
+  }
+
   /** The stream validated and the child exited 0: nothing can abort this cycle now. */
   private streamAccepted(c: Cycle): void {
     c.child!.closeChannel();
+    this.restoreHugePages();
     this.host.publish('stream', {
       heapId: this.host.regions.id, cycleId: c.stats.id, pid: c.child!.pid, bitmapBytes: c.stats.bitmapBytes,
       streamBytes: c.stats.streamBytes, firstByteMs: c.firstByteMs, timeMs: performance.now(),
@@ -422,6 +447,7 @@ export class Collector {
     if (c.child) {
       c.child.closeChannel();
       c.child.kill();
+      if (c.child.reaped) this.restoreHugePages();
     }
     // Black bits and any staged child bits: none of it may outlive the cycle,
     // or the next marker would skip objects it has not traced.
@@ -589,6 +615,7 @@ function emptyStats(id: number, mode: 'fork' | 'stw', trigger: Trigger, heapByte
     bitmapBytes: 0, streamBytes: 0, objectsFreed: 0, bytesFreed: 0, sweepMs: 0, mainThreadSweepMs: 0, mainThreadSweepMaxMs: 0,
     spansSwept: 0, workerSweepMs: 0, workerSpansSwept: 0, workers: [], heapBytesBefore: heapBytes, heapBytesAfter: heapBytes, liveBytesAfter: 0,
     bytesReturned: 0, totalMs: 0, stallUs: 0, maxStallUs: 0, stalls: emptyBreakdown(), parentMinorFaults: 0,
+    hugeRangesRestored: 0, hugeRestoreMs: 0,
   };
 }
 

@@ -1,0 +1,24 @@
+// Which 2 MiB ranges of the arena to merge back into huge pages after a
+// cycle (native/huge_page_restore.cc says why they come apart: the parent's
+// writes while the child shared them).
+//
+// Every range that holds a span the heap did not give back to the OS. A range
+// of released spans is left alone: merging it would fault it all back in
+// (the kernel fills the missing pages with zeroes). With huge pages on, spans
+// are released 32 at a time, one whole 2 MiB range (Allocator.releaseFreeSpans),
+// so a range is either all released or holds no released span.
+import { FREE_RELEASED, SPAN_BYTES, SPAN_FREE, SPAN_WORDS, SW_AUX, SW_STATE } from './layout.js';
+
+export const HUGE_PAGE_BYTES = 2 * 1024 * 1024;
+const SPANS_PER_HUGE_PAGE = HUGE_PAGE_BYTES / SPAN_BYTES;
+
+/** Per 2 MiB range below `topSpan`: 1 if it holds a span still resident (or in use). */
+export function hugeRangesToRestore(spans: Int32Array, topSpan: number): Uint8Array {
+  const ranges = new Uint8Array(Math.ceil(topSpan / SPANS_PER_HUGE_PAGE));
+  for (let s = 0; s < topSpan; s++) {
+    const released = spans[s * SPAN_WORDS + SW_STATE] === SPAN_FREE && spans[s * SPAN_WORDS + SW_AUX] === FREE_RELEASED;
+    // Span 0 is reserved and never touched: it does not keep its range.
+    if (s > 0 && !released) ranges[(s / SPANS_PER_HUGE_PAGE) | 0] = 1;
+  }
+  return ranges;
+}

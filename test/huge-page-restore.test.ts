@@ -1,0 +1,157 @@
+/**
+ * Huge pages after a cycle (HeapOptions.restoreHugePages; native/huge_page_restore.cc).
+ *
+ * While a child shares the arena, the parent's first write to a shared 2 MiB
+ * page splits it into small pages, and it stays split after the child is
+ * gone, so every later fork copies 512 entries for it. After each cycle the
+ * heap merges such ranges back on a thread of its own. Checked here from the
+ * arena mapping's own AnonHugePages line in /proc/self/smaps:
+ *   - a cycle with scattered writes splits the ranges it wrote (the kernel's
+ *     part: if it does not, there is nothing to test and the test says so);
+ *   - with the option on, they are huge again soon after the cycle, and the
+ *     next cycle reports them (hugeRangesRestored, hugeRestoreMs);
+ *   - with it off, they stay split (the same check fails: khugepaged alone
+ *     merges a few MiB every 10 s);
+ *   - ranges given back to the OS are left alone (hugeRangesToRestore);
+ *   - closing the heap while the thread works joins it.
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import type { Heap } from '../src/index.js';
+import { heapInternals } from '../src/internal.js';
+import { hugeRangesToRestore } from '../src/memory/huge-pages.js';
+import { FREE_RELEASED, SPAN_FREE, SPAN_IN_USE, SPAN_WORDS, SW_AUX, SW_STATE } from '../src/memory/layout.js';
+import { closeHeap, closeHeapsAfterEach, makeHeap, type Ref } from './helpers/common.js';
+
+closeHeapsAfterEach();
+
+const MiB = 1024 * 1024;
+
+/** AnonHugePages (bytes) of the mapping that holds `address`, from /proc/self/smaps. */
+function anonHugeBytesAt(address: bigint): number {
+  let inside = false;
+  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    const range = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
+    if (range) {
+      inside = BigInt(`0x${range[1]}`) <= address && address < BigInt(`0x${range[2]}`);
+      continue;
+    }
+    const huge = /^AnonHugePages:\s+(\d+) kB/.exec(line);
+    if (inside && huge) return Number(huge[1]) * 1024;
+  }
+  return 0;
+}
+
+const thpEnabled = (() => {
+  try {
+    return !readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8').includes('[never]');
+  } catch {
+    return false;
+  }
+})();
+
+/** ~`mib` MiB of 2047-node trees off one rooted array, and a writer of random leaves. */
+function build(heap: Heap, mib: number) {
+  const Node = heap.defineStruct('PNode', { left: 'ref', right: 'ref', w: 'f64' });
+  const tree = (d: number): Ref => {
+    const n = Node.alloc();
+    if (d > 0) {
+      Node.set.left(n, tree(d - 1));
+      Node.set.right(n, tree(d - 1));
+    }
+    return n;
+  };
+  const chunks = Math.floor((mib * MiB) / (2047 * Node.size));
+  const spine = heap.root(heap.arrays.alloc(chunks));
+  for (let i = 0; i < chunks; i++) heap.arrays.set(spine.get(), i, tree(10));
+  let seed = 1;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000);
+  return () => {
+    for (let k = 0; k < 1000; k++) {
+      let n = heap.arrays.get(spine.get(), Math.floor(rnd() * chunks));
+      for (let d = 0; d < 10; d++) n = rnd() < 0.5 ? Node.get.left(n) : Node.get.right(n);
+      Node.set.w(n, Node.get.w(n) + 1);
+    }
+  };
+}
+
+/** One cycle with the mutator writing scattered leaves until it is over. */
+async function cycleWithWrites(heap: Heap, write: () => void) {
+  let done = false;
+  const p = heap.collect().finally(() => { done = true; });
+  while (!done) {
+    write();
+    await new Promise((r) => setImmediate(r));
+  }
+  return p;
+}
+
+async function hugeAfter(arena: bigint, wantBytes: number, ms: number): Promise<number> {
+  const until = Date.now() + ms;
+  let now = anonHugeBytesAt(arena);
+  while (now < wantBytes && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 50));
+    now = anonHugeBytesAt(arena);
+  }
+  return now;
+}
+
+describe.skipIf(!thpEnabled)('restoring huge pages after a cycle', () => {
+  for (const restore of [true, false]) {
+    it(`restoreHugePages: ${restore}`, { timeout: 60_000 }, async () => {
+      const heap = makeHeap({ maxHeap: '256MiB', hugePages: true, restoreHugePages: restore });
+      const arena = heapInternals(heap).regions.arenaAddress;
+      const write = build(heap, 64);
+      await heap.collect();
+      const before = anonHugeBytesAt(arena);
+      if (before < 32 * MiB) {
+        console.warn(`skipped: the kernel gave the arena ${before / MiB} MiB of huge pages`);
+        return;
+      }
+      await cycleWithWrites(heap, write);
+      const split = anonHugeBytesAt(arena);
+      const after = await hugeAfter(arena, before * 0.9, 5000);
+      if (restore) {
+        // Split by the writes (or already merged back: the thread starts when the child is reaped).
+        expect(after).toBeGreaterThanOrEqual(before * 0.9);
+        const next = await heap.collect();
+        expect(next.hugeRangesRestored).toBeGreaterThanOrEqual(Math.floor((before * 0.9) / (2 * MiB)));
+        expect(next.hugeRestoreMs).toBeGreaterThan(0);
+      } else {
+        expect(split).toBeLessThan(before / 2);
+        expect(after).toBeLessThan(before / 2);
+        const next = await heap.collect();
+        expect(next.hugeRangesRestored).toBe(0);
+      }
+    });
+  }
+
+  it('closing the heap while ranges are being merged joins the thread', { timeout: 60_000 }, async () => {
+    for (let i = 0; i < 3; i++) {
+      const heap = makeHeap({ maxHeap: '256MiB', hugePages: true });
+      const write = build(heap, 32);
+      await cycleWithWrites(heap, write);
+      await closeHeap(heap);  // the restore thread is most likely mid-range here
+    }
+    const heap = makeHeap({ maxHeap: '64MiB', hugePages: true });
+    build(heap, 8);
+    expect((await heap.collect()).objectsMarked).toBeGreaterThan(0);
+  });
+});
+
+describe('which ranges are merged back', () => {
+  it('every range with a span not given back to the OS, and no other', () => {
+    const topSpan = 32 * 4;
+    const spans = new Int32Array(topSpan * SPAN_WORDS);
+    const set = (s: number, state: number, aux = 0) => {
+      spans[s * SPAN_WORDS + SW_STATE] = state;
+      spans[s * SPAN_WORDS + SW_AUX] = aux;
+    };
+    for (let s = 0; s < topSpan; s++) set(s, SPAN_FREE, FREE_RELEASED);
+    set(33, SPAN_IN_USE);        // range 1: one span in use
+    set(64 + 5, SPAN_FREE, 0);   // range 2: a resident free span
+    // range 0: only span 0 (reserved, never touched) is not released; range 3: all released
+    expect([...hugeRangesToRestore(spans, topSpan)]).toEqual([0, 1, 1, 0]);
+    expect([...hugeRangesToRestore(spans, 40)]).toEqual([0, 1]);
+  });
+});
