@@ -72,7 +72,7 @@ export function markdown(f: ResultsFile): string {
   L.push('');
   const sync = f.results.filter((r) => r.workload === 'sync-binary-trees');
   if (sync.length) {
-    L.push('## Synchronous binary-trees (one yield per depth level, safepoint() every 32 trees, default options)');
+    L.push('## Synchronous binary-trees (one yield per depth level, safepoint() every 32 trees or every tree, default options)');
     L.push('');
     L.push('| case | system | wall ms | cycles | peak heap MiB | peak live MiB | heap / live | GC-attributable stall max / total ms | ok |');
     L.push('|---|---|--:|--:|--:|--:|--:|--:|:-:|');
@@ -89,13 +89,13 @@ export function markdown(f: ResultsFile): string {
     L.push('## Pause scaling');
     L.push('');
     L.push(
-      '| target live | system | live MiB (marked) | objects | fork pause ms (max) | child mark ms | stw pause ms (max) | mark ns/obj | bitmap KiB | CoW MiB/cycle | parent minor faults/cycle (CycleStats) | sweep ms/cycle (worker ms) | GC stall ms/cycle (max) | THP MiB | mutator p99 µs / max ms during cycles | peak RSS MiB | ok |',
+      '| target live | system | live MiB (marked) | objects | fork pause ms (max) | fork CPU ms (max) | huge ranges restored/cycle | child mark ms | stw pause ms (max) | mark ns/obj | bitmap KiB | CoW MiB/cycle | parent minor faults/cycle (CycleStats) | sweep ms/cycle (worker ms) | GC stall ms/cycle (max) | THP MiB | mutator p99 µs / max ms during cycles | peak RSS MiB | ok |',
     );
-    L.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|');
+    L.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|');
     for (const r of ps) {
       L.push(
         `| ${r.case.replace(/ live$/, '')} | ${r.system} | ${mibStr(r.liveBytes)} | ${typeof r.objects === 'number' ? fmtNum(r.objects) : '–'} | ` +
-          `${num(r.forkPauseMs, 2)} (${num(r.forkPauseMaxMs, 2)}) | ${num(r.childMarkMs, 1)} | ${num(r.stwPauseMs, 1)} (${num(r.stwPauseMaxMs, 1)}) | ` +
+          `${num(r.forkPauseMs, 2)} (${num(r.forkPauseMaxMs, 2)}) | ${num(r.forkCpuMs, 2)} (${num(r.forkCpuMaxMs, 2)}) | ${num(r.hugeRangesRestored, 0)} | ${num(r.childMarkMs, 1)} | ${num(r.stwPauseMs, 1)} (${num(r.stwPauseMaxMs, 1)}) | ` +
           `${num(r.markNsPerObject, 1)} | ${kibStr(r.bitmapBytes)} | ${typeof r.cowBytes === 'number' ? (r.cowBytes / 1048576).toFixed(1) : 'n/a'} | ` +
           `${typeof r.minorFaultsPerCycle === 'number' ? fmtNum(r.minorFaultsPerCycle) : '–'} (${typeof r.parentMinorFaultsPerCycle === 'number' ? fmtNum(r.parentMinorFaultsPerCycle) : '–'}) | ${num(r.sweepMs, 0)} (${num(r.workerSweepMs, 0)}) | ${num(r.stallMsPerCycle, 1)} (${num(r.maxStallMs, 1)}) | ${mibStr(r.anonHugePagesBytes)} | ${num(r.opP99Us)} / ${num(r.opMaxMs, 2)} | ${mibStr(r.peakRssBytes)} | ${verifiedMark(r)} |`,
       );
@@ -160,7 +160,7 @@ export function markdown(f: ResultsFile): string {
 const PCTS = ['50', '90', '99', '99.9', '99.99', '100'];
 
 export function pauseVsHeapSvg(f: ResultsFile): string {
-  const ps = f.results.filter((r) => r.workload === 'pause-scaling' && r.ok);
+  const ps = f.results.filter((r) => r.workload === 'pause-scaling' && r.ok && !Number(r.params.betweenMs));
   const series = (name: string, system: string, field: string, dash = false, color?: string): Series => ({
     name,
     color: color ?? PALETTE[system] ?? '#333',

@@ -157,7 +157,7 @@ async function main(): Promise<void> {
     for (const params of w.cases(opts.full)) {
       const label = w.label(params);
       expected.set(`${w.name}|${label}`, w.expectedOutput?.(params) ?? null);
-      for (const sysId of w.systems(opts.full)) {
+      for (const sysId of w.systems(opts.full, params)) {
         if (opts.systems && !opts.systems.includes(sysId)) continue;
         const sys = SYSTEMS[sysId];
         if (sys.kind === 'forkgc' && !haveForkgc) continue;

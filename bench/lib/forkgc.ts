@@ -67,6 +67,9 @@ export interface CycleStats {
   maxStallUs?: number;
   stalls?: Record<string, { us: number; maxUs: number; count: number }>;
   parentMinorFaults?: number;
+  /** 2 MiB ranges made (or found) huge again since the previous cycle (restoreHugePages). */
+  hugeRangesRestored?: number;
+  hugeRestoreMs?: number;
 }
 
 export interface HeapStats {

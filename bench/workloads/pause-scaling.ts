@@ -9,6 +9,13 @@
  * and then and allocates a little garbage (within a per-cycle budget, see
  * churnBudgetNodes), ticking the meter per operation and yielding every ~2 ms.
  *
+ * A second 1 GiB case gives the mutator `betweenMs` of the same scattered
+ * writes between two cycles (no allocation, no child), as a paced heap would:
+ * at gcPercent 100 the next cycle waits for about the live size in new
+ * allocation. That is the time the heap's huge-page restore thread
+ * (native/huge_page_restore.cc) needs to merge back the 2 MiB pages the
+ * writes split while the child shared them; back to back it gets none.
+ *
  * Figures per cycle (median and max over the measured cycles): the fork pause
  * (CycleStats.pauseUs in fork mode), the child's marking time, the stop-the-world
  * pause (pauseUs in stw mode), bitmap bytes piped, copy-on-write bytes (cowBytes,
@@ -30,6 +37,8 @@ import { mib, needHeap, type RunContext, type SystemSpec, type Workload, type Wo
 export interface PauseScalingParams extends Record<string, number> {
   liveMiB: number;
   cycles: number;
+  /** Mutator time between cycles (scattered writes only), ms; 0: back to back. */
+  betweenMs: number;
 }
 
 const CHUNK_DEPTH = 10;
@@ -225,6 +234,12 @@ async function forkgc(ctx: RunContext<PauseScalingParams>): Promise<WorkloadResu
     minorFaults.push(process.resourceUsage().minorPageFault - faults0);
     measured.push(stats!);
     await meter.yield();
+    budget = 0;
+    for (const t = performance.now(); performance.now() - t < ctx.params.betweenMs;) {
+      mutate();
+      meter.tick();
+      if (meter.yieldDue) await meter.yield();
+    }
   }
   meter.end();
   spineRoot.release();
@@ -241,6 +256,10 @@ async function forkgc(ctx: RunContext<PauseScalingParams>): Promise<WorkloadResu
       exhausted,
       forkPauseMs: fork ? med((c) => c.pauseUs / 1000) : null,
       forkPauseMaxMs: fork ? mx((c) => c.pauseUs / 1000) : null,
+      forkCpuMs: fork ? med((c) => (c.forkCpuUs ?? NaN) / 1000) : null,
+      forkCpuMaxMs: fork ? mx((c) => (c.forkCpuUs ?? NaN) / 1000) : null,
+      // 2 MiB ranges found or made huge again before each fork (CycleStats.hugeRangesRestored), median.
+      hugeRangesRestored: fork ? med((c) => c.hugeRangesRestored ?? 0) : null,
       childMarkMs: fork ? med((c) => c.markMs) : null,
       stwPauseMs: fork ? null : med((c) => c.pauseUs / 1000),
       stwPauseMaxMs: fork ? null : mx((c) => c.pauseUs / 1000),
@@ -274,13 +293,22 @@ export const pauseScaling: Workload<PauseScalingParams> = {
   name: 'pause-scaling',
   unit: 'mutator op during a cycle',
   cases: (full) =>
-    (full ? [64, 256, 1024, 3584] : [64, 256, 1024]).map((liveMiB) => ({
-      liveMiB,
-      cycles: full || liveMiB < 1024 ? 3 : 2,
-    })),
-  label: (p) => `${p.liveMiB >= 1024 ? `${p.liveMiB / 1024} GiB` : `${p.liveMiB} MiB`} live`,
-  // Quick runs leave out stw + huge pages (huge pages matter for the fork pause).
-  systems: (full) => (full ? [...SYSTEMS_PS] : SYSTEMS_PS.filter((s) => s !== 'forkgc-stw-huge')),
+    [
+      ...(full ? [64, 256, 1024, 3584] : [64, 256, 1024]).map((liveMiB) => ({
+        liveMiB,
+        cycles: full || liveMiB < 1024 ? 3 : 2,
+        betweenMs: 0,
+      })),
+      { liveMiB: 1024, cycles: 3, betweenMs: 1000 },
+    ],
+  label: (p) =>
+    `${p.liveMiB >= 1024 ? `${p.liveMiB / 1024} GiB` : `${p.liveMiB} MiB`} live` +
+    (p.betweenMs > 0 ? `, ${p.betweenMs / 1000} s of writes between cycles` : ''),
+  // Quick runs leave out stw + huge pages (huge pages matter for the fork pause);
+  // the case with time between cycles is about the fork pause alone.
+  systems: (full, p) =>
+    p && p.betweenMs > 0 ? ['forkgc-fork', 'forkgc-fork-huge']
+      : full ? [...SYSTEMS_PS] : SYSTEMS_PS.filter((s) => s !== 'forkgc-stw-huge'),
   heapOptions: (p: PauseScalingParams, sys: SystemSpec) => ({
     maxHeap: maxHeapMiB(p) * 1024 * 1024,
     auto: false,

@@ -58,7 +58,8 @@ export interface Workload<P extends Params = Params> {
   cases(full: boolean): P[];
   /** Short description of a case for tables and progress. */
   label(p: P): string;
-  systems(full: boolean): SystemId[];
+  /** The systems that run a case (`p`: the case, for workloads whose cases differ). */
+  systems(full: boolean, p?: P): SystemId[];
   heapOptions(p: P, sys: SystemSpec): HeapOptions;
   /** Extra node flags for the child process (e.g. --max-old-space-size for v8). */
   nodeFlags?(p: P, sys: SystemSpec): string[];
