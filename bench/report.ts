@@ -149,7 +149,7 @@ export function markdown(f: ResultsFile): string {
   L.push('');
   L.push('- **GC pause**: pauses reported by the collectors in the process: V8 `gc` PerformanceObserver entries (a forkgc process still runs V8 for its JS objects) plus forkgc `CycleStats.pauseUs` (fork() time in fork mode, the whole marking in stw mode); **forkgc pause** is the latter alone. Peers: their GC\'s own figures (druntime `GC.profileStats`, Boehm collection start→end). All figures cover the measured phase (lru-cache, splay and pause-scaling exclude their setup).');
   L.push('- **sweep total**: forkgc `CycleStats.sweepMs` summed (workers and lazy sweeping; not a pause by itself, its main-thread share shows in the mutator columns).');
-  L.push('- **mutator p99 / max**: gap between consecutive units of mutator work (a request, a splay op, 1024 tree-node allocations): everything the mutator waited for, including safepoints, sweeping and event-loop turns with collector callbacks.');
+  L.push('- **mutator p99 / max**: gap between consecutive units of mutator work (a request, a splay op, 1024 tree nodes built or checked in binary-trees, 1024 allocations in gcbench): everything the mutator waited for, including safepoints, sweeping and event-loop turns with collector callbacks.');
   L.push('- **heartbeat max gap**: longest gap between callbacks of a 1 ms `setInterval` (workloads yield every ~2 ms).');
   L.push('- **peak RSS**: VmHWM of the process that ran the case (the GC child\'s copy-on-write pages are not included). **cycles**: forkgc cycles, or V8 gc events for v8.');
   L.push('- **mark ns/obj**: forkgc marking time (in the child in fork mode) × 10⁶ / objects marked. **CoW**: `CycleStats.cowBytes` when the library reports it.');

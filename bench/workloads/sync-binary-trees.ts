@@ -64,7 +64,12 @@ async function forkgc(ctx: RunContext<SyncBinaryTreesParams>): Promise<WorkloadR
     Node.set.right(n, r);
     return n;
   };
+  let visits = 0;
   const check = (t: Ref): number => {
+    if (++visits === 1024) {
+      visits = 0;
+      meter.tick();
+    }
     const l = Node.get.left(t);
     return l === 0 ? 1 : 1 + check(l) + check(Node.get.right(t));
   };
@@ -104,7 +109,7 @@ async function forkgc(ctx: RunContext<SyncBinaryTreesParams>): Promise<WorkloadR
 
 export const syncBinaryTrees: Workload<SyncBinaryTreesParams> = {
   name: 'sync-binary-trees',
-  unit: '1024 allocs',
+  unit: '1024 nodes built or checked',
   // Every 32 trees is the case. But a cycle starts only at a
   // safepoint (a Ref in a local is not a root), and at the deepest level
   // there are 16 trees of 2^(depth+1) nodes, so between two safepoints the
