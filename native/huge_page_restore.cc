@@ -15,9 +15,14 @@
 // never waits for it, one 2 MiB range per call. A range that is already huge
 // costs the kernel a page-table lookup. The thread stops before its next
 // range when a fork comes (holdHugePageRestore): a range collapsed while a
-// child shares it would be copied for nothing. Collapsing copies the range
-// into a new huge page under the mmap lock; a mutator touching that range
-// waits for the copy (~0.1-0.3 ms), which the trace cannot attribute.
+// child shares it would be copied for nothing. Ranges the heap gave back to
+// the OS before the cycle are not asked for (src/memory/huge-pages.ts); one
+// the sweep gives back while this thread works is refused by the kernel
+// (measured on 6.18: a range emptied by MADV_DONTNEED fails to merge, and
+// RSS stays down), so the release need not wait for this thread.
+// Collapsing copies the range into a new huge page under the mmap lock
+// (about 1 ms per range measured here); a mutator touching that range waits
+// for the copy, which the trace cannot attribute.
 #include "huge_page_restore.h"
 
 #include <errno.h>
