@@ -1,0 +1,54 @@
+/**
+ * heap.strings round trips (src/api/types.ts): alloc() has two paths, a
+ * JavaScript copy for short ASCII strings and Buffer's UTF-8 encoder for the
+ * rest; read() decodes both with Buffer's UTF-8 decoder. Property: for any
+ * well-formed string, of any length on either side of the short-string limit
+ * and in any script, read(alloc(s)) === s and byteLength is its UTF-8 length,
+ * also after a cycle moved nothing but freed garbage around it; a lone
+ * surrogate is refused on both paths.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { FieldValueError } from '../src/index.js';
+import { closeHeapsAfterEach, makeHeap, type Ref } from './helpers/common.js';
+
+closeHeapsAfterEach();
+
+const strings = fc.oneof(
+  fc.string({ maxLength: 200 }),                                   // ASCII, both sides of 128
+  fc.string({ unit: 'grapheme', maxLength: 80 }),                  // any script, emoji
+  fc.string({ unit: 'binary', maxLength: 140 }),                   // any code point
+  fc.constantFrom('', 'a', 'x'.repeat(128), 'x'.repeat(129), `${'x'.repeat(127)}é`, '\u007f\u0080', '\u0000'),
+);
+
+describe('heap.strings', () => {
+  it('read(alloc(s)) is s and byteLength its UTF-8 length, before and after a cycle', async () => {
+    const heap = makeHeap({ maxHeap: '64MiB' });
+    await fc.assert(
+      fc.asyncProperty(fc.array(strings, { minLength: 1, maxLength: 40 }), async (list) => {
+        const root = heap.root(heap.arrays.alloc(list.length));
+        list.forEach((s, i) => {
+          heap.strings.alloc(`garbage ${s}`);  // dies at the next cycle, between the live ones
+          heap.arrays.set(root.get(), i, heap.strings.alloc(s));
+        });
+        const check = () => list.forEach((s, i) => {
+          const r = heap.arrays.get(root.get(), i) as Ref<'String'>;
+          expect(heap.strings.read(r)).toBe(s);
+          expect(heap.strings.byteLength(r)).toBe(Buffer.byteLength(s, 'utf8'));
+        });
+        check();
+        await heap.collect();
+        check();
+        root.release();
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('a lone surrogate is refused, short or long', () => {
+    const heap = makeHeap();
+    for (const s of ['\ud800', 'ab\udc00', `${'x'.repeat(200)}\ud800`]) {
+      expect(() => heap.strings.alloc(s)).toThrow(FieldValueError);
+    }
+  });
+});
