@@ -158,33 +158,17 @@ export class Strings {
    */
   alloc(s: string): Ref<'String'> {
     if (typeof s !== 'string') badValue('strings.alloc', s, 'a string');
-    // Short ASCII strings (keys, names, tags: most strings an index holds)
-    // are copied byte by byte here: measured 0.65x the time of the checks
-    // and Buffer.write call below, which cost more than the copy itself.
-    const n = s.length;
-    if (n <= SHORT_STRING) {
-      let ascii = true;
-      for (let i = 0; i < n; i++) {
-        if (s.charCodeAt(i) >= 0x80) {
-          ascii = false;
-          break;
-        }
-      }
-      if (ascii) {
-        const g = this.#ctx.allocate(TYPE_STRING, HEADER_BYTES + n, n);
-        const u8 = this.#ctx.views.u8;
-        const start = g * 16 + HEADER_BYTES;
-        for (let i = 0; i < n; i++) u8[start + i] = s.charCodeAt(i);
-        return this.#ctx.refs.encode(g) as Ref<'String'>;
-      }
-    }
     if (!(s as unknown as { isWellFormed(): boolean }).isWellFormed()) {  // ES2024, Node >= 20
       throw new FieldValueError('strings.alloc: the string has a lone surrogate (not well-formed UTF-16), which UTF-8 cannot store');
     }
     const length = Buffer.byteLength(s, 'utf8');
     checkLength('strings.alloc', length);
     const g = this.#ctx.allocate(TYPE_STRING, HEADER_BYTES + length, length);
-    this.#ctx.views.text.write(s, g * 16 + HEADER_BYTES, length, 'utf8');
+    // utf8Write is what write(s, offset, length, 'utf8') calls after checking
+    // its arguments, which are known good here. (A byte-by-byte copy in
+    // JavaScript was faster for flat ASCII strings but slower for the
+    // concatenated strings programs usually build: measured, not kept.)
+    (this.#ctx.views.text as Utf8Buffer).utf8Write(s, g * 16 + HEADER_BYTES, length);
     return this.#ctx.refs.encode(g) as Ref<'String'>;
   }
 
@@ -193,7 +177,7 @@ export class Strings {
     const start = g * 16 + HEADER_BYTES;
     // utf8Slice is what toString('utf8', ...) calls after checking its
     // arguments; these bounds are the object's own (0.8x the time).
-    return (this.#ctx.views.text as Utf8Slicer).utf8Slice(start, start + lengthAt(this.#ctx.views, g));
+    return (this.#ctx.views.text as Utf8Buffer).utf8Slice(start, start + lengthAt(this.#ctx.views, g));
   }
 
   byteLength<R extends number>(r: RefTo<R, 'String'>): number {
@@ -201,11 +185,8 @@ export class Strings {
   }
 }
 
-/** Longest string that alloc() copies in JavaScript when it is ASCII. */
-const SHORT_STRING = 128;
-
-/** Buffer's own UTF-8 decoder (public on Buffer.prototype since Node 0.x, not in its types). */
-type Utf8Slicer = Buffer & { utf8Slice(start: number, end: number): string };
+/** Buffer's own UTF-8 encoder and decoder (on Buffer.prototype since Node 0.x, not in its types). */
+type Utf8Buffer = Buffer & { utf8Slice(start: number, end: number): string; utf8Write(s: string, offset: number, length: number): number };
 
 function checkLength(what: string, length: unknown): void {
   if (typeof length !== 'number' || !Number.isInteger(length) || length < 0 || length > 2 ** 32 - 1) {
