@@ -93,6 +93,8 @@ describe('errors: InvalidOptionError (ERR_INVALID_OPTION)', () => {
     ['maxHeap of a wrong type', { maxHeap: true }],
     ["unknown mode 'gc'", { mode: 'gc' }],
     ['mode of a wrong type', { mode: 1 }],
+    ['hugePages of a wrong type', { hugePages: 'yes' }],
+    ['restoreHugePages of a wrong type', { restoreHugePages: 1 }],
     ["minTriggerBytes '12 parsecs'", { minTriggerBytes: '12 parsecs' }],
     ['gcPercent not a number', { gcPercent: 'lots' }],
     ['negative childTimeoutMs', { childTimeoutMs: -5 }],
