@@ -7,8 +7,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { FieldValueError } from '../src/index.js';
-import { closeHeapsAfterEach, makeHeap, type Ref } from './helpers/common.js';
+import { FieldValueError, type Ref } from '../src/index.js';
+import { closeHeapsAfterEach, makeHeap } from './helpers/common.js';
 
 closeHeapsAfterEach();
 
