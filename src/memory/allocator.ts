@@ -116,9 +116,18 @@ export class Allocator {
 
   /**
    * `grown` hears of every rise of topGranule (the heap keeps a copy for its
-   * reference checks, so the fast path never computes it).
+   * reference checks, so the fast path never computes it). `counted` hears
+   * of small objects a word at a time: when a word is cached, its free slots
+   * are counted as allocated (objects, slot bytes); when a cached word is
+   * dropped, the slots it did not hand out are taken back (negative
+   * figures). So the heap's accounting costs nothing per object, and is
+   * over by outstanding() between the two.
    */
-  constructor(private readonly v: HeapViews, private readonly grown: (topGranule: number) => void = () => {}) {
+  constructor(
+    private readonly v: HeapViews,
+    private readonly grown: (topGranule: number) => void = () => {},
+    private readonly counted: (objects: number, bytes: number) => void = () => {},
+  ) {
     this.current = new Int32Array(LARGE_CLASS).fill(-1);
     this.cacheBits = new Int32Array(LARGE_CLASS);
     this.cacheWord = new Int32Array(LARGE_CLASS);
@@ -225,7 +234,9 @@ export class Allocator {
             this.cacheWord[cls] = w;
             this.prepareWord(cls, s, w, free);
             // Counted live now; dropCurrent() takes back what was not handed out.
-            v.spans[s * SPAN_WORDS + SW_LIVE] += popcount(free);
+            const n = popcount(free);
+            v.spans[s * SPAN_WORDS + SW_LIVE] += n;
+            this.counted(n, n * SLOT_WORDS[cls] * 4);
             return free;
           }
         }
@@ -245,12 +256,34 @@ export class Allocator {
     for (let c = 0; c < LARGE_CLASS; c++) {
       const s = this.current[c];
       if (s >= 0) {
-        spans[s * SPAN_WORDS + SW_LIVE] -= popcount(this.cacheBits[c]);
+        const n = popcount(this.cacheBits[c]);
+        spans[s * SPAN_WORDS + SW_LIVE] -= n;
+        if (n !== 0) this.counted(-n, -n * SLOT_WORDS[c] * 4);
         if (!this.sweeping && spans[s * SPAN_WORDS + SW_STATE] === SPAN_IN_USE) this.partial[c].push(s);
       }
       this.current[c] = -1;
       this.cacheBits[c] = 0;
     }
+  }
+
+  /** Slots counted (`counted`) but not handed out yet: the cached words' free slots. */
+  outstanding(): { objects: number; bytes: number } {
+    let objects = 0;
+    let bytes = 0;
+    for (let c = 0; c < LARGE_CLASS; c++) {
+      const n = popcount(this.cacheBits[c]);
+      objects += n;
+      bytes += n * SLOT_WORDS[c] * 4;
+    }
+    return { objects, bytes };
+  }
+
+  /**
+   * A cycle is starting: drops the cached words, so that the heap's counts
+   * are exact when it takes them (their slots are free again).
+   */
+  cycleStarting(): void {
+    this.dropCurrent();
   }
 
   /**
