@@ -485,6 +485,10 @@ export class Allocator {
 
   endSweep(): void {
     this.sweeping = false;
+    // Slots of the words cached during the sweep go back, so that the heap's
+    // counts are exact at the end of the cycle (a failed sweep recounts
+    // from the allocation bits right after this).
+    this.dropCurrent();
     for (const list of this.unswept) list.length = 0;
     this.rebuildFromTable();
   }
