@@ -56,6 +56,7 @@ export function compileAccessor(
   const granuleMask = int(2 ** format.granuleBits - 1);
   const generationMask = int(2 ** format.generationBits - 1);
   const keyMask = int(0xffff | ((2 ** format.generationBits - 1) << 16));
+  const genKeyMask = int((2 ** format.generationBits - 1) << 16);
   const id = int(typeId);
   const w = int(offset >>> 2);
   const fast = (body: string) =>
@@ -83,7 +84,14 @@ export function compileAccessor(
     let store: string;
     switch (kind) {
       case 'ref':
-        check = 'const t = value === 0 ? 0 : refs.any(value);';
+        // The value's check is refs.any() written out (a Ref of any type,
+        // live, of its generation); only a failure calls out, to throw.
+        check = `let t = 0;
+          if (value !== 0) {
+            if (typeof value === 'number' && (value >>> 0) === value) t = value & ${granuleMask};
+            if (!(t > 0 && t < ctx.topGranule && (ab[t >>> 5] & (1 << (t & 31))) !== 0 &&
+                (i32[t << 2] & ${genKeyMask}) === ((value >>> ${gb}) << 16))) refs.diagnose(value, -1);
+          }`;
         store = `u32[(g << 2) + ${w}] = t; return;`;
         break;
       case 'i32':
@@ -113,4 +121,126 @@ export function compileAccessor(
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
   const make = new Function('ctx', 'refs', 'ab', 'u8', 'u16', 'u32', 'i32', 'f64', 'badValue', `'use strict'; return ${src};`);
   return make(e.ctx, e.refs, e.ab, e.u8, e.u16, e.u32, e.i32, e.f64, e.badValue) as Getter | Setter;
+}
+
+/** One field as compileAlloc needs it. */
+export interface AllocField {
+  readonly field: string;
+  readonly kind: FieldKind;
+  readonly offset: number;
+  /** `Type.field`, for errors. */
+  readonly what: string;
+}
+
+/**
+ * A struct type's alloc(init), compiled per type (default mode): each init
+ * value is read once with its field name as a literal (a named property
+ * load, not a keyed one in a loop), checked inline for its kind, and
+ * stored straight into the new object. The semantics are those of the
+ * generic alloc in src/api/type-registry.ts:
+ *   - init must be an object whose own keys are all fields (else
+ *     FieldValueError, nothing allocated);
+ *   - every value is read exactly once and checked before anything is
+ *     allocated: a bad value allocates nothing and writes nothing;
+ *   - a reference value is checked again when it is stored, after the
+ *     allocation (which may move a cycle in flight on), like a setter.
+ * Only the field names (validated identifiers, quoted with JSON.stringify)
+ * and numbers computed here reach the generated source.
+ */
+export function compileAlloc(
+  fields: readonly AllocField[], typeId: number, cls: number, slotBytes: number, size: number, small: boolean,
+  hasWeak: boolean, format: RefFormat,
+  env: {
+    ctx: {
+      readonly topGranule: number;
+      allocateSmall(typeId: number, cls: number, slotBytes: number): number;
+      allocate(typeId: number, bytes: number, length: number): number;
+      weakHolderAllocated(g: number): void;
+    };
+    refs: RefOps; views: HeapViews;
+    badValue: (what: string, value: unknown, expected: string) => never;
+    notAnObject: () => never;
+    noField: (key: string) => never;
+  },
+): (init?: unknown) => number {
+  const int = (n: number) => {
+    if (!Number.isInteger(n)) throw new Error(`internal: ${n} is not an integer`);
+    return String(n);
+  };
+  for (const f of fields) {
+    if (!IDENT.test(f.field)) throw new Error(`internal: field name ${JSON.stringify(f.field)} is not an identifier`);
+  }
+  const gb = int(format.granuleBits);
+  const granuleMask = int(2 ** format.granuleBits - 1);
+  const generationMask = int(2 ** format.generationBits - 1);
+  const genKeyMask = int((2 ** format.generationBits - 1) << 16);
+  const refCheck = (v: string) => `if (${v} !== 0) {
+      let t = 0;
+      if (typeof ${v} === 'number' && (${v} >>> 0) === ${v}) t = ${v} & ${granuleMask};
+      if (!(t > 0 && t < ctx.topGranule && (ab[t >>> 5] & (1 << (t & 31))) !== 0 &&
+          (i32[t << 2] & ${genKeyMask}) === ((${v} >>> ${gb}) << 16))) refs.diagnose(${v}, -1);
+    }`;
+  const checks: string[] = [];
+  const stores: string[] = [];
+  fields.forEach((f, k) => {
+    const v = `v${k}`;
+    const w = int(f.offset >>> 2);
+    const bad = (expected: string) => `badValue(W[${k}], ${v}, ${JSON.stringify(expected)})`;
+    let check: string;
+    let store: string;
+    switch (f.kind) {
+      case 'ref': case 'weak':
+        check = refCheck(v);
+        // Checked again: the allocation may have moved a cycle on (refs.field semantics).
+        store = `u32[(g << 2) + ${w}] = ${v} === 0 ? 0 : refs.any(${v});`;
+        break;
+      case 'i32':
+        check = `if (typeof ${v} !== 'number' || (${v} | 0) !== ${v}) ${bad('an integer in [-2^31, 2^31)')};`;
+        store = `i32[(g << 2) + ${w}] = ${v};`;
+        break;
+      case 'u32':
+        check = `if (typeof ${v} !== 'number' || (${v} >>> 0) !== ${v}) ${bad('an integer in [0, 2^32)')};`;
+        store = `u32[(g << 2) + ${w}] = ${v};`;
+        break;
+      case 'f64':
+        check = `if (typeof ${v} !== 'number') ${bad('a number')};`;
+        store = `f64[(g << 1) + ${int(f.offset >>> 3)}] = ${v};`;
+        break;
+      case 'bool':
+        check = `if (typeof ${v} !== 'boolean') ${bad('true or false')};`;
+        store = `u8[(g << 4) + ${int(f.offset)}] = ${v} ? 1 : 0;`;
+        break;
+    }
+    checks.push(`${v} = init[${JSON.stringify(f.field)}]; if (${v} !== undefined) { ${check} }`);
+    stores.push(`if (${v} !== undefined) ${store}`);
+  });
+  const vars = fields.length > 0 ? `let ${fields.map((_, k) => `v${k}`).join(', ')};` : '';
+  const cases = fields.length > 0 ? `${fields.map((f) => `case ${JSON.stringify(f.field)}:`).join(' ')} break;` : '';
+  const allocate = small
+    ? `ctx.allocateSmall(${int(typeId)}, ${int(cls)}, ${int(slotBytes)})`
+    : `ctx.allocate(${int(typeId)}, ${int(size)}, 0)`;
+  const src = `function alloc(init) {
+    ${vars}
+    if (init !== undefined) {
+      if (typeof init !== 'object' || init === null) notAnObject();
+      const keys = Object.keys(init);
+      for (let i = 0; i < keys.length; i++) {
+        switch (keys[i]) { ${cases} default: noField(keys[i]); }
+      }
+      ${checks.join('\n      ')}
+    }
+    const g = ${allocate};
+    ${hasWeak ? 'ctx.weakHolderAllocated(g);' : ''}
+    if (init !== undefined) {
+      ${stores.join('\n      ')}
+    }
+    return g | ((u16[(g << 3) + 1] & ${generationMask}) << ${gb});
+  }`;
+  const v = env.views;
+  const whats = fields.map((f) => f.what);
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  const make = new Function('ctx', 'refs', 'ab', 'u8', 'u16', 'u32', 'i32', 'f64', 'badValue', 'notAnObject', 'noField', 'W',
+    `'use strict'; return ${src};`);
+  return make(env.ctx, env.refs, v.allocBits, v.u8, v.u16, v.u32, v.i32, v.f64, env.badValue, env.notAnObject, env.noField,
+    whats) as (init?: unknown) => number;
 }

@@ -73,6 +73,8 @@ export class HeapCore implements RefContext, TypeContext {
   private allocating = false;
   /** The heap took a new span during a cycle: the next allocation moves the cycle on (advanceInAllocation). */
   private grewInCycle = false;
+  /** The allocation path has work to do after its object is complete (attend()). */
+  private attention = false;
   private pool: SweepPool | undefined;
   private readonly weakHolders: WeakHolders;
   private readonly finalizers: Array<HeapFinalizationRegistry<unknown>> = [];
@@ -97,9 +99,9 @@ export class HeapCore implements RefContext, TypeContext {
     this.allocator = new Allocator(this.views, (top) => {
       if (this.closed) return;
       this.topGranule = top;
-      // A new span while a cycle is in flight: allocated() moves the cycle on.
-      if (this.collector?.busy) this.grewInCycle = true;
-    });
+      // A new span while a cycle is in flight: the allocation moves the cycle on.
+      if (this.collector?.busy) this.grewInCycle = this.attention = true;
+    }, (objects, bytes) => this.counted(objects, bytes));
     this.auto = this.options.auto;
     this.topGranule = this.allocator.topGranule;
     this.roots = new RootTable(this.views.roots, o.maxRoots);
@@ -214,9 +216,14 @@ export class HeapCore implements RefContext, TypeContext {
     if (name !== 'abort' && name !== 'fallback' && name !== 'sweeperFallback') emitSafely(this.emitter, name, payload);
   }
 
-  /** A cycle is starting: checked mode moves to the next epoch. */
+  /**
+   * A cycle is starting: checked mode moves to the next epoch, and the
+   * allocator drops its cached words, so the counts the cycle starts from
+   * are exact (src/memory/allocator.ts, `counted`).
+   */
   newEpoch(): void {
     this.epochTag = this.epochTag % EPOCHS + 1;
+    this.allocator.cycleStarting();
   }
 
   cycleCompleted(s: CycleStats): void {
@@ -308,7 +315,8 @@ export class HeapCore implements RefContext, TypeContext {
 
   /**
    * The allocation fast path for a small object of class `cls` (slotBytes
-   * its size), length 0: struct types call it with both precomputed.
+   * its size), length 0: struct types call it with both precomputed. Small
+   * objects are counted a word of slots at a time (counted()), not here.
    */
   allocateSmall(typeId: number, cls: number, slotBytes: number): number {
     let g = this.allocator.allocSmall(cls, typeId);
@@ -316,28 +324,52 @@ export class HeapCore implements RefContext, TypeContext {
       if (this.closed) throw new HeapClosedError();
       g = this.allocateSlow(cls, slotBytes, typeId);
     }
-    return this.allocated(g, slotBytes);
-  }
-
-  private allocated(g: number, bytes: number): number {
     const bit = 1 << (g & 31);
     this.alloc[g >>> 5] |= bit;
     // Allocate black: the child cannot see this object (docs/design.md, invariant 2).
     if (this.collector.phase === 'marking') this.marks[g >>> 5] |= bit;
+    if (this.attention) this.attend();
+    return g;
+  }
+
+  /** A large object: counted one by one. */
+  private allocated(g: number, bytes: number): number {
+    const bit = 1 << (g & 31);
+    this.alloc[g >>> 5] |= bit;
+    if (this.collector.phase === 'marking') this.marks[g >>> 5] |= bit;
+    this.counted(1, bytes);
+    if (this.attention) this.attend();
+    return g;
+  }
+
+  /**
+   * Objects counted as allocated: a word of small slots when the allocator
+   * caches it (negative: slots it dropped unused), or one large object.
+   * Flags `attention` when a cycle is due, so the allocation path tests one
+   * field instead of the policy.
+   */
+  private counted(objects: number, bytes: number): void {
     const a = this.account;
     a.liveBytes += bytes;
-    a.objects++;
+    a.objects += objects;
     a.allocatedSinceCycle += bytes;
     a.allocatedTotal += bytes;
-    if (this.auto && !this.scheduled && this.policy.shouldCollect(a.allocatedSinceCycle)) this.scheduleIfDue();
-    // The heap grew by a span while a cycle is in flight: move it on without
-    // waiting (a program that rarely yields would otherwise grow the heap
-    // until maxHeap). Only here, after the new object is complete (and black).
+    if (this.auto && !this.scheduled && this.policy.shouldCollect(a.allocatedSinceCycle)) this.attention = true;
+  }
+
+  /**
+   * Work the allocation path found due (`attention`), done after the new
+   * object is complete (and black): schedule a cycle; move the cycle in
+   * flight on when the heap grew by a span meanwhile (a program that rarely
+   * yields would otherwise grow the heap until maxHeap).
+   */
+  private attend(): void {
+    this.attention = false;
+    if (this.auto && !this.scheduled && this.policy.shouldCollect(this.account.allocatedSinceCycle)) this.scheduleIfDue();
     if (this.grewInCycle) {
       this.grewInCycle = false;
       this.advanceInAllocation();
     }
-    return g;
   }
 
   /**
@@ -443,6 +475,8 @@ export class HeapCore implements RefContext, TypeContext {
   stats(): HeapStats {
     this.ensureOpen();
     const t = this.account;
+    // Exact: without the cached slots counted but not handed out yet.
+    const out = this.allocator.outstanding();
     return {
       mode: this.options.mode,
       maxHeap: this.options.maxHeap,
@@ -450,10 +484,10 @@ export class HeapCore implements RefContext, TypeContext {
       abortedCycles: t.aborted,
       fallbackCycles: t.fallback,
       heapBytes: this.allocator.heapBytes,
-      liveBytes: t.liveBytes,
-      objects: t.objects,
+      liveBytes: t.liveBytes - out.bytes,
+      objects: t.objects - out.objects,
       roots: this.roots.live,
-      allocatedBytesTotal: t.allocatedTotal,
+      allocatedBytesTotal: t.allocatedTotal - out.bytes,
       freedBytesTotal: t.freedTotal,
       returnedBytesTotal: t.returnedTotal,
       maxPauseUs: t.maxPauseUs,
@@ -461,7 +495,7 @@ export class HeapCore implements RefContext, TypeContext {
       totalMarkMs: t.markMs,
       totalSweepMs: t.sweepMs,
       phase: this.collector.phase,
-      allocatedSinceCycle: t.allocatedSinceCycle,
+      allocatedSinceCycle: t.allocatedSinceCycle - out.bytes,
       nextTriggerBytes: this.policy.nextTriggerBytes,
     };
   }

@@ -30,7 +30,7 @@ import {
   DESCRIPTOR_WORDS, FIRST_STRUCT_TYPE, HEADER_BYTES, KIND_LEAF, KIND_REF_ARRAY, KIND_STRUCT, LARGE_CLASS, MAX_TYPES,
   SIZE_CLASSES, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING, roundToGranules, sizeClassOf,
 } from '../memory/layout.js';
-import { compileAccessor } from './accessors.js';
+import { compileAccessor, compileAlloc } from './accessors.js';
 import type { RefOps } from './refs.js';
 import type { HeapViews } from '../memory/views.js';
 import type { FieldKind, FieldSpec, FieldValue, StructType, StructValues, Ref } from './types.js';
@@ -246,6 +246,16 @@ export class TypeRegistry {
       }
       return refs.encode(g) as Ref;
     };
+    // Default mode: alloc(init) compiled for this type (src/api/accessors.ts);
+    // checked mode keeps the generic one above.
+    const compiledAlloc = refs.format && compileAlloc(
+      fieldNames.map((field, k) => ({ field, kind: fieldKinds[k], offset: offsets.get(field)!, what: fieldWhats[k] })),
+      id, cls, slotBytes, size, cls < LARGE_CLASS, hasWeak, refs.format,
+      {
+        ctx, refs, views: v, badValue,
+        notAnObject: () => { throw new FieldValueError(`${name}.alloc: init must be an object of field values`); },
+        noField: (key) => { throw new FieldValueError(`${name}.alloc: no field '${key}'`); },
+      });
     const is = (ref: unknown): boolean => {
       try {
         refs.typed(ref, id);
@@ -255,7 +265,7 @@ export class TypeRegistry {
       }
     };
     return Object.freeze({
-      name, id, size, fields: Object.freeze({ ...fields }), alloc, is,
+      name, id, size, fields: Object.freeze({ ...fields }), alloc: compiledAlloc || alloc, is,
       get: Object.freeze(get), set: Object.freeze(set),
     }) as unknown as StructType<F>;
   }

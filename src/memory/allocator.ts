@@ -25,12 +25,14 @@
 // freed slot keeps its old bytes. A span's SW_AUX says whether its free slots
 // may hold such bytes (SPAN_NEEDZERO, set by the sweep before it clears a bit)
 // or are all zero (SPAN_ZEROED: a span fresh from the free list, zeroed
-// there, or whose pages went back to the OS). Allocating from a NEEDZERO span
-// zeroes the slot it hands out; a new object always reads as all zero.
+// there, or whose pages went back to the OS). When a word of a NEEDZERO span
+// is cached, its free slots are zeroed (prepareWord), so the fast path is
+// the same for both kinds and a new object always reads as all zero.
 //
 // Generations (src/api/refs.ts says why). A slot's generation lives in its
 // header's second half-word and survives the sweep (which does not touch the
-// slot). Handing a slot out again gives it generation + 1. A slot that reads
+// slot). Handing a slot out again gives it generation + 1 (written when its
+// bitmap word is cached, prepareWord; the fast path keeps it). A slot that reads
 // as zero (typeId 0: never used since its span was last zeroed) gets its
 // span's base generation. When a span's memory is zeroed (filled, or
 // released to the OS) every slot generation in it is lost, so the base
@@ -88,10 +90,8 @@ export class Allocator {
   private readonly cacheWord: Int32Array;
   /** Where the next refill looks, a bitmap word index within the current span. */
   private readonly scanWord: Int32Array;
-  /** 1 when the current span is SPAN_NEEDZERO (then every allocation takes the slow path). */
+  /** 1 when the current span is SPAN_NEEDZERO (prepareWord zeroes the slots of each word it caches). */
   private readonly needZero: Uint8Array;
-  /** The current span's base generation, shifted into the header's upper half-word. */
-  private readonly genHigh: Int32Array;
   private readonly genBase: Uint16Array;
   private readonly genSpread: Uint16Array;
   /** A child shares the arena's pages (set at fork, cleared when the sweep starts or the cycle aborts). */
@@ -116,15 +116,23 @@ export class Allocator {
 
   /**
    * `grown` hears of every rise of topGranule (the heap keeps a copy for its
-   * reference checks, so the fast path never computes it).
+   * reference checks, so the fast path never computes it). `counted` hears
+   * of small objects a word at a time: when a word is cached, its free slots
+   * are counted as allocated (objects, slot bytes); when a cached word is
+   * dropped, the slots it did not hand out are taken back (negative
+   * figures). So the heap's accounting costs nothing per object, and is
+   * over by outstanding() between the two.
    */
-  constructor(private readonly v: HeapViews, private readonly grown: (topGranule: number) => void = () => {}) {
+  constructor(
+    private readonly v: HeapViews,
+    private readonly grown: (topGranule: number) => void = () => {},
+    private readonly counted: (objects: number, bytes: number) => void = () => {},
+  ) {
     this.current = new Int32Array(LARGE_CLASS).fill(-1);
     this.cacheBits = new Int32Array(LARGE_CLASS);
     this.cacheWord = new Int32Array(LARGE_CLASS);
     this.scanWord = new Int32Array(LARGE_CLASS);
     this.needZero = new Uint8Array(LARGE_CLASS);
-    this.genHigh = new Int32Array(LARGE_CLASS);
     this.genBase = new Uint16Array(v.spanCount);
     this.genSpread = new Uint16Array(v.spanCount);
     this.partial = Array.from({ length: LARGE_CLASS }, () => []);
@@ -137,49 +145,79 @@ export class Allocator {
   /**
    * A zeroed slot of class `cls` with its header written (`typeId`, the
    * slot's generation, length 0), its allocation bit not yet set; 0 if none
-   * is left. Small enough for V8 to inline into the caller.
+   * is left. Small enough for V8 to inline into the caller: the cached
+   * word's slots were made ready when it was cached (prepareWord), so this
+   * is the same few instructions for a fresh span and a swept one.
    */
   allocSmall(cls: number, typeId: number): number {
     const bits = this.cacheBits[cls];
-    if (bits === 0 || this.needZero[cls] !== 0) return this.allocSmallSlow(cls, typeId);
-    this.cacheBits[cls] = bits & (bits - 1);
-    const g = (this.cacheWord[cls] << 5) | (31 - Math.clz32(bits & -bits));
-    this.v.u32[g << 2] = typeId | this.genHigh[cls];
-    return g;
-  }
-
-  private allocSmallSlow(cls: number, typeId: number): number {
-    let bits = this.cacheBits[cls];
-    if (bits === 0) {
-      bits = this.refill(cls);
-      if (bits === 0) return 0;
-    }
+    if (bits === 0) return this.allocSmallSlow(cls, typeId);
     this.cacheBits[cls] = bits & (bits - 1);
     const g = (this.cacheWord[cls] << 5) | (31 - Math.clz32(bits & -bits));
     const u32 = this.v.u32;
     const h = g << 2;
-    if (this.needZero[cls] === 0) {
-      u32[h] = typeId | this.genHigh[cls];
-      return g;
-    }
-    // A slot of a NEEDZERO span: take its generation from the old header
-    // (typeId 0: never used since the span was zeroed), then zero it.
-    const s = g >>> 12;  // g / SPAN_GRANULES
-    const old = u32[h];
-    const base = this.genBase[s];
-    const gen = (old & 0xffff) === 0 ? base : ((old >>> 16) + 1) & 0xffff;
-    const spread = (gen - base) & 0xffff;
-    if (spread > this.genSpread[s]) this.genSpread[s] = spread;
-    const end = h + SLOT_WORDS[cls];
-    for (let i = h + 1; i < end; i++) u32[i] = 0;
-    u32[h] = typeId | (gen << 16);
+    // The generation is already in the upper half-word (prepareWord).
+    u32[h] = typeId | (u32[h] & 0xffff0000);
+    return g;
+  }
+
+  private allocSmallSlow(cls: number, typeId: number): number {
+    const bits = this.refill(cls);
+    if (bits === 0) return 0;
+    this.cacheBits[cls] = bits & (bits - 1);
+    const g = (this.cacheWord[cls] << 5) | (31 - Math.clz32(bits & -bits));
+    const u32 = this.v.u32;
+    const h = g << 2;
+    u32[h] = typeId | (u32[h] & 0xffff0000);
     return g;
   }
 
   /**
+   * Makes the free slots of bitmap word w (span s, class cls) ready to hand
+   * out, all at once when the word is cached rather than one by one on the
+   * fast path: each slot's body is zero and its header holds the generation
+   * it will be handed out with (in the upper half-word).
+   *   - ZEROED span: the memory is zero; the generation is the span's base
+   *     (nothing to write when the base is 0, as in a span never used).
+   *   - NEEDZERO span: a freed slot keeps its old bytes. Its generation is
+   *     the old one + 1 (or the base, for a typeId-0 slot: never handed out
+   *     since the span was zeroed); the body is zeroed; the old typeId is
+   *     kept, so that a slot made ready but not handed out (dropCurrent)
+   *     moves on by one more generation when it is made ready again, and
+   *     never goes back to one a stale Ref may carry.
+   * The span's genSpread covers every generation written here, handed out
+   * or not (a superset is safe: the base only moves further on).
+   */
+  private prepareWord(cls: number, s: number, w: number, free: number): void {
+    const u32 = this.v.u32;
+    const base = this.genBase[s];
+    if (this.needZero[cls] === 0) {
+      if (base === 0) return;
+      const high = base << 16;
+      for (let bits = free; bits !== 0; bits &= bits - 1) {
+        u32[((w << 5) | (31 - Math.clz32(bits & -bits))) << 2] = high;
+      }
+      return;
+    }
+    const slotWords = SLOT_WORDS[cls];
+    let spread = this.genSpread[s];
+    for (let bits = free; bits !== 0; bits &= bits - 1) {
+      const h = ((w << 5) | (31 - Math.clz32(bits & -bits))) << 2;
+      const old = u32[h];
+      const type = old & 0xffff;
+      const gen = type === 0 ? base : ((old >>> 16) + 1) & 0xffff;
+      const d = (gen - base) & 0xffff;
+      if (d > spread) spread = d;
+      for (let i = h + 1, end = h + slotWords; i < end; i++) u32[i] = 0;
+      u32[h] = type | (gen << 16);
+    }
+    this.genSpread[s] = spread;
+  }
+
+  /**
    * Caches the next word of the current span (or a new span) with a free
-   * slot start and counts its slots as live in the span table; returns its
-   * free bits, 0 when no span is left.
+   * slot start, makes its slots ready (prepareWord) and counts them as live
+   * in the span table; returns its free bits, 0 when no span is left.
    */
   private refill(cls: number): number {
     const v = this.v;
@@ -194,8 +232,11 @@ export class Allocator {
           if (free !== 0) {
             this.scanWord[cls] = w + 1;
             this.cacheWord[cls] = w;
+            this.prepareWord(cls, s, w, free);
             // Counted live now; dropCurrent() takes back what was not handed out.
-            v.spans[s * SPAN_WORDS + SW_LIVE] += popcount(free);
+            const n = popcount(free);
+            v.spans[s * SPAN_WORDS + SW_LIVE] += n;
+            this.counted(n, n * SLOT_WORDS[cls] * 4);
             return free;
           }
         }
@@ -206,7 +247,6 @@ export class Allocator {
       this.current[cls] = next;
       this.scanWord[cls] = next * SPAN_BITMAP_WORDS;
       this.needZero[cls] = v.spans[next * SPAN_WORDS + SW_AUX] === SPAN_NEEDZERO ? 1 : 0;
-      this.genHigh[cls] = this.genBase[next] << 16;
     }
   }
 
@@ -216,12 +256,34 @@ export class Allocator {
     for (let c = 0; c < LARGE_CLASS; c++) {
       const s = this.current[c];
       if (s >= 0) {
-        spans[s * SPAN_WORDS + SW_LIVE] -= popcount(this.cacheBits[c]);
+        const n = popcount(this.cacheBits[c]);
+        spans[s * SPAN_WORDS + SW_LIVE] -= n;
+        if (n !== 0) this.counted(-n, -n * SLOT_WORDS[c] * 4);
         if (!this.sweeping && spans[s * SPAN_WORDS + SW_STATE] === SPAN_IN_USE) this.partial[c].push(s);
       }
       this.current[c] = -1;
       this.cacheBits[c] = 0;
     }
+  }
+
+  /** Slots counted (`counted`) but not handed out yet: the cached words' free slots. */
+  outstanding(): { objects: number; bytes: number } {
+    let objects = 0;
+    let bytes = 0;
+    for (let c = 0; c < LARGE_CLASS; c++) {
+      const n = popcount(this.cacheBits[c]);
+      objects += n;
+      bytes += n * SLOT_WORDS[c] * 4;
+    }
+    return { objects, bytes };
+  }
+
+  /**
+   * A cycle is starting: drops the cached words, so that the heap's counts
+   * are exact when it takes them (their slots are free again).
+   */
+  cycleStarting(): void {
+    this.dropCurrent();
   }
 
   /**
@@ -423,6 +485,10 @@ export class Allocator {
 
   endSweep(): void {
     this.sweeping = false;
+    // Slots of the words cached during the sweep go back, so that the heap's
+    // counts are exact at the end of the cycle (a failed sweep recounts
+    // from the allocation bits right after this).
+    this.dropCurrent();
     for (const list of this.unswept) list.length = 0;
     this.rebuildFromTable();
   }

@@ -1,0 +1,94 @@
+// Mutator-only micro-benchmark (issue 11): CPU ns per node of the allocation
+// and accessor paths, with no collection running while it is timed
+// (auto: false; cycles are started between timed sections only). Takes the
+// dist directory to load, so two trees can be compared side by side:
+//
+//   node bench/mutator-micro.mjs /work/baseline/dist 5
+//   node bench/mutator-micro.mjs ./dist 5
+//
+// Run the two alternately several times and compare minima: the figure is
+// the main thread's own on-CPU time (/proc/thread-self/schedstat), which is
+// less sensitive than wall time to other load on the machine, not immune.
+// Sections:
+//   bt build+check   binary-trees depth 16 (alloc + 2 ref sets per node, then 2 ref gets)
+//   v8 plain bt      the same with plain JS objects (V8's GC included)
+//   alloc only       alloc() of a 2-ref struct
+//   check only       the gets of one built tree
+//   alloc(init) 4f   alloc({left, right, i, j})
+//   alloc+set 4f     alloc() and 4 setters
+//   bt swept spans   binary-trees into spans a cycle swept empty
+//   bt half-free     binary-trees into swept spans with every other slot live (NEEDZERO)
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+const dist = path.resolve(process.argv[2] ?? 'dist');
+const reps = Number(process.argv[3] ?? 5);
+const { Heap } = await import(pathToFileURL(path.join(dist, 'index.js')).href);
+const heap = new Heap({ mode: 'stw', auto: false, maxHeap: '4GiB' });
+const Node = heap.defineStruct('TreeNode', { left: 'ref', right: 'ref' });
+const G = heap.defineStruct('GNode', { left: 'ref', right: 'ref', i: 'i32', j: 'i32' });
+const alloc = Node.alloc.bind(Node);
+const setLeft = Node.set.left, setRight = Node.set.right, getLeft = Node.get.left, getRight = Node.get.right;
+const bottomUp = (d) => {
+  if (d === 0) return alloc();
+  const l = bottomUp(d - 1), r = bottomUp(d - 1);
+  const n = alloc(); setLeft(n, l); setRight(n, r); return n;
+};
+const check = (t) => { const l = getLeft(t); return l === 0 ? 1 : 1 + check(l) + check(getRight(t)); };
+const cpu = () => Number(fs.readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]);  // main thread's on-CPU ns
+function measure(name, nodes, fn) {
+  const res = [];
+  for (let r = 0; r < reps; r++) {
+    const c0 = cpu();
+    fn();
+    res.push((cpu() - c0) / nodes);
+  }
+  res.sort((a, b) => a - b);
+  console.log(`${name.padEnd(18)} min ${res[0].toFixed(1)} med ${res[res.length >> 1].toFixed(1)} ns/node`);
+}
+class TN { constructor(l, r) { this.left = l; this.right = r; } }
+const pbu = (d) => d > 0 ? new TN(pbu(d - 1), pbu(d - 1)) : new TN(null, null);
+const pch = (t) => (t.left === null ? 1 : 1 + pch(t.left) + pch(t.right));
+const D = 16, N = 2 ** (D + 1) - 1, T = 8;
+measure('bt build+check', N * T, () => { let s = 0; for (let i = 0; i < T; i++) s += check(bottomUp(D)); if (s !== N * T) throw new Error('bad'); });
+measure('v8 plain bt', N * T, () => { let s = 0; for (let i = 0; i < T; i++) s += pch(pbu(D)); if (s !== N * T) throw new Error('bad'); });
+measure('alloc only', 1e6, () => { for (let i = 0; i < 1e6; i++) alloc(); });
+const t = bottomUp(D);
+measure('check only', N * T, () => { for (let i = 0; i < T; i++) check(t); });
+const gi = G.set.i, gl = G.set.left;
+measure('alloc(init) 4f', 3e5, () => { let p = 0; for (let i = 0; i < 3e5; i++) p = G.alloc({ left: p, right: 0, i, j: i }); });
+measure('alloc+set 4f', 3e5, () => { let p = 0; for (let i = 0; i < 3e5; i++) { const n = G.alloc(); gl(n, p); G.set.right(n, 0); gi(n, i); G.set.j(n, i); p = n; } });
+// steady state: trees built into swept (NEEDZERO) spans; collect() outside the timed part
+{
+  const keep = heap.root(bottomUp(14));
+  const res = [];
+  for (let r = 0; r < reps; r++) {
+    await heap.collect();
+    const c0 = cpu();
+    let s = 0; for (let i = 0; i < T; i++) s += check(bottomUp(D));
+    res.push((cpu() - c0) / (N * T));
+  }
+  res.sort((a, b) => a - b);
+  console.log(`${'bt swept spans'.padEnd(18)} min ${res[0].toFixed(1)} med ${res[res.length >> 1].toFixed(1)} ns/node`);
+  keep.release();
+}
+// half-free swept spans (NEEDZERO): every other slot of the span survives the cycle
+{
+  const res = [];
+  for (let r = 0; r < reps; r++) {
+    let chain = 0;
+    const keep = heap.root(alloc());
+    for (let i = 0; i < N * T; i++) { const n = alloc(); alloc(); setLeft(n, chain); chain = n; if ((i & 1023) === 0) { setRight(keep.get(), chain); } }
+    setRight(keep.get(), chain);
+    await heap.collect();
+    const c0 = cpu();
+    let s = 0; for (let i = 0; i < T; i++) s += check(bottomUp(D));
+    res.push((cpu() - c0) / (N * T));
+    keep.release();
+    await heap.collect();
+  }
+  res.sort((a, b) => a - b);
+  console.log(`${'bt half-free'.padEnd(18)} min ${res[0].toFixed(1)} med ${res[res.length >> 1].toFixed(1)} ns/node`);
+}
+await heap.close();
