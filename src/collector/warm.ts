@@ -5,7 +5,7 @@
 // synthetic one-chunk stream (64 KiB of bitmap) goes through the same code a
 // child's stream does, into scratch bitmaps; nothing of the heap is touched.
 import {
-  CHUNK_HEAD_BYTES, CHUNK_MAGIC, HEADER_BYTES, HEADER_MAGIC, HEADER_SEED, STREAM_SEED, StreamReader, TRAILER_BYTES,
+  CHUNK_BYTES, CHUNK_HEAD_BYTES, CHUNK_MAGIC, HEADER_BYTES, HEADER_MAGIC, HEADER_SEED, STREAM_SEED, StreamReader, TRAILER_BYTES,
   TRAILER_MAGIC, VERSION, checksumWords, chunkSeed, mix, stageMarks,
 } from './stream.js';
 import { GRANULE_BYTES } from '../memory/layout.js';
@@ -28,7 +28,7 @@ export function warmIntake(): void {
     hv.setUint32(0, HEADER_MAGIC, true);
     hv.setUint16(4, VERSION, true);
     hv.setUint16(6, HEADER_BYTES, true);
-    header.set([cycleId, GRANULE_BYTES, words * 32, words * 4, 256 * 1024, 1, 0], 2);
+    header.set([cycleId, GRANULE_BYTES, words * 32, words * 4, CHUNK_BYTES, 1, 0], 2);
     const headerSum = checksumWords(header, HEADER_SEED, 0, 9);
     header[9] = headerSum;
 
