@@ -154,10 +154,13 @@ export class SweepDriver {
     const spans = board.top - 1;
     if (budgetUs === 0 || spans * this.nsPerSpan > budgetUs * 1000) return false;
     const start = process.hrtime.bigint();
+    const startMs = performance.now();
+    const before = { spans: c.tally.spans, objects: c.tally.freedObjects, bytes: c.tally.freedBytes };
     sweepFromCursor(this.host.views, board, c.tally, this.cancelled, 0, start + BigInt(2 * budgetUs * 1000));
     const ns = Number(process.hrtime.bigint() - start);
     c.mainSweepNs += ns;
     c.maxSliceNs = Math.max(c.maxSliceNs, ns);
+    this.mainProgress(c, before, startMs);
     const done = board.exhausted;
     // What it got through: every span below the top, or up to the cursor.
     const through = done ? spans : Math.min(spans, Atomics.load(board.control, 0) - 1);
@@ -288,6 +291,17 @@ export class SweepDriver {
     this.ends.failed(c, new CycleAbortedError('SWEEP_FAILED', c.stats.id, `a sweeper thread failed (${e.message})`));
   }
 
+  /** Publishes what a main-thread sweep (slice or inline) did since `before` ('sweepProgress', thread 'main'). */
+  private mainProgress(c: SweepRun, before: { spans: number; objects: number; bytes: number }, startMs: number): void {
+    if (c.tally.spans <= before.spans) return;
+    const h = this.host;
+    h.publish('sweepProgress', {
+      heapId: h.regions.id, cycleId: c.stats.id, thread: 'main', spans: c.tally.spans - before.spans,
+      freedObjects: c.tally.freedObjects - before.objects, freedBytes: c.tally.freedBytes - before.bytes,
+      startMs, endMs: performance.now(),
+    });
+  }
+
   /** Sweeping on the main thread from the cursor, bounded by `budgetNs`; a slice per event-loop turn until the cursor is done. */
   private sweepSlice(c: SweepRun, budgetNs: bigint): void {
     if (c !== this.current) return;
@@ -304,13 +318,7 @@ export class SweepDriver {
     const sliceNs = Number(process.hrtime.bigint() - start);
     c.mainSweepNs += sliceNs;
     c.maxSliceNs = Math.max(c.maxSliceNs, sliceNs);
-    if (c.tally.spans > before.spans) {
-      h.publish('sweepProgress', {
-        heapId: h.regions.id, cycleId: c.stats.id, thread: 'main', spans: c.tally.spans - before.spans,
-        freedObjects: c.tally.freedObjects - before.objects, freedBytes: c.tally.freedBytes - before.bytes,
-        startMs, endMs: performance.now(),
-      });
-    }
+    this.mainProgress(c, before, startMs);
     if (!c.board!.exhausted) {
       this.scheduleSlice(c);
       return;

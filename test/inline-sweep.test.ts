@@ -1,0 +1,116 @@
+// The inline sweep (src/collector/sweep-driver.ts): a heap small enough for
+// the inlineSweepUs budget is swept whole on the main thread when marking
+// ends; a sweep that runs over hands the rest of the cursor to the sweeper
+// threads; inlineSweepUs: 0 always uses the threads. Every path must free
+// exactly the garbage and keep every survivor intact.
+import { describe, expect, it } from 'vitest';
+import { closeHeapsAfterEach, expectError, isFreed, makeHeap, MODES, type HeapOptions } from './helpers/common.js';
+import { InvalidOptionError, type Heap } from '../src/index.js';
+import { heapInternals } from '../src/internal.js';
+
+closeHeapsAfterEach();
+
+interface Built {
+  heap: Heap;
+  keep: number[];
+  garbage: number[];
+  check(): void;
+}
+
+/** A heap with `n` small objects, every third kept by a root array, the rest garbage. */
+function build(options: HeapOptions, n: number): Built {
+  const heap = makeHeap({ sweepThreads: 1, ...options });
+  const T = heap.defineStruct('T', { id: 'u32', next: 'ref' });
+  const keep: number[] = [];
+  const garbage: number[] = [];
+  for (let i = 0; i < n; i++) (i % 3 === 0 ? keep : garbage).push(T.alloc({ id: i }));
+  const table = heap.arrays.alloc(keep.length);
+  keep.forEach((r, i) => heap.arrays.set(table, i, r));
+  heap.root(table);
+  return {
+    heap, keep, garbage,
+    check() {
+      keep.forEach((r, i) => expect(T.get.id(r)).toBe(i * 3));
+      expect(garbage.every((g) => isFreed(heap, g))).toBe(true);
+    },
+  };
+}
+
+/** The driver's private state (its measured sweep speed), for steering the decision in a test. */
+function driver(h: Heap): { nsPerSpan: number } {
+  return (heapInternals(h).collector as unknown as { sweeper: { nsPerSpan: number } }).sweeper;
+}
+
+describe('inline sweep of a small heap', () => {
+  for (const mode of MODES) {
+    it(`${mode}: a small heap is swept whole on the main thread, with no sweeper thread involved`, async () => {
+      const b = build({ mode }, 30_000);
+      const c = await b.heap.collect();
+      expect(c.objectsFreed).toBe(b.garbage.length);
+      expect(c.workerSpansSwept, 'no sweeper thread swept').toBe(0);
+      expect(c.spansSwept, 'the main thread swept every span').toBeGreaterThan(0);
+      expect(c.stalls.sweepStart.count).toBe(1);
+      expect(c.stalls.sweepEnd.count, 'no separate sweep end: it completed inside the start').toBe(0);
+      b.check();
+      // And the heap goes on: the freed slots are handed out again.
+      const again = await b.heap.collect();
+      expect(again.objectsFreed).toBe(0);
+      b.check();
+    });
+  }
+
+  it('inlineSweepUs: 0 hands every sweep to the sweeper threads', async () => {
+    const b = build({ inlineSweepUs: 0 }, 30_000);
+    const c = await b.heap.collect();
+    expect(c.objectsFreed).toBe(b.garbage.length);
+    expect(c.workerSpansSwept, 'the sweeper thread swept').toBeGreaterThan(0);
+    b.check();
+  });
+
+  it('a heap over the budget goes to the threads', async () => {
+    const b = build({}, 30_000);
+    driver(b.heap).nsPerSpan = 1e9;  // every span "costs" a second: nothing fits
+    const c = await b.heap.collect();
+    expect(c.objectsFreed).toBe(b.garbage.length);
+    expect(c.workerSpansSwept).toBeGreaterThan(0);
+    b.check();
+  });
+
+  it('an inline sweep that overruns stops at its deadline and the threads sweep the rest from the cursor', async () => {
+    // 1 µs of budget that the (doctored) speed says fits: the main thread
+    // sweeps one batch, finds its 2 µs deadline passed, and leaves the rest.
+    const b = build({ inlineSweepUs: 1 }, 120_000);
+    driver(b.heap).nsPerSpan = 1e-6;
+    const c = await b.heap.collect();
+    expect(c.objectsFreed).toBe(b.garbage.length);
+    expect(c.spansSwept, 'the main thread swept a part').toBeGreaterThan(0);
+    expect(c.workerSpansSwept, 'the sweeper thread swept the rest').toBeGreaterThan(0);
+    b.check();
+  });
+
+  it('with no sweeper threads, an overrun inline sweep is finished in main-thread slices', async () => {
+    const b = build({ inlineSweepUs: 1, sweepThreads: 0 }, 120_000);
+    driver(b.heap).nsPerSpan = 1e-6;
+    const c = await b.heap.collect();
+    expect(c.objectsFreed).toBe(b.garbage.length);
+    expect(c.workerSpansSwept).toBe(0);
+    b.check();
+  });
+
+  it('the driver learns its speed from the sweeps it measures', async () => {
+    const b = build({}, 120_000);  // more than one batch of spans: a measurement that counts
+    driver(b.heap).nsPerSpan = 500;
+    await b.heap.collect();
+    const learnt = driver(b.heap).nsPerSpan;
+    expect(learnt).toBeGreaterThan(0);
+    expect(learnt).not.toBe(500);
+    // One sample moves it by at most a quarter of twice the figure.
+    expect(learnt).toBeLessThanOrEqual(500 * 1.25 + 1e-9);
+  });
+
+  it('rejects a bad inlineSweepUs', () => {
+    for (const bad of [-1, 1.5, 2_000_000, '10' as unknown as number]) {
+      expectError(() => makeHeap({ inlineSweepUs: bad }), InvalidOptionError, 'ERR_INVALID_OPTION', String(bad));
+    }
+  });
+});
