@@ -108,6 +108,27 @@ describe('inline sweep of a small heap', () => {
     expect(learnt).toBeLessThanOrEqual(500 * 1.25 + 1e-9);
   });
 
+  for (const event of ['sweepStart', 'sweepProgress'] as const) {
+    it(`a '${event}' listener that closes the heap stops the inline sweep (the cycle is CLOSED, nothing touches the unmapped heap)`, async () => {
+      // (No threads: close() then unmaps the heap at once, not after the pool has stopped.)
+      const b = build({ sweepThreads: 0 }, 30_000);
+      let closing: Promise<void> | undefined;
+      b.heap.on(event, () => { closing ??= b.heap.close(); });
+      const errors: unknown[] = [];
+      const onError = (e: unknown): void => { errors.push(e); };
+      process.on('uncaughtException', onError);
+      try {
+        await expect(b.heap.collect()).rejects.toMatchObject({ reason: 'CLOSED' });
+        await closing;
+        await new Promise((r) => setImmediate(r));
+      } finally {
+        process.off('uncaughtException', onError);
+      }
+      expect(errors).toEqual([]);
+      expect(b.heap.isClosed).toBe(true);
+    });
+  }
+
   it('rejects a bad inlineSweepUs', () => {
     for (const bad of [-1, 1.5, 2_000_000, '10' as unknown as number]) {
       expectError(() => makeHeap({ inlineSweepUs: bad }), InvalidOptionError, 'ERR_INVALID_OPTION', String(bad));

@@ -115,6 +115,8 @@ export class SweepDriver {
     this.host.publish('sweepStart', {
       heapId: this.host.regions.id, cycleId: c.stats.id, spans: a.topSpan - 1, timeMs: performance.now(),
     });
+    // A listener closed the heap (its memory is gone): nothing left to sweep.
+    if (this.current !== c) return false;
     const pool = this.host.sweepPool();
     const slots = pool && !pool.broken ? pool.threads : 0;
     const board = new SweepBoard(slots, a.topSpan);
@@ -125,9 +127,12 @@ export class SweepDriver {
     let failAfter = fault?.kind === 'sweep-worker-throw' && faultsCycle(fault, c.stats.id) ? fault.arg ?? 1 : 0;
     // (A cycle whose sweeper thread is to fail is left to the thread.)
     if (failAfter === 0 && this.sweepInline(c)) {
+      // (A 'sweepProgress' listener may have closed the heap meanwhile.)
+      if (this.current !== c) return false;
       this.complete(c);
       return true;
     }
+    if (this.current !== c) return false;
     if (slots === 0) {
       this.scheduleSlice(c);
       return false;
