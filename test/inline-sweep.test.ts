@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { closeHeapsAfterEach, expectError, isFreed, makeHeap, MODES, type HeapOptions } from './helpers/common.js';
 import { InvalidOptionError, type Heap } from '../src/index.js';
 import { heapInternals } from '../src/internal.js';
+import { SweepSpeed } from '../src/collector/sweep-speed.js';
 
 closeHeapsAfterEach();
 
@@ -36,9 +37,9 @@ function build(options: HeapOptions, n: number): Built {
   };
 }
 
-/** The driver's private state (its measured sweep speed), for steering the decision in a test. */
-function driver(h: Heap): { nsPerSpan: number } {
-  return (heapInternals(h).collector as unknown as { sweeper: { nsPerSpan: number } }).sweeper;
+/** The driver's measured sweep speed (private), for steering the decision in a test. */
+function speed(h: Heap): SweepSpeed {
+  return (heapInternals(h).collector as unknown as { sweeper: { speed: SweepSpeed } }).sweeper.speed;
 }
 
 describe('inline sweep of a small heap', () => {
@@ -69,7 +70,7 @@ describe('inline sweep of a small heap', () => {
 
   it('a heap over the budget goes to the threads', async () => {
     const b = build({}, 30_000);
-    driver(b.heap).nsPerSpan = 1e9;  // every span "costs" a second: nothing fits
+    speed(b.heap).reset(1e9);  // every span "costs" a second: nothing fits
     const c = await b.heap.collect();
     expect(c.objectsFreed).toBe(b.garbage.length);
     expect(c.workerSpansSwept).toBeGreaterThan(0);
@@ -80,7 +81,7 @@ describe('inline sweep of a small heap', () => {
     // 1 µs of budget that the (doctored) speed says fits: the main thread
     // sweeps one batch, finds its 2 µs deadline passed, and leaves the rest.
     const b = build({ inlineSweepUs: 1 }, 120_000);
-    driver(b.heap).nsPerSpan = 1e-6;
+    speed(b.heap).reset(1e-6);
     const c = await b.heap.collect();
     expect(c.objectsFreed).toBe(b.garbage.length);
     expect(c.spansSwept, 'the main thread swept a part').toBeGreaterThan(0);
@@ -90,22 +91,30 @@ describe('inline sweep of a small heap', () => {
 
   it('with no sweeper threads, an overrun inline sweep is finished in main-thread slices', async () => {
     const b = build({ inlineSweepUs: 1, sweepThreads: 0 }, 120_000);
-    driver(b.heap).nsPerSpan = 1e-6;
+    speed(b.heap).reset(1e-6);
     const c = await b.heap.collect();
     expect(c.objectsFreed).toBe(b.garbage.length);
     expect(c.workerSpansSwept).toBe(0);
     b.check();
   });
 
-  it('the driver learns its speed from the sweeps it measures', async () => {
-    const b = build({}, 120_000);  // more than one batch of spans: a measurement that counts
-    driver(b.heap).nsPerSpan = 500;
+  it('the driver learns its speed from the threads while the heap is swept there', async () => {
+    const b = build({}, 200_000);  // more than a batch of spans: the thread's sweep is a measurement
+    speed(b.heap).reset(1e6);  // a millisecond per span: the sweep goes to the thread
+    const first = await b.heap.collect();
+    expect(first.workerSpansSwept).toBeGreaterThanOrEqual(16);
+    expect(speed(b.heap).nsPerSpan, 'the thread measured the real speed').toBeLessThan(1e6);
+    b.check();
+  });
+
+  it('an overrun forgets the faster samples: the next sweeps go to the threads', async () => {
+    const b = build({ inlineSweepUs: 1 }, 120_000);
+    speed(b.heap).reset(1e-6);
     await b.heap.collect();
-    const learnt = driver(b.heap).nsPerSpan;
-    expect(learnt).toBeGreaterThan(0);
-    expect(learnt).not.toBe(500);
-    // One sample moves it by at most a quarter of twice the figure.
-    expect(learnt).toBeLessThanOrEqual(500 * 1.25 + 1e-9);
+    expect(speed(b.heap).nsPerSpan).toBeGreaterThan(1e-6);
+    const again = await b.heap.collect();
+    expect(again.spansSwept, 'the main thread did not try again').toBe(0);
+    b.check();
   });
 
   for (const event of ['sweepStart', 'sweepProgress'] as const) {
@@ -133,5 +142,26 @@ describe('inline sweep of a small heap', () => {
     for (const bad of [-1, 1.5, 2_000_000, '10' as unknown as number]) {
       expectError(() => makeHeap({ inlineSweepUs: bad }), InvalidOptionError, 'ERR_INVALID_OPTION', String(bad));
     }
+  });
+});
+
+describe('the sweep speed estimate', () => {
+  it('is the lowest of the last 8 samples: a preempted sweep does not count, an old fast one ages out', () => {
+    const s = new SweepSpeed(3000);
+    expect(s.nsPerSpan).toBe(3000);
+    s.measured(1000 * 100, 100);  // 1000 ns/span
+    expect(s.nsPerSpan).toBe(1000);
+    s.measured(50_000 * 100, 100);  // preempted: 50 µs/span
+    expect(s.nsPerSpan).toBe(1000);
+    for (let i = 0; i < 8; i++) s.measured(2000 * 10, 10);
+    expect(s.nsPerSpan, 'the 1000 aged out').toBe(2000);
+  });
+
+  it('an overrun replaces every sample by at least twice the figure', () => {
+    const s = new SweepSpeed(1000);
+    s.overran(100 * 16, 16);  // the cut-off sweep measured 100 ns/span, but it overran
+    expect(s.nsPerSpan).toBe(2000);
+    s.overran(10_000 * 16, 16);
+    expect(s.nsPerSpan).toBe(10_000);
   });
 });

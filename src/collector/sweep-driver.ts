@@ -21,6 +21,7 @@ import { SweepTally, popcount } from '../memory/sweeper.js';
 import { BATCH, SLOT_DONE, SLOT_FAILED, SLOT_POSTED, SLOT_RUNNING, SweepBoard, sweepFromCursor } from '../memory/sweep-board.js';
 import { isStartFailure } from '../memory/sweep-pool.js';
 import type { StallClock } from './stalls.js';
+import { SweepSpeed } from './sweep-speed.js';
 import { warmSweep } from './warm.js';
 import type { Accounting } from './accounting.js';
 import type { CycleHost } from './collector.js';
@@ -44,8 +45,8 @@ export const FIRST_NS_PER_SPAN = 3_000;
 // Sweeping a span costs the main thread ~1 µs (bitmaps and the span table
 // only, src/memory/sweeper.ts), so for a heap of a few hundred spans the
 // whole sweep costs less than the hand-off. The driver keeps its own
-// measured speed (nsPerSpan, smoothed) and sweeps inline when
-// spans x nsPerSpan fits in the inlineSweepUs budget; a sweep that runs
+// measured speed (src/collector/sweep-speed.ts) and sweeps inline when
+// spans x ns per span fits in the inlineSweepUs budget; a sweep that runs
 // over twice the budget stops and hands the rest to the threads (they
 // claim from the same cursor).
 
@@ -82,8 +83,8 @@ export class SweepDriver {
   /** Sweeping from the cursor on the main thread (no usable threads). */
   private mainSweeps = false;
   private readonly cancelled = new Int32Array(new SharedArrayBuffer(4));
-  /** The main thread's sweep speed, ns per span below the top (smoothed over inline sweeps and slices). */
-  nsPerSpan = FIRST_NS_PER_SPAN;
+  /** The main thread's sweep speed (inline sweeps and the threads' sweeps measure it). */
+  readonly speed = new SweepSpeed(FIRST_NS_PER_SPAN);
 
   constructor(
     private readonly host: CycleHost, private readonly account: Accounting, private readonly ends: SweepEnds,
@@ -157,7 +158,7 @@ export class SweepDriver {
     const budgetUs = this.host.options.inlineSweepUs;
     const board = c.board!;
     const spans = board.top - 1;
-    if (budgetUs === 0 || spans * this.nsPerSpan > budgetUs * 1000) return false;
+    if (budgetUs === 0 || spans * this.speed.nsPerSpan > budgetUs * 1000) return false;
     const start = process.hrtime.bigint();
     const startMs = performance.now();
     const before = { spans: c.tally.spans, objects: c.tally.freedObjects, bytes: c.tally.freedBytes };
@@ -168,22 +169,10 @@ export class SweepDriver {
     this.mainProgress(c, before, startMs);
     const done = board.exhausted;
     // What it got through: every span below the top, or up to the cursor.
-    const through = done ? spans : Math.min(spans, Atomics.load(board.control, 0) - 1);
-    if (through >= BATCH) this.learnSpeed(ns, through);
+    const through = Math.max(1, done ? spans : Math.min(spans, Atomics.load(board.control, 0) - 1));
+    if (!done) this.speed.overran(ns, through);
+    else if (through >= BATCH) this.speed.measured(ns, through);
     return done;
-  }
-
-  /**
-   * Folds a measured sweep (ns over the spans it went through) into
-   * nsPerSpan: smoothed, and a sample counts for at most twice the current
-   * figure, so that one sweep the scheduler preempted (a shared machine
-   * takes a CPU away for milliseconds) does not stop inline sweeping for
-   * good. Sweeper threads' sweeps count too (the same code on the same
-   * machine): they keep the figure current while the heap is swept there.
-   */
-  private learnSpeed(ns: number, spans: number): void {
-    const sample = Math.min(ns / spans, 2 * this.nsPerSpan);
-    this.nsPerSpan = this.nsPerSpan * 0.75 + sample * 0.25;
   }
 
   private scheduleSlice(c: SweepRun): void {
@@ -390,7 +379,7 @@ export class SweepDriver {
       w.spans += r.spans;
       w.ms += r.endEpochMs - r.startEpochMs;
       workers.set(r.threadId, w);
-      if (r.spans >= 4 * BATCH) this.learnSpeed((r.endEpochMs - r.startEpochMs) * 1e6, r.spans);
+      if (r.spans >= BATCH) this.speed.measured((r.endEpochMs - r.startEpochMs) * 1e6, r.spans);
       if (r.spans > 0) {
         h.publish('sweepProgress', {
           heapId: h.regions.id, cycleId: s.id, thread: `worker-${r.threadId}`, spans: r.spans,
