@@ -530,13 +530,17 @@ export class Collector {
 
   private beginSweep(c: Cycle): void {
     const stall = this.stalls.begin();
+    let over = false;
     try {
       this.host.sweepStarting();
       this.phase = 'sweeping';
-      this.sweeper.begin(c);
+      over = this.sweeper.begin(c);
     } finally {
       this.stalls.end('sweepStart', stall);
     }
+    // A small heap was swept whole and its sweep completed just now: settle
+    // after the stall was recorded (settling takes the cycle's stall figures).
+    if (over) this.settle(c, { stats: c.stats });
   }
 
   /** The heap is full while sweeping: sweep whatever is left right now (src/collector/sweep-driver.ts). */
