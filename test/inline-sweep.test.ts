@@ -100,10 +100,12 @@ describe('inline sweep of a small heap', () => {
 
   it('the driver learns its speed from the threads while the heap is swept there', async () => {
     const b = build({}, 200_000);  // more than a batch of spans: the thread's sweep is a measurement
-    speed(b.heap).reset(1e6);  // a millisecond per span: the sweep goes to the thread
+    // A second per span: the sweep goes to the thread, and whatever the thread
+    // measures, even preempted on a loaded machine, is faster than that.
+    speed(b.heap).reset(1e9);
     const first = await b.heap.collect();
     expect(first.workerSpansSwept).toBeGreaterThanOrEqual(16);
-    expect(speed(b.heap).nsPerSpan, 'the thread measured the real speed').toBeLessThan(1e6);
+    expect(speed(b.heap).nsPerSpan, 'the thread measured the real speed').toBeLessThan(1e9);
     b.check();
   });
 
