@@ -6,6 +6,7 @@
  *
  *   node dist/bench/child.js '{"workload":"splay","system":"v8","params":{...}}'
  */
+import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { initHistograms, percentileOf, percentileTable, round } from './lib/histogram.js';
 import { Heartbeat, Meter, V8GcObserver } from './lib/meter.js';
@@ -246,6 +247,8 @@ async function main(): Promise<void> {
     heapStats,
     ...extra,
   };
+  // Diagnosis: FORKGC_BENCH_CYCLES_FILE=path writes every cycle's CycleStats (setup ones included).
+  if (process.env.FORKGC_BENCH_CYCLES_FILE) writeFileSync(process.env.FORKGC_BENCH_CYCLES_FILE, JSON.stringify(allCycles));
   process.stdout.write(`@@RESULT ${JSON.stringify(row)}\n`);
 }
 
