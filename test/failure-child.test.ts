@@ -236,7 +236,7 @@ describe('a child that dies or lies: the cycle aborts with its reason, nothing i
       heap.root(top);
       for (let i = 0; i < 40; i++) heap.arrays.set(top, i, heap.bytes.alloc(1 << 20));
       const warm = await withTimeout(heap.collect(), 20_000, 'warm-up');
-      expect(warm.bitmapBytes, 'the bitmap spans more than one 256 KiB chunk').toBeGreaterThan(256 * 1024);
+      expect(warm.bitmapBytes, 'the bitmap spans more than one 64 KiB chunk').toBeGreaterThan(64 * 1024);
       world.garbage.length = 0;
       world.makeGarbage(300);
       const garbage = [...world.garbage.splice(0)];

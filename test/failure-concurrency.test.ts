@@ -272,8 +272,9 @@ describe('a heap used while piscina workers run', () => {
       }
     });
     try {
-      const shared = tenant(1, 20_000, { maxHeap: '128MiB', piscina: pool });
-      const own = tenant(2, 20_000, { maxHeap: '128MiB', sweepThreads: 2 });
+      // (inlineSweepUs: 0: heaps this small would otherwise be swept inline, without the pools.)
+      const shared = tenant(1, 20_000, { maxHeap: '128MiB', piscina: pool, inlineSweepUs: 0 });
+      const own = tenant(2, 20_000, { maxHeap: '128MiB', sweepThreads: 2, inlineSweepUs: 0 });
       for (let round = 0; round < 6; round++) {
         for (const t of [shared, own]) { t.garbage.length = 0; t.makeGarbage(3000 + round * 500); }
         const [a, b] = await withTimeout(Promise.all([shared.heap.collect(), own.heap.collect()]), 30_000, `round ${round}`);

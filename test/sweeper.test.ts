@@ -211,7 +211,8 @@ async function churn(h: Heap, cycles: number): Promise<CycleStats[]> {
 describe('sweeping while the mutator allocates and writes', () => {
   for (const threads of [0, 1, 2]) {
     it(`200 cycles with ${threads} sweeper thread(s): no slot handed out twice, every live object intact`, async () => {
-      const h = heap({ auto: true, sweepThreads: threads, minTriggerBytes: '128KiB', gcPercent: 25 });
+      // (inlineSweepUs: 0: a heap this small would otherwise be swept inline, without the threads.)
+      const h = heap({ auto: true, sweepThreads: threads, minTriggerBytes: '128KiB', gcPercent: 25, inlineSweepUs: 0 });
       const cycles = await churn(h, 200);
       expect(cycles.length).toBeGreaterThanOrEqual(200);
       const freed = cycles.reduce((n, c) => n + c.objectsFreed, 0);
@@ -220,6 +221,14 @@ describe('sweeping while the mutator allocates and writes', () => {
       else expect(cycles.every((c) => c.workerSpansSwept === 0)).toBe(true);
     }, 90_000);
   }
+
+  it('200 cycles with default inline sweeping and a thread: no slot handed out twice, every live object intact', async () => {
+    const h = heap({ auto: true, sweepThreads: 1, minTriggerBytes: '128KiB', gcPercent: 25 });
+    const cycles = await churn(h, 200);
+    expect(cycles.length).toBeGreaterThanOrEqual(200);
+    expect(cycles.reduce((n, c) => n + c.objectsFreed, 0)).toBeGreaterThan(0);
+    expect(cycles.some((c) => c.workerSpansSwept === 0 && c.spansSwept > 0), 'some sweeps were inline').toBe(true);
+  }, 90_000);
 
   it('the next cycle never forks before the previous sweep has finished', async () => {
     const h = heap({ sweepThreads: 1 });

@@ -60,6 +60,15 @@ export interface HeapOptions {
    * least 1, at most 4.
    */
   sweepThreads?: number;
+  /**
+   * A sweep the main thread expects to finish within this many microseconds
+   * (from its own measured speed and the heap's span count) it does itself,
+   * at once, when marking ends: for a small heap that costs less than
+   * handing the sweep to a thread and learning that it is done. A sweep that
+   * runs over twice this hands the rest to the sweeper threads. 0: always
+   * use the threads. Default 1000.
+   */
+  inlineSweepUs?: number;
   /** Run sweeps on this Piscina pool instead of a pool of our own (sweepThreads is then ignored). */
   piscina?: PiscinaPool;
   /** Testing only: make the child (or fork, or a sweeper) fail in a chosen way; see FaultKind. */
@@ -118,6 +127,7 @@ export interface ResolvedOptions {
   maxRoots: number;
   maxConsecutiveAborts: number;
   sweepThreads: number;
+  inlineSweepUs: number;
   piscina: PiscinaPool | undefined;
   fault: FaultInjection | undefined;
 }
@@ -165,6 +175,7 @@ function int(name: string, value: unknown, fallback: number, min: number, max: n
 const KNOWN = new Set([
   'maxHeap', 'mode', 'hugePages', 'restoreHugePages', 'selectiveFork', 'checked', 'gcPercent', 'minTriggerBytes', 'auto', 'childTimeoutMs',
   'markStackEntries', 'maxRoots', 'maxConsecutiveAborts', 'faultInjectionForTesting', 'sweepThreads', 'piscina',
+  'inlineSweepUs',
 ]);
 
 function pool(value: unknown): PiscinaPool | undefined {
@@ -254,6 +265,7 @@ export function resolveOptions(options: HeapOptions | undefined): ResolvedOption
     maxRoots: int('maxRoots', o.maxRoots, 2 ** 22, 1, 2 ** 28),
     maxConsecutiveAborts: int('maxConsecutiveAborts', o.maxConsecutiveAborts, 3, 1, 1000),
     sweepThreads: int('sweepThreads', o.sweepThreads, Math.min(4, Math.max(1, os.availableParallelism() - 1)), 0, 64),
+    inlineSweepUs: int('inlineSweepUs', o.inlineSweepUs, 1000, 0, 1_000_000),
     piscina: pool(o.piscina),
     fault,
   };

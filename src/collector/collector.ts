@@ -65,7 +65,7 @@ import {
   FREE_CLEAN, GRANULE_BYTES, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS,
   SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from '../memory/layout.js';
-import { StreamError, StreamReader, checkTrailerClaims, stageMarks } from './stream.js';
+import { CHUNK_BYTES, StreamError, StreamReader, checkTrailerClaims, stageMarks } from './stream.js';
 import { SweepDriver, type SweepRun } from './sweep-driver.js';
 import { ChildSession, childVerdict, type Verdict } from './child-session.js';
 import { StallClock, emptyBreakdown } from './stalls.js';
@@ -320,7 +320,7 @@ export class Collector {
     if (!c.streamEnded) {
       if (!child.socket) return;
       const h = this.host;
-      const buf = (this.readBuf ??= new Uint8Array(256 * 1024));
+      const buf = (this.readBuf ??= new Uint8Array(CHUNK_BYTES));
       // The socket flows: whatever it took off the pipe was handed to onData
       // at once (no buffer to drain first), so reading the fd directly keeps
       // the order. (socket.read() would emit 'data' for what it returns.)
@@ -530,13 +530,17 @@ export class Collector {
 
   private beginSweep(c: Cycle): void {
     const stall = this.stalls.begin();
+    let over = false;
     try {
       this.host.sweepStarting();
       this.phase = 'sweeping';
-      this.sweeper.begin(c);
+      over = this.sweeper.begin(c);
     } finally {
       this.stalls.end('sweepStart', stall);
     }
+    // A small heap was swept whole and its sweep completed just now: settle
+    // after the stall was recorded (settling takes the cycle's stall figures).
+    if (over) this.settle(c, { stats: c.stats });
   }
 
   /** The heap is full while sweeping: sweep whatever is left right now (src/collector/sweep-driver.ts). */

@@ -13,7 +13,7 @@ export const VERSION = 1;
 export const HEADER_BYTES = 40;
 export const CHUNK_HEAD_BYTES = 16;
 export const TRAILER_BYTES = 64;
-export const CHUNK_BYTES = 256 * 1024;
+export const CHUNK_BYTES = 64 * 1024;
 export const HEADER_SEED = 0x464b4743;
 export const STREAM_SEED = 0x53545245;
 

@@ -1,4 +1,5 @@
-// Driving the sweep of one cycle: posts ONE task per sweeper thread
+// Driving the sweep of one cycle: sweeps a small heap whole on the main
+// thread at once (below), or posts ONE task per sweeper thread
 // (piscina), each claiming spans from the cycle's shared cursor
 // (src/memory/sweep-board.ts), or sweeps from the same cursor on the main
 // thread in slices between event-loop turns (no threads, or threads that
@@ -17,15 +18,37 @@ import {
   SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from '../memory/layout.js';
 import { SweepTally, popcount } from '../memory/sweeper.js';
-import { SLOT_DONE, SLOT_FAILED, SLOT_POSTED, SLOT_RUNNING, SweepBoard, sweepFromCursor } from '../memory/sweep-board.js';
+import { BATCH, SLOT_DONE, SLOT_FAILED, SLOT_POSTED, SLOT_RUNNING, SweepBoard, sweepFromCursor } from '../memory/sweep-board.js';
 import { isStartFailure } from '../memory/sweep-pool.js';
 import type { StallClock } from './stalls.js';
+import { SweepSpeed } from './sweep-speed.js';
+import { warmSweep } from './warm.js';
 import type { Accounting } from './accounting.js';
 import type { CycleHost } from './collector.js';
 
 const SLICE_NS = 2_000_000n;  // background sweeping yields to the event loop this often
 const SAFEPOINT_SLICE_NS = 1_000_000n;  // what a safepoint sweeps when no thread does
 const THREAD_GRACE_NS = 5_000_000n;  // how long sweeper threads may take to start on a sweep before the main thread helps
+/**
+ * The main thread's first guess of its sweep speed (ns per span below the
+ * top, free spans included), before it has measured its own: on the slow
+ * side of what it measures on a loaded 2-core VM, so a first inline sweep
+ * rarely overruns.
+ */
+export const FIRST_NS_PER_SPAN = 3_000;
+
+// Why a small heap is swept inline. Handing a sweep to a sweeper thread has
+// a fixed cost on the main thread (posting a piscina task, ~0.3-1 ms here,
+// more for the first), and the sweep is over only when the thread has been
+// scheduled, has swept, and the main thread has looked at the board again
+// (a safepoint or an event-loop turn: milliseconds of wall time under load).
+// Sweeping a span costs the main thread ~1 µs (bitmaps and the span table
+// only, src/memory/sweeper.ts), so for a heap of a few hundred spans the
+// whole sweep costs less than the hand-off. The driver keeps its own
+// measured speed (src/collector/sweep-speed.ts) and sweeps inline when
+// spans x ns per span fits in the inlineSweepUs budget; a sweep that runs
+// over twice the budget stops and hands the rest to the threads (they
+// claim from the same cursor).
 
 /** What the driver keeps of a cycle: its figures and the sweep's own state. */
 export interface SweepRun {
@@ -60,11 +83,15 @@ export class SweepDriver {
   /** Sweeping from the cursor on the main thread (no usable threads). */
   private mainSweeps = false;
   private readonly cancelled = new Int32Array(new SharedArrayBuffer(4));
+  /** The main thread's sweep speed (inline sweeps and the threads' sweeps measure it). */
+  readonly speed = new SweepSpeed(FIRST_NS_PER_SPAN);
 
   constructor(
     private readonly host: CycleHost, private readonly account: Accounting, private readonly ends: SweepEnds,
     private readonly hooks: SweepDriverHooks,
-  ) {}
+  ) {
+    if (host.options.inlineSweepUs > 0) warmSweep();
+  }
 
   /** Stops sweeping (the heap closes): no more slices, task results are ignored. */
   stop(): void {
@@ -74,8 +101,14 @@ export class SweepDriver {
     this.sweepImmediate = undefined;
   }
 
-  /** The bitmap is final: start sweeping (one task per sweeper thread, or main-thread slices). */
-  begin(c: SweepRun): void {
+  /**
+   * The bitmap is final: start sweeping. A heap small enough for the
+   * inlineSweepUs budget is swept whole right here and its sweep completed:
+   * then this returns true and the caller settles the cycle (after it has
+   * recorded the stall). Otherwise it posts one task per sweeper thread, or
+   * schedules main-thread slices, and returns false.
+   */
+  begin(c: SweepRun): boolean {
     this.current = c;
     c.sweepStartNs = process.hrtime.bigint();
     const a = this.host.allocator;
@@ -83,25 +116,63 @@ export class SweepDriver {
     this.host.publish('sweepStart', {
       heapId: this.host.regions.id, cycleId: c.stats.id, spans: a.topSpan - 1, timeMs: performance.now(),
     });
+    // A listener closed the heap (its memory is gone): nothing left to sweep.
+    if (this.current !== c) return false;
     const pool = this.host.sweepPool();
     const slots = pool && !pool.broken ? pool.threads : 0;
     const board = new SweepBoard(slots, a.topSpan);
     c.board = board;
     c.rejected = new Set();
     this.mainSweeps = slots === 0;
-    if (slots === 0) {
-      this.scheduleSlice(c);
-      return;
-    }
-    // Each thread claims spans from the cursor; the mutator meanwhile sweeps
-    // (lazily) only spans of the classes it allocates from.
     const fault = this.host.options.fault;
     let failAfter = fault?.kind === 'sweep-worker-throw' && faultsCycle(fault, c.stats.id) ? fault.arg ?? 1 : 0;
+    // (A cycle whose sweeper thread is to fail is left to the thread.)
+    if (failAfter === 0 && this.sweepInline(c)) {
+      // (A 'sweepProgress' listener may have closed the heap meanwhile.)
+      if (this.current !== c) return false;
+      this.complete(c);
+      return true;
+    }
+    if (this.current !== c) return false;
+    if (slots === 0) {
+      this.scheduleSlice(c);
+      return false;
+    }
+    // Each thread claims spans from the cursor (what is left of it); the
+    // mutator meanwhile sweeps (lazily) only spans of the classes it
+    // allocates from.
     for (let slot = 0; slot < slots; slot++) {
       pool!.run({ heapId: this.host.regions.id, cycleId: c.stats.id, slot, control: board.control, tallies: board.tallies, failAfter })
         .then(() => this.advance(), (e) => this.taskRejected(c, slot, e as Error));
       failAfter = 0;
     }
+    return false;
+  }
+
+  /**
+   * Sweeps the whole heap now, on this thread, if the measured speed says it
+   * fits the inlineSweepUs budget; stops at twice the budget (the rest is
+   * left on the cursor). Returns whether every span is swept.
+   */
+  private sweepInline(c: SweepRun): boolean {
+    const budgetUs = this.host.options.inlineSweepUs;
+    const board = c.board!;
+    const spans = board.top - 1;
+    if (budgetUs === 0 || spans * this.speed.nsPerSpan > budgetUs * 1000) return false;
+    const start = process.hrtime.bigint();
+    const startMs = performance.now();
+    const before = { spans: c.tally.spans, objects: c.tally.freedObjects, bytes: c.tally.freedBytes };
+    sweepFromCursor(this.host.views, board, c.tally, this.cancelled, 0, start + BigInt(2 * budgetUs * 1000));
+    const ns = Number(process.hrtime.bigint() - start);
+    c.mainSweepNs += ns;
+    c.maxSliceNs = Math.max(c.maxSliceNs, ns);
+    this.mainProgress(c, before, startMs);
+    const done = board.exhausted;
+    // What it got through: every span below the top, or up to the cursor.
+    const through = Math.max(1, done ? spans : Math.min(spans, Atomics.load(board.control, 0) - 1));
+    if (!done) this.speed.overran(ns, through);
+    else if (through >= BATCH) this.speed.measured(ns, through);
+    return done;
   }
 
   private scheduleSlice(c: SweepRun): void {
@@ -214,6 +285,17 @@ export class SweepDriver {
     this.ends.failed(c, new CycleAbortedError('SWEEP_FAILED', c.stats.id, `a sweeper thread failed (${e.message})`));
   }
 
+  /** Publishes what a main-thread sweep (slice or inline) did since `before` ('sweepProgress', thread 'main'). */
+  private mainProgress(c: SweepRun, before: { spans: number; objects: number; bytes: number }, startMs: number): void {
+    if (c.tally.spans <= before.spans) return;
+    const h = this.host;
+    h.publish('sweepProgress', {
+      heapId: h.regions.id, cycleId: c.stats.id, thread: 'main', spans: c.tally.spans - before.spans,
+      freedObjects: c.tally.freedObjects - before.objects, freedBytes: c.tally.freedBytes - before.bytes,
+      startMs, endMs: performance.now(),
+    });
+  }
+
   /** Sweeping on the main thread from the cursor, bounded by `budgetNs`; a slice per event-loop turn until the cursor is done. */
   private sweepSlice(c: SweepRun, budgetNs: bigint): void {
     if (c !== this.current) return;
@@ -230,13 +312,7 @@ export class SweepDriver {
     const sliceNs = Number(process.hrtime.bigint() - start);
     c.mainSweepNs += sliceNs;
     c.maxSliceNs = Math.max(c.maxSliceNs, sliceNs);
-    if (c.tally.spans > before.spans) {
-      h.publish('sweepProgress', {
-        heapId: h.regions.id, cycleId: c.stats.id, thread: 'main', spans: c.tally.spans - before.spans,
-        freedObjects: c.tally.freedObjects - before.objects, freedBytes: c.tally.freedBytes - before.bytes,
-        startMs, endMs: performance.now(),
-      });
-    }
+    this.mainProgress(c, before, startMs);
     if (!c.board!.exhausted) {
       this.scheduleSlice(c);
       return;
@@ -303,6 +379,7 @@ export class SweepDriver {
       w.spans += r.spans;
       w.ms += r.endEpochMs - r.startEpochMs;
       workers.set(r.threadId, w);
+      if (r.spans >= BATCH) this.speed.measured((r.endEpochMs - r.startEpochMs) * 1e6, r.spans);
       if (r.spans > 0) {
         h.publish('sweepProgress', {
           heapId: h.regions.id, cycleId: s.id, thread: `worker-${r.threadId}`, spans: r.spans,

@@ -1,3 +1,6 @@
+// Warms the main thread's code once per thread, at heap creation: the
+// stream intake (warmIntake) and the sweep (warmSweep).
+//
 // Warms the stream intake (StreamReader, the checksum, stageMarks) once per
 // thread, at heap creation: the first cycle's intake otherwise runs cold,
 // unoptimized code over a whole bitmap while the mutator waits (perf
@@ -5,12 +8,62 @@
 // synthetic one-chunk stream (64 KiB of bitmap) goes through the same code a
 // child's stream does, into scratch bitmaps; nothing of the heap is touched.
 import {
-  CHUNK_HEAD_BYTES, CHUNK_MAGIC, HEADER_BYTES, HEADER_MAGIC, HEADER_SEED, STREAM_SEED, StreamReader, TRAILER_BYTES,
+  CHUNK_BYTES, CHUNK_HEAD_BYTES, CHUNK_MAGIC, HEADER_BYTES, HEADER_MAGIC, HEADER_SEED, STREAM_SEED, StreamReader, TRAILER_BYTES,
   TRAILER_MAGIC, VERSION, checksumWords, chunkSeed, mix, stageMarks,
 } from './stream.js';
-import { GRANULE_BYTES } from '../memory/layout.js';
+import {
+  GRANULE_BYTES, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_BYTES, SPAN_IN_USE, SPAN_UNSWEPT, SPAN_WORDS, SW_AUX, SW_CLASS, SW_STATE,
+} from '../memory/layout.js';
+import { SweepBoard, sweepFromCursor } from '../memory/sweep-board.js';
+import { SweepTally } from '../memory/sweeper.js';
+import { HeapViews } from '../memory/views.js';
 
 let warmed = false;
+let sweepWarmed = false;
+
+/**
+ * Warms the sweep (sweepFromCursor, sweepClaimedSpan) on this thread: the
+ * driver sweeps a small heap inline (src/collector/sweep-driver.ts) and
+ * decides so from its measured speed; cold code sweeps ~10x slower, which
+ * would both stall the first inline sweep and teach the driver a speed it
+ * never has again. Scratch views over a few spans of scratch memory, swept
+ * the way a heap's are; nothing of a heap is touched. A few ms, once.
+ */
+export function warmSweep(): void {
+  if (sweepWarmed) return;
+  sweepWarmed = true;
+  try {
+    const spans = 8;
+    const bitmapBytes = spans * SPAN_BITMAP_WORDS * 4;
+    const v = new HeapViews({
+      id: -1, arenaAddress: 0n, arena: new ArrayBuffer(spans * SPAN_BYTES), allocBits: new ArrayBuffer(bitmapBytes),
+      markBits: new ArrayBuffer(bitmapBytes), spans: new ArrayBuffer(spans * SPAN_WORDS * 4), descriptors: new ArrayBuffer(4),
+      roots: new ArrayBuffer(4), hugePages: false, wipeOnFork: false,
+    });
+    const tally = new SweepTally();
+    const cancelled = new Int32Array(1);
+    // Every path of the sweep, so no real sweep meets one the compiled code
+    // has no feedback for: spans with survivors, spans swept empty, large
+    // objects dead and alive, spans not to be swept.
+    for (let round = 0; round < 60; round++) {
+      for (let s = 1; s < spans; s++) {
+        const e = s * SPAN_WORDS;
+        const kind = (s + round) % 6;
+        v.spans[e + SW_CLASS] = kind === 4 ? LARGE_CLASS : (s + round) % 8;
+        v.spans[e + SW_AUX] = kind === 4 ? 1 : 0;
+        v.spans[e + SW_STATE] = kind === 5 ? SPAN_IN_USE : SPAN_UNSWEPT;
+        const w0 = s * SPAN_BITMAP_WORDS;
+        for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) {
+          v.allocBits[w] = kind === 4 ? (w === w0 ? 1 : 0) : (Math.imul(w + round, 0x9e3779b1) >>> 0) | 1;
+          v.markBits[w] = kind === 0 || (kind === 4 && round % 2 === 0) ? 0 : v.allocBits[w] & 0x5555_5555;
+        }
+      }
+      sweepFromCursor(v, new SweepBoard(0, spans), tally, cancelled, 0, round % 2 === 0 ? 0n : process.hrtime.bigint() + 1_000_000_000n);
+    }
+  } catch {
+    // Only a warm-up: the real sweep runs on its own.
+  }
+}
 
 export function warmIntake(): void {
   if (warmed) return;
@@ -28,7 +81,7 @@ export function warmIntake(): void {
     hv.setUint32(0, HEADER_MAGIC, true);
     hv.setUint16(4, VERSION, true);
     hv.setUint16(6, HEADER_BYTES, true);
-    header.set([cycleId, GRANULE_BYTES, words * 32, words * 4, 256 * 1024, 1, 0], 2);
+    header.set([cycleId, GRANULE_BYTES, words * 32, words * 4, CHUNK_BYTES, 1, 0], 2);
     const headerSum = checksumWords(header, HEADER_SEED, 0, 9);
     header[9] = headerSum;
 

@@ -127,11 +127,18 @@ interface DemoOptions {
 }
 
 async function demo(o: DemoOptions): Promise<void> {
-  const heap = new Heap(heapOptions({ ...o, hold: o.killChild ? Math.max(o.hold, 2000) : o.hold }));
+  // With a second heap the parent's writes must land while the first child
+  // still lives: starting the second heap (its threads, its fork) can take
+  // longer than 100 ms on a loaded machine, and an allocation after the
+  // child has ended completes the cycle (a small heap's sweep is inline),
+  // after which the writes reuse freed slots on pages the second child
+  // still shares.
+  const hold = o.killChild ? Math.max(o.hold, 2000) : o.secondHeap && o.mode === 'fork' ? Math.max(o.hold, 1000) : o.hold;
+  const heap = new Heap(heapOptions({ ...o, hold }));
   try {
     const out = (s: string) => process.stdout.write(`${s}\n`);
     out(`forkgc demo: pid ${process.pid}, Node ${process.version}, ${o.mode} mode${o.hugePages ? ', huge pages' : ''}` +
-      (o.mode === 'fork' && o.hold > 0 ? `; the child will wait ${o.hold} ms before marking (--hold)` : ''));
+      (o.mode === 'fork' && hold > 0 ? `; the child will wait ${hold} ms before marking (--hold)` : ''));
     const w = buildWorkload(heap, o.records, o.garbage);
     const before = heap.stats();
     out(`built ${n0(o.records)} live records (${n0(2 * o.records + 1)} objects) and ${n0(o.garbage)} garbage ones ` +
@@ -168,11 +175,11 @@ async function demo(o: DemoOptions): Promise<void> {
     if (o.secondHeap && o.mode === 'fork') {
       // A second heap forks while the first one's child lives: its child
       // inherits a copy of the whole process, the first heap's arena included.
-      const other = new Heap({ maxHeap: '64MiB', auto: false, faultInjectionForTesting: { kind: 'delay-before-mark', arg: o.hold + 1000 } });
+      const other = new Heap({ maxHeap: '64MiB', auto: false, faultInjectionForTesting: { kind: 'delay-before-mark', arg: hold + 1000 } });
       other.strings.alloc('a second heap');
       second = { heap: other, cycle: other.collect() };
       second.cycle.catch(() => undefined);
-      out(`${at(performance.now())} a second heap forked too (its child is held ${o.hold + 1000} ms): ` +
+      out(`${at(performance.now())} a second heap forked too (its child is held ${hold + 1000} ms): ` +
         'every resident page of the first heap is now mapped three times (parent, first child, second child)');
     }
     let parentCopied = -1;
