@@ -183,6 +183,7 @@ async function main(): Promise<void> {
   const hasCow = measured.length > 0 && measured.every((c) => typeof c.cowBytes === 'number');
   const nz = (v: number) => (Number.isFinite(v) ? v : null);
   const ticks = meter.ticks;
+  const usage = process.resourceUsage();
   const row: ResultRow = {
     workload: spec.workload,
     case: workload.label(spec.params),
@@ -208,6 +209,11 @@ async function main(): Promise<void> {
     heartbeatMaxGapMs: nz(round(heartbeat.gaps.max / 1e6, 3)),
     heartbeatP99GapMs: nz(round(heartbeat.gaps.percentile(99) / 1e6, 3)),
     peakRssBytes: peakRssBytes(),
+    // The whole process, setup included, for every system alike (issue 11:
+    // first-touch faults of memory the heap gave back and took again).
+    processMinorFaults: usage.minorPageFault,
+    cpuUserMs: round(usage.userCPUTime / 1000, 1),
+    cpuSysMs: round(usage.systemCPUTime / 1000, 1),
     cycles: heap ? measured.length : v8gc.pausesMs.length,
     abortedCycles: aborts.length,
     cyclesIncludingSetup: heap ? allCycles.length : null,

@@ -63,7 +63,9 @@ describe('default mode: a stale Ref is caught after its slot is reused', () => {
   }, 60_000);
 
   it('a Ref to a span that went back to the OS (reads as zero) and was reused is still stale', async () => {
-    const heap = makeHeap({ mode: 'stw', sweepThreads: 0 });
+    // minTriggerBytes 32 KiB: a sweep keeps ~1.1 x the pacer's goal of free
+    // spans resident (Policy.retainFreeBytes); under one span, so all go back.
+    const heap = makeHeap({ mode: 'stw', sweepThreads: 0, minTriggerBytes: '32KiB' });
     const Rec = heap.defineStruct('Rec', { id: 'i32', score: 'i32' });
     const core = heapInternals(heap);
     // A first use of a span and its reuse (so both Refs carry generations),

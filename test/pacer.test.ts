@@ -1,7 +1,10 @@
 // The pacer as pure policy (src/collector/policy.ts, paceTrigger): inputs ->
-// goal and trigger. With a real heap: test/progress.test.ts.
+// goal and trigger; and what a sweep keeps resident (retainTarget). With a
+// real heap: test/progress.test.ts, test/retention.test.ts.
 import { describe, expect, it } from 'vitest';
-import { MAX_TRIGGER_RATIO, MIN_TRIGGER_RATIO, Policy, paceTrigger, type PacerInputs } from '../src/collector/policy.js';
+import {
+  MAX_TRIGGER_RATIO, MIN_TRIGGER_RATIO, Policy, RETAIN_OVER_GOAL, paceTrigger, retainTarget, type PacerInputs,
+} from '../src/collector/policy.js';
 import { resolveOptions } from '../src/api/options.js';
 
 const MiB = 2 ** 20;
@@ -43,5 +46,35 @@ describe('paceTrigger', () => {
     expect(p.nextTriggerBytes).toBe(70 * MiB);
     expect(p.shouldCollect(69 * MiB)).toBe(false);
     expect(p.shouldCollect(70 * MiB)).toBe(true);
+  });
+});
+
+describe('retainTarget (free span bytes a sweep keeps resident)', () => {
+  const r = { liveBytes: 100 * MiB, gcPercent: 100, minTriggerBytes: 4 * MiB, maxHeap: 4096 * MiB };
+
+  it('keeps the pacer\'s goal and 10% over it: what the mutator takes again before the next cycle', () => {
+    expect(retainTarget(r)).toBeCloseTo(100 * MiB * RETAIN_OVER_GOAL, 0);
+    expect(retainTarget({ ...r, gcPercent: 50 })).toBeCloseTo(50 * MiB * RETAIN_OVER_GOAL, 0);
+    expect(retainTarget(r)).toBeCloseTo(paceTrigger({ ...base, ...r }).goal * RETAIN_OVER_GOAL, 0);
+  });
+
+  it('a small or empty live set keeps minTriggerBytes (and 10%), not more', () => {
+    expect(retainTarget({ ...r, liveBytes: 0 })).toBeCloseTo(4 * MiB * RETAIN_OVER_GOAL, 0);
+    expect(retainTarget({ ...r, liveBytes: MiB })).toBeCloseTo(4 * MiB * RETAIN_OVER_GOAL, 0);
+  });
+
+  it('follows the live set down at once: a shrunk heap keeps only the new goal', () => {
+    expect(retainTarget({ ...r, liveBytes: 10 * MiB })).toBeCloseTo(10 * MiB * RETAIN_OVER_GOAL, 0);
+  });
+
+  it('never keeps more than fits under maxHeap next to the live bytes', () => {
+    expect(retainTarget({ ...r, maxHeap: 150 * MiB })).toBe(50 * MiB);
+    expect(retainTarget({ ...r, maxHeap: 90 * MiB })).toBe(0);
+  });
+
+  it('Policy.retainFreeBytes answers from the heap\'s options', () => {
+    const p = new Policy(resolveOptions({ maxHeap: '4GiB', minTriggerBytes: '4MiB', gcPercent: 200 }));
+    expect(p.retainFreeBytes(100 * MiB)).toBeCloseTo(200 * MiB * RETAIN_OVER_GOAL, 0);
+    expect(p.retainFreeBytes(0)).toBeCloseTo(4 * MiB * RETAIN_OVER_GOAL, 0);
   });
 });

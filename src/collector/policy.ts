@@ -49,6 +49,35 @@ export function paceTrigger(p: PacerInputs): { goal: number; trigger: number } {
   return { goal, trigger: Math.max(1, Math.min(trigger, headroom)) };
 }
 
+/** Free memory kept over the pacer's goal, as Go's scavenger keeps ~10% over its heap goal. */
+export const RETAIN_OVER_GOAL = 1.1;
+
+/** What the retention policy knows after a sweep. */
+export interface RetainInputs {
+  liveBytes: number;
+  gcPercent: number;
+  minTriggerBytes: number;
+  maxHeap: number;
+}
+
+/**
+ * Free span bytes a sweep keeps resident; the free spans beyond it go back to
+ * the OS (Allocator.releaseFreeSpans). Until the next cycle the mutator
+ * allocates up to the pacer's goal (gcPercent% of what is live, at least
+ * minTriggerBytes), so that much free memory, and 10% over it, is about to be
+ * taken again: giving it back only has the allocator fault it in again, a
+ * page at a time, every cycle (binary-trees and GCBench free nearly all they
+ * allocate each cycle). What is beyond the goal is the excess of a live set
+ * that shrank, and goes back at once; it is never more than fits under
+ * maxHeap next to the live bytes. Kept apart from paceTrigger: the sweep asks
+ * before the pacer has heard of the cycle, so this takes the goal from the
+ * same inputs rather than from the last one set.
+ */
+export function retainTarget(p: RetainInputs): number {
+  const goal = Math.max(p.minTriggerBytes, p.liveBytes * (p.gcPercent / 100));
+  return Math.max(0, Math.min(goal * RETAIN_OVER_GOAL, p.maxHeap - p.liveBytes));
+}
+
 /** A finished cycle's timing, as the pacer measures it. */
 export interface CycleTiming {
   /** From the cycle's start to the start of its sweep (fork, marking, stream). */
@@ -101,9 +130,10 @@ export class Policy {
     return mode === 'stw' || this.consecutiveAborts >= this.o.maxConsecutiveAborts;
   }
 
-  /** Free spans to keep resident after a sweep (the rest go back to the OS). */
+  /** Free span bytes to keep resident after a sweep (the rest go back to the OS): see retainTarget. */
   retainFreeBytes(liveBytes: number): number {
-    return Math.min(8 * 2 ** 20, liveBytes / 4);
+    const o = this.o;
+    return retainTarget({ liveBytes, gcPercent: o.gcPercent, minTriggerBytes: o.minTriggerBytes, maxHeap: o.maxHeap });
   }
 
   /** How long the child may take before the watchdog kills it. */

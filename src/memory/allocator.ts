@@ -683,7 +683,12 @@ export class Allocator {
     // (prepareFreeRun), not here: a page written now would be copied or
     // faulted for nothing if the span is released or not reused soon.
     while (this.topSpan > 1 && state(this.topSpan - 1) === SPAN_FREE) this.topSpan--;
-    this.freeSpans = this.freeSpans.filter((s) => s < this.topSpan && state(s) === SPAN_FREE);
+    // Resident spans on top of the stack (takeFreeSpans pops): the ones kept
+    // are taken again before a released one is faulted back in (each part
+    // keeps the order it had). takeUnsharedSpan, during a fork, still looks
+    // for a released one first: the child does not share its pages.
+    const kept = this.freeSpans.filter((s) => s < this.topSpan && state(s) === SPAN_FREE);
+    this.freeSpans = [...kept.filter((s) => !resident(s)), ...kept.filter(resident)];
     return returned;
   }
 
