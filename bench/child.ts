@@ -101,7 +101,7 @@ async function main(): Promise<void> {
     const lib = await loadForkgc();
     heap = new lib.Heap({
       mode: system.mode,
-      hugePages: !!system.hugePages,
+      ...(system.hugePages === undefined ? {} : { hugePages: system.hugePages }),
       ...workload.heapOptions(spec.params, system),
       // Diagnosis: e.g. FORKGC_BENCH_HEAP_OPTIONS='{"checked":true}'.
       ...(process.env.FORKGC_BENCH_HEAP_OPTIONS ? JSON.parse(process.env.FORKGC_BENCH_HEAP_OPTIONS) : {}),
