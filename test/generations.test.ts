@@ -4,23 +4,13 @@
 // a stale use never reads or writes the new object. Checked mode keeps its
 // epoch rule and tells a made-up number from a stale one.
 import { describe, expect, it } from 'vitest';
-import { InvalidReferenceError, StaleReferenceError, type Heap } from '../src/index.js';
+import { InvalidReferenceError, StaleReferenceError } from '../src/index.js';
 import { heapInternals } from '../src/internal.js';
 import { SPAN_GRANULES, SPAN_WORDS, SW_AUX, FREE_RELEASED } from '../src/memory/layout.js';
 import { closeHeapsAfterEach, expectError, makeHeap, MODES, thrown } from './helpers/common.js';
+import { allocateUntilReused, granuleOf } from './helpers/slots.js';
 
 closeHeapsAfterEach();
-
-const granuleOf = (heap: Heap, ref: number) => heapInternals(heap).refs.any(ref);
-
-/** Allocates `Rec` objects until one lands on granule `g` (rooting nothing); returns its Ref. */
-function allocateUntilReused(heap: Heap, alloc: () => number, g: number, limit = 1_000_000): number {
-  for (let i = 0; i < limit; i++) {
-    const r = alloc();
-    if (granuleOf(heap, r) === g) return r;
-  }
-  throw new Error(`granule ${g} was not handed out again in ${limit} allocations`);
-}
 
 describe('default mode: a stale Ref is caught after its slot is reused', () => {
   it.each(MODES)('%s: get and set through a Ref kept past the cycle that freed its object both throw; nothing is written', async (mode) => {

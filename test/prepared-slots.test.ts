@@ -9,21 +9,11 @@
 //   - every object handed out from a swept span reads as all zero, in slots
 //     of one granule and of several.
 import { describe, expect, it } from 'vitest';
-import { StaleReferenceError, type Heap } from '../src/index.js';
-import { heapInternals } from '../src/internal.js';
+import { StaleReferenceError } from '../src/index.js';
 import { closeHeapsAfterEach, expectError, makeHeap, MODES } from './helpers/common.js';
+import { allocateUntilReused, granuleOf } from './helpers/slots.js';
 
 closeHeapsAfterEach();
-
-const granuleOf = (heap: Heap, ref: number) => heapInternals(heap).refs.any(ref);
-
-function allocateUntilReused(heap: Heap, alloc: () => number, g: number, limit = 1_000_000): number {
-  for (let i = 0; i < limit; i++) {
-    const r = alloc();
-    if (granuleOf(heap, r) === g) return r;
-  }
-  throw new Error(`granule ${g} was not handed out again in ${limit} allocations`);
-}
 
 describe('slots made ready a word at a time', () => {
   it.each(MODES)('%s: a slot made ready, dropped unused and made ready again keeps moving on: older Refs stay stale', async (mode) => {
