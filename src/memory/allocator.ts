@@ -164,12 +164,8 @@ export class Allocator {
   private allocSmallSlow(cls: number, typeId: number): number {
     const bits = this.refill(cls);
     if (bits === 0) return 0;
-    this.cacheBits[cls] = bits & (bits - 1);
-    const g = (this.cacheWord[cls] << 5) | (31 - Math.clz32(bits & -bits));
-    const u32 = this.v.u32;
-    const h = g << 2;
-    u32[h] = typeId | (u32[h] & 0xffff0000);
-    return g;
+    this.cacheBits[cls] = bits;
+    return this.allocSmall(cls, typeId);  // the cached word is not empty now
   }
 
   /**
