@@ -8,7 +8,7 @@
  * The meter ticks every 1024 nodes allocated or checked; between trees the mutator reaches a
  * safepoint (forkgc) and yields to the event loop when a yield is due.
  */
-import type { Ref } from '../lib/forkgc.js';
+import type { Heap, Ref } from '../lib/forkgc.js';
 import { needHeap, type RunContext, type Workload, type WorkloadResult } from './types.js';
 
 export interface BinaryTreesParams extends Record<string, number> {
@@ -110,9 +110,14 @@ async function plain(ctx: RunContext<BinaryTreesParams>): Promise<WorkloadResult
 
 // ---- forkgc -------------------------------------------------------------------
 
-async function forkgc(ctx: RunContext<BinaryTreesParams>): Promise<WorkloadResult> {
-  const heap = needHeap(ctx);
-  const meter = ctx.meter;
+/**
+ * The forkgc variant's tree builder and checker (a meter tick per 1024 nodes
+ * built or checked) and a node's size; sync-binary-trees uses them too. Raw Refs in locals are
+ * valid because nothing in them yields or reaches a safepoint.
+ */
+export function forkgcTrees(heap: Heap, meter: { tick(): void }): {
+  bottomUp(d: number): Ref; check(t: Ref): number; nodeBytes: number;
+} {
   const Node = heap.defineStruct('TreeNode', { left: 'ref', right: 'ref' });
   const alloc = Node.alloc.bind(Node);
   const setLeft = Node.set.left;
@@ -120,8 +125,6 @@ async function forkgc(ctx: RunContext<BinaryTreesParams>): Promise<WorkloadResul
   const getLeft = Node.get.left;
   const getRight = Node.get.right;
   let allocs = 0;
-  // Raw Refs in locals: valid because nothing below yields or reaches a safepoint
-  // while a tree is being built or checked.
   const bottomUp = (d: number): Ref => {
     if (++allocs === 1024) {
       allocs = 0;
@@ -144,6 +147,13 @@ async function forkgc(ctx: RunContext<BinaryTreesParams>): Promise<WorkloadResul
     const l = getLeft(t);
     return l === 0 ? 1 : 1 + check(l) + check(getRight(t));
   };
+  return { bottomUp, check, nodeBytes: Node.size };
+}
+
+async function forkgc(ctx: RunContext<BinaryTreesParams>): Promise<WorkloadResult> {
+  const heap = needHeap(ctx);
+  const meter = ctx.meter;
+  const { bottomUp, check } = forkgcTrees(heap, meter);
 
   const maxDepth = Math.max(MIN_DEPTH + 2, ctx.params.depth);
   const stretch = maxDepth + 1;

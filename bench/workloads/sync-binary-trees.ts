@@ -10,7 +10,7 @@
  * the ratio (target: within 4x).
  */
 import type { Ref } from '../lib/forkgc.js';
-import { expectedBinaryTrees, plainTrees } from './binary-trees.js';
+import { expectedBinaryTrees, forkgcTrees, plainTrees } from './binary-trees.js';
 import { needHeap, type RunContext, type Workload, type WorkloadResult } from './types.js';
 
 export interface SyncBinaryTreesParams extends Record<string, number> {
@@ -47,32 +47,9 @@ async function plain(ctx: RunContext<SyncBinaryTreesParams>): Promise<WorkloadRe
 async function forkgc(ctx: RunContext<SyncBinaryTreesParams>): Promise<WorkloadResult> {
   const heap = needHeap(ctx);
   const meter = ctx.meter;
-  const Node = heap.defineStruct('TreeNode', { left: 'ref', right: 'ref' });
-  let allocs = 0;
+  const { bottomUp, check, nodeBytes } = forkgcTrees(heap, meter);
   let peakHeap = 0;
   const sample = () => { peakHeap = Math.max(peakHeap, heap.stats().heapBytes); };
-  const bottomUp = (d: number): Ref => {
-    if (++allocs === 1024) {
-      allocs = 0;
-      meter.tick();
-    }
-    if (d === 0) return Node.alloc();
-    const l = bottomUp(d - 1);
-    const r = bottomUp(d - 1);
-    const n = Node.alloc();
-    Node.set.left(n, l);
-    Node.set.right(n, r);
-    return n;
-  };
-  let visits = 0;
-  const check = (t: Ref): number => {
-    if (++visits === 1024) {
-      visits = 0;
-      meter.tick();
-    }
-    const l = Node.get.left(t);
-    return l === 0 ? 1 : 1 + check(l) + check(Node.get.right(t));
-  };
   const maxDepth = Math.max(MIN_DEPTH + 2, ctx.params.depth);
   ctx.out(`stretch tree of depth ${maxDepth + 1}\t check: ${check(bottomUp(maxDepth + 1))}`);
   sample();
@@ -95,7 +72,7 @@ async function forkgc(ctx: RunContext<SyncBinaryTreesParams>): Promise<WorkloadR
   ctx.out(`long lived tree of depth ${maxDepth}\t check: ${check(longLived.get())}`);
   longLived.release();
   const s = heap.stats();
-  const peakLive = peakLiveNodes(maxDepth) * Node.size;
+  const peakLive = peakLiveNodes(maxDepth) * nodeBytes;
   return {
     verified: null,
     extra: {
