@@ -9,6 +9,7 @@
         "native/child_registry.cc",
         "native/fork_exclusion.cc",
         "native/huge_page_restore.cc",
+        "native/stage_marks.cc",
         "native/binding.cc"
       ],
       "include_dirs": [
@@ -48,6 +49,7 @@
               "native/child_registry.cc",
               "native/fork_exclusion.cc",
               "native/huge_page_restore.cc",
+              "native/stage_marks.cc",
               "native/binding.cc"
             ],
             "sources": [

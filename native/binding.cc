@@ -27,6 +27,7 @@
 #include "huge_page_restore.h"
 #include "layout.h"
 #include "marker.h"
+#include "stage_marks.h"
 #include "wire.h"
 
 namespace forkgc {
@@ -53,6 +54,7 @@ class Args {
   int32_t i32(size_t i) { return isNumber(i) ? info_[i].As<Napi::Number>().Int32Value() : 0; }
   uint32_t u32(size_t i) { return isNumber(i) ? info_[i].As<Napi::Number>().Uint32Value() : 0; }
   int64_t i64(size_t i) { return isNumber(i) ? info_[i].As<Napi::Number>().Int64Value() : 0; }
+  double f64(size_t i) { return isNumber(i) ? info_[i].As<Napi::Number>().DoubleValue() : 0; }
   bool boolean(size_t i) {
     if (i >= info_.Length() || !info_[i].IsBoolean()) return bad();
     return info_[i].As<Napi::Boolean>().Value();
@@ -344,14 +346,17 @@ Napi::Value ReleaseArena(const Napi::CallbackInfo& info) {
   return Napi::Number::New(a.env(), releaseArenaRange(h, offset, bytes));
 }
 
-// restoreHugePages(id, Uint8Array wanted) -> whether the kernel can
-// (huge_page_restore.cc): merge the wanted 2 MiB ranges back, in the background.
+// restoreHugePages(id, Uint8Array wanted, spreadMs) -> whether the kernel can
+// (huge_page_restore.cc): merge the wanted 2 MiB ranges back, in the
+// background, spread over spreadMs.
 Napi::Value RestoreHugePages(const Napi::CallbackInfo& info) {
-  Args a(info, "restoreHugePages", 2);
+  Args a(info, "restoreHugePages", 3);
   HeapMemory* h = a.heap(0);
   Napi::Uint8Array wanted = a.typedArray<Napi::Uint8Array>(1);
+  double spreadMs = a.f64(2);
   if (!a.ok()) return a.fail();
-  return Napi::Boolean::New(a.env(), restoreHugePages(h, wanted.Data(), wanted.ElementLength()));
+  uint64_t spreadNs = spreadMs > 0 && spreadMs < 3.6e6 ? uint64_t(spreadMs * 1e6) : 0;
+  return Napi::Boolean::New(a.env(), restoreHugePages(h, wanted.Data(), wanted.ElementLength(), spreadNs));
 }
 
 // hugePageRestoreFigures(id) -> { rangesCollapsed, rangesFailed, ns } so far.
@@ -365,6 +370,20 @@ Napi::Value HugePageRestoreFiguresOf(const Napi::CallbackInfo& info) {
   o["rangesFailed"] = double(f.rangesFailed);
   o["ns"] = double(f.ns);
   return o;
+}
+
+// stageChunk(id, Uint32Array payload, seed, sum, wordOffset) -> marks staged,
+// or kStage* (< 0): the parent's check and staging of one chunk (stage_marks.cc).
+Napi::Value StageChunk(const Napi::CallbackInfo& info) {
+  Args a(info, "stageChunk", 5);
+  HeapMemory* h = a.heap(0);
+  Napi::Uint32Array words = a.typedArray<Napi::Uint32Array>(1);
+  uint32_t seed = a.u32(2);
+  uint32_t sum = a.u32(3);
+  int64_t offset = a.i64(4);
+  if (!a.ok()) return a.fail();
+  if (offset < 0) return Napi::Number::New(a.env(), double(kStageOutOfRange));
+  return Napi::Number::New(a.env(), double(stageChunk(h, words.Data(), words.ElementLength(), seed, sum, size_t(offset))));
 }
 
 // checksumWords(Uint32Array, seed): the wire checksum, for the binding test.
@@ -421,6 +440,9 @@ Napi::Value LayoutConstants(const Napi::CallbackInfo& info) {
   o["wireChunkHeadBytes"] = wire::kChunkHeadBytes;
   o["wireTrailerBytes"] = wire::kTrailerBytes;
   o["wireChunkBytes"] = wire::kChunkBytes;
+  o["wireStageBadChecksum"] = double(kStageBadChecksum);
+  o["wireStageZombie"] = double(kStageZombie);
+  o["wireStageOutOfRange"] = double(kStageOutOfRange);
   o["wireHeaderSeed"] = wire::kHeaderSeed;
   o["wireStreamSeed"] = wire::kStreamSeed;
   o["exitOrphaned"] = wire::kExitOrphaned;
@@ -461,6 +483,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["releaseArena"] = Napi::Function::New(env, ReleaseArena);
   exports["restoreHugePages"] = Napi::Function::New(env, RestoreHugePages);
   exports["hugePageRestoreFigures"] = Napi::Function::New(env, HugePageRestoreFiguresOf);
+  exports["stageChunk"] = Napi::Function::New(env, StageChunk);
   exports["checksumWords"] = Napi::Function::New(env, ChecksumWords);
   exports["layoutConstants"] = Napi::Function::New(env, LayoutConstants);
   return exports;

@@ -17,6 +17,11 @@ export const CHUNK_BYTES = 64 * 1024;
 export const HEADER_SEED = 0x464b4743;
 export const STREAM_SEED = 0x53545245;
 
+/** The native intake's results below zero (native/stage_marks.h); 0 and up: marks staged. */
+export const STAGE_BAD_CHECKSUM = -1;
+export const STAGE_ZOMBIE = -2;
+export const STAGE_OUT_OF_RANGE = -3;
+
 export const EXIT_ORPHANED = 70;
 export const EXIT_HEAP_CORRUPT = 71;
 export const EXIT_WRITE_FAILED = 72;
@@ -84,10 +89,28 @@ export interface StreamExpectations {
 type Phase = 'header' | 'chunkHead' | 'payload' | 'trailer' | 'done';
 
 /**
- * Parses one stream. `stage(words, wordOffset)` receives each chunk's payload
- * once its checksum has held; it may throw a StreamError (e.g. a zombie mark).
- * The words view is only valid during the call.
+ * Where a chunk's payload goes once the framing has found it: checks it
+ * against the checksum its head carries (seeded with `seed`) and stages it
+ * at `wordOffset` of the mark bitmap; false if the checksum does not hold
+ * (then nothing was staged). May throw a StreamError (a zombie mark). The
+ * words view is only valid during the call.
  */
+export type ChunkSink = (words: Uint32Array, seed: number, sum: number, wordOffset: number) => boolean;
+
+/**
+ * The reference sink, in JavaScript: checksumWords, then `stage`. The heap
+ * stages through the addon (native/stage_marks.cc), which makes the same
+ * checks in the same order and comes back here for the precise error.
+ */
+export function checkThenStage(stage: (words: Uint32Array, wordOffset: number) => void): ChunkSink {
+  return (words, seed, sum, wordOffset) => {
+    if (checksumWords(words, seed) !== sum) return false;
+    stage(words, wordOffset);
+    return true;
+  };
+}
+
+/** Parses one stream, handing each chunk's payload to a ChunkSink as soon as it is whole. */
 export class StreamReader {
   private phase: Phase = 'header';
   private readonly scratch: Uint8Array;
@@ -105,7 +128,7 @@ export class StreamReader {
 
   constructor(
     private readonly expect: StreamExpectations,
-    private readonly stage: (words: Uint32Array, wordOffset: number) => void,
+    private readonly sink: ChunkSink,
   ) {
     this.scratch = new Uint8Array(CHUNK_BYTES + 64);
     this.scratchWords = new Uint32Array(this.scratch.buffer);
@@ -185,11 +208,12 @@ export class StreamReader {
         return;
       }
       case 'payload': {
-        const words = this.chunkPayload / 4;
-        const sum = checksumWords(this.scratchWords, chunkSeed(this.expect.cycleId, this.chunkIndex), 0, words);
-        if (sum !== this.chunkSum) throw new StreamError('BAD_CHECKSUM', `chunk ${this.chunkIndex}`);
-        this.fold = mix(this.fold, sum);
-        this.stage(this.scratchWords.subarray(0, words), this.chunkIndex * (CHUNK_BYTES / 4));
+        const words = this.scratchWords.subarray(0, this.chunkPayload / 4);
+        const seed = chunkSeed(this.expect.cycleId, this.chunkIndex);
+        if (!this.sink(words, seed, this.chunkSum, this.chunkIndex * (CHUNK_BYTES / 4))) {
+          throw new StreamError('BAD_CHECKSUM', `chunk ${this.chunkIndex}`);
+        }
+        this.fold = mix(this.fold, this.chunkSum);
         this.chunkIndex++;
         this.enterChunkOrTrailer();
         return;

@@ -9,7 +9,7 @@
 // child's stream does, into scratch bitmaps; nothing of the heap is touched.
 import {
   CHUNK_BYTES, CHUNK_HEAD_BYTES, CHUNK_MAGIC, HEADER_BYTES, HEADER_MAGIC, HEADER_SEED, STREAM_SEED, StreamReader, TRAILER_BYTES,
-  TRAILER_MAGIC, VERSION, checksumWords, chunkSeed, mix, stageMarks,
+  TRAILER_MAGIC, VERSION, checkThenStage, checksumWords, chunkSeed, mix, stageMarks,
 } from './stream.js';
 import {
   GRANULE_BYTES, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_BYTES, SPAN_IN_USE, SPAN_UNSWEPT, SPAN_WORDS, SW_AUX, SW_CLASS, SW_STATE,
@@ -100,7 +100,7 @@ export function warmIntake(): void {
       at += part.byteLength;
     }
     const reader = new StreamReader({ cycleId, topGranule: words * 32, granuleBytes: GRANULE_BYTES },
-      (w, offset) => { stageMarks(alloc, mark, w, offset); });
+      checkThenStage((w, offset) => { stageMarks(alloc, mark, w, offset); }));
     // In pieces, as a pipe delivers it.
     for (let i = 0; i < stream.length; i += 16384) reader.push(stream.subarray(i, Math.min(stream.length, i + 16384)));
     reader.end();

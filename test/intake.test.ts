@@ -1,0 +1,111 @@
+/**
+ * The parent's intake of the child's bitmap (src/collector/intake.ts): the
+ * addon's stageChunk (native/stage_marks.cc) against the JavaScript
+ * reference (stream.ts: checkThenStage over stageMarks). Property: for any
+ * allocation bitmap, any chunk (some words corrupted, some marks on
+ * granules without an object) and any offset, both give the same verdict
+ * (staged n marks / bad checksum / zombie) and, when they stage, leave the
+ * same mark bitmap. The real child's corrupt and zombie streams are in
+ * failure-child.test.ts.
+ */
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { native } from '../src/platform/native.js';
+import {
+  STAGE_BAD_CHECKSUM, STAGE_OUT_OF_RANGE, STAGE_ZOMBIE, StreamError, checkThenStage, checksumWords, stageMarks,
+} from '../src/collector/stream.js';
+import { nativeChunkSink } from '../src/collector/intake.js';
+
+const addon = native();
+const regions = addon.createHeap(2 ** 22, false, 1024, 1024);  // 4 MiB: 8192 bitmap words
+if ('errno' in regions) throw new Error(regions.message);
+const alloc = new Uint32Array(regions.allocBits);
+const mark = new Uint32Array(regions.markBits);
+const bitmapWords = Math.min(alloc.length, mark.length);
+afterAll(() => addon.destroyHeap(regions));
+
+/** The first index where two bitmaps differ, or -1. */
+function firstDifference(a: Uint32Array, b: Uint32Array): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+  return a.length === b.length ? -1 : a.length;
+}
+
+type Verdict = { staged: number } | { error: 'BAD_CHECKSUM' | 'ZOMBIE_MARK' };
+
+function reference(markCopy: Uint32Array, words: Uint32Array, seed: number, sum: number, offset: number): Verdict {
+  let staged = 0;
+  try {
+    const ok = checkThenStage((w, o) => { staged += stageMarks(alloc, markCopy, w, o); })(words, seed, sum, offset);
+    return ok ? { staged } : { error: 'BAD_CHECKSUM' };
+  } catch (e) {
+    if (e instanceof StreamError && e.reason === 'ZOMBIE_MARK') return { error: 'ZOMBIE_MARK' };
+    throw e;
+  }
+}
+
+function viaAddon(words: Uint32Array, seed: number, sum: number, offset: number): Verdict {
+  const n = addon.stageChunk(regions.id, words, seed, sum, offset);
+  if (n >= 0) return { staged: n };
+  if (n === STAGE_BAD_CHECKSUM) return { error: 'BAD_CHECKSUM' };
+  if (n === STAGE_ZOMBIE) return { error: 'ZOMBIE_MARK' };
+  throw new Error(`unexpected stageChunk result ${n}`);
+}
+
+describe('stageChunk (native) = checksumWords + stageMarks (JavaScript)', () => {
+  it('same verdict and the same mark bitmap, for random bitmaps and chunks', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 2 ** 32 - 1 }),           // allocation bitmap seed
+        fc.integer({ min: 1, max: 600 }),                   // chunk words
+        fc.integer({ min: 0, max: bitmapWords }),           // offset (clamped below)
+        fc.integer({ min: 0, max: 2 ** 32 - 1 }),           // checksum seed
+        fc.constantFrom('valid', 'zombie', 'corrupt', 'empty'),
+        (allocSeed, count, rawOffset, seed, kind) => {
+          const offset = Math.min(rawOffset, bitmapWords - count);
+          let x = allocSeed | 1;
+          const next = () => { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; return x >>> 0; };
+          for (let i = 0; i < bitmapWords; i++) { alloc[i] = next(); mark[i] = next() & alloc[i] & 0x0f0f0f0f; }
+          const words = new Uint32Array(count);
+          if (kind !== 'empty') for (let i = 0; i < count; i++) words[i] = next() & alloc[offset + i];
+          if (kind === 'zombie') {
+            const i = next() % count;
+            const free = ~alloc[offset + i] >>> 0;
+            words[i] |= free !== 0 ? free & -free : 0;
+          }
+          const sum = checksumWords(words, seed);
+          if (kind === 'corrupt') words[next() % count] ^= 1 << (next() % 32);
+          const markCopy = mark.slice();
+          const expected = reference(markCopy, words, seed, sum, offset);
+          const got = viaAddon(words, seed, sum, offset);
+          expect(got).toEqual(expected);
+          if ('staged' in expected) expect(firstDifference(mark, markCopy)).toBe(-1);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a chunk past the bitmaps is refused whole: nothing is read or written', () => {
+    mark.fill(0);
+    const words = new Uint32Array(16).fill(0xffffffff);
+    const sum = checksumWords(words, 7);
+    expect(addon.stageChunk(regions.id, words, 7, sum, bitmapWords - 8)).toBe(STAGE_OUT_OF_RANGE);
+    expect(addon.stageChunk(regions.id, words, 7, sum, -1)).toBe(STAGE_OUT_OF_RANGE);
+    expect(mark.every((w) => w === 0)).toBe(true);
+  });
+
+  it("the heap's sink: staged marks counted, a bad checksum refused, a zombie named by granule", () => {
+    alloc.fill(0);
+    mark.fill(0);
+    alloc[10] = 0b1011;
+    let staged = 0;
+    const sink = nativeChunkSink(addon, regions.id, alloc, mark, (n) => { staged += n; });
+    const good = new Uint32Array([0b0011]);
+    expect(sink(good, 1, checksumWords(good, 1), 10)).toBe(true);
+    expect(staged).toBe(2);
+    expect(mark[10]).toBe(0b0011);
+    expect(sink(good, 1, checksumWords(good, 1) ^ 1, 10)).toBe(false);
+    const zombie = new Uint32Array([0b0100]);
+    expect(() => sink(zombie, 1, checksumWords(zombie, 1), 10)).toThrow(/granule 322 is marked but holds no object/);
+  });
+});
