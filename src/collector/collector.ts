@@ -17,7 +17,8 @@
 //     in this phase, so no allocation bit is cleared.
 //  4. The child marks from the root table in its snapshot and streams
 //     header, bitmap chunks and trailer. The StreamReader (src/collector/stream.ts)
-//     checks each chunk's checksum as it arrives; stageMarks() rejects a mark on a
+//     checks each chunk's checksum as it arrives; the addon (stageChunk, with
+//     stageMarks() as its reference; src/collector/intake.ts) rejects a mark on a
 //     granule that holds no object (a zombie) and ORs the chunk into the
 //     parent's mark bitmap, on top of the black bits from step 3.
 //  5. At end of stream the trailer must have validated (whole-stream
@@ -57,7 +58,7 @@ import type { RootTable } from '../api/root-table.js';
 import type { CycleStats, Trigger } from '../api/stats.js';
 import { SweepTally, claimSpan, popcount, sweepClaimedSpan } from '../memory/sweeper.js';
 import type { HeapViews } from '../memory/views.js';
-import { hugeRangesToRestore } from '../memory/huge-pages.js';
+import { hugeRangesToRestore, restoreSpreadMs } from '../memory/huge-pages.js';
 import type { CycleEventMap, CycleEventName } from '../api/events.js';
 import type { SweepPool } from '../memory/sweep-pool.js';
 import type { SweepTaskResult } from '../memory/sweep-worker.js';
@@ -65,7 +66,8 @@ import {
   FREE_CLEAN, GRANULE_BYTES, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS,
   SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from '../memory/layout.js';
-import { CHUNK_BYTES, StreamError, StreamReader, checkTrailerClaims, stageMarks } from './stream.js';
+import { CHUNK_BYTES, StreamError, StreamReader, checkTrailerClaims } from './stream.js';
+import { nativeChunkSink } from './intake.js';
 import { SweepDriver, type SweepRun } from './sweep-driver.js';
 import { ChildSession, childVerdict, type Verdict } from './child-session.js';
 import { StallClock, emptyBreakdown } from './stalls.js';
@@ -144,6 +146,9 @@ export class Collector {
   private readonly sweeper: SweepDriver;
   /** The restore thread's totals at the last fork (native/huge_page_restore.cc). */
   private hugeRestoreSeen = { rangesCollapsed: 0, rangesFailed: 0, ns: 0 };
+  /** When the last cycle started, and the time between the last two starts (restoreSpreadMs). */
+  private lastCycleStartNs: bigint | undefined;
+  private lastCycleIntervalMs: number | undefined;
   /** Selective fork, until a child crashes with it (then plain fork for good). */
   private selectiveFork: boolean;
   /**
@@ -199,9 +204,12 @@ export class Collector {
     const h = this.host;
     const a = h.allocator;
     const id = this.nextId++;
+    const startNs = process.hrtime.bigint();
+    if (this.lastCycleStartNs !== undefined) this.lastCycleIntervalMs = Number(startNs - this.lastCycleStartNs) / 1e6;
+    this.lastCycleStartNs = startNs;
     const c: Cycle = {
       stats: emptyStats(id, h.options.mode, trigger, a.heapBytes),
-      startNs: process.hrtime.bigint(),
+      startNs,
       topGranule: a.topGranule,
       waiters: [],
       streamEnded: false,
@@ -270,7 +278,7 @@ export class Collector {
     const v = h.views;
     c.reader = new StreamReader(
       { cycleId: c.stats.id, topGranule: c.topGranule, granuleBytes: GRANULE_BYTES },
-      (words, offset) => { c.stagedObjects += stageMarks(v.allocBits, v.markBits, words, offset); });
+      nativeChunkSink(h.addon, h.regions.id, v.allocBits, v.markBits, (n) => { c.stagedObjects += n; }));
     const timeout = h.policy.childTimeoutMs(h.allocator.heapBytes);
     const socket = child.open(keepAlive, timeout,
       () => this.fail(c, { reason: 'WATCHDOG', message: `the child ran over ${timeout} ms and was killed` }));
@@ -324,6 +332,12 @@ export class Collector {
       // The socket flows: whatever it took off the pipe was handed to onData
       // at once (no buffer to drain first), so reading the fd directly keeps
       // the order. (socket.read() would emit 'data' for what it returns.)
+      // At most SAFEPOINT_INTAKE_NS of it per call: the child refills the
+      // pipe as fast as it is read, so "until the pipe is empty" meant the
+      // whole stream at once, 13-30 ms at the end of an 800 MiB heap's
+      // marking (perf sched: the main thread on CPU throughout, the child
+      // waking on each read). The rest waits for the next safepoint or turn.
+      const deadline = process.hrtime.bigint() + SAFEPOINT_INTAKE_NS;
       for (;;) {
         if (c !== this.cycle || c.failure) return;
         const n = h.addon.readBlocking(child.fd, buf, 0);  // poll(0): never waits
@@ -334,6 +348,7 @@ export class Collector {
         }
         if (n === 0) break;  // end of stream
         this.onData(c, buf.subarray(0, n));
+        if (process.hrtime.bigint() >= deadline) return;
       }
       if (c !== this.cycle || c.failure) return;
       c.streamEnded = true;
@@ -413,16 +428,18 @@ export class Collector {
    * The child is reaped, so no page of the arena is shared any more: merge
    * back, in the background, the huge pages its sharing split (native/huge_page_restore.cc).
    */
-  private restoreHugePages(): void {
+  private restoreHugePages(c: Cycle): void {
     const h = this.host;
     if (!h.regions.hugePages || !h.options.restoreHugePages) return;
-    h.addon.restoreHugePages(h.regions.id, hugeRangesToRestore(h.views.spans, h.allocator.topSpan));
+    const spreadMs = restoreSpreadMs(this.lastCycleIntervalMs, Number(process.hrtime.bigint() - c.startNs) / 1e6);
+    c.stats.hugeRestoreSpreadMs = spreadMs;
+    h.addon.restoreHugePages(h.regions.id, hugeRangesToRestore(h.views.spans, h.allocator.topSpan), spreadMs);
   }
 
   /** The stream validated and the child exited 0: nothing can abort this cycle now. */
   private streamAccepted(c: Cycle): void {
     c.child!.closeChannel();
-    this.restoreHugePages();
+    this.restoreHugePages(c);
     this.host.publish('stream', {
       heapId: this.host.regions.id, cycleId: c.stats.id, pid: c.child!.pid, bitmapBytes: c.stats.bitmapBytes,
       streamBytes: c.stats.streamBytes, firstByteMs: c.firstByteMs, timeMs: performance.now(),
@@ -447,7 +464,7 @@ export class Collector {
     if (c.child) {
       c.child.closeChannel();
       c.child.kill();
-      if (c.child.reaped) this.restoreHugePages();
+      if (c.child.reaped) this.restoreHugePages(c);
     }
     // Black bits and any staged child bits: none of it may outlive the cycle,
     // or the next marker would skip objects it has not traced.
@@ -610,6 +627,9 @@ function streamVerdict(e: unknown): Verdict {
 }
 
 /** Signals a crashing child dies of: SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGSYS. */
+/** How long one safepoint (or allocation slow path) may spend taking in the child's stream. */
+const SAFEPOINT_INTAKE_NS = 1_000_000n;
+
 const CRASH_SIGNALS = new Set([4, 5, 6, 7, 8, 11, 31]);
 
 function emptyStats(id: number, mode: 'fork' | 'stw', trigger: Trigger, heapBytes: number): CycleStats {
@@ -619,7 +639,7 @@ function emptyStats(id: number, mode: 'fork' | 'stw', trigger: Trigger, heapByte
     bitmapBytes: 0, streamBytes: 0, objectsFreed: 0, bytesFreed: 0, sweepMs: 0, mainThreadSweepMs: 0, mainThreadSweepMaxMs: 0,
     spansSwept: 0, workerSweepMs: 0, workerSpansSwept: 0, workers: [], heapBytesBefore: heapBytes, heapBytesAfter: heapBytes, liveBytesAfter: 0,
     bytesReturned: 0, totalMs: 0, stallUs: 0, maxStallUs: 0, stalls: emptyBreakdown(), parentMinorFaults: 0,
-    hugeRangesRestored: 0, hugeRestoreMs: 0,
+    hugeRangesRestored: 0, hugeRestoreMs: 0, hugeRestoreSpreadMs: 0,
   };
 }
 
