@@ -6,7 +6,8 @@
  * granules without an object) and any offset, both give the same verdict
  * (staged n marks / bad checksum / zombie) and, when they stage, leave the
  * same mark bitmap. The real child's corrupt and zombie streams are in
- * failure-child.test.ts.
+ * failure-child.test.ts. And PacedIntake: a turn's slice, the queue's
+ * order, the end passed on last, stop().
  */
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -14,7 +15,7 @@ import { native } from '../src/platform/native.js';
 import {
   STAGE_BAD_CHECKSUM, STAGE_OUT_OF_RANGE, STAGE_ZOMBIE, StreamError, checkThenStage, checksumWords, stageMarks,
 } from '../src/collector/stream.js';
-import { nativeChunkSink } from '../src/collector/intake.js';
+import { PacedIntake, nativeChunkSink } from '../src/collector/intake.js';
 
 const addon = native();
 const regions = addon.createHeap(2 ** 22, false, 1024, 1024);  // 4 MiB: 8192 bitmap words
@@ -107,5 +108,61 @@ describe('stageChunk (native) = checksumWords + stageMarks (JavaScript)', () => 
     expect(sink(good, 1, checksumWords(good, 1) ^ 1, 10)).toBe(false);
     const zombie = new Uint32Array([0b0100]);
     expect(() => sink(zombie, 1, checksumWords(zombie, 1), 10)).toThrow(/granule 322 is marked but holds no object/);
+  });
+});
+
+describe('PacedIntake: at most a slice of intake per event-loop turn, nothing reordered or lost', () => {
+  const busy = (ms: number) => { const until = performance.now() + ms; while (performance.now() < until); };
+  const turn = () => new Promise((r) => setImmediate(r));
+  const piece = (i: number) => new Uint8Array([i]);
+
+  it('a turn takes pieces until its slice is spent, queues the rest in order, and passes the end on last', async () => {
+    const taken: number[] = [];
+    const events: string[] = [];
+    const intake = new PacedIntake((d) => { busy(0.6); taken.push(d[0]); }, () => events.push(`end after ${taken.length}`));
+    for (let i = 0; i < 10; i++) intake.data(piece(i));
+    intake.end();
+    // 0.6 ms each against a 1 ms slice: the first opens the turn, the second
+    // still fits (a preempted one may not), the third is over.
+    expect(taken.length).toBeGreaterThanOrEqual(1);
+    expect(taken.length).toBeLessThanOrEqual(2);
+    expect(intake.queued).toBe(true);
+    expect(events).toEqual([]);
+    for (let t = 0; t < 50 && events.length === 0; t++) await turn();
+    expect(taken).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(events).toEqual(['end after 10']);
+  });
+
+  it('a new turn has a new slice; data behind a queue waits its turn; drain() takes it at a safepoint', async () => {
+    const taken: number[] = [];
+    const intake = new PacedIntake((d) => { busy(0.6); taken.push(d[0]); }, () => {});
+    intake.data(piece(0));
+    intake.data(piece(1));
+    intake.data(piece(2));
+    const first = taken.length;
+    intake.data(piece(3));  // behind the queue, whatever the time
+    expect(taken.length).toBe(first);
+    expect(intake.drain(10_000_000_000n)).toBe(true);
+    expect(taken).toEqual([0, 1, 2, 3]);
+    await turn();
+    await turn();
+    intake.data(piece(4));  // a fresh turn: taken at once
+    expect(taken).toEqual([0, 1, 2, 3, 4]);
+  });
+
+  it('stop() drops what is queued and takes nothing more', async () => {
+    const taken: number[] = [];
+    let ended = false;
+    const intake = new PacedIntake((d) => { busy(1.1); taken.push(d[0]); }, () => { ended = true; });
+    intake.data(piece(0));
+    intake.data(piece(1));
+    intake.stop();
+    intake.data(piece(2));
+    intake.end();
+    await turn();
+    await turn();
+    expect(taken).toEqual([0]);
+    expect(ended).toBe(false);
+    expect(intake.queued).toBe(false);
   });
 });

@@ -67,7 +67,7 @@ import {
   SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from '../memory/layout.js';
 import { CHUNK_BYTES, StreamError, StreamReader, checkTrailerClaims } from './stream.js';
-import { nativeChunkSink } from './intake.js';
+import { INTAKE_SLICE_NS, PacedIntake, nativeChunkSink } from './intake.js';
 import { SweepDriver, type SweepRun } from './sweep-driver.js';
 import { ChildSession, childVerdict, type Verdict } from './child-session.js';
 import { StallClock, emptyBreakdown } from './stalls.js';
@@ -119,6 +119,8 @@ interface Cycle extends SweepRun {
   // fork mode
   child?: ChildSession;
   reader?: StreamReader;
+  /** Paces the reader's intake (at most a slice of it per turn or safepoint). */
+  intake?: PacedIntake;
   streamEnded: boolean;
   stagedObjects: number;
   firstByteMs: number;
@@ -282,8 +284,9 @@ export class Collector {
     const timeout = h.policy.childTimeoutMs(h.allocator.heapBytes);
     const socket = child.open(keepAlive, timeout,
       () => this.fail(c, { reason: 'WATCHDOG', message: `the child ran over ${timeout} ms and was killed` }));
-    socket.on('data', (data: Buffer) => this.onData(c, data));
-    socket.on('end', () => this.onEnd(c));
+    c.intake = new PacedIntake((data) => this.onData(c, data), () => this.onEnd(c), this.stalls);
+    socket.on('data', (data: Buffer) => c.intake!.data(data));
+    socket.on('end', () => c.intake!.end());
     socket.on('error', (e) => this.fail(c, { reason: 'STREAM_SHORT', message: `pipe error: ${e.message}` }));
   }
 
@@ -329,26 +332,39 @@ export class Collector {
       if (!child.socket) return;
       const h = this.host;
       const buf = (this.readBuf ??= new Uint8Array(CHUNK_BYTES));
-      // The socket flows: whatever it took off the pipe was handed to onData
-      // at once (no buffer to drain first), so reading the fd directly keeps
-      // the order. (socket.read() would emit 'data' for what it returns.)
-      // At most SAFEPOINT_INTAKE_NS of it per call: the child refills the
-      // pipe as fast as it is read, so "until the pipe is empty" meant the
-      // whole stream at once, 13-30 ms at the end of an 800 MiB heap's
-      // marking (perf sched: the main thread on CPU throughout, the child
-      // waking on each read). The rest waits for the next safepoint or turn.
-      const deadline = process.hrtime.bigint() + SAFEPOINT_INTAKE_NS;
-      for (;;) {
-        if (c !== this.cycle || c.failure) return;
-        const n = h.addon.readBlocking(child.fd, buf, 0);  // poll(0): never waits
-        if (n === -1) return;  // nothing more now
-        if (n < 0) {
-          this.fail(c, { reason: 'STREAM_SHORT', message: `pipe read failed (errno ${-n})` });
-          return;
+      // The socket flows: whatever it took off the pipe went to the paced
+      // intake at once (no socket buffer to drain first), so once the
+      // intake's queue is empty, reading the fd directly keeps the order.
+      // (socket.read() would emit 'data' for what it returns.)
+      // At most INTAKE_SLICE_NS of it per call: the child refills the pipe
+      // as fast as it is read, so "until the pipe is empty" meant the whole
+      // stream at once, 13-30 ms at the end of an 800 MiB heap's marking
+      // (perf sched: the main thread on CPU throughout, the child waking on
+      // each read). The rest waits for the next safepoint or turn.
+      const deadline = process.hrtime.bigint() + INTAKE_SLICE_NS;
+      // One stall for the slice, opened by its first piece of work (onData's brackets nest in it).
+      let stall: number | undefined;
+      try {
+        if (c.intake!.queued) {
+          stall = this.stalls.begin();
+          if (!c.intake!.drain(INTAKE_SLICE_NS)) return;
+          if (c.streamEnded || c !== this.cycle || c.failure) return;  // the queue held the end (onEnd ran)
         }
-        if (n === 0) break;  // end of stream
-        this.onData(c, buf.subarray(0, n));
-        if (process.hrtime.bigint() >= deadline) return;
+        for (;;) {
+          if (c !== this.cycle || c.failure) return;
+          const n = h.addon.readBlocking(child.fd, buf, 0);  // poll(0): never waits
+          if (n === -1) return;  // nothing more now
+          stall ??= this.stalls.begin();
+          if (n < 0) {
+            this.fail(c, { reason: 'STREAM_SHORT', message: `pipe read failed (errno ${-n})` });
+            return;
+          }
+          if (n === 0) break;  // end of stream
+          this.onData(c, buf.subarray(0, n));
+          if (process.hrtime.bigint() >= deadline) return;
+        }
+      } finally {
+        if (stall !== undefined) this.stalls.end('intake', stall);
       }
       if (c !== this.cycle || c.failure) return;
       c.streamEnded = true;
@@ -454,6 +470,7 @@ export class Collector {
   private fail(c: Cycle, verdict: Verdict): void {
     if (c !== this.cycle || c.failure) return;
     c.failure = verdict;
+    c.intake?.stop();
     this.host.allocator.childGone();
     if (verdict.signal !== undefined && CRASH_SIGNALS.has(verdict.signal) && c.stats.selectiveFork && this.selectiveFork) {
       // A crash (not our SIGKILL, not the OOM killer's) may be a page the
@@ -490,10 +507,13 @@ export class Collector {
       if (!c.streamEnded) {
         if (!child.socket) return false;
         try {
-          let buffered: Buffer | null;
-          while ((buffered = child.socket.read() as Buffer | null) !== null) c.reader.push(buffered);
+          // Everything the socket took off the pipe is in the paced intake
+          // (a flowing socket buffers nothing): take it all, then read the
+          // rest of the pipe directly.
+          c.intake!.drain(BigInt(Number.MAX_SAFE_INTEGER));
+          if (c !== this.cycle || c.failure) return false;
           const buf = new Uint8Array(1 << 20);
-          while (!c.reader.done) {
+          while (!c.streamEnded && !c.reader.done) {
             const n = h.addon.readBlocking(child.fd, buf, Math.max(1, deadline - Date.now()));
             if (n === 0) break;  // end of stream: endOfStream() judges it
             if (n === -1) {
@@ -507,8 +527,10 @@ export class Collector {
           this.fail(c, streamVerdict(e));
           return false;
         }
-        c.streamEnded = true;
-        c.streamFailure = this.endOfStream(c);
+        if (!c.streamEnded) {  // (the intake's queue may have held the end: then onEnd judged it)
+          c.streamEnded = true;
+          c.streamFailure = this.endOfStream(c);
+        }
       }
       return this.childEnded(c, child.reapSync(deadline - Date.now()), c.streamFailure);
     } finally {
@@ -627,9 +649,6 @@ function streamVerdict(e: unknown): Verdict {
 }
 
 /** Signals a crashing child dies of: SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGSYS. */
-/** How long one safepoint (or allocation slow path) may spend taking in the child's stream. */
-const SAFEPOINT_INTAKE_NS = 1_000_000n;
-
 const CRASH_SIGNALS = new Set([4, 5, 6, 7, 8, 11, 31]);
 
 function emptyStats(id: number, mode: 'fork' | 'stw', trigger: Trigger, heapBytes: number): CycleStats {
