@@ -18,8 +18,11 @@ import {
 import { PacedIntake, nativeChunkSink } from '../src/collector/intake.js';
 
 const addon = native();
-const regions = addon.createHeap(2 ** 22, false, 1024, 1024);  // 4 MiB: 8192 bitmap words
-if ('errno' in regions) throw new Error(regions.message);
+const regions = (() => {
+  const r = addon.createHeap(2 ** 22, false, 1024, 1024);  // 4 MiB: 8192 bitmap words
+  if ('errno' in r) throw new Error(r.message);
+  return r;
+})();
 const alloc = new Uint32Array(regions.allocBits);
 const mark = new Uint32Array(regions.markBits);
 const bitmapWords = Math.min(alloc.length, mark.length);
