@@ -54,7 +54,6 @@ class Args {
   int32_t i32(size_t i) { return isNumber(i) ? info_[i].As<Napi::Number>().Int32Value() : 0; }
   uint32_t u32(size_t i) { return isNumber(i) ? info_[i].As<Napi::Number>().Uint32Value() : 0; }
   int64_t i64(size_t i) { return isNumber(i) ? info_[i].As<Napi::Number>().Int64Value() : 0; }
-  double f64(size_t i) { return isNumber(i) ? info_[i].As<Napi::Number>().DoubleValue() : 0; }
   bool boolean(size_t i) {
     if (i >= info_.Length() || !info_[i].IsBoolean()) return bad();
     return info_[i].As<Napi::Boolean>().Value();
@@ -346,17 +345,14 @@ Napi::Value ReleaseArena(const Napi::CallbackInfo& info) {
   return Napi::Number::New(a.env(), releaseArenaRange(h, offset, bytes));
 }
 
-// restoreHugePages(id, Uint8Array wanted, spreadMs) -> whether the kernel can
-// (huge_page_restore.cc): merge the wanted 2 MiB ranges back, in the
-// background, spread over spreadMs.
+// restoreHugePages(id, Uint8Array wanted) -> whether the kernel can
+// (huge_page_restore.cc): merge the wanted 2 MiB ranges back, in the background.
 Napi::Value RestoreHugePages(const Napi::CallbackInfo& info) {
-  Args a(info, "restoreHugePages", 3);
+  Args a(info, "restoreHugePages", 2);
   HeapMemory* h = a.heap(0);
   Napi::Uint8Array wanted = a.typedArray<Napi::Uint8Array>(1);
-  double spreadMs = a.f64(2);
   if (!a.ok()) return a.fail();
-  uint64_t spreadNs = spreadMs > 0 && spreadMs < 3.6e6 ? uint64_t(spreadMs * 1e6) : 0;
-  return Napi::Boolean::New(a.env(), restoreHugePages(h, wanted.Data(), wanted.ElementLength(), spreadNs));
+  return Napi::Boolean::New(a.env(), restoreHugePages(h, wanted.Data(), wanted.ElementLength()));
 }
 
 // hugePageRestoreFigures(id) -> { rangesCollapsed, rangesFailed, ns } so far.

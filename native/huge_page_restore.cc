@@ -21,15 +21,12 @@
 // (measured on 6.18: a range emptied by MADV_DONTNEED fails to merge, and
 // RSS stays down), so the release need not wait for this thread.
 // Collapsing copies the range into a new huge page under the mmap write
-// lock (about 1 ms per range measured here), and everything of the process
-// that needs that lock meanwhile waits: a page fault in the arena, V8's
-// mmap/mprotect calls, its GC threads' faults (perf sched, splay at 800 MiB:
-// the main thread blocked 762 times, 379 ms in all, up to 5 ms at once, and
-// one 25 ms wait between two operations). So the work is spread out: the
-// caller says how long it may take (about half the time until the next
-// fork, judged from the last interval between cycles), and the thread
-// starts wanted range k of n no earlier than start + spread * k / n. With
-// no time to spare (cycles back to back) it runs flat out, as before.
+// lock (about 1 ms per range measured here); whatever needs that lock
+// meanwhile waits (the application's faults in the arena, V8's own
+// mmap/mprotect calls), which the trace cannot attribute. Spacing the ranges
+// out over the time until the next fork was measured and is worse: the
+// ranges stay split and write-protected longer, and the application took
+// twice the page faults (docs/how-it-works.md).
 #include "huge_page_restore.h"
 
 #include <errno.h>
@@ -38,7 +35,6 @@
 #include <stdio.h>
 #include <time.h>
 
-#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -59,11 +55,6 @@ struct HugePageRestorer {
   uint8_t* base = nullptr;
   std::vector<uint8_t> wanted;  // per 2 MiB range: collapse it
   size_t cursor = 0;            // next range to look at
-  uint64_t startNs = 0;         // when this round of restoring began
-  uint64_t spreadNs = 0;        // ...and how long it may take
-  size_t wantedCount = 0;       // ranges wanted in this round
-  size_t wantedSeen = 0;        // ...of which this many were begun
-  size_t round = 0;             // restoreHugePages calls so far
   bool held = true;       // a child may share the arena: do nothing
   bool stopping = false;
   HugePageRestoreFigures figures;
@@ -82,25 +73,8 @@ void run(HugePageRestorer* r) {
   for (;;) {
     r->wake.wait(lock, [r] { return r->stopping || (!r->held && r->cursor < r->wanted.size()); });
     if (r->stopping) return;
-    size_t i = r->cursor;
-    if (!r->wanted[i]) {
-      r->cursor++;
-      continue;
-    }
-    if (r->spreadNs > 0 && r->wantedCount > 0) {
-      // Not before this range's turn in the spread (a hold, a stop or a new
-      // round wakes the wait early; the loop then looks again).
-      uint64_t turn = r->startNs + uint64_t(double(r->spreadNs) * double(r->wantedSeen) / double(r->wantedCount));
-      uint64_t now = nowNs();
-      if (now < turn) {
-        size_t round = r->round;
-        r->wake.wait_for(lock, std::chrono::nanoseconds(turn - now));
-        if (r->round != round || r->held || r->stopping) continue;
-        if (nowNs() < turn) continue;  // woken early for nothing: wait the rest
-      }
-    }
-    r->cursor++;
-    r->wantedSeen++;
+    size_t i = r->cursor++;
+    if (!r->wanted[i]) continue;
     uint8_t* range = r->base + i * kHugePageBytes;
     lock.unlock();
     uint64_t t0 = nowNs();
@@ -130,7 +104,7 @@ bool kernelCollapses() {
 
 }  // namespace
 
-bool restoreHugePages(HeapMemory* h, const uint8_t* wanted, size_t count, uint64_t spreadNs) {
+bool restoreHugePages(HeapMemory* h, const uint8_t* wanted, size_t count) {
   if (!h->hugePages || !kernelCollapses()) return false;
   if (count > h->arena.bytes / kHugePageBytes) count = h->arena.bytes / kHugePageBytes;
   HugePageRestorer* r = h->hugePageRestorer;
@@ -143,12 +117,6 @@ bool restoreHugePages(HeapMemory* h, const uint8_t* wanted, size_t count, uint64
   std::lock_guard<std::mutex> lock(r->mutex);
   r->wanted.assign(wanted, wanted + count);
   r->cursor = 0;
-  r->round++;
-  r->startNs = nowNs();
-  r->spreadNs = spreadNs;
-  r->wantedCount = 0;
-  for (size_t i = 0; i < count; i++) r->wantedCount += wanted[i] ? 1 : 0;
-  r->wantedSeen = 0;
   r->held = false;
   r->wake.notify_one();
   return true;
@@ -159,7 +127,6 @@ void holdHugePageRestore(HeapMemory* h) {
   if (!r) return;
   std::lock_guard<std::mutex> lock(r->mutex);
   r->held = true;
-  r->wake.notify_one();  // out of a spread's wait, into the held one
 }
 
 HugePageRestoreFigures hugePageRestoreFigures(HeapMemory* h) {

@@ -15,11 +15,11 @@ struct HugePageRestoreFigures {
 
 // Starts (or restarts from the beginning) collapsing the 2 MiB ranges of the
 // arena whose byte in `wanted` is non-zero (range i = bytes [i*2 MiB, (i+1)*2 MiB)),
-// on the heap's restore thread, spread evenly over `spreadNs` (0: at once). The caller leaves out ranges it gave back to
+// on the heap's restore thread. The caller leaves out ranges it gave back to
 // the OS: collapsing one would fill it again. Only for a heap with huge pages,
 // only when no child shares the arena (after the child was reaped). Returns
 // false when the kernel has no MADV_COLLAPSE (before Linux 6.1).
-bool restoreHugePages(HeapMemory* heap, const uint8_t* wanted, size_t count, uint64_t spreadNs);
+bool restoreHugePages(HeapMemory* heap, const uint8_t* wanted, size_t count);
 
 // Called right before fork(): the restore thread stops before its next range
 // (a range already begun completes; fork() waits for it on the mmap lock), so

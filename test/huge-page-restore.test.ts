@@ -13,15 +13,13 @@
  *   - with it off, they stay split (the same check fails: khugepaged alone
  *     merges a few MiB every 10 s);
  *   - ranges given back to the OS are left alone (hugeRangesToRestore);
- *   - merging spread over a time (restoreSpreadMs: half the time until the
- *     next fork) starts range k of n no earlier than k/n of it in;
  *   - closing the heap while the thread works joins it.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { Heap } from '../src/index.js';
 import { heapInternals } from '../src/internal.js';
-import { hugeRangesToRestore, restoreSpreadMs } from '../src/memory/huge-pages.js';
+import { hugeRangesToRestore } from '../src/memory/huge-pages.js';
 import { FREE_RELEASED, SPAN_FREE, SPAN_IN_USE, SPAN_WORDS, SW_AUX, SW_STATE } from '../src/memory/layout.js';
 import { closeHeap, closeHeapsAfterEach, makeHeap, type Ref } from './helpers/common.js';
 
@@ -128,37 +126,6 @@ describe.skipIf(!thpEnabled)('restoring huge pages after a cycle', () => {
     });
   }
 
-  it('merging spread over a time takes its time, and then is done', { timeout: 60_000 }, async () => {
-    // The heap's own merging is off, so that only the calls here merge.
-    const heap = makeHeap({ maxHeap: '256MiB', hugePages: true, restoreHugePages: false });
-    const internals = heapInternals(heap);
-    const { addon, regions } = internals;
-    const arena = regions.arenaAddress;
-    const write = build(heap, 64);
-    await heap.collect();
-    const before = anonHugeBytesAt(arena);
-    if (before < 32 * MiB) {
-      console.warn(`skipped: the kernel gave the arena ${before / MiB} MiB of huge pages`);
-      return;
-    }
-    await cycleWithWrites(heap, write);
-    const split = anonHugeBytesAt(arena);
-    expect(split).toBeLessThan(before / 2);
-    const wanted = hugeRangesToRestore(internals.views.spans, internals.allocator.topSpan);
-    const n = wanted.reduce((a, b) => a + b, 0);
-    const f0 = addon.hugePageRestoreFigures(regions.id);
-    // Spread over 4 s: range k starts no earlier than k * 4000 / n ms in.
-    expect(addon.restoreHugePages(regions.id, wanted, 4000)).toBe(true);
-    await new Promise((r) => setTimeout(r, 400));
-    const early = addon.hugePageRestoreFigures(regions.id);
-    const begun = early.rangesCollapsed + early.rangesFailed - f0.rangesCollapsed - f0.rangesFailed;
-    expect(begun).toBeLessThanOrEqual(Math.ceil((n * 400) / 4000) + 2);
-    expect(anonHugeBytesAt(arena)).toBeLessThan(before / 2);
-    // ...and a new call with no time to spare takes over and merges at once.
-    expect(addon.restoreHugePages(regions.id, wanted, 0)).toBe(true);
-    expect(await hugeAfter(arena, before * 0.9, 3000)).toBeGreaterThanOrEqual(before * 0.9);
-  });
-
   it('closing the heap while ranges are being merged joins the thread', { timeout: 60_000 }, async () => {
     for (let i = 0; i < 3; i++) {
       const heap = makeHeap({ maxHeap: '256MiB', hugePages: true });
@@ -169,16 +136,6 @@ describe.skipIf(!thpEnabled)('restoring huge pages after a cycle', () => {
     const heap = makeHeap({ maxHeap: '64MiB', hugePages: true });
     build(heap, 8);
     expect((await heap.collect()).objectsMarked).toBeGreaterThan(0);
-  });
-});
-
-describe('how long merging may take (restoreSpreadMs)', () => {
-  it('half the time left until the next fork is expected; at once when none is known or left', () => {
-    expect(restoreSpreadMs(undefined, 10)).toBe(0);
-    expect(restoreSpreadMs(0, 10)).toBe(0);
-    expect(restoreSpreadMs(1000, 200)).toBe(400);
-    expect(restoreSpreadMs(1000, 1000)).toBe(0);
-    expect(restoreSpreadMs(1000, 5000)).toBe(0);
   });
 });
 

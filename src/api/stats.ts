@@ -95,13 +95,6 @@ export interface CycleStats {
    */
   hugeRangesRestored: number;
   hugeRestoreMs: number;
-  /**
-   * How long this cycle allowed that thread for merging what its child's
-   * sharing split (ms; 0: at once): half the time left until the next fork
-   * is expected, so the merging, which holds the process's mmap lock about
-   * a millisecond per range, is spread out rather than run back to back.
-   */
-  hugeRestoreSpreadMs: number;
 }
 
 export interface HeapStats {

@@ -58,7 +58,7 @@ import type { RootTable } from '../api/root-table.js';
 import type { CycleStats, Trigger } from '../api/stats.js';
 import { SweepTally, claimSpan, popcount, sweepClaimedSpan } from '../memory/sweeper.js';
 import type { HeapViews } from '../memory/views.js';
-import { hugeRangesToRestore, restoreSpreadMs } from '../memory/huge-pages.js';
+import { hugeRangesToRestore } from '../memory/huge-pages.js';
 import type { CycleEventMap, CycleEventName } from '../api/events.js';
 import type { SweepPool } from '../memory/sweep-pool.js';
 import type { SweepTaskResult } from '../memory/sweep-worker.js';
@@ -148,9 +148,6 @@ export class Collector {
   private readonly sweeper: SweepDriver;
   /** The restore thread's totals at the last fork (native/huge_page_restore.cc). */
   private hugeRestoreSeen = { rangesCollapsed: 0, rangesFailed: 0, ns: 0 };
-  /** When the last cycle started, and the time between the last two starts (restoreSpreadMs). */
-  private lastCycleStartNs: bigint | undefined;
-  private lastCycleIntervalMs: number | undefined;
   /** Selective fork, until a child crashes with it (then plain fork for good). */
   private selectiveFork: boolean;
   /**
@@ -206,12 +203,9 @@ export class Collector {
     const h = this.host;
     const a = h.allocator;
     const id = this.nextId++;
-    const startNs = process.hrtime.bigint();
-    if (this.lastCycleStartNs !== undefined) this.lastCycleIntervalMs = Number(startNs - this.lastCycleStartNs) / 1e6;
-    this.lastCycleStartNs = startNs;
     const c: Cycle = {
       stats: emptyStats(id, h.options.mode, trigger, a.heapBytes),
-      startNs,
+      startNs: process.hrtime.bigint(),
       topGranule: a.topGranule,
       waiters: [],
       streamEnded: false,
@@ -444,18 +438,16 @@ export class Collector {
    * The child is reaped, so no page of the arena is shared any more: merge
    * back, in the background, the huge pages its sharing split (native/huge_page_restore.cc).
    */
-  private restoreHugePages(c: Cycle): void {
+  private restoreHugePages(): void {
     const h = this.host;
     if (!h.regions.hugePages || !h.options.restoreHugePages) return;
-    const spreadMs = restoreSpreadMs(this.lastCycleIntervalMs, Number(process.hrtime.bigint() - c.startNs) / 1e6);
-    c.stats.hugeRestoreSpreadMs = spreadMs;
-    h.addon.restoreHugePages(h.regions.id, hugeRangesToRestore(h.views.spans, h.allocator.topSpan), spreadMs);
+    h.addon.restoreHugePages(h.regions.id, hugeRangesToRestore(h.views.spans, h.allocator.topSpan));
   }
 
   /** The stream validated and the child exited 0: nothing can abort this cycle now. */
   private streamAccepted(c: Cycle): void {
     c.child!.closeChannel();
-    this.restoreHugePages(c);
+    this.restoreHugePages();
     this.host.publish('stream', {
       heapId: this.host.regions.id, cycleId: c.stats.id, pid: c.child!.pid, bitmapBytes: c.stats.bitmapBytes,
       streamBytes: c.stats.streamBytes, firstByteMs: c.firstByteMs, timeMs: performance.now(),
@@ -481,7 +473,7 @@ export class Collector {
     if (c.child) {
       c.child.closeChannel();
       c.child.kill();
-      if (c.child.reaped) this.restoreHugePages(c);
+      if (c.child.reaped) this.restoreHugePages();
     }
     // Black bits and any staged child bits: none of it may outlive the cycle,
     // or the next marker would skip objects it has not traced.
@@ -658,7 +650,7 @@ function emptyStats(id: number, mode: 'fork' | 'stw', trigger: Trigger, heapByte
     bitmapBytes: 0, streamBytes: 0, objectsFreed: 0, bytesFreed: 0, sweepMs: 0, mainThreadSweepMs: 0, mainThreadSweepMaxMs: 0,
     spansSwept: 0, workerSweepMs: 0, workerSpansSwept: 0, workers: [], heapBytesBefore: heapBytes, heapBytesAfter: heapBytes, liveBytesAfter: 0,
     bytesReturned: 0, totalMs: 0, stallUs: 0, maxStallUs: 0, stalls: emptyBreakdown(), parentMinorFaults: 0,
-    hugeRangesRestored: 0, hugeRestoreMs: 0, hugeRestoreSpreadMs: 0,
+    hugeRangesRestored: 0, hugeRestoreMs: 0,
   };
 }
 

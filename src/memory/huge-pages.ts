@@ -22,21 +22,3 @@ export function hugeRangesToRestore(spans: Int32Array, topSpan: number): Uint8Ar
   }
   return ranges;
 }
-
-/** The share of the time left until the next fork that merging may take. */
-export const RESTORE_SPREAD_SHARE = 0.5;
-
-/**
- * How long the merging after a cycle may take (ms; 0: at once). Merging a
- * range holds the process's mmap lock for about a millisecond, and whatever
- * needs that lock meanwhile waits (native/huge_page_restore.cc), so the work
- * is spread out; but it must be done before the next fork, or that fork
- * copies the split ranges' page tables. The next fork is expected one
- * interval between cycle starts (the last one measured) after this cycle's
- * start: merging may take half the time left until then. With no interval
- * known yet, or none left (cycles back to back), at once.
- */
-export function restoreSpreadMs(lastCycleIntervalMs: number | undefined, sinceCycleStartMs: number): number {
-  if (lastCycleIntervalMs === undefined || !(lastCycleIntervalMs > 0)) return 0;
-  return Math.max(0, lastCycleIntervalMs - sinceCycleStartMs) * RESTORE_SPREAD_SHARE;
-}

@@ -56,8 +56,8 @@ export interface NativeAddon {
   waitChild(pid: number, timeoutMs: number): ChildEnd | null;
   readBlocking(fd: number, into: Uint8Array, timeoutMs: number): number;
   releaseArena(id: number, offset: number, bytes: number): number;
-  /** Merges the wanted 2 MiB ranges back into huge pages, on a thread of the heap's, spread over spreadMs; false if the kernel cannot. */
-  restoreHugePages(id: number, wanted: Uint8Array, spreadMs: number): boolean;
+  /** Merges the wanted 2 MiB ranges back into huge pages, on a thread of the heap's; false if the kernel cannot. */
+  restoreHugePages(id: number, wanted: Uint8Array): boolean;
   /** Totals of restoreHugePages so far: ranges merged, ranges refused, time spent (ns). */
   hugePageRestoreFigures(id: number): { rangesCollapsed: number; rangesFailed: number; ns: number };
   /**
