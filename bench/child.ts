@@ -239,7 +239,11 @@ async function main(): Promise<void> {
     cowBytesTotal: hasCow ? measured.reduce((a, c) => a + (c.cowBytes ?? 0), 0) : null,
     yields: meter.yields,
     // Diagnostics: where the longest mutator gaps fell relative to the cycles
-    // (ms since the start of the run; a cycle spans [startMs, endMs]).
+    // (ms since the start of the run; a cycle spans [startMs, endMs]), and
+    // the start of the run on CLOCK_MONOTONIC (ms), which V8's CPU profiles
+    // and `perf record -k mono` also use: bench/gap-profile.ts cuts a
+    // profile's samples out of each gap with it.
+    runStartMonotonicMs: round(Number(process.hrtime.bigint()) / 1e6 - (performance.now() - t0), 3),
     topGapsMs: meter.topGaps.map(([gap, at]) => ({ gapMs: round(gap, 2), atMs: round(at - t0, 1) })),
     cycleTimeline: measured.slice(0, 40).map((c) => ({
       id: c.id,
