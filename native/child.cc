@@ -360,11 +360,11 @@ ForkResult startForkCycle(const ForkRequest& request) {
   fcntl(fds[1], F_SETPIPE_SZ, kPipeBytes);
   a.out = fds[1];
 
-  // Selective fork (fork_exclusion.h). Without _Fork, fork()'s child-side
-  // atfork handlers walk malloc's arenas: never exclude anything then.
   // No huge-page merging while a child shares the arena (huge_page_restore.cc).
   holdHugePageRestore(req.heap);
 
+  // Selective fork (fork_exclusion.h). Without _Fork, fork()'s child-side
+  // atfork handlers walk malloc's arenas: never exclude anything then.
   const bool selective = req.selective && _Fork != nullptr;
   const bool plan = selective || req.fault == kFaultTouchExcluded;
   uint64_t prepareStart = monotonicNs();

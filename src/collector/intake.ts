@@ -101,7 +101,8 @@ export class PacedIntake {
     } finally {
       this.stalls?.end('intake', stall);
     }
-    if (this.queue.length > 0 || this.stopped) return this.queue.length === 0;
+    if (this.stopped) return true;  // (stop() emptied the queue)
+    if (this.queue.length > 0) return false;
     if (this.endQueued) {
       this.endQueued = false;
       this.ended();
