@@ -110,3 +110,19 @@ describe('wire checksum (native/wire.h = src/collector/stream.ts)', () => {
     expect(wire.checksumWords(zeros, 1)).not.toBe(wire.checksumWords(zeros.subarray(0, 63), 1));
   });
 });
+
+describe('encodeUtf8 (Strings.alloc\'s encoder)', () => {
+  it('writes the UTF-8 form and 4 zero bytes into the thread\'s one scratch, refuses a non-string, and says -1 when it may not fit', () => {
+    const addon = native();
+    const scratch = addon.utf8Scratch();
+    expect(addon.utf8Scratch()).toBe(scratch);
+    expect(scratch.length).toBe(16384);
+    scratch.fill(0xee);
+    expect(addon.encodeUtf8('hé€😀')).toBe(10);
+    expect([...scratch.subarray(0, 14)]).toEqual([...Buffer.from('hé€😀'), 0, 0, 0, 0]);
+    expect(() => addon.encodeUtf8(5 as unknown as string)).toThrow(TypeError);
+    expect(addon.encodeUtf8('x'.repeat(16374))).toBe(16374);
+    expect(addon.encodeUtf8('x'.repeat(16375))).toBe(-1);   // 16375 + 8 >= 16383: not trusted
+    expect(addon.encodeUtf8('€'.repeat(6000))).toBe(-1);    // cut short by V8
+  });
+});

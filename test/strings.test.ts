@@ -1,6 +1,7 @@
 /**
- * heap.strings round trips (src/api/types.ts: Buffer's UTF-8 encoder and
- * decoder, called without write()/toString()'s own argument checks).
+ * heap.strings round trips (src/api/types.ts: the addon's one-call encoder
+ * into a scratch, copied in by words, for strings that surely fit it;
+ * Buffer's UTF-8 encoder for longer ones; Buffer's decoder).
  * Property: for any well-formed string, of any length and in any script,
  * read(alloc(s)) === s and byteLength is its UTF-8 length, also after a
  * cycle freed garbage around it; a lone surrogate is refused, short or long.
@@ -8,6 +9,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FieldValueError, type Ref } from '../src/index.js';
+import { heapInternals } from '../src/internal.js';
+import { UTF8_SCRATCH_UNITS } from '../src/api/types.js';
+import { HEADER_BYTES, roundToGranules } from '../src/memory/layout.js';
 import { closeHeapsAfterEach, makeHeap } from './helpers/common.js';
 
 closeHeapsAfterEach();
@@ -47,6 +51,45 @@ describe('heap.strings', () => {
     const heap = makeHeap();
     for (const s of ['\ud800', 'ab\udc00', `${'x'.repeat(200)}\ud800`]) {
       expect(() => heap.strings.alloc(s)).toThrow(FieldValueError);
+    }
+  });
+
+  it('strings on both sides of the scratch limit, and concatenated ones, round trip', () => {
+    const heap = makeHeap({ maxHeap: '256MiB' });
+    const n = UTF8_SCRATCH_UNITS;
+    const cases: string[] = [];
+    for (const unit of ['x', 'é', '€', '😀']) {
+      const units = unit.length;
+      for (const len of [n - 2, n - 1, n, n + 1, n + 2, 3 * n]) {
+        const k = Math.floor(len / units);
+        cases.push(unit.repeat(k), 'a' + unit.repeat(k - 1));
+      }
+    }
+    for (const s of cases) {
+      const r = heap.strings.alloc(s);
+      expect(heap.strings.byteLength(r)).toBe(Buffer.byteLength(s, 'utf8'));
+      expect(heap.strings.read(r)).toBe(s);
+    }
+    fc.assert(fc.property(fc.array(strings, { minLength: 2, maxLength: 6 }), (parts) => {
+      const s = parts.join('');  // a V8 cons string, as programs build them
+      const r = heap.strings.alloc(s);
+      expect(heap.strings.read(r)).toBe(s);
+      expect(heap.strings.byteLength(r)).toBe(Buffer.byteLength(s, 'utf8'));
+    }), { numRuns: 200 });
+  });
+
+  it('the slot past a short string stays zero, whatever the scratch held before', () => {
+    const heap = makeHeap();
+    const core = heapInternals(heap);
+    for (let length = 0; length <= 40; length++) {
+      heap.strings.alloc('\u00ff'.repeat(200));  // leaves non-zero bytes all over the scratch
+      const s = 'q'.repeat(length);
+      const g = core.refs.any(heap.strings.alloc(s));
+      const u8 = core.views.u8;
+      const start = g * 16 + HEADER_BYTES;
+      expect(Buffer.from(u8.subarray(start, start + length)).toString('latin1')).toBe(s);
+      const slotEnd = g * 16 + roundToGranules(HEADER_BYTES + length);
+      expect([...u8.subarray(start + length, slotEnd)].every((b) => b === 0)).toBe(true);
     }
   });
 });

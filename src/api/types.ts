@@ -4,6 +4,7 @@
 import { FieldValueError, IndexOutOfBoundsError, InvalidArgumentError, describe } from './errors.js';
 import { HEADER_BYTES, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING } from '../memory/layout.js';
 import { lengthAt } from '../memory/header.js';
+import { native, type NativeAddon } from '../platform/native.js';
 import { badValue, type TypeContext } from './type-registry.js';
 
 declare const refBrand: unique symbol;
@@ -147,6 +148,9 @@ export class ByteArrays {
 /** UTF-8 strings: immutable, `length` bytes after the header. */
 export class Strings {
   readonly #ctx: TypeContext;
+  readonly #addon = native();
+  /** The thread's scratch for the addon's encoder, as words (utf8Scratch below). */
+  readonly #scratch = utf8Scratch(this.#addon);
 
   /** Made by the heap (its `strings` property); not constructible by applications. */
   constructor(internal: unknown) { this.#ctx = internal as TypeContext; }
@@ -161,13 +165,27 @@ export class Strings {
     if (!(s as unknown as { isWellFormed(): boolean }).isWellFormed()) {  // ES2024, Node >= 20
       throw new FieldValueError('strings.alloc: the string has a lone surrogate (not well-formed UTF-16), which UTF-8 cannot store');
     }
+    // A string that surely fits the scratch (3 UTF-8 bytes per UTF-16 unit
+    // at most) is encoded there in one addon call, then copied in a word at
+    // a time; the object's data starts 8 bytes into its slot, so the words
+    // are aligned, and the copied tail (up to 3 zero bytes) stays inside the
+    // slot, which is rounded up to 16 bytes.
+    if (s.length <= UTF8_SCRATCH_UNITS) {
+      const length = this.#addon.encodeUtf8(s);
+      if (length >= 0) {
+        const g = this.#ctx.allocate(TYPE_STRING, HEADER_BYTES + length, length);
+        const u32 = this.#ctx.views.u32;
+        const words = this.#scratch;
+        const at = g * 4 + HEADER_BYTES / 4;
+        for (let k = 0, n = (length + 3) >>> 2; k < n; k++) u32[at + k] = words[k];
+        return this.#ctx.refs.encode(g) as Ref<'String'>;
+      }
+    }
     const length = Buffer.byteLength(s, 'utf8');
     checkLength('strings.alloc', length);
     const g = this.#ctx.allocate(TYPE_STRING, HEADER_BYTES + length, length);
     // utf8Write is what write(s, offset, length, 'utf8') calls after checking
-    // its arguments, which are known good here. (A byte-by-byte copy in
-    // JavaScript was faster for flat ASCII strings but slower for the
-    // concatenated strings programs usually build: measured, not kept.)
+    // its arguments, which are known good here.
     (this.#ctx.views.text as Utf8Buffer).utf8Write(s, g * 16 + HEADER_BYTES, length);
     return this.#ctx.refs.encode(g) as Ref<'String'>;
   }
@@ -183,6 +201,22 @@ export class Strings {
   byteLength<R extends number>(r: RefTo<R, 'String'>): number {
     return lengthAt(this.#ctx.views, this.#ctx.refs.typed(r, TYPE_STRING));
   }
+}
+
+/**
+ * The scratch Strings.alloc has the addon encode into: the addon's, one per
+ * thread (native/binding.cc, utf8Scratch), 16 KiB. Strings of up to
+ * UTF8_SCRATCH_UNITS UTF-16 units (3 UTF-8 bytes each at most, with room for
+ * the 4 zero bytes and the addon's margin) take the one-call path; longer
+ * ones are encoded straight into the heap, where the second call's cost is
+ * small beside the copy.
+ */
+export const UTF8_SCRATCH_UNITS = Math.floor((16384 - 16) / 3);
+
+function utf8Scratch(addon: NativeAddon): Uint32Array {
+  const bytes = addon.utf8Scratch();
+  if (bytes.length < UTF8_SCRATCH_UNITS * 3 + 16) throw new Error(`internal: the addon's UTF-8 scratch is ${bytes.length} bytes`);
+  return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2);
 }
 
 /** Buffer's own UTF-8 encoder and decoder (on Buffer.prototype since Node 0.x, not in its types). */

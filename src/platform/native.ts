@@ -66,6 +66,13 @@ export interface NativeAddon {
    */
   stageChunk(id: number, words: Uint32Array, seed: number, sum: number, wordOffset: number): number;
   checksumWords(words: Uint32Array, seed: number): number;
+  /** This thread's scratch for encodeUtf8 (16 KiB, made at the first call; always the same one). */
+  utf8Scratch(): Uint8Array;
+  /**
+   * Writes the string's UTF-8 form at the start of the thread's scratch,
+   * then 4 zero bytes; returns its byte length, or -1 if it may not have fit.
+   */
+  encodeUtf8(s: string): number;
   layoutConstants(): Record<string, number>;
 }
 
