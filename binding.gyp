@@ -10,6 +10,7 @@
         "native/fork_exclusion.cc",
         "native/huge_page_restore.cc",
         "native/stage_marks.cc",
+        "native/string_encode.cc",
         "native/binding.cc"
       ],
       "include_dirs": [
@@ -50,6 +51,7 @@
               "native/fork_exclusion.cc",
               "native/huge_page_restore.cc",
               "native/stage_marks.cc",
+              "native/string_encode.cc",
               "native/binding.cc"
             ],
             "sources": [
