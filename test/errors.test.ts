@@ -343,6 +343,9 @@ describe('errors: FieldValueError (ERR_FIELD_VALUE)', () => {
       ['bytes.alloc(-1)', () => heap.bytes.alloc(-1)],
       ['bytes.alloc(NaN)', () => heap.bytes.alloc(NaN)],
       ['bytes.alloc({})', () => heap.bytes.alloc({} as unknown as number)],
+      ['bytes.alloc(2**32)', () => heap.bytes.alloc(2 ** 32)],
+      ['bytes.alloc(Infinity)', () => heap.bytes.alloc(Infinity)],
+      ['bytes.alloc(10n)', () => heap.bytes.alloc(10n as unknown as number)],
       ['strings.alloc(5)', () => heap.strings.alloc(5 as unknown as string)],
       ['strings.alloc(null)', () => heap.strings.alloc(null as unknown as string)],
     ];

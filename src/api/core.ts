@@ -300,13 +300,15 @@ export class HeapCore implements RefContext, TypeContext {
    */
   allocate(typeId: number, bytes: number, length: number): number {
     if (this.closed) throw new HeapClosedError();
-    const size = roundToGranules(bytes);
-    const cls = sizeClassOf(size);
+    // The class of `bytes` is the class of `bytes` rounded up to granules
+    // (sizeClassOf rounds on its own): only a large object needs the size.
+    const cls = sizeClassOf(bytes);
     if (cls < LARGE_CLASS) {
       const g = this.allocateSmall(typeId, cls, SIZE_CLASSES[cls]);
       this.views.u32[g * 4 + 1] = length;
       return g;
     }
+    const size = roundToGranules(bytes);
     let g = this.allocator.allocLarge(size, typeId);
     if (g === 0) g = this.allocateSlow(cls, size, typeId);
     this.views.u32[g * 4 + 1] = length;

@@ -101,7 +101,7 @@ export class ByteArrays {
 
   /** A zeroed byte array of `length`, or a copy of `data`. */
   alloc(lengthOrData: number | Uint8Array): Ref<'Bytes'> {
-    const data = lengthOrData instanceof Uint8Array ? lengthOrData : undefined;
+    const data = typeof lengthOrData !== 'number' && lengthOrData instanceof Uint8Array ? lengthOrData : undefined;
     const length = data ? data.length : lengthOrData;
     checkLength('bytes.alloc', length);
     const g = this.#ctx.allocate(TYPE_BYTES, HEADER_BYTES + (length as number), length as number);
@@ -223,7 +223,9 @@ function utf8Scratch(addon: NativeAddon): Uint32Array {
 type Utf8Buffer = Buffer & { utf8Slice(start: number, end: number): string; utf8Write(s: string, offset: number, length: number): number };
 
 function checkLength(what: string, length: unknown): void {
-  if (typeof length !== 'number' || !Number.isInteger(length) || length < 0 || length > 2 ** 32 - 1) {
+  // (x >>> 0) === x: an integer from 0 to 2^32-1 (typeof first: a BigInt or
+  // an object must not reach `>>>`).
+  if (typeof length !== 'number' || (length >>> 0) !== length) {
     throw new FieldValueError(`${what}: length must be an integer from 0 to 2^32-1, got ${String(length)}`);
   }
 }
