@@ -482,6 +482,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["hugePageRestoreFigures"] = Napi::Function::New(env, HugePageRestoreFiguresOf);
   exports["stageChunk"] = Napi::Function::New(env, StageChunk);
   exports["checksumWords"] = Napi::Function::New(env, ChecksumWords);
+  // string_encode.cc owns this module's N-API instance data (the per-thread
+  // scratch): nothing else here may set it.
   exportStringEncoder(env, exports);
   exports["layoutConstants"] = Napi::Function::New(env, LayoutConstants);
   return exports;
