@@ -92,4 +92,33 @@ describe('heap.strings', () => {
       expect([...u8.subarray(start + length, slotEnd)].every((b) => b === 0)).toBe(true);
     }
   });
+
+  it('a listener that allocates strings while a string is being allocated does not change that string', async () => {
+    // A full heap with a cycle in flight: the allocation finishes the cycle
+    // itself, and the cycle's events reach their listeners inside it. The
+    // listeners allocate strings of their own (the encoder's scratch is the
+    // thread's, shared by every string allocation).
+    const heap = makeHeap({ maxHeap: '8MiB' });
+    let allocating = false;
+    let inside = 0;
+    const allocateInListener = () => {
+      if (allocating) inside++;
+      heap.strings.alloc(`listener ${inside} ${'#'.repeat(40)}`);
+    };
+    for (const name of ['childDone', 'stream', 'mark', 'sweepStart', 'sweepEnd', 'cycle'] as const) heap.on(name, allocateInListener);
+    for (let i = 0; i < 60_000; i++) heap.strings.alloc(`garbage ${i} ${'g'.repeat(60)}`);
+    const list = heap.root(heap.arrays.alloc(60_000));
+    const done = heap.collect();
+    const want = (i: number) => `kept ${i} ${'k'.repeat(i % 50)}`;
+    let n = 0;
+    while (inside === 0 && n < 60_000) {
+      allocating = true;
+      const r = heap.strings.alloc(want(n));
+      allocating = false;
+      heap.arrays.set(list.get(), n++, r);
+    }
+    await done;
+    expect(inside).toBeGreaterThan(0);  // the listeners did run inside a string's allocation
+    for (let i = 0; i < n; i++) expect(heap.strings.read(heap.arrays.get(list.get(), i) as Ref<'String'>)).toBe(want(i));
+  });
 });

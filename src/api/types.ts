@@ -173,7 +173,15 @@ export class Strings {
     if (s.length <= UTF8_SCRATCH_UNITS) {
       const length = this.#addon.encodeUtf8(s);
       if (length >= 0) {
+        const use = ++utf8ScratchUses;
         const g = this.#ctx.allocate(TYPE_STRING, HEADER_BYTES + length, length);
+        // An allocation may move a cycle on and run its event listeners and
+        // finalizers, whose own strings go through the same scratch: if one
+        // did, encode this one again (nothing runs between that and the copy).
+        if (utf8ScratchUses !== use) {
+          utf8ScratchUses++;
+          this.#addon.encodeUtf8(s);
+        }
         const u32 = this.#ctx.views.u32;
         const words = this.#scratch;
         const at = g * 4 + HEADER_BYTES / 4;
@@ -212,6 +220,9 @@ export class Strings {
  * small beside the copy.
  */
 export const UTF8_SCRATCH_UNITS = Math.floor((16384 - 16) / 3);
+
+/** Strings encoded into this thread's scratch so far: Strings.alloc sees by it whether another took the scratch meanwhile. */
+let utf8ScratchUses = 0;
 
 function utf8Scratch(addon: NativeAddon): Uint32Array {
   const bytes = addon.utf8Scratch();
