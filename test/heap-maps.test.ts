@@ -532,3 +532,51 @@ describe('examples/http-cache.mjs', () => {
     expect(out).toMatch(/self-test ok/);
   }, 70_000);
 });
+
+describe('heap maps: code that runs inside set()\'s allocations', () => {
+  it('listeners that use the maps while set() allocates leave every entry in place', async () => {
+    // A full heap with a cycle in flight: set()'s allocation of the key
+    // String finishes the cycle itself, and the cycle's event listeners run
+    // inside it. They insert into the same map, look keys up in another,
+    // and so move the slot set() had found and may grow the table.
+    const heap = makeHeap({ maxHeap: '8MiB' });
+    const map = heap.root(heap.maps.alloc());
+    const other = heap.root(heap.maps.alloc());
+    heap.maps.set(other.get(), 'probe', 0);
+    let inSet = false;
+    let inside = 0;
+    const fromListeners: string[] = [];
+    const useMaps = () => {
+      if (!inSet) return;
+      inside++;
+      for (let k = 0; k < 20; k++) {
+        const key = `listener ${inside}.${k}`;
+        fromListeners.push(key);
+        heap.maps.set(map.get(), key, 0);
+      }
+      heap.maps.get(other.get(), 'probe');
+    };
+    for (const name of ['childDone', 'stream', 'mark', 'sweepStart', 'sweepEnd', 'cycle'] as const) heap.on(name, useMaps);
+    for (let i = 0; i < 60_000; i++) heap.strings.alloc(`garbage ${i} ${'g'.repeat(60)}`);
+    // The values are refs made before the cycle, so that set() is the only
+    // thing that allocates while the heap fills up.
+    const value = heap.root(heap.strings.alloc('the value'));
+    const done = heap.collect();
+    let n = 0;
+    while (inside === 0 && n < 100_000) {
+      inSet = true;
+      heap.maps.set(map.get(), `key ${n}`, value.get());
+      inSet = false;
+      n++;
+    }
+    await done;
+    expect(inside).toBeGreaterThan(0);  // the listeners did run inside a set()
+    const m = map.get();
+    for (let i = 0; i < n; i++) expect(heap.maps.get(m, `key ${i}`)).toBe(value.get());
+    for (const key of fromListeners) expect(heap.maps.has(m, key)).toBe(true);
+    expect(heap.maps.size(m)).toBe(n + fromListeners.length);
+    const seen = new Set<string>();
+    heap.maps.forEach(m, (key) => { seen.add(String(key)); });
+    expect(seen.size).toBe(n + fromListeners.length);
+  });
+});

@@ -81,6 +81,41 @@ describe('no cycle starts inside an allocation', () => {
   }, 60_000);
 });
 
+describe('listeners inside a step of the cycle', () => {
+  it.each([0, 1])('listeners that call safepoint() and allocate during every event leave each cycle to go on (sweepThreads %i)', async (sweepThreads) => {
+    // Each event is emitted in the middle of a step (the sweep's run made,
+    // its board not yet; the stream checked, the child not yet reaped...):
+    // what the listener calls must not move the cycle on from there.
+    const heap = makeHeap({ sweepThreads, maxHeap: '32MiB' });
+    const Rec = heap.defineStruct('Rec', { next: 'ref', v: 'i32' });
+    const keep = heap.root(Rec.alloc({ v: 7 }));
+    const heard = new Map<string, number>();
+    for (const name of ['cycleStart', 'fork', 'childDone', 'stream', 'mark', 'sweepStart', 'sweepProgress', 'sweepEnd', 'cycle'] as const) {
+      heap.on(name, () => {
+        heard.set(name, (heard.get(name) ?? 0) + 1);
+        heap.safepoint();
+        Rec.alloc({ v: -2 });
+        heap.strings.alloc(`heard ${name}`);
+      });
+    }
+    for (let c = 0; c < 4; c++) {
+      for (let k = 0; k < 40_000; k++) Rec.alloc({ v: -1 });
+      const done = heap.collect();
+      // Allocation and safepoints while the cycle runs: the event listeners
+      // also run inside these (an allocation or a safepoint moves the cycle on).
+      for (let k = 0; k < 200_000 && heap.stats().phase !== 'idle'; k++) {
+        Rec.alloc({ v: -1 });
+        if (k % 1000 === 0) heap.safepoint();
+      }
+      const s = await done;
+      expect(s.fallback).toBe(false);
+    }
+    expect(heap.stats().abortedCycles).toBe(0);
+    expect(Rec.get.v(keep.get())).toBe(7);
+    for (const name of ['fork', 'childDone', 'sweepStart', 'sweepEnd', 'cycle']) expect(heard.get(name), name).toBeGreaterThanOrEqual(4);
+  }, 60_000);
+});
+
 describe('the sweep', () => {
   it('each sweeper thread runs one task per cycle, claiming spans from the shared cursor', async () => {
     const heap = makeHeap({ sweepThreads: 2, maxHeap: '256MiB' });

@@ -71,6 +71,14 @@ export class HeapCore implements RefContext, TypeContext {
   private saidSweeperFallback = false;
   /** Inside an allocation that moves a cycle on (listeners may run): no cycle may start. */
   private allocating = false;
+  /**
+   * Depth of the collector's event emissions in progress. Listeners run in
+   * the middle of a step of the cycle (the sweep's run made but not yet its
+   * board, say); whatever they call must not move the cycle on from there
+   * (safepoint(), an allocation's attention or slow path): the step that
+   * emitted goes on when they return.
+   */
+  private emitting = 0;
   /** The heap took a new span during a cycle: the next allocation moves the cycle on (advanceInAllocation). */
   private grewInCycle = false;
   /** The allocation path has work to do after its object is complete (attend()). */
@@ -212,8 +220,13 @@ export class HeapCore implements RefContext, TypeContext {
    * (src/api/listener-errors.ts): the cycle goes on exactly as without it.
    */
   publish<K extends CycleEventName>(name: K, payload: CycleEventMap[K]): void {
-    callSafely(() => publish(name, payload));
-    if (name !== 'abort' && name !== 'fallback' && name !== 'sweeperFallback') emitSafely(this.emitter, name, payload);
+    this.emitting++;
+    try {
+      callSafely(() => publish(name, payload));
+      if (name !== 'abort' && name !== 'fallback' && name !== 'sweeperFallback') emitSafely(this.emitter, name, payload);
+    } finally {
+      this.emitting--;
+    }
   }
 
   /**
@@ -228,13 +241,23 @@ export class HeapCore implements RefContext, TypeContext {
 
   cycleCompleted(s: CycleStats): void {
     this.topGranule = this.allocator.topGranule;
-    emitSafely(this.emitter, 'cycle', s);
+    this.emitting++;
+    try {
+      emitSafely(this.emitter, 'cycle', s);
+    } finally {
+      this.emitting--;
+    }
     this.scheduleIfDue();
   }
 
   cycleAborted(e: Error): void {
-    callSafely(() => publish('abort', e as CycleEventMap['abort']));
-    emitSafely(this.emitter, 'abort', e);
+    this.emitting++;
+    try {
+      callSafely(() => publish('abort', e as CycleEventMap['abort']));
+      emitSafely(this.emitter, 'abort', e);
+    } finally {
+      this.emitting--;
+    }
     this.scheduleIfDue();
   }
 
@@ -245,8 +268,7 @@ export class HeapCore implements RefContext, TypeContext {
     this.saidFallback = true;
     process.emitWarning(`forkgc: ${reason}; collecting stop-the-world instead`, { code: 'FORKGC_FALLBACK' });
     const event = { heapId: this.regions.id, reason, timeMs: performance.now() };
-    callSafely(() => publish('fallback', event));
-    emitSafely(this.emitter, 'fallback', event);
+    this.emitFallback(event);
   }
 
   /** A child crashed while selective fork was on: plain fork for the rest of this heap's life. */
@@ -254,8 +276,18 @@ export class HeapCore implements RefContext, TypeContext {
     process.emitWarning(`forkgc: ${reason}; forking plainly (selectiveFork off) for the rest of this heap's life`,
       { code: 'FORKGC_SELECTIVE_FORK_OFF' });
     const event = { heapId: this.regions.id, reason: `selective fork off: ${reason}`, timeMs: performance.now() };
-    callSafely(() => publish('fallback', event));
-    emitSafely(this.emitter, 'fallback', event);
+    this.emitFallback(event);
+  }
+
+  /** The 'fallback' event, on its channel and to the heap's listeners (publish() sends it to the channel only). */
+  private emitFallback(event: CycleEventMap['fallback']): void {
+    this.emitting++;
+    try {
+      callSafely(() => publish('fallback', event));
+      emitSafely(this.emitter, 'fallback', event);
+    } finally {
+      this.emitting--;
+    }
   }
 
   // ---- types and objects -------------------------------------------------
@@ -382,6 +414,7 @@ export class HeapCore implements RefContext, TypeContext {
    * both see `allocating` and defer (collect) or do nothing (safepoint).
    */
   private advanceInAllocation(): void {
+    if (this.emitting > 0) return;  // a listener's allocation: the step that emitted goes on after it
     const was = this.allocating;
     this.allocating = true;
     try {
@@ -395,7 +428,17 @@ export class HeapCore implements RefContext, TypeContext {
   // the child if need be, which is safe because its snapshot was taken at a
   // safepoint), then try again. Never starts a cycle: this is not a safepoint.
   private allocateSlow(cls: number, size: number, typeId: number): number {
-    // First what the cycle in flight can give without waiting.
+    // First what the cycle in flight can give without waiting. (Not from a
+    // listener's allocation: the cycle is in the middle of the step that
+    // emitted the event, and cannot move on from there; such an allocation
+    // gets only what is free now.)
+    if (this.emitting > 0) {
+      const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls, typeId) : this.allocator.allocLarge(size, typeId);
+      if (g !== 0) return g;
+      throw new HeapExhaustedError(
+        `cannot allocate ${size} bytes inside a listener of a cycle's event: the heap is at maxHeap ` +
+        `(${fmt(this.options.maxHeap)}), and the cycle cannot free anything before the listener returns`);
+    }
     if (this.collector.busy) {
       this.advanceInAllocation();
       const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls, typeId) : this.allocator.allocLarge(size, typeId);
@@ -432,7 +475,9 @@ export class HeapCore implements RefContext, TypeContext {
 
   safepoint(): void {
     this.ensureOpen();
-    if (this.allocating) return;  // a listener called us from inside an allocation: not a safepoint
+    // A listener called us from inside an allocation (not a safepoint), or
+    // from inside a step of the cycle (which goes on when it returns).
+    if (this.allocating || this.emitting > 0) return;
     if (this.collector.busy) {
       // Move the cycle in flight on without waiting (src/collector/collector.ts, advance()).
       this.collector.advance();

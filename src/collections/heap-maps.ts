@@ -109,6 +109,9 @@ export class HeapMaps {
   private readonly seed: number;
   // Set by find(): where the key was, or where it would go.
   private slot = 0;
+  // Counts find() calls and table changes, so that set() can tell whether
+  // code run inside one of its allocations used the maps (set() says why).
+  private ops = 0;
   // Set by delete(): lets an iteration tell "its own entry was deleted" from other changes.
   private deletedMap = 0;
   private deletedSlot = -1;
@@ -188,29 +191,47 @@ export class HeapMaps {
     }
     // A new key. (find() validated it and left its hash in lastHash and,
     // for a string, its UTF-8 length in scan.utf8Bytes.)
+    //
+    // Every allocation below may move a cycle on and run its event listeners
+    // and finalizers inside it, and those may use the maps, this one
+    // included: they move this.slot and this.lastHash, and may insert this
+    // very key or grow the table. So what find() left is copied first, and
+    // after an allocation during which any map was looked at (`ops`), the
+    // key is looked up again.
     const hashWord = this.lastHash;
-    const bytes = scan.utf8Bytes;
     const isString = typeof key === 'string';
-    const size = u32[h + W_SIZE];
-    let cap = u32[h + W_CAPACITY];
-    if ((size + 1) * 4 > cap * 3 || (!isString && u32[h + W_NUMBERS] === 0)) {
-      this.grow(g, cap === 0 ? capacityFor(Math.max(size + 1, u32[h + W_HINT])) : (size + 1) * 4 > cap * 3 ? cap * 2 : cap, !isString);
-      cap = u32[h + W_CAPACITY];
-      this.findSlotFor(g, hashWord);
-    }
     let kg = 0;
     if (isString) {
+      const bytes = scan.utf8Bytes;
+      const ops = this.ops;
       kg = this.ctx.allocate(TYPE_STRING, HEADER_BYTES + bytes, bytes);
       writeUtf8(key, this.u8, kg * 16 + HEADER_BYTES, bytes);
+      if (this.ops !== ops && this.find(g, key)) {  // stored meanwhile: this String is garbage
+        u32[u32[h + W_ENTRIES] * 4 + 2 + 2 * this.slot + 1] = vg;
+        return;
+      }
     }
-    // Allocation moves nothing: the slot found above is still the one.
+    for (;;) {
+      const size = u32[h + W_SIZE];
+      const cap = u32[h + W_CAPACITY];
+      const full = (size + 1) * 4 > cap * 3;
+      if (!full && (isString || u32[h + W_NUMBERS] !== 0)) break;
+      const ops = this.ops;
+      this.grow(g, cap === 0 ? capacityFor(Math.max(size + 1, u32[h + W_HINT])) : full ? cap * 2 : cap, !isString);
+      if (this.ops !== ops && this.find(g, key)) {
+        u32[u32[h + W_ENTRIES] * 4 + 2 + 2 * this.slot + 1] = vg;
+        return;
+      }
+    }
+    // Nothing allocates from here on.
+    this.findSlotFor(g, hashWord);
     const i = this.slot;
     const eg = u32[h + W_ENTRIES];
     u32[u32[h + W_HASHES] * 4 + 2 + i] = hashWord;
     u32[eg * 4 + 2 + 2 * i] = kg;
     u32[eg * 4 + 2 + 2 * i + 1] = vg;
     if (!isString) this.f64[u32[h + W_NUMBERS] * 2 + 1 + i] = canonicalNumber(key as number);
-    u32[h + W_SIZE] = size + 1;
+    u32[h + W_SIZE] = u32[h + W_SIZE] + 1;
     u32[h + W_VERSION] = (u32[h + W_VERSION] + 1) >>> 0;
   }
 
@@ -225,6 +246,7 @@ export class HeapMaps {
   /** Removes every entry and drops the table (capacity back to 0). */
   clear(m: MapRef): void {
     const h = this.ctx.refs.typed(m, TYPE_MAP) * 4;
+    this.ops++;
     const u32 = this.u32;
     u32[h + W_ENTRIES] = 0;
     u32[h + W_HASHES] = 0;
@@ -272,6 +294,7 @@ export class HeapMaps {
    * this.slot = the empty slot where it would go (capacity > 0). Validates the key.
    */
   private find(g: number, key: MapKey): boolean {
+    this.ops++;
     const u32 = this.u32;
     const h = g * 4;
     let hashWord: number;
@@ -332,12 +355,18 @@ export class HeapMaps {
     }
     const { ctx, u32, f64 } = this;
     const h = g * 4;
-    const oldCap = u32[h + W_CAPACITY];
     const withNumbers = numbers || u32[h + W_NUMBERS] !== 0;
     // All new arrays first: a failed allocation leaves the map untouched.
+    const ops = this.ops;
     const ne = ctx.allocate(TYPE_REF_ARRAY, HEADER_BYTES + 8 * cap, 2 * cap);
     const nh = ctx.allocate(TYPE_BYTES, HEADER_BYTES + 4 * cap, 4 * cap);
     const nn = withNumbers ? ctx.allocate(TYPE_BYTES, HEADER_BYTES + 8 * cap, 8 * cap) : 0;
+    // Code run inside those allocations used the maps (set() says how): the
+    // table may have grown or filled past `cap` meanwhile. Leave the new
+    // arrays to the next cycle; set() looks again.
+    if (this.ops !== ops) return;
+    this.ops++;
+    const oldCap = u32[h + W_CAPACITY];
     const mask = cap - 1;
     if (oldCap > 0) {
       const oe = u32[h + W_ENTRIES] * 4 + 2;
