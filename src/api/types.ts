@@ -175,9 +175,10 @@ export class Strings {
       if (length >= 0) {
         const use = ++utf8ScratchUses;
         const g = this.#ctx.allocate(TYPE_STRING, HEADER_BYTES + length, length);
-        // An allocation may move a cycle on and run its event listeners and
-        // finalizers, whose own strings go through the same scratch: if one
-        // did, encode this one again (nothing runs between that and the copy).
+        // An allocation may move a cycle on and run its event listeners
+        // (finalization callbacks run from the event loop only), whose own
+        // strings go through the same scratch: if one did, encode this one
+        // again (nothing runs between that and the copy).
         if (utf8ScratchUses !== use) {
           utf8ScratchUses++;
           this.#addon.encodeUtf8(s);

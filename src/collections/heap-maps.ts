@@ -193,7 +193,7 @@ export class HeapMaps {
     // for a string, its UTF-8 length in scan.utf8Bytes.)
     //
     // Every allocation below may move a cycle on and run its event listeners
-    // and finalizers inside it, and those may use the maps, this one
+    // inside it, and those may use the maps, this one
     // included: they move this.slot and this.lastHash, and may insert this
     // very key or grow the table. So what find() left is copied first, and
     // after an allocation during which any map was looked at (`ops`), the
