@@ -3,10 +3,11 @@
 //
 // utf8Scratch() -> Uint8Array: this thread's scratch, made at the first call
 // and kept in the environment's instance data (with a reference that keeps it
-// alive; every later call returns the same one). encodeUtf8(string) -> bytes writes the string's UTF-8 form at the
-// start of it, followed by 4 zero bytes. Strings.alloc then allocates the
-// object at its exact size and copies it in a word at a time (the zeros keep
-// the slot's tail as the allocator left it). One call instead of
+// alive; every later call returns the same one). encodeUtf8(string) -> bytes
+// writes the string's UTF-8 form at the start of it, followed by 4 zero
+// bytes. Strings.alloc then allocates the object at its exact size and copies
+// it in a word at a time (the zeros keep the slot's tail as the allocator
+// left it). One call instead of
 // Buffer.byteLength then utf8Write, each of which flattens, checks and
 // converts on its own. -1 when the string may not have fit (the caller then
 // takes the two-call path): V8 stops before a character that would not fit,

@@ -220,10 +220,17 @@ export class HeapCore implements RefContext, TypeContext {
    * (src/api/listener-errors.ts): the cycle goes on exactly as without it.
    */
   publish<K extends CycleEventName>(name: K, payload: CycleEventMap[K]): void {
-    this.emitting++;
-    try {
+    this.runListeners(() => {
       callSafely(() => publish(name, payload));
       if (name !== 'abort' && name !== 'fallback' && name !== 'sweeperFallback') emitSafely(this.emitter, name, payload);
+    });
+  }
+
+  /** Calls the collector's listeners with `emitting` raised while they run (see there). */
+  private runListeners(call: () => void): void {
+    this.emitting++;
+    try {
+      call();
     } finally {
       this.emitting--;
     }
@@ -241,23 +248,15 @@ export class HeapCore implements RefContext, TypeContext {
 
   cycleCompleted(s: CycleStats): void {
     this.topGranule = this.allocator.topGranule;
-    this.emitting++;
-    try {
-      emitSafely(this.emitter, 'cycle', s);
-    } finally {
-      this.emitting--;
-    }
+    this.runListeners(() => emitSafely(this.emitter, 'cycle', s));
     this.scheduleIfDue();
   }
 
   cycleAborted(e: Error): void {
-    this.emitting++;
-    try {
+    this.runListeners(() => {
       callSafely(() => publish('abort', e as CycleEventMap['abort']));
       emitSafely(this.emitter, 'abort', e);
-    } finally {
-      this.emitting--;
-    }
+    });
     this.scheduleIfDue();
   }
 
@@ -281,13 +280,10 @@ export class HeapCore implements RefContext, TypeContext {
 
   /** The 'fallback' event, on its channel and to the heap's listeners (publish() sends it to the channel only). */
   private emitFallback(event: CycleEventMap['fallback']): void {
-    this.emitting++;
-    try {
+    this.runListeners(() => {
       callSafely(() => publish('fallback', event));
       emitSafely(this.emitter, 'fallback', event);
-    } finally {
-      this.emitting--;
-    }
+    });
   }
 
   // ---- types and objects -------------------------------------------------
@@ -433,7 +429,7 @@ export class HeapCore implements RefContext, TypeContext {
     // emitted the event, and cannot move on from there; such an allocation
     // gets only what is free now.)
     if (this.emitting > 0) {
-      const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls, typeId) : this.allocator.allocLarge(size, typeId);
+      const g = this.takeFree(cls, size, typeId);
       if (g !== 0) return g;
       throw new HeapExhaustedError(
         `cannot allocate ${size} bytes inside a listener of a cycle's event: the heap is at maxHeap ` +
@@ -441,7 +437,7 @@ export class HeapCore implements RefContext, TypeContext {
     }
     if (this.collector.busy) {
       this.advanceInAllocation();
-      const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls, typeId) : this.allocator.allocLarge(size, typeId);
+      const g = this.takeFree(cls, size, typeId);
       if (g !== 0) return g;
     }
     const was = this.allocating;
@@ -452,7 +448,7 @@ export class HeapCore implements RefContext, TypeContext {
     } finally {
       this.allocating = was;
     }
-    const g = cls < LARGE_CLASS ? this.allocator.allocSmall(cls, typeId) : this.allocator.allocLarge(size, typeId);
+    const g = this.takeFree(cls, size, typeId);
     if (g !== 0) return g;
     throw new HeapExhaustedError(
       `cannot allocate ${size} bytes: the heap is at maxHeap (${fmt(this.options.maxHeap)}) with ` +
@@ -462,6 +458,11 @@ export class HeapCore implements RefContext, TypeContext {
       'or call heap.safepoint() in long synchronous loops), release roots you no longer need, or raise maxHeap' +
       (size > SPAN_BYTES ? ` (a ${fmt(size)} object needs ${Math.ceil(size / SPAN_BYTES)} contiguous free spans)` : ''));
   }
+  /** An object from what is free now, without moving any cycle on; 0 if there is no room. */
+  private takeFree(cls: number, size: number, typeId: number): number {
+    return cls < LARGE_CLASS ? this.allocator.allocSmall(cls, typeId) : this.allocator.allocLarge(size, typeId);
+  }
+
 
   // ---- roots ---------------------------------------------------------------
 

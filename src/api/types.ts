@@ -179,10 +179,7 @@ export class Strings {
         // (finalization callbacks run from the event loop only), whose own
         // strings go through the same scratch: if one did, encode this one
         // again (nothing runs between that and the copy).
-        if (utf8ScratchUses !== use) {
-          utf8ScratchUses++;
-          this.#addon.encodeUtf8(s);
-        }
+        if (utf8ScratchUses !== use) this.#addon.encodeUtf8(s);
         const u32 = this.#ctx.views.u32;
         const words = this.#scratch;
         const at = g * 4 + HEADER_BYTES / 4;
@@ -214,7 +211,7 @@ export class Strings {
 
 /**
  * The scratch Strings.alloc has the addon encode into: the addon's, one per
- * thread (native/binding.cc, utf8Scratch), 16 KiB. Strings of up to
+ * thread (native/string_encode.cc, utf8Scratch), 16 KiB. Strings of up to
  * UTF8_SCRATCH_UNITS UTF-16 units (3 UTF-8 bytes each at most, with room for
  * the 4 zero bytes and the addon's margin) take the one-call path; longer
  * ones are encoded straight into the heap, where the second call's cost is

@@ -186,16 +186,16 @@ export class HeapMaps {
     const u32 = this.u32;
     const h = g * 4;
     if (this.find(g, key)) {
-      u32[u32[h + W_ENTRIES] * 4 + 2 + 2 * this.slot + 1] = vg;
+      this.storeValue(g, vg);
       return;
     }
     // A new key. (find() validated it and left its hash in lastHash and,
     // for a string, its UTF-8 length in scan.utf8Bytes.)
     //
     // Every allocation below may move a cycle on and run its event listeners
-    // inside it, and those may use the maps, this one
-    // included: they move this.slot and this.lastHash, and may insert this
-    // very key or grow the table. So what find() left is copied first, and
+    // inside it, and those may use the maps, this one included: they move
+    // this.slot and this.lastHash, and may insert this very key or grow the
+    // table. So what find() left is copied first, and
     // after an allocation during which any map was looked at (`ops`), the
     // key is looked up again.
     const hashWord = this.lastHash;
@@ -207,7 +207,7 @@ export class HeapMaps {
       kg = this.ctx.allocate(TYPE_STRING, HEADER_BYTES + bytes, bytes);
       writeUtf8(key, this.u8, kg * 16 + HEADER_BYTES, bytes);
       if (this.ops !== ops && this.find(g, key)) {  // stored meanwhile: this String is garbage
-        u32[u32[h + W_ENTRIES] * 4 + 2 + 2 * this.slot + 1] = vg;
+        this.storeValue(g, vg);
         return;
       }
     }
@@ -219,7 +219,7 @@ export class HeapMaps {
       const ops = this.ops;
       this.grow(g, cap === 0 ? capacityFor(Math.max(size + 1, u32[h + W_HINT])) : full ? cap * 2 : cap, !isString);
       if (this.ops !== ops && this.find(g, key)) {
-        u32[u32[h + W_ENTRIES] * 4 + 2 + 2 * this.slot + 1] = vg;
+        this.storeValue(g, vg);
         return;
       }
     }
@@ -336,6 +336,12 @@ export class HeapMaps {
     const stored = this.f64[u32[g * 4 + W_NUMBERS] * 2 + 1 + i];
     const k = canonicalNumber(key);
     return stored === k || (stored !== stored && k !== k);
+  }
+
+  /** Stores value granule vg in this.slot of map g (the slot find() found the key in). */
+  private storeValue(g: number, vg: number): void {
+    const u32 = this.u32;
+    u32[u32[g * 4 + W_ENTRIES] * 4 + 2 + 2 * this.slot + 1] = vg;
   }
 
   /** Sets this.slot to the empty slot where a key of hashWord goes (the key is absent). */
