@@ -73,6 +73,13 @@ const SLOT_MASK = (() => {
   }
   return m;
 })();
+/**
+ * prepareWord zeroes a run of free slots with one fill() from this many u32
+ * words up; below it, a store per word is cheaper than the call (measured on
+ * the project's VM: a fill of a 32-slot run of 16-byte slots takes about half
+ * the time of the stores, a lone 16-byte slot about three times as long).
+ */
+const FILL_MIN_WORDS = 32;
 /** Slot size in u32 words, per class. */
 const SLOT_WORDS = Int32Array.from(CLASS_GRANULES, (g) => g * 4);
 
@@ -98,6 +105,8 @@ export class Allocator {
   childLives = false;
   private closed = false;
   private readonly partial: number[][];
+  /** prepareWord's new headers of a run, before the run is zeroed (at most 32 slots per word). */
+  private readonly heads = new Uint32Array(32);
   private readonly unswept: number[][];
   private freeSpans: number[] = [];
   /** Whether a sweep is in progress (spans may be UNSWEPT). */
@@ -197,6 +206,31 @@ export class Allocator {
     }
     const slotWords = SLOT_WORDS[cls];
     let spread = this.genSpread[s];
+    // The free slots are one run (every slot start from the lowest free one
+    // to the highest is free: the common case after a sweep of mostly dead
+    // objects) and the run is long enough for one fill() to beat a store per
+    // word: the new headers are computed first (from the old ones), the run
+    // is zeroed at once, and the headers written back.
+    const lo = 31 - Math.clz32(free & -free);
+    const hi = 31 - Math.clz32(free);
+    const count = popcount(free);
+    const start = ((w << 5) | lo) << 2;
+    const end = (((w << 5) | hi) << 2) + slotWords;
+    if ((count - 1) * (slotWords >>> 2) === hi - lo && end - start >= FILL_MIN_WORDS) {
+      const heads = this.heads;
+      for (let k = 0, h = start; k < count; k++, h += slotWords) {
+        const old = u32[h];
+        const type = old & 0xffff;
+        const gen = type === 0 ? base : ((old >>> 16) + 1) & 0xffff;
+        const d = (gen - base) & 0xffff;
+        if (d > spread) spread = d;
+        heads[k] = type | (gen << 16);
+      }
+      u32.fill(0, start, end);
+      for (let k = 0, h = start; k < count; k++, h += slotWords) u32[h] = heads[k];
+      this.genSpread[s] = spread;
+      return;
+    }
     for (let bits = free; bits !== 0; bits &= bits - 1) {
       const h = ((w << 5) | (31 - Math.clz32(bits & -bits))) << 2;
       const old = u32[h];
