@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { initHistograms, percentileOf, percentileTable, round } from './lib/histogram.js';
 import { Heartbeat, Meter, V8GcObserver } from './lib/meter.js';
-import { peakRssBytes } from './lib/proc.js';
+import { cpuTimes, cpuTimesSince, peakRssBytes } from './lib/proc.js';
 import { loadForkgc, type CycleStats, type Heap } from './lib/forkgc.js';
 import { workloadByName } from './workloads/index.js';
 import { SYSTEMS, run, type Params, type SystemId } from './workloads/types.js';
@@ -48,6 +48,11 @@ export interface ResultRow {
   opPercentilesUs: Record<string, number> | null;
   /** Event-loop heartbeat (1 ms interval), gap between callbacks. */
   heartbeatMaxGapMs: number | null;
+  /** The main thread over the run (wall time): on a CPU, and runnable but waiting for one (lib/proc.ts cpuTimes). */
+  mainRunMs: number | null;
+  mainRunDelayMs: number | null;
+  /** Time the hypervisor took from the machine's CPUs during the run (all CPUs together). */
+  machineStealMs: number | null;
   heartbeatP99GapMs: number | null;
   peakRssBytes: number;
   cycles: number;
@@ -120,6 +125,7 @@ async function main(): Promise<void> {
   heartbeat.start(1);
   meter.start();
   const t0 = performance.now();
+  const times0 = cpuTimes();
   let verified: boolean | null = null;
   let extra: Record<string, unknown> = {};
   let error: string | undefined;
@@ -157,6 +163,8 @@ async function main(): Promise<void> {
     error = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
   }
   const wallMs = performance.now() - t0;
+  const times = cpuTimesSince(times0);
+  meter.stop();
   heartbeat.stop();
   meter.closeIntervals();
   let heapStats = null;
@@ -213,6 +221,9 @@ async function main(): Promise<void> {
     // first-touch faults of memory the heap gave back and took again).
     processMinorFaults: usage.minorPageFault,
     cpuUserMs: round(usage.userCPUTime / 1000, 1),
+    mainRunMs: times.runMs,
+    mainRunDelayMs: times.runDelayMs,
+    machineStealMs: times.stealMs,
     cpuSysMs: round(usage.systemCPUTime / 1000, 1),
     cycles: heap ? measured.length : v8gc.pausesMs.length,
     abortedCycles: aborts.length,
@@ -244,7 +255,13 @@ async function main(): Promise<void> {
     // and `perf record -k mono` also use: bench/gap-profile.ts cuts a
     // profile's samples out of each gap with it.
     runStartMonotonicMs: round(Number(process.hrtime.bigint()) / 1e6 - (performance.now() - t0), 3),
-    topGapsMs: meter.topGaps.map(([gap, at]) => ({ gapMs: round(gap, 2), atMs: round(at - t0, 1) })),
+    topGapsMs: meter.topGaps.map(([gap, at]) => {
+      const a = meter.clock.over(at - gap, at);
+      return {
+        gapMs: round(gap, 2), atMs: round(at - t0, 1),
+        ...(a ? { windowMs: round(a.windowMs, 2), runMs: round(a.runMs, 2), runDelayMs: round(a.runDelayMs, 2), offMs: round(a.offMs, 2) } : {}),
+      };
+    }),
     cycleTimeline: measured.slice(0, 40).map((c) => ({
       id: c.id,
       trigger: c.trigger,

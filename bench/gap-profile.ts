@@ -8,9 +8,11 @@
  *
  * The run's result line carries the top gaps (ms after the run's start) and
  * the start on CLOCK_MONOTONIC, which V8's profile timestamps also use. A gap
- * with few samples in it was spent off the CPU (preempted, or blocked in the
- * kernel): `perf record -e sched:sched_switch -k mono` over the same run says
- * which (how this was used: README, "The waits at the end of marking").
+ * with few samples in it was spent off the CPU: the result line says how
+ * much of its window the main thread ran, waited for a CPU (preempted) or
+ * neither (blocked, or stolen by the hypervisor; lib/thread-clock.ts), and
+ * `perf record -e sched:sched_switch -k mono` over the same run says more
+ * (how this was used: README, "The waits at the end of marking").
  */
 import { readFileSync } from 'node:fs';
 
@@ -20,7 +22,10 @@ interface ProfileNode {
   children?: number[];
 }
 interface Profile { nodes: ProfileNode[]; startTime: number; samples: number[]; timeDeltas: number[] }
-interface Row { runStartMonotonicMs?: number; topGapsMs?: { gapMs: number; atMs: number }[] }
+interface Row {
+  runStartMonotonicMs?: number;
+  topGapsMs?: { gapMs: number; atMs: number; windowMs?: number; runMs?: number; runDelayMs?: number; offMs?: number }[];
+}
 
 function main(): void {
   const [profilePath, runPath, gapsArg, stacksArg] = process.argv.slice(2);
@@ -63,7 +68,9 @@ function main(): void {
       const k = stack(s);
       counts.set(k, (counts.get(k) ?? 0) + 1);
     });
-    console.log(`gap of ${g.gapMs} ms ending ${g.atMs} ms into the run: ${n} samples`);
+    const split = g.runMs === undefined ? '' :
+      `; main thread over a ${g.windowMs} ms window: ${g.runMs} ms on a CPU, ${g.runDelayMs} ms waiting for one, ${g.offMs} ms neither`;
+    console.log(`gap of ${g.gapMs} ms ending ${g.atMs} ms into the run: ${n} samples${split}`);
     for (const [k, c] of [...counts].sort((a, b) => b[1] - a[1]).slice(0, stacks)) console.log(`  ${String(c).padStart(5)}  ${k}`);
   }
 }

@@ -21,6 +21,13 @@ export interface ResultsFile {
 // Rows are ResultRow (child.ts) or peer rows: everything optional here.
 export type Row = Record<string, any> & { workload: string; system: string; case: string };
 
+/** The longest gap's window split into on-CPU / waiting for a CPU / neither (lib/thread-clock.ts), or – without one. */
+function gapSplit(r: Row): string {
+  const g = (r.topGapsMs as { runMs?: number; runDelayMs?: number; offMs?: number }[] | undefined)?.[0];
+  if (!g || g.runMs === undefined) return '–';
+  return `${num(g.runMs, 1)} / ${num(g.runDelayMs ?? null, 1)} / ${num(g.offMs ?? null, 1)}`;
+}
+
 const num = (v: unknown, digits = 1): string =>
   typeof v === 'number' && Number.isFinite(v) ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(digits)) : '–';
 const mibStr = (v: unknown) => (typeof v === 'number' ? (v / 1048576).toFixed(0) : '–');
@@ -54,9 +61,9 @@ export function markdown(f: ResultsFile): string {
   L.push('## Workloads');
   L.push('');
   L.push(
-    '| workload | case | system | wall ms | × v8 | GC pause p50 / p99 / max ms | forkgc pause max ms | GC-attributable stall max / total ms | mutator p99 µs | mutator max ms | heartbeat max gap ms | peak RSS MiB | cycles | GC pause total ms | sweep total ms | mark ns/obj | ok |',
+    '| workload | case | system | wall ms | × v8 | GC pause p50 / p99 / max ms | forkgc pause max ms | GC-attributable stall max / total ms | mutator p99 µs | mutator max ms | longest gap: run / wait / off ms | heartbeat max gap ms | main thread run / wait ms | steal ms | peak RSS MiB | cycles | GC pause total ms | sweep total ms | mark ns/obj | ok |',
   );
-  L.push('|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|');
+  L.push('|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|');
   for (const w of MAIN) {
     const rows = f.results.filter((r) => r.workload === w);
     const v8 = rows.find((r) => r.system === 'v8' && r.ok);
@@ -64,7 +71,7 @@ export function markdown(f: ResultsFile): string {
       const ratio = v8 && r.ok && typeof r.wallMs === 'number' ? (r.wallMs / v8.wallMs).toFixed(2) : '–';
       L.push(
         `| ${w} | ${r.case} | ${r.system} | ${num(r.wallMs, 0)} | ${ratio} | ${num(r.p50PauseMs, 2)} / ${num(r.p99PauseMs, 2)} / ${num(r.maxPauseMs, 2)} | ` +
-          `${num(r.forkgcPauseMaxMs, 2)} | ${num(r.forkgcStallMaxMs, 2)} / ${num(r.forkgcStallTotalMs, 0)} | ${num(r.opP99Us)} | ${num(r.opMaxMs, 2)} | ${num(r.heartbeatMaxGapMs, 2)} | ${mibStr(r.peakRssBytes)} | ${r.cycles ?? '–'} | ` +
+          `${num(r.forkgcPauseMaxMs, 2)} | ${num(r.forkgcStallMaxMs, 2)} / ${num(r.forkgcStallTotalMs, 0)} | ${num(r.opP99Us)} | ${num(r.opMaxMs, 2)} | ${gapSplit(r)} | ${num(r.heartbeatMaxGapMs, 2)} | ${num(r.mainRunMs, 0)} / ${num(r.mainRunDelayMs, 0)} | ${num(r.machineStealMs, 0)} | ${mibStr(r.peakRssBytes)} | ${r.cycles ?? '–'} | ` +
           `${num(r.gcTotalMs, 1)} | ${num(r.forkgcSweepTotalMs, 0)} | ${num(r.markNsPerObject, 1)} | ${verifiedMark(r)} |`,
       );
     }
@@ -150,6 +157,7 @@ export function markdown(f: ResultsFile): string {
   L.push('- **GC pause**: pauses reported by the collectors in the process: V8 `gc` PerformanceObserver entries (a forkgc process still runs V8 for its JS objects) plus forkgc `CycleStats.pauseUs` (fork() time in fork mode, the whole marking in stw mode); **forkgc pause** is the latter alone. Peers: their GC\'s own figures (druntime `GC.profileStats`, Boehm collection start→end). All figures cover the measured phase (lru-cache, splay and pause-scaling exclude their setup).');
   L.push('- **sweep total**: forkgc `CycleStats.sweepMs` summed (workers and lazy sweeping; not a pause by itself, its main-thread share shows in the mutator columns).');
   L.push('- **mutator p99 / max**: gap between consecutive units of mutator work (a request, a splay op, 1024 tree nodes built or checked in binary-trees, 1024 nodes allocated or counted in gcbench): everything the mutator waited for, including safepoints, sweeping and event-loop turns with collector callbacks.');
+  L.push('- **longest gap: run / wait / off**: the main thread over the window of its longest mutator gap (the gap plus at most ~1 ms before it), from /proc/thread-self/schedstat: on a CPU, runnable but waiting for a CPU, and neither (blocked, or stolen by the hypervisor). **main thread run / wait**: the same over the whole run; **steal**: the hypervisor\'s take from all CPUs during the run (/proc/stat).');
   L.push('- **heartbeat max gap**: longest gap between callbacks of a 1 ms `setInterval` (workloads yield every ~2 ms).');
   L.push('- **peak RSS**: VmHWM of the process that ran the case (the GC child\'s copy-on-write pages are not included). **cycles**: forkgc cycles, or V8 gc events for v8.');
   L.push('- **mark ns/obj**: forkgc marking time (in the child in fork mode) × 10⁶ / objects marked. **CoW**: `CycleStats.cowBytes` when the library reports it.');

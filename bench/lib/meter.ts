@@ -19,6 +19,7 @@
 import { PerformanceObserver, performance, constants as perfConstants } from 'node:perf_hooks';
 import { setImmediate as setImmediateP } from 'node:timers/promises';
 import { LogHistogram } from './histogram.js';
+import { ThreadClock } from './thread-clock.js';
 
 const TOP_GAPS = 8;
 
@@ -26,6 +27,7 @@ export class Meter {
   readonly ticks = new LogHistogram();
   private last = 0;
   private lastYield = 0;
+  private sampledAt = 0;
   /** Set by tick() when the workload should yield to the event loop. */
   yieldDue = false;
   /** Set by tick(): a good moment for a forkgc safepoint. */
@@ -37,11 +39,22 @@ export class Meter {
   readonly excluded: [number, number][] = [];
   private setupStart = -1;
 
+  /** The main thread's run and run-queue time, sampled at each yield (lib/thread-clock.ts), to attribute the top gaps. */
+  readonly clock = new ThreadClock();
+
   constructor(readonly unit: string, readonly yieldEveryMs = 2) {}
 
   start(): void {
+    this.clock.open();
+    this.clock.sample();
     this.last = performance.now();
     this.lastYield = this.last;
+  }
+
+  /** The last sample of the thread clock (call when the run is over). */
+  stop(): void {
+    this.clock.sample();
+    this.clock.close();
   }
 
   /** The largest gaps seen: [gap ms, performance.now() at the gap's end], largest first. */
@@ -61,6 +74,13 @@ export class Meter {
       const gap = now - this.last;
       this.ticks.record(gap * 1e6);
       if (gap > 1) this.noteGap(gap, now);
+      // A sample at the end of every gap over 1 ms, and at most one a
+      // millisecond otherwise (a read costs ~1.5 µs): a gap's window starts
+      // at most ~1 ms before it and ends with it.
+      if (gap > 1 || now - this.sampledAt >= 1) {
+        this.clock.sample();
+        this.sampledAt = now;
+      }
     }
     this.last = now;
     this.safepointDue = true;
@@ -71,7 +91,9 @@ export class Meter {
   async yield(): Promise<void> {
     this.yieldDue = false;
     this.yields++;
+    this.clock.sample();
     await setImmediateP();
+    this.clock.sample();
     this.lastYield = performance.now();
   }
 

@@ -1,0 +1,95 @@
+/**
+ * What the main thread was doing around a gap in the mutator's work: on a
+ * CPU, runnable but waiting for one, or neither (blocked in the kernel, or
+ * its virtual CPU taken by the hypervisor).
+ *
+ * The kernel keeps per thread, in /proc/thread-self/schedstat, the time it
+ * ran and the time it waited on a run queue (ns). This VM's kernel has
+ * CONFIG_PARAVIRT_TIME_ACCOUNTING: time the hypervisor steals is in neither
+ * figure. So over any window of wall time,
+ *
+ *   wall = run + runDelay + off
+ *
+ * where off is time the thread slept or was blocked (a futex, a page-fault
+ * wait, a blocking read) or lost to steal. A mutator that never blocks has
+ * off = steal.
+ *
+ * A read costs about 1.5 µs (pread of an fd kept open), too much for every
+ * tick (a tick is every 30-100 µs on binary-trees), so the meter samples at
+ * every yield (every ~2 ms) instead, and a gap is attributed over the
+ * tightest window of samples around it: the gap plus at most the two yield
+ * intervals it falls between. Linux only; elsewhere every figure is null.
+ */
+import { closeSync, openSync, readSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+
+export interface GapAttribution {
+  /** The window the figures cover (it contains the gap). */
+  windowMs: number;
+  runMs: number;
+  runDelayMs: number;
+  offMs: number;
+}
+
+export class ThreadClock {
+  private fd = -1;
+  private readonly buf = Buffer.alloc(96);
+  private readonly at: number[] = [];
+  private readonly run: number[] = [];
+  private readonly delay: number[] = [];
+
+  /** Opens the main thread's schedstat; call on the main thread. */
+  open(): void {
+    try {
+      this.fd = openSync('/proc/thread-self/schedstat', 'r');
+    } catch {
+      this.fd = -1;
+    }
+  }
+
+  close(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
+
+  /** Records (now, run ns, run-queue delay ns). */
+  sample(): void {
+    if (this.fd < 0) return;
+    const n = readSync(this.fd, this.buf, 0, this.buf.length, 0);
+    // "<run ns> <run-queue delay ns> <timeslices>\n", parsed without a string.
+    let k = 0;
+    let run = 0;
+    for (; k < n && this.buf[k] !== 0x20; k++) run = run * 10 + (this.buf[k] - 0x30);
+    let delay = 0;
+    for (k++; k < n && this.buf[k] !== 0x20; k++) delay = delay * 10 + (this.buf[k] - 0x30);
+    this.at.push(performance.now());
+    this.run.push(run);
+    this.delay.push(delay);
+  }
+
+  /** The thread's time over the tightest sampled window around [start, end] (performance.now() ms); null without samples on both sides. */
+  over(start: number, end: number): GapAttribution | null {
+    const at = this.at;
+    // The last sample at or before start, the first at or after end.
+    let lo = -1;
+    let a = 0;
+    let b = at.length - 1;
+    while (a <= b) {
+      const m = (a + b) >> 1;
+      if (at[m] <= start) {
+        lo = m;
+        a = m + 1;
+      } else {
+        b = m - 1;
+      }
+    }
+    if (lo < 0) return null;
+    let hi = lo;
+    while (hi < at.length && at[hi] < end) hi++;
+    if (hi >= at.length) return null;
+    const windowMs = at[hi] - at[lo];
+    const runMs = (this.run[hi] - this.run[lo]) / 1e6;
+    const runDelayMs = (this.delay[hi] - this.delay[lo]) / 1e6;
+    return { windowMs, runMs, runDelayMs, offMs: Math.max(0, windowMs - runMs - runDelayMs) };
+  }
+}

@@ -1,0 +1,62 @@
+// The benchmarks' thread clock (bench/lib/thread-clock.ts), which splits a
+// mutator gap into time on a CPU, time waiting for one, and neither: a
+// sleeping main thread must read as "neither", a spinning one as running or
+// waiting, and a window must bracket the interval asked for.
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { ThreadClock } from '../bench/lib/thread-clock.js';
+
+const linux = existsSync('/proc/thread-self/schedstat');
+
+function spin(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) { /* on a CPU */ }
+}
+
+describe.runIf(linux)('thread clock', () => {
+  it('a sleep is neither running nor waiting for a CPU; a spin is not off', async () => {
+    const c = new ThreadClock();
+    c.open();
+    c.sample();
+    const sleepStart = performance.now();
+    await new Promise((r) => setTimeout(r, 60));
+    const sleepEnd = performance.now();
+    c.sample();
+    spin(40);
+    const spinEnd = performance.now();
+    c.sample();
+    c.close();
+
+    const slept = c.over(sleepStart, sleepEnd);
+    expect(slept).not.toBeNull();
+    expect(slept!.windowMs).toBeGreaterThanOrEqual(55);
+    // Run and run-queue time are the thread's own: a sleep adds to neither.
+    expect(slept!.offMs).toBeGreaterThan(40);
+    expect(slept!.runMs).toBeLessThan(20);
+
+    const spun = c.over(sleepEnd + 1, spinEnd);
+    expect(spun).not.toBeNull();
+    // On a CPU or runnable the whole time, but for stolen time (off).
+    expect(spun!.runMs + spun!.runDelayMs + spun!.offMs).toBeCloseTo(spun!.windowMs, 0);
+    expect(spun!.runMs).toBeGreaterThan(0);
+    expect(spun!.runMs + spun!.runDelayMs).toBeGreaterThan(spun!.offMs);
+  });
+
+  it('a window needs samples on both sides', () => {
+    const c = new ThreadClock();
+    c.open();
+    const before = performance.now() - 1000;
+    c.sample();
+    spin(2);
+    c.sample();
+    c.close();
+    expect(c.over(before, performance.now() - 1)).toBeNull();  // no sample before it
+    expect(c.over(performance.now() - 1, performance.now() + 1000)).toBeNull();  // none after it
+  });
+
+  it('an unopened clock records nothing', () => {
+    const c = new ThreadClock();
+    c.sample();
+    expect(c.over(0, 1)).toBeNull();
+  });
+});
