@@ -14,6 +14,13 @@
  * wait, a blocking read) or lost to steal. A mutator that never blocks has
  * off = steal.
  *
+ * Granularity: the kernel brings a running thread's run time up to date at
+ * each scheduler tick (4 ms on this VM, CONFIG_HZ=250) and at each switch,
+ * not when schedstat is read, so run (and with it off) can be off by up to a
+ * tick at each end of a window; run-queue delay is exact (it only grows
+ * while the thread is off a CPU). Figures for gaps of a few ms are rough;
+ * for the 10-50 ms gaps this is for, a tick is small.
+ *
  * A read costs about 1.5 µs (pread of an fd kept open), too much for every
  * tick (a tick is every 30-100 µs on binary-trees), so the meter samples at
  * every yield (every ~2 ms) instead, and a gap is attributed over the
