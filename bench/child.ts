@@ -100,6 +100,7 @@ async function main(): Promise<void> {
   const allCycles: (CycleStats & { at: number })[] = [];
   let closing = false;
   const aborts: string[] = [];
+  const stalls: [number, number][] = [];
   let heap: Heap | null = null;
 
   if (system.kind === 'forkgc') {
@@ -114,6 +115,8 @@ async function main(): Promise<void> {
     heap.on('cycle', (c) => {
       if (!closing) allCycles.push({ ...c, at: performance.now() });
     });
+    // Every wait the collector attributes to itself, to lay over the longest gaps.
+    heap.on('stall', (e) => stalls.push([e.startMs, e.endMs]));
     heap.on('abort', (e) => {
       // close() aborts a cycle in flight (reason CLOSED): that is the harness, not an error.
       if (closing && e.reason === 'CLOSED') return;
@@ -257,8 +260,12 @@ async function main(): Promise<void> {
     runStartMonotonicMs: round(Number(process.hrtime.bigint()) / 1e6 - (performance.now() - t0), 3),
     topGapsMs: meter.topGaps.map(([gap, at]) => {
       const a = meter.clock.over(at - gap, at);
+      const within = (s: number, e: number) => Math.max(0, Math.min(at, e) - Math.max(at - gap, s));
       return {
         gapMs: round(gap, 2), atMs: round(at - t0, 1),
+        // What covered the gap itself: V8's collections, and waits forkgc attributes to itself.
+        v8GcMs: round(v8gc.overlapMs(at - gap, at), 2),
+        ...(heap ? { forkgcStallMs: round(stalls.reduce((t, [s, e]) => t + within(s, e), 0), 2) } : {}),
         ...(a ? { windowMs: round(a.windowMs, 2), runMs: round(a.runMs, 2), runDelayMs: round(a.runDelayMs, 2), offMs: round(a.offMs, 2) } : {}),
       };
     }),

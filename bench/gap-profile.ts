@@ -24,7 +24,10 @@ interface ProfileNode {
 interface Profile { nodes: ProfileNode[]; startTime: number; samples: number[]; timeDeltas: number[] }
 interface Row {
   runStartMonotonicMs?: number;
-  topGapsMs?: { gapMs: number; atMs: number; windowMs?: number; runMs?: number; runDelayMs?: number; offMs?: number }[];
+  topGapsMs?: {
+    gapMs: number; atMs: number; windowMs?: number; runMs?: number; runDelayMs?: number; offMs?: number;
+    v8GcMs?: number; forkgcStallMs?: number;
+  }[];
 }
 
 function main(): void {
@@ -70,7 +73,9 @@ function main(): void {
     });
     const split = g.runMs === undefined ? '' :
       `; main thread over a ${g.windowMs} ms window: ${g.runMs} ms on a CPU, ${g.runDelayMs} ms waiting for one, ${g.offMs} ms neither`;
-    console.log(`gap of ${g.gapMs} ms ending ${g.atMs} ms into the run: ${n} samples${split}`);
+    const covered = g.v8GcMs === undefined ? '' :
+      `; covered by V8's collections ${g.v8GcMs} ms${g.forkgcStallMs === undefined ? '' : `, by forkgc's own waits ${g.forkgcStallMs} ms`}`;
+    console.log(`gap of ${g.gapMs} ms ending ${g.atMs} ms into the run: ${n} samples${split}${covered}`);
     for (const [k, c] of [...counts].sort((a, b) => b[1] - a[1]).slice(0, stacks)) console.log(`  ${String(c).padStart(5)}  ${k}`);
   }
 }

@@ -143,6 +143,7 @@ export interface Heap {
   on(event: 'cycle', fn: (c: CycleStats) => void): unknown;
   on(event: 'abort', fn: (e: Error & { code?: string; reason?: string }) => void): unknown;
   on(event: 'fallback', fn: (info: unknown) => void): unknown;
+  on(event: 'stall', fn: (e: { kind: string; startMs: number; endMs: number }) => void): unknown;
 }
 
 export interface ForkgcModule {

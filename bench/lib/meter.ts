@@ -212,6 +212,13 @@ export class V8GcObserver {
     }
   }
 
+  /** How much of [start, end] (performance.now() ms) V8's collections covered, all kinds together. */
+  overlapMs(start: number, end: number): number {
+    let ms = 0;
+    for (const e of this.raw) ms += Math.max(0, Math.min(end, e.start + e.duration) - Math.max(start, e.start));
+    return ms;
+  }
+
   /** Entries are delivered asynchronously: give them a turn, then stop. */
   async stop(): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
