@@ -1,7 +1,8 @@
-// The benchmarks' thread clock (bench/lib/thread-clock.ts), which splits a
-// mutator gap into time on a CPU, time waiting for one, and neither: a
-// sleeping main thread must read as "neither", a spinning one as running or
-// waiting, and a window must bracket the interval asked for.
+// What the benchmarks lay over a mutator gap: the thread clock
+// (bench/lib/thread-clock.ts), which splits it into time on a CPU, time
+// waiting for one, and neither (a sleeping main thread must read as
+// "neither", a spinning one as running or waiting, and a window must bracket
+// the interval asked for); and V8's collections inside it (lib/meter.ts).
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ThreadClock } from '../bench/lib/thread-clock.js';
@@ -58,5 +59,27 @@ describe.runIf(linux)('thread clock', () => {
     const c = new ThreadClock();
     c.sample();
     expect(c.over(0, 1)).toBeNull();
+  });
+});
+
+describe('V8 collections over a gap', () => {
+  it('counts the time V8 collected inside an interval, and none outside', async () => {
+    const { V8GcObserver } = await import('../bench/lib/meter.js');
+    const obs = new V8GcObserver();
+    const t0 = performance.now();
+    obs.start();
+    // Garbage enough for several scavenges.
+    let keep: number[][] = [];
+    for (let i = 0; i < 200_000; i++) {
+      keep.push(new Array(16).fill(i));
+      if (keep.length > 1000) keep = [];
+    }
+    await new Promise((r) => setTimeout(r, 20));
+    const t1 = performance.now();
+    await obs.stop();
+    const total = obs.pausesMs.reduce((a, b) => a + b, 0);
+    expect(obs.pausesMs.length).toBeGreaterThan(0);
+    expect(obs.overlapMs(t0, t1 + 1000)).toBeCloseTo(total, 6);
+    expect(obs.overlapMs(t0 - 1000, t0 - 1)).toBe(0);
   });
 });
