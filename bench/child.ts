@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { initHistograms, percentileOf, percentileTable, round } from './lib/histogram.js';
 import { Heartbeat, Meter, V8GcObserver } from './lib/meter.js';
-import { cpuTimes, cpuTimesSince, peakRssBytes } from './lib/proc.js';
+import { machineStealMs, peakRssBytes } from './lib/proc.js';
 import { loadForkgc, type CycleStats, type Heap } from './lib/forkgc.js';
 import { workloadByName } from './workloads/index.js';
 import { SYSTEMS, run, type Params, type SystemId } from './workloads/types.js';
@@ -48,7 +48,7 @@ export interface ResultRow {
   opPercentilesUs: Record<string, number> | null;
   /** Event-loop heartbeat (1 ms interval), gap between callbacks. */
   heartbeatMaxGapMs: number | null;
-  /** The main thread over the run (wall time): on a CPU, and runnable but waiting for one (lib/proc.ts cpuTimes). */
+  /** The main thread over the run: on a CPU, and runnable but waiting for one (lib/thread-clock.ts). */
   mainRunMs: number | null;
   mainRunDelayMs: number | null;
   /** Time the hypervisor took from the machine's CPUs during the run (all CPUs together). */
@@ -128,7 +128,7 @@ async function main(): Promise<void> {
   heartbeat.start(1);
   meter.start();
   const t0 = performance.now();
-  const times0 = cpuTimes();
+  const steal0 = machineStealMs();
   let verified: boolean | null = null;
   let extra: Record<string, unknown> = {};
   let error: string | undefined;
@@ -166,8 +166,9 @@ async function main(): Promise<void> {
     error = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
   }
   const wallMs = performance.now() - t0;
-  const times = cpuTimesSince(times0);
   meter.stop();
+  const steal1 = machineStealMs();
+  const thread = meter.clock.total();
   heartbeat.stop();
   meter.closeIntervals();
   let heapStats = null;
@@ -224,9 +225,9 @@ async function main(): Promise<void> {
     // first-touch faults of memory the heap gave back and took again).
     processMinorFaults: usage.minorPageFault,
     cpuUserMs: round(usage.userCPUTime / 1000, 1),
-    mainRunMs: times.runMs,
-    mainRunDelayMs: times.runDelayMs,
-    machineStealMs: times.stealMs,
+    mainRunMs: thread ? round(thread.runMs, 1) : null,
+    mainRunDelayMs: thread ? round(thread.runDelayMs, 1) : null,
+    machineStealMs: steal0 === null || steal1 === null ? null : steal1 - steal0,
     cpuSysMs: round(usage.systemCPUTime / 1000, 1),
     cycles: heap ? measured.length : v8gc.pausesMs.length,
     abortedCycles: aborts.length,

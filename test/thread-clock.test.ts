@@ -41,6 +41,11 @@ describe.runIf(linux)('thread clock', () => {
     expect(spun!.runMs + spun!.runDelayMs + spun!.offMs).toBeCloseTo(spun!.windowMs, 0);
     expect(spun!.runMs).toBeGreaterThan(0);
     expect(spun!.runMs + spun!.runDelayMs).toBeGreaterThan(spun!.offMs);
+
+    // From the first sample to the last: the spin's run, not the sleep.
+    const total = c.total()!;
+    expect(total.runMs).toBeGreaterThanOrEqual(spun!.runMs);
+    expect(total.runMs).toBeLessThan(slept!.windowMs + spun!.windowMs);
   });
 
   it('a window needs samples on both sides', () => {
@@ -58,7 +63,9 @@ describe.runIf(linux)('thread clock', () => {
   it('an unopened clock records nothing', () => {
     const c = new ThreadClock();
     c.sample();
+    c.sample();
     expect(c.over(0, 1)).toBeNull();
+    expect(c.total()).toBeNull();
   });
 });
 

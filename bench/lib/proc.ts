@@ -119,44 +119,16 @@ export function smapsRollup(field: string): number | null {
 }
 
 /**
- * Where the main thread's time went, as the kernel counts it: run is its
- * time on a CPU, runDelay its time runnable but waiting for one (another
- * thread or process of this machine had it), both from
- * /proc/thread-self/schedstat in ns; steal is the time the hypervisor took
- * from the whole machine (every CPU) from /proc/stat in USER_HZ ticks (100
- * per second on Linux). With CONFIG_PARAVIRT_TIME_ACCOUNTING (this VM's
- * kernel has it) stolen time is counted in neither run nor runDelay, so a
- * busy thread's wall time is about run + runDelay + its share of the steal.
- * Read on the main thread; null where /proc lacks a file.
+ * Time the hypervisor took from the whole machine (every CPU together) so
+ * far, in ms: the steal column of /proc/stat's first line, in USER_HZ ticks
+ * (100 a second on Linux); null where /proc/stat lacks it. With
+ * CONFIG_PARAVIRT_TIME_ACCOUNTING (this VM's kernel has it) stolen time is
+ * in no thread's run or run-queue time (lib/thread-clock.ts).
  */
-export interface CpuTimes {
-  runNs: number | null;
-  runDelayNs: number | null;
-  stealTicks: number | null;
-}
-
-export function cpuTimes(): CpuTimes {
-  let runNs: number | null = null;
-  let runDelayNs: number | null = null;
-  try {
-    const f = readFileSync('/proc/thread-self/schedstat', 'utf8').trim().split(' ');
-    runNs = Number(f[0]);
-    runDelayNs = Number(f[1]);
-  } catch {
-    /* no schedstat */
-  }
-  let stealTicks: number | null = null;
+export function machineStealMs(): number | null {
   const cpu = readFirstLine('/proc/stat');
-  if (cpu?.startsWith('cpu ')) {
-    // cpu user nice system idle iowait irq softirq steal ...
-    const f = cpu.split(/\s+/);
-    if (f.length > 8) stealTicks = Number(f[8]);
-  }
-  return { runNs, runDelayNs, stealTicks };
-}
-
-/** The figures of cpuTimes() between two readings: ms, or null where either lacks one. */
-export function cpuTimesSince(a: CpuTimes, b: CpuTimes = cpuTimes()): { runMs: number | null; runDelayMs: number | null; stealMs: number | null } {
-  const d = (x: number | null, y: number | null, scale: number) => (x === null || y === null ? null : Math.round(((y - x) * scale) * 10) / 10);
-  return { runMs: d(a.runNs, b.runNs, 1e-6), runDelayMs: d(a.runDelayNs, b.runDelayNs, 1e-6), stealMs: d(a.stealTicks, b.stealTicks, 10) };
+  if (!cpu?.startsWith('cpu ')) return null;
+  // cpu user nice system idle iowait irq softirq steal ...
+  const f = cpu.split(/\s+/);
+  return f.length > 8 ? Number(f[8]) * 10 : null;
 }

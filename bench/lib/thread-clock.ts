@@ -74,6 +74,13 @@ export class ThreadClock {
     this.delay.push(delay);
   }
 
+  /** The thread's time from the first sample to the last (ms); null without two samples. */
+  total(): { runMs: number; runDelayMs: number } | null {
+    const n = this.at.length;
+    if (n < 2) return null;
+    return { runMs: (this.run[n - 1] - this.run[0]) / 1e6, runDelayMs: (this.delay[n - 1] - this.delay[0]) / 1e6 };
+  }
+
   /** The thread's time over the tightest sampled window around [start, end] (performance.now() ms); null without samples on both sides. */
   over(start: number, end: number): GapAttribution | null {
     const at = this.at;
