@@ -23,13 +23,18 @@
 // Collapsing copies the range into a new huge page under the mmap write
 // lock (about 1 ms per range measured here); whatever needs that lock
 // meanwhile waits (the application's faults in the arena, V8's own
-// mmap/mprotect calls), which the trace cannot attribute. Spacing the ranges
+// mmap/mprotect calls), which the heap's stall accounting cannot see: a
+// scheduler trace can (bench/sched-waits.ts; quick splay: the main thread
+// 43-152 ms in uninterruptible sleep per run with this thread, stretches up
+// to 8 ms, about none without it), and so can the CPU this thread takes
+// from the main thread on a 2-core machine. Spacing the ranges
 // out over the time until the next fork was measured and is worse: the
 // ranges stay split and write-protected longer, and the application took
 // twice the page faults (docs/how-it-works.md).
 #include "huge_page_restore.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
 #include <stdio.h>
@@ -69,6 +74,9 @@ uint64_t nowNs() {
 }
 
 void run(HugePageRestorer* r) {
+  // Named, so that top, perf and /proc/PID/task/*/comm tell it from V8's
+  // threads (it takes the mmap lock the application's faults need).
+  pthread_setname_np(pthread_self(), "forkgc-restore");
   std::unique_lock<std::mutex> lock(r->mutex);
   for (;;) {
     r->wake.wait(lock, [r] { return r->stopping || (!r->held && r->cursor < r->wanted.size()); });
