@@ -15,7 +15,7 @@
  *   - ranges given back to the OS are left alone (hugeRangesToRestore);
  *   - closing the heap while the thread works joins it.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { Heap } from '../src/index.js';
 import { heapInternals } from '../src/internal.js';
@@ -96,6 +96,16 @@ async function hugeAfter(arena: bigint, wantBytes: number, ms: number): Promise<
   return now;
 }
 
+function threadNames(): string[] {
+  return readdirSync('/proc/self/task').map((t) => {
+    try {
+      return readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim();
+    } catch {
+      return '';  // the thread ended meanwhile
+    }
+  });
+}
+
 describe.skipIf(!thpEnabled)('restoring huge pages after a cycle', () => {
   for (const restore of [true, false]) {
     it(`restoreHugePages: ${restore}`, { timeout: 60_000 }, async () => {
@@ -117,6 +127,8 @@ describe.skipIf(!thpEnabled)('restoring huge pages after a cycle', () => {
         const next = await heap.collect();
         expect(next.hugeRangesRestored).toBeGreaterThanOrEqual(Math.floor((before * 0.9) / (2 * MiB)));
         expect(next.hugeRestoreMs).toBeGreaterThan(0);
+        // The thread is named, for traces and top (bench/sched-waits.ts).
+        expect(threadNames()).toContain('forkgc-restore');
       } else {
         expect(split).toBeLessThan(before / 2);
         expect(after).toBeLessThan(before / 2);
