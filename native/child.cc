@@ -11,7 +11,8 @@
 //
 // In the child, from _Fork() to _exit(), only async-signal-safe calls run:
 // prctl, getppid, setrlimit, close_range/close, open/write/close of
-// /proc/self/oom_score_adj, madvise, clock_gettime, nanosleep, getrusage (a
+// /proc/self/oom_score_adj (only if the parent could not give it the score
+// at birth), madvise, clock_gettime, nanosleep, getrusage (a
 // raw system call), open/pread/close of /proc/self/pagemap into a buffer
 // mapped before the fork, write, kill, _exit. Nothing allocates, locks,
 // throws, or touches V8, libuv or stdio: the process was multi-threaded and
@@ -109,9 +110,10 @@ inline long rawSyscall2(long number, long a, long b) {
 }
 
 // The child is disposable and its copy-on-write copies are what push a
-// memory-limited process over: let the OOM killer take it first (raising
-// one's own score needs no privilege). The path is a literal: nothing is
-// built in the child.
+// memory-limited process over: the OOM killer must take it first. It is
+// born with the top score (OomScoreAcrossFork, below); this is the child's
+// own fallback for when the parent could not raise it (no /proc). The path
+// is a literal: nothing is built in the child.
 void volunteerForOomKiller() {
   static const char kPath[] = "/proc/self/oom_score_adj";
   int fd = open(kPath, O_WRONLY | O_CLOEXEC);
@@ -122,6 +124,56 @@ void volunteerForOomKiller() {
   } while (n < 0 && errno == EINTR);
   close(fd);
 }
+
+// oom_score_adj is the process's, and a child inherits it at fork. Raising
+// the parent's to 1000 just before fork() and putting it back just after
+// gives the child the top score from its first instruction: a child that
+// set its own had a window, from fork() until it first ran, in which an
+// OOM kill in a memory-limited cgroup would pick the application instead
+// (the parent begins its copy-on-write copies at once; on a loaded machine
+// the child may not run for milliseconds). Putting the old value back needs
+// no privilege: it is at or above the process's floor (oom_score_adj_min),
+// since it was set within it. Costs three system calls in the pause (the
+// file stays open, close-on-exec; the child closes it with the rest).
+class OomScoreAcrossFork {
+ public:
+  // Raises the score; false (and nothing changed) if it could not.
+  bool raise() {
+    if (fd() < 0) return false;
+    ssize_t n = pread(fd(), saved_, sizeof(saved_), 0);
+    if (n <= 0 || size_t(n) >= sizeof(saved_)) return false;
+    savedBytes_ = size_t(n);
+    raised_ = pwrite(fd(), "1000", 4, 0) == 4;
+    return raised_;
+  }
+  // Puts the score back (after fork(), in the parent).
+  void restore() {
+    if (!raised_) return;
+    raised_ = false;
+    ssize_t n;
+    do {
+      n = pwrite(fd(), saved_, savedBytes_, 0);
+    } while (n < 0 && errno == EINTR);
+  }
+
+ private:
+  // Opened once per process (a copy of this process made by a plain fork
+  // of its own, were there one, opens its own: the fd names the process
+  // that opened it). Called with forkLock held.
+  static int fd() {
+    static int f = -1;
+    static pid_t owner = 0;
+    const pid_t self = getpid();
+    if (owner != self) {
+      f = open("/proc/self/oom_score_adj", O_RDWR | O_CLOEXEC);
+      owner = self;
+    }
+    return f;
+  }
+  char saved_[16];
+  size_t savedBytes_ = 0;
+  bool raised_ = false;
+};
 
 void put32(uint8_t* p, uint32_t v) { memcpy(p, &v, 4); }
 void put64(uint8_t* p, uint64_t v) { memcpy(p, &v, 8); }
@@ -157,6 +209,7 @@ struct ChildArgs {
   pid_t parent;
   uint64_t forkedAt;
   uintptr_t probe;     // kFaultTouchExcluded: an address the fork excluded
+  bool bornVolunteer;  // inherited oom_score_adj 1000 (OomScoreAcrossFork)
 
   uint32_t markStackEntries() const { return uint32_t(markStack.bytes / 4); }
 };
@@ -197,7 +250,7 @@ uint32_t countCopiedPages(const ChildArgs& a, uint64_t bytes, size_t page) {
   prctl(PR_SET_DUMPABLE, 0);
   struct rlimit noCore = {0, 0};
   setrlimit(RLIMIT_CORE, &noCore);
-  volunteerForOomKiller();
+  if (!a.bornVolunteer) volunteerForOomKiller();
   // Signals stay blocked (the mask was set before fork): a SIGINT/SIGTERM to
   // the process group is the parent's business; the child dies with it.
 
@@ -351,6 +404,7 @@ ForkResult startForkCycle(const ForkRequest& request) {
   a.pageBytes = systemPageSize();
   a.parent = getpid();
   a.probe = 0;
+  a.bornVolunteer = false;
 
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {
@@ -410,6 +464,8 @@ ForkResult startForkCycle(const ForkRequest& request) {
   sigset_t all, previous;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &previous);
+  OomScoreAcrossFork oom;
+  a.bornVolunteer = oom.raise();
   const uint64_t forkCpuStart = threadCpuNs();
   uint64_t start = monotonicNs();
   a.forkedAt = start;
@@ -421,6 +477,7 @@ ForkResult startForkCycle(const ForkRequest& request) {
   }
   uint64_t end = monotonicNs();
   int forkErrno = errno;
+  oom.restore();
   if (plan) result.restoreNs = restoreForkExclusions(threadCpuNs() - forkCpuStart);
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
 

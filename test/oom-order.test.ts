@@ -50,6 +50,36 @@ describe('the child volunteers for the OOM killer', () => {
     expect(score).toBe('1000');
     expect(readFileSync('/proc/self/oom_score_adj', 'utf8').trim()).toBe(parentScore);
   }, 30_000);
+
+  it('the parent lends its score for the fork only: a score of its own is put back after each one', async () => {
+    // The child is born with 1000 (the parent raises its own across fork()
+    // and puts it back), so it is never the application the OOM killer
+    // finds first, even before the child has run.
+    const original = readFileSync('/proc/self/oom_score_adj', 'utf8').trim();
+    writeFileSync('/proc/self/oom_score_adj', '300');
+    try {
+      const heap = makeHeap({ sweepThreads: 0 });
+      const T = heap.defineStruct('T', { next: 'ref', v: 'i32' });
+      heap.root(T.alloc({ v: 1 }));
+      const scores: string[] = [];
+      heap.on('fork', (e) => {
+        try {
+          scores.push(readFileSync(`/proc/${e.pid}/oom_score_adj`, 'utf8').trim());
+        } catch {
+          scores.push('gone');
+        }
+      });
+      for (let i = 0; i < 3; i++) {
+        await withTimeout(heap.collect(), 20_000, 'cycle');
+        expect(readFileSync('/proc/self/oom_score_adj', 'utf8').trim()).toBe('300');
+      }
+      // Read as soon as the fork event runs (the child may not have run yet, or may be gone).
+      expect(scores.filter((x) => x !== 'gone').every((x) => x === '1000'), scores.join()).toBe(true);
+      expect(scores).toContain('1000');
+    } finally {
+      writeFileSync('/proc/self/oom_score_adj', original);
+    }
+  }, 60_000);
 });
 
 // ---------------------------------------------------------------------------
