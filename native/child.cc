@@ -10,7 +10,7 @@
 // (and never fork selectively: fork()'s child handlers walk malloc arenas).
 //
 // In the child, from _Fork() to _exit(), only async-signal-safe calls run:
-// prctl, getppid, setrlimit, close_range/close, open/write/close of
+// prctl, sched_setaffinity (raw), getppid, setrlimit, close_range/close, open/write/close of
 // /proc/self/oom_score_adj (only if the parent could not give it the score
 // at birth), madvise, clock_gettime, nanosleep, getrusage (a
 // raw system call), open/pread/close of /proc/self/pagemap into a buffer
@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <cstring>
 #include <mutex>
@@ -107,6 +108,40 @@ inline long rawSyscall2(long number, long a, long b) {
 #else
   return syscall(number, a, b);
 #endif
+}
+
+inline long rawSyscall3(long number, long a, long b, long c) {
+#if defined(__x86_64__)
+  long ret;
+  asm volatile("syscall" : "=a"(ret) : "a"(number), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+  return ret;
+#elif defined(__aarch64__)
+  register long x8 asm("x8") = number;
+  register long x0 asm("x0") = a;
+  register long x1 asm("x1") = b;
+  register long x2 asm("x2") = c;
+  asm volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2) : "memory");
+  return x0;
+#else
+  return syscall(number, a, b, c);
+#endif
+}
+
+// The CPUs the child may run on: the process's, less the one the forking
+// thread is on. A new child is placed on its parent's CPU and preempts the
+// parent there, and the scheduler moves one of them to an idle CPU only at
+// a later balancing tick (4 ms on this VM): measured with a scheduler trace
+// (bench/sched-waits.ts), the forking thread sat runnable for 3.6-4 ms
+// right after fork() while the other CPU was idle, inside the pause. A child
+// that takes itself off the parent's CPU as its second instruction gives
+// the CPU straight back. False (stay anywhere) with one CPU allowed, or if
+// the kernel cannot say.
+bool cpusAwayFromHere(cpu_set_t* mask) {
+  int cpu = sched_getcpu();
+  if (cpu < 0 || sched_getaffinity(0, sizeof(*mask), mask) != 0) return false;
+  if (!CPU_ISSET(cpu, mask) || CPU_COUNT(mask) < 2) return false;
+  CPU_CLR(cpu, mask);
+  return true;
 }
 
 // The child is disposable and its copy-on-write copies are what push a
@@ -209,6 +244,8 @@ struct ChildArgs {
   pid_t parent;
   uint64_t forkedAt;
   uintptr_t probe;     // kFaultTouchExcluded: an address the fork excluded
+  bool moveAway;       // awayCpus is set: leave the forking thread's CPU
+  cpu_set_t awayCpus;  // cpusAwayFromHere()
   bool bornVolunteer;  // inherited oom_score_adj 1000 (OomScoreAcrossFork)
 
   uint32_t markStackEntries() const { return uint32_t(markStack.bytes / 4); }
@@ -466,6 +503,7 @@ ForkResult startForkCycle(const ForkRequest& request) {
   pthread_sigmask(SIG_SETMASK, &all, &previous);
   OomScoreAcrossFork oom;
   a.bornVolunteer = oom.raise();
+  a.moveAway = cpusAwayFromHere(&a.awayCpus);
   const uint64_t forkCpuStart = threadCpuNs();
   uint64_t start = monotonicNs();
   a.forkedAt = start;
@@ -473,6 +511,7 @@ ForkResult startForkCycle(const ForkRequest& request) {
   if (pid == 0) {
     // The child's first instruction (see the top of this file).
     rawSyscall2(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
+    if (a.moveAway) rawSyscall3(SYS_sched_setaffinity, 0, sizeof(a.awayCpus), reinterpret_cast<long>(&a.awayCpus));
     childMain(a);
   }
   uint64_t end = monotonicNs();

@@ -1,0 +1,46 @@
+// The child leaves the forking thread's CPU (native/child.cc,
+// cpusAwayFromHere): a new child preempts its parent on the parent's CPU, and
+// the scheduler moves one of them to an idle CPU only at a later balancing
+// tick, which the parent spent runnable inside the fork pause. The child's
+// allowed CPUs are the process's less one; with one CPU it stays.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { closeHeapsAfterEach, makeHeap, withTimeout } from './helpers/common.js';
+
+closeHeapsAfterEach();
+
+/** A Cpus_allowed_list ("0-3,6") as a set of CPU numbers. */
+function cpus(pid: number | 'self'): Set<number> {
+  const line = /^Cpus_allowed_list:\s*(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1];
+  const out = new Set<number>();
+  for (const part of line.split(',')) {
+    const [a, b] = part.split('-').map(Number);
+    for (let c = a; c <= (b ?? a); c++) out.add(c);
+  }
+  return out;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('the child and the CPUs', () => {
+  it.runIf(cpus('self').size > 1)('a held child may run on every CPU of the process but one', async () => {
+    const mine = cpus('self');
+    const heap = makeHeap({ sweepThreads: 0, childTimeoutMs: 20_000, faultInjectionForTesting: { kind: 'delay-before-mark', arg: 3000 } });
+    const T = heap.defineStruct('T', { next: 'ref' });
+    heap.root(T.alloc());
+    const pid = new Promise<number>((r) => heap.once('fork', (e) => r(e.pid)));
+    const cycle = heap.collect();
+    const child = await withTimeout(pid, 10_000, 'fork event');
+    // It moves itself as its second instruction: give it a moment to run (bounded).
+    let theirs = cpus(child);
+    for (let i = 0; i < 200 && theirs.size === mine.size; i++) {
+      await sleep(10);
+      theirs = cpus(child);
+    }
+    expect(theirs.size).toBe(mine.size - 1);
+    for (const c of theirs) expect(mine.has(c)).toBe(true);
+    // The parent's own are untouched.
+    expect([...cpus('self')]).toEqual([...mine]);
+    await withTimeout(cycle, 20_000, 'cycle');
+  }, 30_000);
+});
