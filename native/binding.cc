@@ -244,6 +244,7 @@ Napi::Value ForkCycle(const Napi::CallbackInfo& info) {
   o["pid"] = r.pid;
   o["fd"] = r.readFd;
   o["forkNs"] = double(r.forkNs);
+  o["sinceForkNs"] = double(r.sinceForkNs);
   o["cpuNs"] = double(r.cpuNs);
   o["selective"] = r.selective;
   o["prepareNs"] = double(r.prepareNs);

@@ -531,6 +531,7 @@ ForkResult startForkCycle(const ForkRequest& request) {
   result.readFd = fds[0];
   result.forkNs = end - start;
   result.cpuNs = threadCpuNs() - cpuStart;
+  result.sinceForkNs = monotonicNs() - start;
   return result;
 }
 

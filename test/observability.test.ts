@@ -114,6 +114,13 @@ describe('cycle events', () => {
     // Figures equal CycleStats.
     expect(start).toMatchObject({ mode: 'fork', trigger: 'explicit', heapBytes: c.heapBytesBefore });
     expect(fork).toMatchObject({ pid: c.childPid, pauseUs: c.pauseUs, forkUs: c.forkUs });
+    // The child's life began with the fork() call: inside the pause, and
+    // childMs after it the child had ended, before the parent read its trailer.
+    // (The event is published after some bookkeeping that follows the
+    // pause, so timeMs - pauseUs is a little after the pause's start.)
+    expect(fork.childStartMs).toBeGreaterThan(fork.timeMs - c.pauseUs / 1000 - 50);
+    expect(fork.childStartMs).toBeLessThanOrEqual(fork.timeMs);
+    expect(fork.childStartMs + c.childMs).toBeLessThanOrEqual(child.timeMs + 0.01);
     expect(child).toMatchObject({
       pid: c.childPid, markMs: c.markMs, childMs: c.childMs, objectsMarked: c.objectsMarked, bytesMarked: c.bytesMarked,
       childMaxRssKb: c.childMaxRssKb, cowBytes: c.cowBytes,

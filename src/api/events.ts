@@ -11,7 +11,10 @@ export interface CycleStartEvent {
   heapBytes: number; liveBytes: number; topGranule: number; timeMs: number;
 }
 export interface ForkEvent {
-  heapId: number; cycleId: number; pid: number; pauseUs: number; forkUs: number; timeMs: number;
+  heapId: number; cycleId: number; pid: number; pauseUs: number; forkUs: number;
+  /** When the fork() call began, the start of the child's life (its childMs counts from here), on timeMs's clock. */
+  childStartMs: number;
+  timeMs: number;
 }
 /** The child's trailer arrived and validated: its own figures. */
 export interface ChildDoneEvent {

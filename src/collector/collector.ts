@@ -248,6 +248,7 @@ export class Collector {
       h.regions.id, c.stats.id, c.topGranule, h.roots.highWater,
       faulty ? FAULT_CODES[fault.kind] : 0, faulty ? fault.arg ?? 0 : 0, this.selectiveFork);
     const pauseNs = Number(process.hrtime.bigint() - t0);
+    const returnedMs = performance.now();
     this.stalls.end('fork', stall);
     if (r.pid < 0) {
       // No child: say so (once per heap) and collect stop-the-world instead.
@@ -269,7 +270,7 @@ export class Collector {
     c.stats.selectiveFork = r.selective;
     h.publish('fork', {
       heapId: h.regions.id, cycleId: c.stats.id, pid: r.pid, pauseUs: c.stats.pauseUs, forkUs: c.stats.forkUs,
-      timeMs: performance.now(),
+      childStartMs: returnedMs - r.sinceForkNs / 1e6, timeMs: performance.now(),
     });
     const v = h.views;
     c.reader = new StreamReader(

@@ -27,8 +27,10 @@
 //
 // Times: every event's timeMs is performance.now(); a trace timestamp is that
 // in microseconds. The child's slices are reconstructed in the parent from
-// its own figures: it starts at the fork (the end of the pause minus the
-// fork() call itself) and lives childMs; its marking ends when its header
+// its own figures: it starts at the fork (the fork event's childStartMs:
+// when the fork() call began, which the child's own childMs counts from;
+// the pause's end minus the call's length was late by whatever the parent
+// did, or waited, after the call) and lives childMs; its marking ends when its header
 // reaches the pipe, which the parent sees as the first byte it reads
 // (firstByteMs), so 'mark' is drawn as [firstByteMs - markMs, firstByteMs],
 // clipped to the child's life. 'stream' is the rest of its life: writing the
@@ -232,7 +234,7 @@ export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorde
     if (!c) return;
     c.fork = e;
     const pauseStart = e.timeMs - e.pauseUs / 1000;
-    c.childStartMs = Math.max(pauseStart, e.timeMs - e.forkUs / 1000);
+    c.childStartMs = Math.max(pauseStart, e.childStartMs);
     slice(TRACE_NAMES.fork, 'pause,fork', pid, mainTid, pauseStart, e.timeMs, {
       cycleId: e.cycleId, pid: e.pid, pauseUs: e.pauseUs, forkUs: e.forkUs,
     });
