@@ -9,7 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { initHistograms, percentileOf, percentileTable, round } from './lib/histogram.js';
-import { Heartbeat, Meter, V8GcObserver } from './lib/meter.js';
+import { Heartbeat, Meter, V8GcObserver, coveredMs } from './lib/meter.js';
 import { machineStealMs, peakRssBytes } from './lib/proc.js';
 import { loadForkgc, type CycleStats, type Heap } from './lib/forkgc.js';
 import { workloadByName } from './workloads/index.js';
@@ -48,12 +48,12 @@ export interface ResultRow {
   opPercentilesUs: Record<string, number> | null;
   /** Event-loop heartbeat (1 ms interval), gap between callbacks. */
   heartbeatMaxGapMs: number | null;
+  heartbeatP99GapMs: number | null;
   /** The main thread over the run: on a CPU, and runnable but waiting for one (lib/thread-clock.ts). */
   mainRunMs: number | null;
   mainRunDelayMs: number | null;
   /** Time the hypervisor took from the machine's CPUs during the run (all CPUs together). */
   machineStealMs: number | null;
-  heartbeatP99GapMs: number | null;
   peakRssBytes: number;
   cycles: number;
   abortedCycles: number;
@@ -225,10 +225,10 @@ async function main(): Promise<void> {
     // first-touch faults of memory the heap gave back and took again).
     processMinorFaults: usage.minorPageFault,
     cpuUserMs: round(usage.userCPUTime / 1000, 1),
+    cpuSysMs: round(usage.systemCPUTime / 1000, 1),
     mainRunMs: thread ? round(thread.runMs, 1) : null,
     mainRunDelayMs: thread ? round(thread.runDelayMs, 1) : null,
     machineStealMs: steal0 === null || steal1 === null ? null : steal1 - steal0,
-    cpuSysMs: round(usage.systemCPUTime / 1000, 1),
     cycles: heap ? measured.length : v8gc.pausesMs.length,
     abortedCycles: aborts.length,
     cyclesIncludingSetup: heap ? allCycles.length : null,
@@ -261,12 +261,11 @@ async function main(): Promise<void> {
     runStartMonotonicMs: round(Number(process.hrtime.bigint()) / 1e6 - (performance.now() - t0), 3),
     topGapsMs: meter.topGaps.map(([gap, at]) => {
       const a = meter.clock.over(at - gap, at);
-      const within = (s: number, e: number) => Math.max(0, Math.min(at, e) - Math.max(at - gap, s));
       return {
         gapMs: round(gap, 2), atMs: round(at - t0, 1),
         // What covered the gap itself: V8's collections, and waits forkgc attributes to itself.
         v8GcMs: round(v8gc.overlapMs(at - gap, at), 2),
-        ...(heap ? { forkgcStallMs: round(stalls.reduce((t, [s, e]) => t + within(s, e), 0), 2) } : {}),
+        ...(heap ? { forkgcStallMs: round(coveredMs(at - gap, at, stalls), 2) } : {}),
         ...(a ? { windowMs: round(a.windowMs, 2), runMs: round(a.runMs, 2), runDelayMs: round(a.runDelayMs, 2), offMs: round(a.offMs, 2) } : {}),
       };
     }),

@@ -23,6 +23,13 @@ import { ThreadClock } from './thread-clock.js';
 
 const TOP_GAPS = 8;
 
+/** How much of [start, end] the intervals [s, e] cover, summed (ms; overlapping intervals count twice). */
+export function coveredMs(start: number, end: number, intervals: readonly (readonly [number, number])[]): number {
+  let ms = 0;
+  for (const [s, e] of intervals) ms += Math.max(0, Math.min(end, e) - Math.max(start, s));
+  return ms;
+}
+
 export class Meter {
   readonly ticks = new LogHistogram();
   private last = 0;
@@ -39,7 +46,7 @@ export class Meter {
   readonly excluded: [number, number][] = [];
   private setupStart = -1;
 
-  /** The main thread's run and run-queue time, sampled at each yield (lib/thread-clock.ts), to attribute the top gaps. */
+  /** The main thread's run and run-queue time, sampled in tick() and around each yield (lib/thread-clock.ts), to attribute the top gaps. */
   readonly clock = new ThreadClock();
 
   constructor(readonly unit: string, readonly yieldEveryMs = 2) {}
@@ -214,9 +221,7 @@ export class V8GcObserver {
 
   /** How much of [start, end] (performance.now() ms) V8's collections covered, all kinds together. */
   overlapMs(start: number, end: number): number {
-    let ms = 0;
-    for (const e of this.raw) ms += Math.max(0, Math.min(end, e.start + e.duration) - Math.max(start, e.start));
-    return ms;
+    return coveredMs(start, end, this.raw.map((e): [number, number] => [e.start, e.start + e.duration]));
   }
 
   /** Entries are delivered asynchronously: give them a turn, then stop. */

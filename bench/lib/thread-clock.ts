@@ -23,9 +23,10 @@
  *
  * A read costs about 1.5 µs (pread of an fd kept open), too much for every
  * tick (a tick is every 30-100 µs on binary-trees), so the meter samples at
- * every yield (every ~2 ms) instead, and a gap is attributed over the
- * tightest window of samples around it: the gap plus at most the two yield
- * intervals it falls between. Linux only; elsewhere every figure is null.
+ * most once a millisecond, at the end of every gap over 1 ms, and around
+ * each yield (lib/meter.ts); a gap is attributed over the tightest window of
+ * samples around it: the gap plus at most ~1 ms before it. Linux only;
+ * elsewhere every figure is null.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
