@@ -10,9 +10,9 @@
 // (and never fork selectively: fork()'s child handlers walk malloc arenas).
 //
 // In the child, from _Fork() to _exit(), only async-signal-safe calls run:
-// prctl, sched_setaffinity (raw), getppid, setrlimit, close_range/close, open/write/close of
-// /proc/self/oom_score_adj (only if the parent could not give it the score
-// at birth), madvise, clock_gettime, nanosleep, getrusage (a
+// prctl, sched_setaffinity (raw), getppid, setrlimit, close_range/close,
+// open/write/close of /proc/self/oom_score_adj (only if the parent could not
+// give it the score at birth), madvise, clock_gettime, nanosleep, getrusage (a
 // raw system call), open/pread/close of /proc/self/pagemap into a buffer
 // mapped before the fork, write, kill, _exit. Nothing allocates, locks,
 // throws, or touches V8, libuv or stdio: the process was multi-threaded and
@@ -441,7 +441,6 @@ ForkResult startForkCycle(const ForkRequest& request) {
   a.pageBytes = systemPageSize();
   a.parent = getpid();
   a.probe = 0;
-  a.bornVolunteer = false;
 
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {

@@ -463,7 +463,6 @@ export class HeapCore implements RefContext, TypeContext {
     return cls < LARGE_CLASS ? this.allocator.allocSmall(cls, typeId) : this.allocator.allocLarge(size, typeId);
   }
 
-
   // ---- roots ---------------------------------------------------------------
 
   root(ref: number): RootHandle {

@@ -80,6 +80,17 @@ const SLOT_MASK = (() => {
  * the time of the stores, a lone 16-byte slot about three times as long).
  */
 const FILL_MIN_WORDS = 32;
+/**
+ * The header a freed slot of a NEEDZERO span is made ready with
+ * (prepareWord): its old typeId kept, its generation the old one + 1, or
+ * the span's base for a typeId-0 slot (never handed out since the span was
+ * zeroed).
+ */
+function nextHeader(old: number, base: number): number {
+  const type = old & 0xffff;
+  const gen = type === 0 ? base : ((old >>> 16) + 1) & 0xffff;
+  return type | (gen << 16);
+}
 /** Slot size in u32 words, per class. */
 const SLOT_WORDS = Int32Array.from(CLASS_GRANULES, (g) => g * 4);
 
@@ -219,12 +230,10 @@ export class Allocator {
     if ((count - 1) * (slotWords >>> 2) === hi - lo && end - start >= FILL_MIN_WORDS) {
       const heads = this.heads;
       for (let k = 0, h = start; k < count; k++, h += slotWords) {
-        const old = u32[h];
-        const type = old & 0xffff;
-        const gen = type === 0 ? base : ((old >>> 16) + 1) & 0xffff;
-        const d = (gen - base) & 0xffff;
+        const head = nextHeader(u32[h], base);
+        const d = ((head >>> 16) - base) & 0xffff;
         if (d > spread) spread = d;
-        heads[k] = type | (gen << 16);
+        heads[k] = head;
       }
       u32.fill(0, start, end);
       for (let k = 0, h = start; k < count; k++, h += slotWords) u32[h] = heads[k];
@@ -233,13 +242,11 @@ export class Allocator {
     }
     for (let bits = free; bits !== 0; bits &= bits - 1) {
       const h = ((w << 5) | (31 - Math.clz32(bits & -bits))) << 2;
-      const old = u32[h];
-      const type = old & 0xffff;
-      const gen = type === 0 ? base : ((old >>> 16) + 1) & 0xffff;
-      const d = (gen - base) & 0xffff;
+      const head = nextHeader(u32[h], base);
+      const d = ((head >>> 16) - base) & 0xffff;
       if (d > spread) spread = d;
       for (let i = h + 1, end = h + slotWords; i < end; i++) u32[i] = 0;
-      u32[h] = type | (gen << 16);
+      u32[h] = head;
     }
     this.genSpread[s] = spread;
   }
