@@ -122,6 +122,9 @@ async function main(): Promise<void> {
       if (closing && e.reason === 'CLOSED') return;
       aborts.push(`${e.code ?? ''} ${e.reason ?? ''} ${e.message}`);
     });
+    // The sweeper threads boot before the clock starts (about 0.1 s and 0.2 s
+    // of CPU), as V8's own helper threads do before any JavaScript runs.
+    await heap.ready();
   }
 
   v8gc.start();

@@ -23,6 +23,7 @@ function unprivileged(): { argv: string[] } | { skip: string } {
 }
 
 interface Out {
+  ready: string;
   cycles: Array<{ objectsFreed: number; expected: number; workerSpansSwept: number; intact: boolean }>;
   sweeperFallbackEvents: string[];
   warnings: Array<{ code: string; message: string }>;
@@ -41,6 +42,7 @@ function run(kind: string, prefix: string[]): Out {
 function expectFallback(out: Out, code: RegExp): void {
   expect(out.uncaught).toEqual([]);
   expect(out.closed).toBe(true);
+  expect(out.ready).toBe('resolved');
   expect(out.cycles).toHaveLength(4);
   for (const c of out.cycles) {
     expect(c.objectsFreed).toBe(c.expected);

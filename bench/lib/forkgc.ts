@@ -138,6 +138,7 @@ export interface Heap {
   root(ref: Ref): RootHandle;
   safepoint(): void;
   collect(): Promise<CycleStats>;
+  ready(): Promise<void>;
   stats(): HeapStats;
   close(): Promise<void>;
   on(event: 'cycle', fn: (c: CycleStats) => void): unknown;

@@ -153,6 +153,11 @@ export class HeapCore implements RefContext, TypeContext {
 
   // ---- what the collector needs (CycleHost) -----------------------------
 
+  /** Resolves when the sweeper threads have booted (Heap.ready). */
+  ready(): Promise<void> {
+    return this.pool ? this.pool.ready() : Promise.resolve();
+  }
+
   /** The sweeper threads, if the heap has any and they can run (started at heap creation). */
   sweepPool(): SweepPool | undefined {
     return this.pool && !this.pool.broken ? this.pool : undefined;

@@ -106,6 +106,20 @@ export class Heap extends EventEmitter<HeapEvents> {
     return this.#core.collect();
   }
 
+  /**
+   * Resolves when the heap's sweeper threads have started and warmed their
+   * code. They start in the background at `new Heap()` and take tens of ms
+   * of CPU (a Node worker thread each); a program that must not share its
+   * first requests with that waits here. The heap is usable before: until
+   * then a cycle's sweep just waits for the threads or runs on the main
+   * thread. Never rejects: it resolves at once with `sweepThreads: 0` or an
+   * application's `piscina` pool, and when the threads cannot start (the
+   * `sweeperFallback` event says so) or the heap is closed.
+   */
+  ready(): Promise<void> {
+    return this.#core.ready();
+  }
+
   /** Cumulative figures. */
   stats(): HeapStats {
     return this.#core.stats();

@@ -48,6 +48,12 @@ export class SweepPool {
    * thread in the middle of whatever it is doing, native calls included.)
    */
   private readonly cancelled = new Int32Array(new SharedArrayBuffer(4));
+  /**
+   * Threads of our own pool whose sweep code is loaded and warm: each adds 1
+   * at the end of its worker module's top level (sweep-worker.ts), which
+   * piscina runs when the thread starts. heap.ready() waits for all of them.
+   */
+  private readonly booted = new Int32Array(new SharedArrayBuffer(4));
   /** Why our threads cannot be used (first failure), if they cannot. */
   broken: Error | undefined;
 
@@ -70,6 +76,7 @@ export class SweepPool {
       // last cycle's task and get the next one queued, unswept. The thread
       // runs its tasks in order either way.
       concurrentTasksPerWorker: 16,
+      workerData: { forkgcBooted: this.booted },
     });
     this.pool = shared ?? this.ownPool!;
     // Piscina emits 'error' when a thread dies with no task on it (a thread
@@ -80,6 +87,28 @@ export class SweepPool {
   /** Tasks to post per cycle: one per thread (at most 4 on a pool the application shares with us). */
   get threads(): number {
     return Math.max(1, this.ownPool ? this.ownPool.maxThreads : Math.min(4, this.pool.maxThreads ?? 1));
+  }
+
+  /** Threads of our own pool that have booted (sweep code loaded and warm). */
+  get bootedThreads(): number { return Atomics.load(this.booted, 0); }
+
+  /**
+   * Resolves once every thread of our own pool has booted, or the pool broke
+   * (the heap sweeps on the main thread then) or is closing. At once for an
+   * application's pool: its threads are not ours to start or count. Polls
+   * every 2 ms (a ref'd timer: the wait keeps the event loop alive, as any
+   * pending work a program awaits should).
+   */
+  ready(): Promise<void> {
+    const own = this.ownPool;
+    if (!own) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.broken || Atomics.load(this.cancelled, 0) !== 0 || Atomics.load(this.booted, 0) >= own.maxThreads) resolve();
+        else setTimeout(check, 2);
+      };
+      check();
+    });
   }
 
   brokenBy(e: Error): void {

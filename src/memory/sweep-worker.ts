@@ -6,7 +6,8 @@
 // main thread uses, sweeps it with the same code (src/memory/sweeper.ts), and
 // publishes its tally on the board. The main thread learns which spans were
 // swept from the span table, not from a message.
-import { threadId } from 'node:worker_threads';
+import { threadId, workerData } from 'node:worker_threads';
+import { warmSweep } from '../collector/warm.js';
 import { native } from '../platform/native.js';
 import { SweepTally } from './sweeper.js';
 import { HeapViews } from './views.js';
@@ -32,6 +33,15 @@ export interface SweepTaskResult {
   /** The heap was gone before the task ran. */
   heapGone: boolean;
 }
+
+// When the thread starts (piscina loads this module then): warm the sweep
+// code, whose first sweep would otherwise run cold and several times slower,
+// then count this thread as booted, for heap.ready() (sweep-pool.ts). On an
+// application's pool this runs at our first task instead, and there is no
+// counter in its workerData.
+warmSweep();
+const booted = (workerData as { forkgcBooted?: unknown } | null | undefined)?.forkgcBooted;
+if (booted instanceof Int32Array) Atomics.add(booted, 0, 1);
 
 // This thread's attachments, one per heap, kept across tasks: making views
 // of a large arena costs milliseconds (native/binding.cc, attachHeap).

@@ -1,0 +1,57 @@
+// heap.ready(): resolves once the heap's own sweeper threads have booted
+// (loaded and warmed their sweep code; src/memory/sweep-pool.ts), and never
+// hangs or rejects: at once without threads of its own, on close, and when
+// the threads cannot start (test/sweeper-limits.test.ts, with real limits).
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { describe, expect, it } from 'vitest';
+import { heapInternals } from '../src/internal.js';
+import { closeHeapsAfterEach, makeHeap, withTimeout } from './helpers/common.js';
+
+closeHeapsAfterEach();
+
+const FIXTURE = fileURLToPath(new URL('./fixtures/ready-top-level.mjs', import.meta.url));
+
+describe('heap.ready()', () => {
+  it('resolves when every sweeper thread of the heap has booted, and the first cycle then sweeps on them', async () => {
+    const heap = makeHeap({ sweepThreads: 2, inlineSweepUs: 0 });
+    await withTimeout(heap.ready(), 30_000, 'ready');
+    expect(heapInternals(heap).sweepPool()?.bootedThreads).toBe(2);
+    // Twice: a second call on a ready heap resolves too.
+    await withTimeout(heap.ready(), 5_000, 'ready again');
+    const T = heap.defineStruct('T', { next: 'ref', v: 'f64' });
+    for (let i = 0; i < 300_000; i++) T.alloc();
+    const c = await withTimeout(heap.collect(), 30_000, 'collect');
+    expect(c.objectsFreed).toBe(300_000);
+    expect(c.workerSpansSwept).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('resolves at once without threads of its own: sweepThreads 0, or an application\'s pool', async () => {
+    const none = makeHeap({ sweepThreads: 0 });
+    expect(heapInternals(none).sweepPool()).toBeUndefined();
+    await withTimeout(none.ready(), 1_000, 'ready (no threads)');
+    const pool = new Piscina({ filename: fileURLToPath(new URL('./fixtures/piscina-task.mjs', import.meta.url)), minThreads: 0, maxThreads: 1 });
+    try {
+      const shared = makeHeap({ piscina: pool });
+      await withTimeout(shared.ready(), 1_000, 'ready (shared pool)');
+    } finally {
+      await pool.destroy();
+    }
+  }, 30_000);
+
+  it('resolves when the heap is closed before its threads booted', async () => {
+    const heap = makeHeap({ sweepThreads: 1 });
+    const ready = heap.ready();
+    await heap.close();
+    await withTimeout(ready, 15_000, 'ready after close');
+  }, 30_000);
+
+  it('settles as a top-level await in a program of its own', () => {
+    const r = spawnSync(process.execPath, [FIXTURE], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.error).toBeUndefined();
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('booted 2');
+    expect(r.stdout).toContain('done');
+  }, 90_000);
+});
