@@ -14,6 +14,8 @@ export interface ResultsFile {
   kernel: string;
   date: string;
   mode: 'quick' | 'full';
+  /** Runs per workload × case × system (run.ts --repeat); absent in files made before it. */
+  repeat?: number;
   skipped: string[];
   results: Row[];
 }
@@ -53,6 +55,10 @@ export function markdown(f: ResultsFile): string {
   L.push('');
   L.push('All systems were run side by side in this one run, each workload × system in its own Node process;');
   L.push('the machine is a noisy 2-core VM, so compare ratios within a row group, not absolute figures across runs.');
+  if ((f.repeat ?? 1) > 1) {
+    L.push(`Every row is the run of median wall time of ${f.repeat} runs, the rounds interleaved (every figure of a row from that one run;`);
+    L.push('the walls of all runs are in the last column).');
+  }
   L.push('');
   if (f.skipped.length) {
     for (const s of f.skipped) L.push(`- ${s}`);
@@ -60,10 +66,11 @@ export function markdown(f: ResultsFile): string {
   }
   L.push('## Workloads');
   L.push('');
+  const repeated = (f.repeat ?? 1) > 1;
   L.push(
-    '| workload | case | system | wall ms | × v8 | GC pause p50 / p99 / max ms | forkgc pause max ms | GC-attributable stall max / total ms | mutator p99 µs | mutator max ms | longest gap: run / wait / off ms | heartbeat max gap ms | main thread run / wait ms | steal ms | peak RSS MiB | cycles | GC pause total ms | sweep total ms | mark ns/obj | ok |',
+    `| workload | case | system | wall ms | × v8 | GC pause p50 / p99 / max ms | forkgc pause max ms | GC-attributable stall max / total ms | mutator p99 µs | mutator max ms | longest gap: run / wait / off ms | heartbeat max gap ms | main thread run / wait ms | steal ms | peak RSS MiB | cycles | GC pause total ms | sweep total ms | mark ns/obj | ok |${repeated ? ' walls of all runs ms |' : ''}`,
   );
-  L.push('|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|');
+  L.push(`|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|${repeated ? '---|' : ''}`);
   for (const w of MAIN) {
     const rows = f.results.filter((r) => r.workload === w);
     const v8 = rows.find((r) => r.system === 'v8' && r.ok);
@@ -72,7 +79,8 @@ export function markdown(f: ResultsFile): string {
       L.push(
         `| ${w} | ${r.case} | ${r.system} | ${num(r.wallMs, 0)} | ${ratio} | ${num(r.p50PauseMs, 2)} / ${num(r.p99PauseMs, 2)} / ${num(r.maxPauseMs, 2)} | ` +
           `${num(r.forkgcPauseMaxMs, 2)} | ${num(r.forkgcStallMaxMs, 2)} / ${num(r.forkgcStallTotalMs, 0)} | ${num(r.opP99Us)} | ${num(r.opMaxMs, 2)} | ${gapSplit(r)} | ${num(r.heartbeatMaxGapMs, 2)} | ${num(r.mainRunMs, 0)} / ${num(r.mainRunDelayMs, 0)} | ${num(r.machineStealMs, 0)} | ${mibStr(r.peakRssBytes)} | ${r.cycles ?? '–'} | ` +
-          `${num(r.gcTotalMs, 1)} | ${num(r.forkgcSweepTotalMs, 0)} | ${num(r.markNsPerObject, 1)} | ${verifiedMark(r)} |`,
+          `${num(r.gcTotalMs, 1)} | ${num(r.forkgcSweepTotalMs, 0)} | ${num(r.markNsPerObject, 1)} | ${verifiedMark(r)} |` +
+          (repeated ? ` ${(r.repeats?.wallMs as number[] | undefined)?.join(', ') ?? '–'} |` : ''),
       );
     }
   }

@@ -1,7 +1,7 @@
 /**
  * Benchmark runner.
  *
- *   node dist/bench/run.js [--full] [--json FILE] [--only w1,w2] [--systems s1,s2]
+ *   node dist/bench/run.js [--full] [--repeat N] [--json FILE] [--only w1,w2] [--systems s1,s2]
  *                          [--no-peers] [--save | --out DIR]
  *
  * Runs every workload × system × case in its own Node process (child.ts) with a
@@ -27,6 +27,7 @@ import { markdown, writeReport, type ResultsFile, type Row } from './report.js';
 import { WORKLOADS } from './workloads/index.js';
 import { SYSTEMS, type Params, type SystemId } from './workloads/types.js';
 import { REFERENCE_OUTPUT, expectedBinaryTrees } from './workloads/binary-trees.js';
+import { medianRuns } from './lib/median-runs.js';
 
 interface Options {
   full: boolean;
@@ -37,10 +38,12 @@ interface Options {
   out: string;
   /** Write into the tracked bench/results/ (the figures the README quotes) instead of bench/results/local/. */
   save: boolean;
+  /** Runs per workload × case × system, interleaved (see medianRuns). */
+  repeat: number;
 }
 
 function parseArgs(argv: string[], root: string): Options {
-  const o: Options = { full: false, json: null, only: null, systems: null, peers: true, out: '', save: false };
+  const o: Options = { full: false, json: null, only: null, systems: null, peers: true, out: '', save: false, repeat: 1 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -56,8 +59,13 @@ function parseArgs(argv: string[], root: string): Options {
     else if (a === '--no-peers') o.peers = false;
     else if (a === '--save') o.save = true;
     else if (a === '--out') o.out = resolve(val());
+    else if (a === '--repeat') {
+      o.repeat = Number(val());
+      if (!Number.isInteger(o.repeat) || o.repeat < 1 || o.repeat > 15) throw new Error('--repeat needs an integer from 1 to 15');
+    }
     else if (a === '--help' || a === '-h') {
-      console.log('usage: node dist/bench/run.js [--full] [--json FILE] [--only w1,w2] [--systems s1,s2] [--no-peers] [--save | --out DIR]');
+      console.log('usage: node dist/bench/run.js [--full] [--repeat N] [--json FILE] [--only w1,w2] [--systems s1,s2] [--no-peers] [--save | --out DIR]');
+      console.log('--repeat N: run every job N times, the rounds interleaved (odd rounds in reverse order), and report the run of median wall time');
       console.log('results go to bench/results/local/ (untracked; full runs: bench/results/local/full/);');
       console.log('--save writes them to the tracked bench/results/ (full runs: bench/results/full/) instead');
       console.log(`workloads: ${WORKLOADS.map((w) => w.name).join(', ')}`);
@@ -198,11 +206,15 @@ async function main(): Promise<void> {
     skipped.push('skipped peers (--no-peers)');
   }
 
-  const progress = new Progress(jobs.length);
+  // With --repeat, every job runs once per round and odd rounds run the list
+  // backwards, so that the systems of a case alternate in time and a slow
+  // spell of the VM (steal, a busy host) falls on each of them alike.
+  const order = Array.from({ length: opts.repeat }, (_, r) => (r % 2 === 0 ? jobs : [...jobs].reverse())).flat();
+  const progress = new Progress(order.length);
   for (const s of skipped) progress.line(s);
-  const results: Row[] = [];
+  const runs: Row[] = [];
   const t0 = Date.now();
-  for (const job of jobs) {
+  for (const job of order) {
     progress.start(`${job.workload} × ${job.system} (${job.label})`);
     const out =
       job.kind === 'node'
@@ -251,7 +263,7 @@ async function main(): Promise<void> {
       if (out.code !== 0 && row.ok) row = { ...row, ok: false, error: `exit ${out.code}` };
       if (!row.ok && out.stderrTail) row.stderrTail = out.stderrTail;
     }
-    results.push(row);
+    runs.push(row);
     const pause = typeof row.maxPauseMs === 'number' ? ` max pause ${row.maxPauseMs.toFixed(2)} ms` : '';
     progress.finish(
       `${row.ok ? 'ok  ' : 'FAIL'} ${job.workload} × ${job.system} (${job.label}): ` +
@@ -259,6 +271,7 @@ async function main(): Promise<void> {
     );
   }
   progress.end();
+  const results = medianRuns(runs, opts.repeat);
 
   // Output checks: against the expected output where the workload has one, else
   // against the v8 run of the same case (the algorithms are deterministic).
@@ -279,6 +292,7 @@ async function main(): Promise<void> {
     kernel: release(),
     date: new Date().toISOString(),
     mode: opts.full ? 'full' : 'quick',
+    repeat: opts.repeat,
     skipped,
     results,
   };
@@ -292,7 +306,7 @@ async function main(): Promise<void> {
   process.stdout.write(md.slice(md.indexOf('## Workloads'), md.indexOf('![pause vs live heap]')));
   const failed = results.filter((r) => !r.ok || r.verified === false);
   process.stderr.write(
-    `${results.length} runs in ${((Date.now() - t0) / 1000).toFixed(0)} s, ${failed.length} failed or unverified\n` +
+    `${runs.length} runs in ${((Date.now() - t0) / 1000).toFixed(0)} s, ${failed.length} failed or unverified\n` +
       `wrote ${[resolve(opts.out, 'latest.json'), ...(opts.json ? [opts.json] : []), ...written].join(', ')}\n`,
   );
   for (const s of skipped) process.stderr.write(`${s}\n`);
