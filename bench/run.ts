@@ -271,20 +271,22 @@ async function main(): Promise<void> {
     );
   }
   progress.end();
-  const results = medianRuns(runs, opts.repeat);
 
   // Output checks: against the expected output where the workload has one, else
   // against the v8 run of the same case (the algorithms are deterministic).
-  for (const r of results) {
+  // Every run is checked, before --repeat keeps one per job: a wrong output
+  // in a run that is not the median one must still fail the job.
+  for (const r of runs) {
     if (!r.ok || r.workload === 'pause-scaling') continue;
     const exp = expected.get(`${r.workload}|${r.case}`) ?? null;
-    const ref = exp ?? results.find((x) => x.workload === r.workload && x.case === r.case && x.system === 'v8' && x.ok)?.output ?? null;
+    const ref = exp ?? runs.find((x) => x.workload === r.workload && x.case === r.case && x.system === 'v8' && x.ok)?.output ?? null;
     if (ref) {
       const match = sameLines(r.output ?? [], ref);
       r.verified = r.verified !== false && match;
       if (!match) r.verifyNote = exp ? 'output differs from the reference output' : 'output differs from the v8 run';
     }
   }
+  const results = medianRuns(runs, opts.repeat);
 
   const file: ResultsFile = {
     machine: { cpu: cpuModel(), cores: cpus().length, memBytes: totalmem(), thp: thpMode(), hostname: hostname() },

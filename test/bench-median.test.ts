@@ -33,5 +33,9 @@ describe('medianRuns', () => {
     expect(r.ok).toBe(false);
     expect(r.error).toBe('timeout after 60 s');
     expect(r.repeats).toEqual({ runs: 3, failed: 1 });
+    // An output that did not check out counts as a failure too, median or not.
+    const [w] = medianRuns([run('v8', 500), run('v8', 900, { verified: false, verifyNote: 'output differs' }), run('v8', 520)], 3);
+    expect(w.verified).toBe(false);
+    expect(w.repeats).toEqual({ runs: 3, failed: 1 });
   });
 });

@@ -7,7 +7,9 @@ import type { Row } from '../report.js';
  * the run of median wall time (the lower of the two middle ones for an even
  * count), whole, so that every figure of a row comes from the same process,
  * with the walls and main-thread CPU of all its runs attached (`repeats`). A
- * failed run makes the row that failed run: a failure is never averaged away.
+ * failed run, or one whose output did not check out (`verified: false`; the
+ * runner checks every run before this), makes the row that run: a failure
+ * is never averaged away.
  */
 export function medianRuns(runs: Row[], repeat: number): Row[] {
   if (repeat === 1) return runs;
@@ -19,8 +21,9 @@ export function medianRuns(runs: Row[], repeat: number): Row[] {
     else groups.set(key, [r]);
   }
   return [...groups.values()].map((g) => {
-    const failed = g.find((r) => !r.ok);
-    if (failed) return { ...failed, repeats: { runs: g.length, failed: g.filter((r) => !r.ok).length } };
+    const bad = (r: Row) => !r.ok || r.verified === false;
+    const failed = g.find(bad);
+    if (failed) return { ...failed, repeats: { runs: g.length, failed: g.filter(bad).length } };
     const byWall = [...g].sort((a, b) => a.wallMs - b.wallMs);
     const chosen = byWall[(byWall.length - 1) >> 1];
     return {
