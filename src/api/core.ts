@@ -361,8 +361,8 @@ export class HeapCore implements RefContext, TypeContext {
     }
     const bit = 1 << (g & 31);
     this.alloc[g >>> 5] |= bit;
-    // Allocate black: the child cannot see this object (docs/design.md, invariant 2).
-    if (this.collector.phase === 'marking') this.marks[g >>> 5] |= bit;
+    // Allocate black: the cycle's marks cannot see this object (docs/design.md, invariant 2).
+    if (this.allocator.black) this.marks[g >>> 5] |= bit;
     if (this.attention) this.attend();
     return g;
   }
@@ -371,7 +371,7 @@ export class HeapCore implements RefContext, TypeContext {
   private allocated(g: number, bytes: number): number {
     const bit = 1 << (g & 31);
     this.alloc[g >>> 5] |= bit;
-    if (this.collector.phase === 'marking') this.marks[g >>> 5] |= bit;
+    if (this.allocator.black) this.marks[g >>> 5] |= bit;
     this.counted(1, bytes);
     if (this.attention) this.attend();
     return g;

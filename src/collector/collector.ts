@@ -226,6 +226,10 @@ export class Collector {
       heapId: h.regions.id, cycleId: id, mode: h.options.mode, trigger, heapBytes: a.heapBytes,
       liveBytes: this.account.liveBytes, topGranule: c.topGranule, timeMs: performance.now(),
     });
+    // A listener may have allocated, and rooted, objects in new spans: the
+    // snapshot's top is the heap's top at the fork (or stw mark), not at the
+    // start of the cycle, or the marker takes a root above it for corruption.
+    c.topGranule = a.topGranule;
     if (h.policy.useStopTheWorld(h.options.mode)) {
       c.stats.fallback = h.options.mode === 'fork';
       this.markStopTheWorld(c);
@@ -539,6 +543,8 @@ export class Collector {
     const t0 = process.hrtime.bigint();
     const r = h.addon.markInProcess(h.regions.id, c.topGranule, h.roots.highWater);
     const pauseNs = Number(process.hrtime.bigint() - t0);
+    // From here to the sweep's start ('mark' listeners) new objects are black.
+    h.allocator.allocateBlack();
     this.stalls.end('stwMark', stall);
     c.stats.pauseUs = pauseNs / 1000;
     if (r.status !== 0) {

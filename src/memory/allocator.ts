@@ -114,6 +114,13 @@ export class Allocator {
   private readonly genSpread: Uint16Array;
   /** A child shares the arena's pages (set at fork, cleared when the sweep starts or the cycle aborts). */
   childLives = false;
+  /**
+   * Allocate black (docs/design.md, invariant 2): the cycle's marks are
+   * taken (the fork, or stop-the-world marking) and its sweep has not
+   * started, so every new object is born marked. Cleared when the sweep
+   * starts or the cycle aborts.
+   */
+  black = false;
   private closed = false;
   private readonly partial: number[][];
   /** prepareWord's new headers of a run, before the run is zeroed (at most 32 slots per word). */
@@ -331,7 +338,13 @@ export class Allocator {
    */
   childForked(): void {
     this.childLives = true;
+    this.black = true;
     this.dropCurrent();
+  }
+
+  /** Stop-the-world marking is done: what is allocated before the sweep starts (listeners) is black. */
+  allocateBlack(): void {
+    this.black = true;
   }
 
   /**
@@ -346,6 +359,7 @@ export class Allocator {
   /** The child is gone: the cycle was aborted (beginSweep clears it too). */
   childGone(): void {
     this.childLives = false;
+    this.black = false;
   }
 
   /** A partly free span of class `cls` that still holds it, from the partial list; or -1. */
@@ -498,6 +512,7 @@ export class Allocator {
   beginSweep(): void {
     const v = this.v;
     this.childLives = false;
+    this.black = false;
     this.sweeping = true;  // (dropCurrent: the partial lists are rebuilt after the sweep)
     this.dropCurrent();
     for (let c = 0; c < LARGE_CLASS; c++) this.partial[c].length = 0;
