@@ -7,7 +7,7 @@
 // instructions: no call, no closure-variable loads):
 //
 //   typeof ref === 'number' && (ref >>> 0) === ref     a uint32 number
-//   g = ref & granuleMask; 0 < g < topGranule            inside the heap
+//   g = ref's low granuleBits; 0 < g < topGranule        inside the heap
 //   allocation bit of g set                              a live object start
 //   (header & keyMask) === (typeId | generation << 16)   its type, and the
 //                                                        Ref's generation
@@ -53,17 +53,15 @@ export function compileAccessor(
     return String(n);
   };
   const gb = int(format.granuleBits);
-  const granuleMask = int(2 ** format.granuleBits - 1);
+  const gs = int(32 - format.granuleBits);
   const generationMask = int(2 ** format.generationBits - 1);
-  const keyMask = int(0xffff | ((2 ** format.generationBits - 1) << 16));
-  const genKeyMask = int((2 ** format.generationBits - 1) << 16);
   const id = int(typeId);
   const w = int(offset >>> 2);
   const fast = (body: string) =>
     `if (typeof ref === 'number' && (ref >>> 0) === ref) {
-      const g = ref & ${granuleMask};
-      if (g > 0 && g < ctx.topGranule && (ab[g >>> 5] & (1 << (g & 31))) !== 0 &&
-          (i32[g << 2] & ${keyMask}) === (${id} | ((ref >>> ${gb}) << 16))) { ${body} }
+      const g = (ref << ${gs}) >>> ${gs};
+      if (g > 0 && g < ctx.topGranule && (ab[g >>> 5] & (1 << g)) !== 0 &&
+          (i32[g << 2] & KEY_MASK) === (${id} | ((ref >>> ${gb}) << 16))) { ${body} }
     }
     return refs.diagnose(ref, ${id});`;
   const quotedWhat = JSON.stringify(what);
@@ -88,9 +86,9 @@ export function compileAccessor(
         // live, of its generation); only a failure calls out, to throw.
         check = `let t = 0;
           if (value !== 0) {
-            if (typeof value === 'number' && (value >>> 0) === value) t = value & ${granuleMask};
-            if (!(t > 0 && t < ctx.topGranule && (ab[t >>> 5] & (1 << (t & 31))) !== 0 &&
-                (i32[t << 2] & ${genKeyMask}) === ((value >>> ${gb}) << 16))) refs.diagnose(value, -1);
+            if (typeof value === 'number' && (value >>> 0) === value) t = (value << ${gs}) >>> ${gs};
+            if (!(t > 0 && t < ctx.topGranule && (ab[t >>> 5] & (1 << t)) !== 0 &&
+                (i32[t << 2] & GEN_KEY_MASK) === ((value >>> ${gb}) << 16))) refs.diagnose(value, -1);
           }`;
         store = `u32[(g << 2) + ${w}] = t; return;`;
         break;
@@ -119,9 +117,19 @@ export function compileAccessor(
     badValue: env.badValue,
   };
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const make = new Function('ctx', 'refs', 'ab', 'u8', 'u16', 'u32', 'i32', 'f64', 'badValue', `'use strict'; return ${src};`);
-  return make(e.ctx, e.refs, e.ab, e.u8, e.u16, e.u32, e.i32, e.f64, e.badValue) as Getter | Setter;
+  const make = new Function('ctx', 'refs', 'ab', 'u8', 'u16', 'u32', 'i32', 'f64', 'badValue', 'KEY_MASK', 'GEN_KEY_MASK',
+    `'use strict'; return ${src};`);
+  return make(e.ctx, e.refs, e.ab, e.u8, e.u16, e.u32, e.i32, e.f64, e.badValue, keyMask(format), genKeyMask(format)) as
+    Getter | Setter;
 }
+
+// The header bits a Ref names: typeId and generation (keyMask), or the
+// generation alone (genKeyMask, a reference field's value may be of any
+// type). Passed to the generated code as values rather than written in as
+// literals: a constant over 2^15 takes a 10-byte instruction, and every byte
+// counts against V8's inlining budget (compileAlloc says more).
+const keyMask = (f: RefFormat) => 0xffff | ((2 ** f.generationBits - 1) << 16);
+const genKeyMask = (f: RefFormat) => (2 ** f.generationBits - 1) << 16;
 
 /** One field as compileAlloc needs it. */
 export interface AllocField {
@@ -156,6 +164,7 @@ export function compileAlloc(
       allocateSmall(typeId: number, cls: number, slotBytes: number): number;
       allocate(typeId: number, bytes: number, length: number): number;
       weakHolderAllocated(g: number): void;
+      readonly allocator: { readonly cacheBits: Int32Array; readonly cacheWord: Int32Array };
     };
     refs: RefOps; views: HeapViews;
     badValue: (what: string, value: unknown, expected: string) => never;
@@ -171,14 +180,13 @@ export function compileAlloc(
     if (!IDENT.test(f.field)) throw new Error(`internal: field name ${JSON.stringify(f.field)} is not an identifier`);
   }
   const gb = int(format.granuleBits);
-  const granuleMask = int(2 ** format.granuleBits - 1);
+  const gs = int(32 - format.granuleBits);
   const generationMask = int(2 ** format.generationBits - 1);
-  const genKeyMask = int((2 ** format.generationBits - 1) << 16);
   const refCheck = (v: string) => `if (${v} !== 0) {
       let t = 0;
-      if (typeof ${v} === 'number' && (${v} >>> 0) === ${v}) t = ${v} & ${granuleMask};
-      if (!(t > 0 && t < ctx.topGranule && (ab[t >>> 5] & (1 << (t & 31))) !== 0 &&
-          (i32[t << 2] & ${genKeyMask}) === ((${v} >>> ${gb}) << 16))) refs.diagnose(${v}, -1);
+      if (typeof ${v} === 'number' && (${v} >>> 0) === ${v}) t = (${v} << ${gs}) >>> ${gs};
+      if (!(t > 0 && t < ctx.topGranule && (ab[t >>> 5] & (1 << t)) !== 0 &&
+          (i32[t << 2] & GEN_KEY_MASK) === ((${v} >>> ${gb}) << 16))) refs.diagnose(${v}, -1);
     }`;
   const checks: string[] = [];
   const stores: string[] = [];
@@ -219,11 +227,44 @@ export function compileAlloc(
   const allocate = small
     ? `ctx.allocateSmall(${int(typeId)}, ${int(cls)}, ${int(slotBytes)})`
     : `ctx.allocate(${int(typeId)}, ${int(size)}, 0)`;
-  // Two functions: alloc() without init is the hot one (binary-trees-like
-  // code), and V8 inlines a call only into a function of at most 460 bytes
-  // of bytecode, which the init handling alone exceeds; so alloc() does no
-  // more than allocate, and hands an init to allocInit.
-  const src = `function allocInit(init) {
+  const weak = hasWeak ? 'ctx.weakHolderAllocated(g);' : '';
+  const tagged = `g | ((u16[(g << 3) + 1] & ${generationMask}) << ${gb})`;
+  // alloc() without init is the hot one (binary-trees-like code), so it is
+  // kept small enough for V8 to inline it into its callers. TurboFan inlines
+  // only functions of at most 460 bytes of bytecode, and at most 920 bytes
+  // in all per optimized function, counting what each callee has inlined
+  // itself and reserving 1.2x a candidate's size before it takes it: a tree
+  // builder with two alloc() and two reference setters inlines all four
+  // only if 2 x alloc + 2.2 x setter <= 920 (about 145 and 280 bytes
+  // today; test/alloc-inlining.test.ts holds it). So alloc() hands an init
+  // to allocInit, and for a small type pops a slot from the allocator's
+  // cached word itself, as Allocator.allocSmall and HeapCore.allocateSmall
+  // do, with the class and type as literals: the slot is zeroed, its header
+  // holds its generation, its mark bit is set if the cycle allocates black
+  // (all done when the word was cached), so what is left is the allocation
+  // bit and the typeId's half-word. (clz32(low) ^ 31 is 31 - clz32(low) for
+  // a single bit, in fewer bytes.) An empty word takes the heap's path.
+  // Nothing is left to check after the object is made: the heap's
+  // `attention` is raised only where the cached words are dropped or
+  // refilled (src/api/core.ts, counted()), so with a word cached it is clear.
+  const fast = small
+    ? `const bits = cacheBits[${int(cls)}];
+    if (!bits) return allocSlow();
+    cacheBits[${int(cls)}] = bits & (bits - 1);
+    const low = bits & -bits;
+    const w = cacheWord[${int(cls)}];
+    ab[w] |= low;
+    const g = (w << 5) | (clz32(low) ^ 31);
+    u16[g << 3] = ${int(typeId)};
+    ${weak}
+    return ${tagged};`
+    : `return allocSlow();`;
+  const src = `function allocSlow() {
+    const g = ${allocate};
+    ${weak}
+    return ${tagged};
+  }
+  function allocInit(init) {
     ${vars}
     if (typeof init !== 'object' || init === null) notAnObject();
     const keys = Object.keys(init);
@@ -232,21 +273,20 @@ export function compileAlloc(
     }
     ${checks.join('\n    ')}
     const g = ${allocate};
-    ${hasWeak ? 'ctx.weakHolderAllocated(g);' : ''}
+    ${weak}
     ${stores.join('\n    ')}
-    return g | ((u16[(g << 3) + 1] & ${generationMask}) << ${gb});
+    return ${tagged};
   }
   return function alloc(init) {
     if (init !== undefined) return allocInit(init);
-    const g = ${allocate};
-    ${hasWeak ? 'ctx.weakHolderAllocated(g);' : ''}
-    return g | ((u16[(g << 3) + 1] & ${generationMask}) << ${gb});
+    ${fast}
   };`;
   const v = env.views;
   const whats = fields.map((f) => f.what);
+  const { cacheBits, cacheWord } = env.ctx.allocator;
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
   const make = new Function('ctx', 'refs', 'ab', 'u8', 'u16', 'u32', 'i32', 'f64', 'badValue', 'notAnObject', 'noField', 'W',
-    `'use strict'; ${src}`);
+    'cacheBits', 'cacheWord', 'clz32', 'GEN_KEY_MASK', `'use strict'; ${src}`);
   return make(env.ctx, env.refs, v.allocBits, v.u8, v.u16, v.u32, v.i32, v.f64, env.badValue, env.notAnObject, env.noField,
-    whats) as (init?: unknown) => number;
+    whats, cacheBits, cacheWord, Math.clz32, genKeyMask(format)) as (init?: unknown) => number;
 }

@@ -81,7 +81,15 @@ export class HeapCore implements RefContext, TypeContext {
   private emitting = 0;
   /** The heap took a new span during a cycle: the next allocation moves the cycle on (advanceInAllocation). */
   private grewInCycle = false;
-  /** The allocation path has work to do after its object is complete (attend()). */
+  /**
+   * The allocation path has work to do after its object is complete
+   * (attend()). Raised only by counted() and the allocator's `grown`, that
+   * is where the allocator refills or drops its cached words, or makes a
+   * large object: the path that did so checks it before it returns, and a
+   * drop leaves every class without a cached word. So while a word is
+   * cached it is clear, and compiled alloc() pops cached slots without
+   * looking (src/api/accessors.ts).
+   */
   private attention = false;
   private pool: SweepPool | undefined;
   private readonly weakHolders: WeakHolders;
@@ -359,10 +367,9 @@ export class HeapCore implements RefContext, TypeContext {
       if (this.closed) throw new HeapClosedError();
       g = this.allocateSlow(cls, slotBytes, typeId);
     }
-    const bit = 1 << (g & 31);
-    this.alloc[g >>> 5] |= bit;
-    // Allocate black: the cycle's marks cannot see this object (docs/design.md, invariant 2).
-    if (this.allocator.black) this.marks[g >>> 5] |= bit;
+    this.alloc[g >>> 5] |= 1 << (g & 31);
+    // (Allocate black, docs/design.md invariant 2: the allocator marked the
+    // slot's whole word when it cached it, src/memory/allocator.ts.)
     if (this.attention) this.attend();
     return g;
   }

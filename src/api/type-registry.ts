@@ -45,6 +45,8 @@ export interface TypeContext {
   allocate(typeId: number, bytes: number, length: number): number;
   /** The same for a small object of size class `cls` (`slotBytes` its slot size) and length 0. */
   allocateSmall(typeId: number, cls: number, slotBytes: number): number;
+  /** The allocation fast path's per-class state, which compiled alloc() pops slots from (src/memory/allocator.ts). */
+  readonly allocator: { readonly cacheBits: Int32Array; readonly cacheWord: Int32Array };
   /** A new object has weak fields: register it for clearing (src/api/weak.ts). */
   weakHolderAllocated(g: number): void;
   /** A weak field read returned target g (src/api/weak.ts, the read barrier). */

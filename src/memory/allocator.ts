@@ -102,10 +102,14 @@ export class Allocator {
   inUseSpans = 0;
   private readonly current: Int32Array;
   // The fast path's state, per class (see the top of the file).
-  /** Free slot starts of the cached bitmap word, not yet handed out. */
-  private readonly cacheBits: Int32Array;
-  /** Index of the cached word in the allocation bitmap. */
-  private readonly cacheWord: Int32Array;
+  /**
+   * Free slot starts of the cached bitmap word, not yet handed out. Read and
+   * written by allocSmall and by each struct type's compiled alloc()
+   * (src/api/accessors.ts, compileAlloc), which inlines the same steps.
+   */
+  readonly cacheBits: Int32Array;
+  /** Index of the cached word in the allocation bitmap (read by compiled alloc() too). */
+  readonly cacheWord: Int32Array;
   /** Where the next refill looks, a bitmap word index within the current span. */
   private readonly scanWord: Int32Array;
   /** 1 when the current span is SPAN_NEEDZERO (prepareWord zeroes the slots of each word it caches). */
@@ -118,7 +122,12 @@ export class Allocator {
    * Allocate black (docs/design.md, invariant 2): the cycle's marks are
    * taken (the fork, or stop-the-world marking) and its sweep has not
    * started, so every new object is born marked. Cleared when the sweep
-   * starts or the cycle aborts.
+   * starts or the cycle aborts. Small objects are made black a word at a
+   * time, when the word is cached (refill): every free slot of the word
+   * gets its mark bit, so the fast path has nothing to do for it. A slot
+   * marked so but never handed out stays free: the sweep keeps only
+   * allocated and marked slots (alloc & mark) and then clears the span's
+   * marks, and an abort clears every mark bit.
    */
   black = false;
   private closed = false;
@@ -277,6 +286,7 @@ export class Allocator {
             this.scanWord[cls] = w + 1;
             this.cacheWord[cls] = w;
             this.prepareWord(cls, s, w, free);
+            if (this.black) v.markBits[w] |= free;
             // Counted live now; dropCurrent() takes back what was not handed out.
             const n = popcount(free);
             v.spans[s * SPAN_WORDS + SW_LIVE] += n;
@@ -342,9 +352,14 @@ export class Allocator {
     this.dropCurrent();
   }
 
-  /** Stop-the-world marking is done: what is allocated before the sweep starts (listeners) is black. */
+  /**
+   * Stop-the-world marking is done: what is allocated before the sweep
+   * starts (listeners) is black. The cached words are dropped, as at a
+   * fork, so that every word handed out from now on was made black.
+   */
   allocateBlack(): void {
     this.black = true;
+    this.dropCurrent();
   }
 
   /**
