@@ -143,7 +143,7 @@ describe.each(MODES)('objects allocated by the cycle’s own event listeners (%s
     const heap = makeHeap({ mode });
     const Link = heap.defineStruct('ListenerLink', { next: 'ref', value: 'i32' });
     const events = ['cycleStart', 'fork', 'childDone', 'stream', 'mark', 'sweepStart', 'sweepProgress', 'sweepEnd'] as const;
-    const made: Array<{ event: string; handle: RootHandle; base: number }> = [];
+    const made: Array<{ event: string; handle: RootHandle; base: number; large: RootHandle }> = [];
     const N = 5000;
     let next = 0;
     for (const name of events) {
@@ -152,13 +152,16 @@ describe.each(MODES)('objects allocated by the cycle’s own event listeners (%s
         next += N;
         let head = 0;
         for (let k = 0; k < N; k++) head = Link.alloc({ next: head, value: base + k });
-        made.push({ event: name, handle: heap.root(head), base });
+        const large = heap.bytes.alloc(100_000);  // a large object: spans of its own
+        heap.bytes.view(large).fill(base % 251);
+        made.push({ event: name, handle: heap.root(head), base, large: heap.root(large) });
       });
     }
     const chainOk = (m: (typeof made)[number]): boolean => {
       let r: number = m.handle.get();
       for (let k = N - 1; k >= 0; k--, r = Link.get.next(r as Ref)) if (Link.get.value(r as Ref) !== m.base + k) return false;
-      return r === 0;
+      const bytes = heap.bytes.view(m.large.get());
+      return r === 0 && bytes.length === 100_000 && bytes.every((b) => b === m.base % 251);
     };
     const keep = heap.root(heap.arrays.alloc(8));
     for (let i = 0; i < 8; i++) heap.arrays.set(keep.get(), i, Link.alloc({ value: -1 - i }));
