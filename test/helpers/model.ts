@@ -272,7 +272,8 @@ export class Shadow {
           if (!rng.chance(0.6)) continue;
           init[f] = kind === 'ref' ? pickOrNull() : randomScalar(rng, kind);
         }
-        const ref = this.allocStruct(type, rng.chance(0.1) ? undefined : init);
+        // 30% with no init: the compiled alloc()'s own fast path (src/api/accessors.ts), every field zero.
+        const ref = this.allocStruct(type, rng.chance(0.3) ? undefined : init);
         if (rng.chance(0.85)) link(ref);
         pool.push(ref);
       } else if (r < 0.47 && !crowded) {
