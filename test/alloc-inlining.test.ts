@@ -12,21 +12,12 @@
 // for inlining (reason: 5)": bytecode over the limit; before the fast path
 // moved into alloc(), a builder inlined its setters and then had no budget
 // left for alloc(), which had inlined the heap's allocateSmall.)
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-
-const FIXTURE = fileURLToPath(new URL('./fixtures/alloc-inlining.mjs', import.meta.url));
+import { traceFixture } from './helpers/v8-trace.js';
 
 describe('alloc() is small enough for V8 to inline', () => {
   it('TurboFan inlines a struct type\'s alloc() and both reference setters into a hot tree builder', () => {
-    const r = spawnSync(process.execPath, ['--trace-turbo-inlining', FIXTURE], {
-      encoding: 'utf8', timeout: 60_000, maxBuffer: 256 * 2 ** 20,
-    });
-    expect(r.error).toBeUndefined();
-    expect(r.status).toBe(0);
-    expect(r.stdout).toContain('done');
-    const lines = r.stdout.split('\n');
+    const lines = traceFixture('alloc-inlining.mjs', '--trace-turbo-inlining');
     const inlinedTimes = (what: string, into: string) =>
       lines.filter((l) => l.startsWith('Inlining ') && l.includes(`<SharedFunctionInfo ${what}>} into`) &&
         l.endsWith(`<SharedFunctionInfo ${into}>}`)).length;

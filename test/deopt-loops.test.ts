@@ -6,22 +6,14 @@
 // about 1 ms each, on the main thread, during the stream's intake. This
 // test reads V8's own deoptimization trace over forty cycles: not a timing,
 // a property of the compiled code.
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-
-const FIXTURE = fileURLToPath(new URL('./fixtures/deopt-loops.mjs', import.meta.url));
+import { traceFixture } from './helpers/v8-trace.js';
 
 describe('no deopt loops in the collector', () => {
   it('over forty fork cycles, no function is deoptimized more than a few times', () => {
-    const r = spawnSync(process.execPath, ['--trace-deopt', FIXTURE], {
-      encoding: 'utf8', timeout: 90_000, maxBuffer: 256 * 2 ** 20,
-    });
-    expect(r.error).toBeUndefined();
-    expect(r.status).toBe(0);
-    expect(r.stdout).toContain('done');
+    const trace = traceFixture('deopt-loops.mjs', '--trace-deopt', 90_000).join('\n');
     const counts = new Map<string, number>();
-    for (const m of r.stdout.matchAll(/deoptimizing 0x[0-9a-f]+ <JSFunction (\S*) \(sfi/g)) {
+    for (const m of trace.matchAll(/deoptimizing 0x[0-9a-f]+ <JSFunction (\S*) \(sfi/g)) {
       counts.set(m[1], (counts.get(m[1]) ?? 0) + 1);
     }
     expect(counts.size, 'the trace was read').toBeGreaterThan(0);
