@@ -117,7 +117,8 @@ export class HeapCore implements RefContext, TypeContext {
       this.topGranule = top;
       // A new span while a cycle is in flight: the allocation moves the cycle on.
       if (this.collector?.busy) this.grewInCycle = this.attention = true;
-    }, (objects, bytes) => this.counted(objects, bytes));
+    }, (objects, bytes) => this.counted(objects, bytes),
+    (offset, bytes) => !this.closed && this.addon.releaseArena(this.regions.id, offset, bytes) === 0);
     this.auto = this.options.auto;
     this.topGranule = this.allocator.topGranule;
     this.roots = new RootTable(this.views.roots, o.maxRoots);

@@ -263,7 +263,7 @@ export class Collector {
     }
     this.phase = 'marking';
     // The child now shares every resident page: allocate where it does not.
-    h.allocator.childForked();
+    h.allocator.childForked(this.account.liveBytes + h.policy.retainFreeBytes(this.account.liveBytes));
     const child = new ChildSession(h.addon, r.pid, r.fd);
     c.child = child;
     c.stats.childPid = r.pid;

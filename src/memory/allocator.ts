@@ -9,9 +9,11 @@
 //      sweeping) rather than waiting for the background sweeper;
 //   4. a free span (zeroed first unless its pages are known zero), or a new
 //      one above `topSpan`.
-// While a forked child marks (`childLives`), steps 2 and 3 are skipped and
-// step 4 prefers spans the child does not share (released or never used):
-// the first write to a page the child shares copies it.
+// While a forked child marks (`childLives`), step 3 is skipped and step 4
+// comes first and prefers spans the child does not share (released, never
+// used, or released on the spot): the first write to a page the child
+// shares copies it. A new span is taken only while the heap is below what
+// the pacer plans for; past it, step 2 comes before growing.
 // When none is left the caller (the heap) decides: finish the sweep, wait for
 // the pending cycle, or throw HeapExhaustedError.
 //
@@ -130,6 +132,8 @@ export class Allocator {
    * marks, and an abort clears every mark bit.
    */
   black = false;
+  /** While the child lives, new spans are taken to avoid its pages only while heapBytes is below this (childForked). */
+  private unsharedLimitBytes = 0;
   private closed = false;
   private readonly partial: number[][];
   /** prepareWord's new headers of a run, before the run is zeroed (at most 32 slots per word). */
@@ -157,12 +161,14 @@ export class Allocator {
    * are counted as allocated (objects, slot bytes); when a cached word is
    * dropped, the slots it did not hand out are taken back (negative
    * figures). So the heap's accounting costs nothing per object, and is
-   * over by outstanding() between the two.
+   * over by outstanding() between the two. `release` gives the parent's
+   * pages of an arena range back to the OS (false if it could not).
    */
   constructor(
     private readonly v: HeapViews,
     private readonly grown: (topGranule: number) => void = () => {},
     private readonly counted: (objects: number, bytes: number) => void = () => {},
+    private readonly release: (offset: number, bytes: number) => boolean = () => false,
   ) {
     this.current = new Int32Array(LARGE_CLASS).fill(-1);
     this.cacheBits = new Int32Array(LARGE_CLASS);
@@ -346,9 +352,10 @@ export class Allocator {
    * after a successful fork). Costs the fast path nothing: the current spans are
    * dropped, so the next allocation of each class refills.
    */
-  childForked(): void {
+  childForked(unsharedLimitBytes: number): void {
     this.childLives = true;
     this.black = true;
+    this.unsharedLimitBytes = unsharedLimitBytes;
     this.dropCurrent();
   }
 
@@ -393,8 +400,20 @@ export class Allocator {
     let s = -1;
     if (this.childLives) {
       // Free slots of spans in use lie on pages the child shares; a span the
-      // child does not share (released or never used) costs no copy.
-      s = this.takeUnsharedSpan();
+      // child does not share (released, new, or released now) costs no copy.
+      // But a new span grows the heap, and what is allocated while the child
+      // lives is most of what the next cycle frees, scattered: under random
+      // replacement few spans come out whole, and a heap that took new spans
+      // at every cycle grew towards maxHeap (a cache of 115 MiB live: 115 ->
+      // 532 MiB over 18 cycles; 112 in stw mode). So the heap grows only up
+      // to what the pacer plans for (`unsharedLimitBytes`, set at the fork);
+      // past it, a free span is released and reused, and then the free slots
+      // of spans in use come first, copy-on-write and all.
+      s = this.takeUnsharedSpan(this.heapBytes < this.unsharedLimitBytes);
+      if (s < 0) {
+        const t = this.takePartial(cls);
+        if (t >= 0) return t;
+      }
     } else {
       const t = this.takePartial(cls);
       if (t >= 0) return t;
@@ -424,8 +443,17 @@ export class Allocator {
     return s;
   }
 
-  /** A free span whose pages the child does not share (released, or above the top), ready to use; or -1. */
-  private takeUnsharedSpan(): number {
+  /**
+   * A free span whose pages the child does not share, ready to use; or -1.
+   * In order: a span whose pages went back to the OS; a new span above the
+   * top, if `mayGrow`; a free span still resident, whose pages are given back
+   * first (the parent's only: the child keeps its copy), so that it reads as
+   * zero as a released one does. The last costs a system call and splits a
+   * huge page, where a new span is fresh memory, so it comes after growing;
+   * but when the heap may not grow it beats the free slots of a span in use,
+   * whose pages the first writes would copy.
+   */
+  private takeUnsharedSpan(mayGrow: boolean): number {
     const spans = this.v.spans;
     const free = this.freeSpans;
     for (let i = free.length - 1; i >= 0; i--) {
@@ -436,7 +464,17 @@ export class Allocator {
         return this.prepareFreeRun(t, 1);
       }
     }
-    if (this.topSpan < this.v.spanCount) return this.prepareFreeRun(this.topSpan, 1);
+    if (mayGrow && this.topSpan < this.v.spanCount) return this.prepareFreeRun(this.topSpan, 1);
+    while (free.length > 0) {
+      const t = free.pop()!;
+      if (spans[t * SPAN_WORDS + SW_STATE] !== SPAN_FREE) continue;
+      if (this.release(t * SPAN_BYTES, SPAN_BYTES)) {
+        spans[t * SPAN_WORDS + SW_AUX] = FREE_RELEASED;
+        return this.prepareFreeRun(t, 1);
+      }
+      free.push(t);  // (not released: it stays free for after the cycle)
+      break;
+    }
     return -1;
   }
 
