@@ -9,20 +9,28 @@ import { closeHeapsAfterEach, makeHeap } from './helpers/common.js';
 
 closeHeapsAfterEach();
 
+/**
+ * Spans with free slots once a cycle has run: a rooted list of `n` nodes of
+ * a type T { next, v }, every other node garbage. Returns T.
+ */
+function halfGarbageList(heap: ReturnType<typeof makeHeap>, n: number) {
+  const T = heap.defineStruct('T', { next: 'ref', v: 'i32' });
+  const list = heap.root(0);
+  for (let i = 0; i < n; i++) {
+    const node = T.alloc({ v: i });
+    if (i % 2 === 0) {
+      T.set.next(node, list.get());
+      list.set(node);
+    }
+  }
+  return T;
+}
+
 describe('allocation while the child marks', () => {
   it('new objects never land in a span that held objects at the fork, though those spans have free slots', async () => {
     const heap = makeHeap({ mode: 'fork', sweepThreads: 0 });
     const core = heapInternals(heap);
-    const T = heap.defineStruct('T', { next: 'ref', v: 'i32' });
-    // Spans with free slots: a list of which every other node is garbage.
-    const list = heap.root(0);
-    for (let i = 0; i < 20_000; i++) {
-      const n = T.alloc({ v: i });
-      if (i % 2 === 0) {
-        T.set.next(n, list.get());
-        list.set(n);
-      }
-    }
+    const T = halfGarbageList(heap, 20_000);
     await heap.collect();
     const shared = new Set<number>();
     for (let s = 1; s < core.allocator.topSpan; s++) {
@@ -64,15 +72,7 @@ describe('allocation while the child marks', () => {
       faultInjectionForTesting: { kind: 'delay-before-mark', arg: 1500, cycles: (id) => id === 2 },
     });
     const core = heapInternals(heap);
-    const T = heap.defineStruct('T', { next: 'ref', v: 'i32' });
-    const list = heap.root(0);
-    for (let i = 0; i < 400_000; i++) {
-      const n = T.alloc({ v: i });
-      if (i % 2 === 0) {
-        T.set.next(n, list.get());
-        list.set(n);
-      }
-    }
+    const T = halfGarbageList(heap, 400_000);
     await heap.collect();  // cycle 1: every span half free
     const before = heap.stats();
     const limit = before.liveBytes + core.policy.retainFreeBytes(before.liveBytes);
