@@ -52,6 +52,8 @@ export interface ResultRow {
   /** The main thread over the run: on a CPU, and runnable but waiting for one (lib/thread-clock.ts). */
   mainRunMs: number | null;
   mainRunDelayMs: number | null;
+  /** Share of the thread clock's samples on each CPU (lib/thread-clock.ts): where the main thread ran. */
+  mainCpuShares: Record<string, number> | null;
   /** Time the hypervisor took from the machine's CPUs during the run (all CPUs together). */
   machineStealMs: number | null;
   peakRssBytes: number;
@@ -231,6 +233,7 @@ async function main(): Promise<void> {
     cpuSysMs: round(usage.systemCPUTime / 1000, 1),
     mainRunMs: thread ? round(thread.runMs, 1) : null,
     mainRunDelayMs: thread ? round(thread.runDelayMs, 1) : null,
+    mainCpuShares: meter.clock.cpuShares(),
     machineStealMs: steal0 === null || steal1 === null ? null : steal1 - steal0,
     cycles: heap ? measured.length : v8gc.pausesMs.length,
     abortedCycles: aborts.length,

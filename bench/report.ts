@@ -30,6 +30,17 @@ function gapSplit(r: Row): string {
   return `${num(g.runMs, 1)} / ${num(g.runDelayMs ?? null, 1)} / ${num(g.offMs ?? null, 1)}`;
 }
 
+/**
+ * Where the main thread ran, as shares of the thread clock's samples ("0:
+ * 97%, 1: 3%"), or – for runs without it (peers, runs before it was kept).
+ * On the project's VM a memory-bound thread runs at half speed on vCPU 1.
+ */
+function cpuShares(v: unknown): string {
+  if (!v || typeof v !== 'object') return '–';
+  const parts = Object.entries(v as Record<string, number>).map(([cpu, share]) => `${cpu}: ${Math.round(share * 100)}%`);
+  return parts.length ? parts.join(', ') : '–';
+}
+
 const num = (v: unknown, digits = 1): string =>
   typeof v === 'number' && Number.isFinite(v) ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(digits)) : '–';
 const mibStr = (v: unknown) => (typeof v === 'number' ? (v / 1048576).toFixed(0) : '–');
@@ -68,9 +79,9 @@ export function markdown(f: ResultsFile): string {
   L.push('');
   const repeated = (f.repeat ?? 1) > 1;
   L.push(
-    `| workload | case | system | wall ms | × v8 | GC pause p50 / p99 / max ms | forkgc pause max ms | GC-attributable stall max / total ms | mutator p99 µs | mutator max ms | longest gap: run / wait / off ms | heartbeat max gap ms | main thread run / wait ms | steal ms | peak RSS MiB | cycles | GC pause total ms | sweep total ms | mark ns/obj | ok |${repeated ? ' walls of all runs ms |' : ''}`,
+    `| workload | case | system | wall ms | × v8 | GC pause p50 / p99 / max ms | forkgc pause max ms | GC-attributable stall max / total ms | mutator p99 µs | mutator max ms | longest gap: run / wait / off ms | heartbeat max gap ms | main thread run / wait ms | steal ms | main thread's CPUs | peak RSS MiB | cycles | GC pause total ms | sweep total ms | mark ns/obj | ok |${repeated ? ' walls of all runs ms |' : ''}`,
   );
-  L.push(`|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|${repeated ? '---|' : ''}`);
+  L.push(`|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|:-:|${repeated ? '---|' : ''}`);
   for (const w of MAIN) {
     const rows = f.results.filter((r) => r.workload === w);
     const v8 = rows.find((r) => r.system === 'v8' && r.ok);
@@ -78,7 +89,7 @@ export function markdown(f: ResultsFile): string {
       const ratio = v8 && r.ok && typeof r.wallMs === 'number' ? (r.wallMs / v8.wallMs).toFixed(2) : '–';
       L.push(
         `| ${w} | ${r.case} | ${r.system} | ${num(r.wallMs, 0)} | ${ratio} | ${num(r.p50PauseMs, 2)} / ${num(r.p99PauseMs, 2)} / ${num(r.maxPauseMs, 2)} | ` +
-          `${num(r.forkgcPauseMaxMs, 2)} | ${num(r.forkgcStallMaxMs, 2)} / ${num(r.forkgcStallTotalMs, 0)} | ${num(r.opP99Us)} | ${num(r.opMaxMs, 2)} | ${gapSplit(r)} | ${num(r.heartbeatMaxGapMs, 2)} | ${num(r.mainRunMs, 0)} / ${num(r.mainRunDelayMs, 0)} | ${num(r.machineStealMs, 0)} | ${mibStr(r.peakRssBytes)} | ${r.cycles ?? '–'} | ` +
+          `${num(r.forkgcPauseMaxMs, 2)} | ${num(r.forkgcStallMaxMs, 2)} / ${num(r.forkgcStallTotalMs, 0)} | ${num(r.opP99Us)} | ${num(r.opMaxMs, 2)} | ${gapSplit(r)} | ${num(r.heartbeatMaxGapMs, 2)} | ${num(r.mainRunMs, 0)} / ${num(r.mainRunDelayMs, 0)} | ${num(r.machineStealMs, 0)} | ${cpuShares(r.mainCpuShares)} | ${mibStr(r.peakRssBytes)} | ${r.cycles ?? '–'} | ` +
           `${num(r.gcTotalMs, 1)} | ${num(r.forkgcSweepTotalMs, 0)} | ${num(r.markNsPerObject, 1)} | ${verifiedMark(r)} |` +
           (repeated ? ` ${(r.repeats?.wallMs as number[] | undefined)?.join(', ') ?? '–'} |` : ''),
       );

@@ -5,7 +5,8 @@
 // the interval asked for); and V8's collections inside it (lib/meter.ts).
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ThreadClock } from '../bench/lib/thread-clock.js';
+import { ThreadClock, statProcessor } from '../bench/lib/thread-clock.js';
+import { readFileSync } from 'node:fs';
 
 const linux = existsSync('/proc/thread-self/schedstat');
 
@@ -93,5 +94,33 @@ describe('V8 collections over a gap', () => {
     expect(obs.pausesMs.length).toBeGreaterThan(0);
     expect(obs.overlapMs(t0, t1 + 1000)).toBeCloseTo(total, 6);
     expect(obs.overlapMs(t0 - 1000, t0 - 1)).toBe(0);
+  });
+});
+
+describe('where the main thread ran (field 39 of its stat line)', () => {
+  const line = (comm: string, cpu: number) => {
+    // pid (comm) state, then fields 4..52: field 39 is the processor.
+    const rest = Array.from({ length: 50 }, (_, i) => (i + 3 === 39 ? String(cpu) : String(1000 + i)));
+    return Buffer.from(`4242 (${comm}) ${rest.join(' ')}\n`);
+  };
+  it('reads the processor after the command, whatever the command holds', () => {
+    expect(statProcessor(line('node', 1))).toBe(1);
+    expect(statProcessor(line('a b) (c 9 9', 17))).toBe(17);
+    const b = line('node', 3);
+    expect(statProcessor(b, b.length)).toBe(3);
+    expect(statProcessor(Buffer.from('4242 (node) S 1 2'))).toBe(-1);
+    expect(statProcessor(Buffer.from('no parenthesis'))).toBe(-1);
+  });
+  it.runIf(linux)('agrees with this thread\'s own stat line, and the clock counts its samples per CPU', () => {
+    const own = readFileSync('/proc/thread-self/stat');
+    const fields = own.toString().slice(own.toString().lastIndexOf(')') + 2).split(' ');
+    expect(statProcessor(own)).toBe(Number(fields[39 - 3]));
+    const c = new ThreadClock();
+    c.open();
+    for (let i = 0; i < 5; i++) c.sample();
+    c.close();
+    const shares = c.cpuShares()!;
+    expect(Object.values(shares).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 2);
+    for (const cpu of Object.keys(shares)) expect(Number(cpu)).toBeLessThan(1024);
   });
 });

@@ -39,9 +39,35 @@ export interface GapAttribution {
   offMs: number;
 }
 
+/**
+ * The CPU a thread last ran on, from a /proc/<pid>/task/<tid>/stat line:
+ * field 39 ("processor"), counted from after the command's closing
+ * parenthesis (the command may hold spaces and parentheses); -1 if absent.
+ */
+export function statProcessor(line: Uint8Array, length = line.length): number {
+  let k = length - 1;
+  while (k >= 0 && line[k] !== 0x29) k--;  // the last ')'
+  if (k < 0) return -1;
+  // After ") " comes field 3; field 39 follows 36 more spaces.
+  let field = 2;
+  for (k++; k < length && field < 39; k++) if (line[k] === 0x20) field++;
+  let cpu = 0;
+  let digits = 0;
+  for (; k < length && line[k] >= 0x30 && line[k] <= 0x39; k++, digits++) cpu = cpu * 10 + (line[k] - 0x30);
+  return digits > 0 && field === 39 ? cpu : -1;
+}
+
 export class ThreadClock {
   private fd = -1;
+  private statFd = -1;
   private readonly buf = Buffer.alloc(96);
+  private readonly statBuf = Buffer.alloc(1024);
+  /**
+   * Samples per CPU the thread was on. On the project's VM a memory-bound
+   * thread runs at half speed on its second vCPU (README, "a slow vCPU"),
+   * so a run's figures mean little without knowing where it ran.
+   */
+  private readonly onCpu: number[] = [];
   private readonly at: number[] = [];
   private readonly run: number[] = [];
   private readonly delay: number[] = [];
@@ -53,11 +79,26 @@ export class ThreadClock {
     } catch {
       this.fd = -1;
     }
+    try {
+      this.statFd = openSync('/proc/thread-self/stat', 'r');
+    } catch {
+      this.statFd = -1;
+    }
   }
 
   close(): void {
     if (this.fd >= 0) closeSync(this.fd);
-    this.fd = -1;
+    if (this.statFd >= 0) closeSync(this.statFd);
+    this.fd = this.statFd = -1;
+  }
+
+  /** Share of the samples taken on each CPU (CPU number -> fraction), or null without samples. */
+  cpuShares(): Record<string, number> | null {
+    const total = this.onCpu.reduce((a, b) => a + (b ?? 0), 0);
+    if (total === 0) return null;
+    const out: Record<string, number> = {};
+    this.onCpu.forEach((n, cpu) => { if (n) out[cpu] = Math.round((n / total) * 1000) / 1000; });
+    return out;
   }
 
   /** Records (now, run ns, run-queue delay ns). */
@@ -73,6 +114,10 @@ export class ThreadClock {
     this.at.push(performance.now());
     this.run.push(run);
     this.delay.push(delay);
+    if (this.statFd >= 0) {
+      const cpu = statProcessor(this.statBuf, readSync(this.statFd, this.statBuf, 0, this.statBuf.length, 0));
+      if (cpu >= 0) this.onCpu[cpu] = (this.onCpu[cpu] ?? 0) + 1;
+    }
   }
 
   /** The thread's time from the first sample to the last (ms); null without two samples. */
