@@ -354,9 +354,8 @@ export class Allocator {
    */
   childForked(unsharedLimitBytes: number): void {
     this.childLives = true;
-    this.black = true;
     this.unsharedLimitBytes = unsharedLimitBytes;
-    this.dropCurrent();
+    this.allocateBlack();
   }
 
   /**
@@ -410,11 +409,8 @@ export class Allocator {
       // past it, a free span is released and reused, and then the free slots
       // of spans in use come first, copy-on-write and all.
       s = this.takeUnsharedSpan(this.heapBytes < this.unsharedLimitBytes);
-      if (s < 0) {
-        const t = this.takePartial(cls);
-        if (t >= 0) return t;
-      }
-    } else {
+    }
+    if (s < 0) {
       const t = this.takePartial(cls);
       if (t >= 0) return t;
     }
@@ -428,11 +424,6 @@ export class Allocator {
       s = this.takeFreeSpans(1, false);  // lazy sweeping may have emptied one
     }
     if (s < 0) s = this.takeFreeSpans(1, true);
-    if (s < 0 && this.childLives) {
-      // Out of unshared spans: a shared free slot is better than no slot.
-      const t = this.takePartial(cls);
-      if (t >= 0) return t;
-    }
     if (s < 0) return -1;
     const e = s * SPAN_WORDS;
     this.v.spans[e + SW_CLASS] = cls;
