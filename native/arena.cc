@@ -94,6 +94,7 @@ HeapMemory* createHeapMemory(const HeapOptions& o) {
                   madvise(h->scratch.base, h->scratch.bytes, MADV_WIPEONFORK) == 0;
   // Not fatal if refused: the child then shares (and ignores) the span table.
   madvise(h->spans.base, h->spans.bytes, MADV_DONTFORK);
+  h->creatorCpusKnown = sched_getaffinity(0, sizeof(h->creatorCpus), &h->creatorCpus) == 0;
   std::lock_guard<std::mutex> lock(registryMutex);
   h->id = nextId++;
   h->attachments = 1;

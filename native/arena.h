@@ -2,6 +2,8 @@
 // layout.h for the regions) and a process-wide registry of heaps, so that a
 // worker thread's copy of the addon can attach to a heap the main thread made.
 #pragma once
+#include <sched.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -27,6 +29,12 @@ struct HeapMemory {
   Region scratch;      // the child's scratch buffer (pagemap reads)
   bool hugePages = false;
   bool wipeOnFork = false;  // the kernel zeroes markBits/markStack in the child
+  // The CPUs the thread that made the heap could run on, then (createHeap):
+  // the child may run on them as well as on the forking thread's own, so a
+  // main thread pinned to one CPU later does not pin the marker beside it
+  // (child.cc, cpusAwayFromHere).
+  cpu_set_t creatorCpus;
+  bool creatorCpusKnown = false;
   HugePageRestorer* hugePageRestorer = nullptr;  // made on first use, main thread only
   std::atomic<int> attachments{0};
   std::atomic<bool> destroyed{false};

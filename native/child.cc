@@ -134,11 +134,16 @@ inline long rawSyscall3(long number, long a, long b, long c) {
 // (bench/sched-waits.ts), the forking thread sat runnable for 3.6-4 ms
 // right after fork() while the other CPU was idle, inside the pause. A child
 // that takes itself off the parent's CPU as its second instruction gives
-// the CPU straight back. False (stay anywhere) with one CPU allowed, or if
-// the kernel cannot say.
-bool cpusAwayFromHere(cpu_set_t* mask) {
+// the CPU straight back. "The process's" is the forking thread's own mask
+// joined with the one the heap's creator had when it made the heap: a main
+// thread pinned to one CPU after that (an application or a benchmark
+// holding its mutator to one core) would otherwise keep the child on its
+// own CPU, marking in the mutator's time. False (stay anywhere) with one
+// CPU allowed, or if the kernel cannot say.
+bool cpusAwayFromHere(const HeapMemory* heap, cpu_set_t* mask) {
   int cpu = sched_getcpu();
   if (cpu < 0 || sched_getaffinity(0, sizeof(*mask), mask) != 0) return false;
+  if (heap->creatorCpusKnown) CPU_OR(mask, mask, &heap->creatorCpus);
   if (!CPU_ISSET(cpu, mask) || CPU_COUNT(mask) < 2) return false;
   CPU_CLR(cpu, mask);
   return true;
@@ -502,7 +507,7 @@ ForkResult startForkCycle(const ForkRequest& request) {
   pthread_sigmask(SIG_SETMASK, &all, &previous);
   OomScoreAcrossFork oom;
   a.bornVolunteer = oom.raise();
-  a.moveAway = cpusAwayFromHere(&a.awayCpus);
+  a.moveAway = cpusAwayFromHere(req.heap, &a.awayCpus);
   const uint64_t forkCpuStart = threadCpuNs();
   uint64_t start = monotonicNs();
   a.forkedAt = start;

@@ -2,7 +2,9 @@
 // cpusAwayFromHere): a new child preempts its parent on the parent's CPU, and
 // the scheduler moves one of them to an idle CPU only at a later balancing
 // tick, which the parent spent runnable inside the fork pause. The child's
-// allowed CPUs are the process's less one; with one CPU it stays.
+// allowed CPUs are the process's less one; with one CPU it stays. "The
+// process's": the forking thread's, and those its heap's creator had.
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { closeHeapsAfterEach, makeHeap, withTimeout } from './helpers/common.js';
@@ -21,6 +23,32 @@ function cpus(pid: number | 'self'): Set<number> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Whether util-linux's taskset can be run here (it sets one thread's CPUs, this process's main thread included). */
+const haveTaskset = (() => {
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore', timeout: 5000 });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/** Holds this process's main thread (only: taskset -p sets the thread whose id is the pid) to `list`. */
+function pinMainThread(list: string): void {
+  execFileSync('taskset', ['-p', '-c', list, String(process.pid)], { stdio: 'ignore', timeout: 5000 });
+}
+
+/** Waits until the child's CPUs differ from `from` (it moves itself as its second instruction; bounded). */
+async function cpusOnceMoved(child: number, from: Set<number>): Promise<Set<number>> {
+  let theirs = cpus(child);
+  const same = (a: Set<number>) => a.size === from.size && [...a].every((c) => from.has(c));
+  for (let i = 0; i < 200 && same(theirs); i++) {
+    await sleep(10);
+    theirs = cpus(child);
+  }
+  return theirs;
+}
 
 describe('the child and the CPUs', () => {
   it.runIf(cpus('self').size > 1)('a held child may run on every CPU of the process but one', async () => {
@@ -42,5 +70,31 @@ describe('the child and the CPUs', () => {
     // The parent's own are untouched.
     expect([...cpus('self')]).toEqual([...mine]);
     await withTimeout(cycle, 20_000, 'cycle');
+  }, 30_000);
+
+  it.runIf(cpus('self').size > 1 && haveTaskset)('a main thread pinned to one CPU after the heap was made does not pin the child beside it', async () => {
+    const mine = cpus('self');
+    const all = [...mine].join(',');
+    const heap = makeHeap({ sweepThreads: 0, childTimeoutMs: 20_000, faultInjectionForTesting: { kind: 'delay-before-mark', arg: 3000 } });
+    const T = heap.defineStruct('T', { next: 'ref' });
+    heap.root(T.alloc());
+    const one = Math.min(...mine);
+    pinMainThread(String(one));
+    try {
+      expect([...cpus('self')]).toEqual([one]);
+      const pid = new Promise<number>((r) => heap.once('fork', (e) => r(e.pid)));
+      const cycle = heap.collect();
+      cycle.catch(() => {});  // (awaited below; a failed expect closes the heap under it)
+      const child = await withTimeout(pid, 10_000, 'fork event');
+      // Born with the forking thread's one CPU; it leaves it for the others the heap's creator had.
+      const theirs = await cpusOnceMoved(child, new Set([one]));
+      expect(theirs.has(one)).toBe(false);
+      expect(theirs.size).toBe(mine.size - 1);
+      for (const c of theirs) expect(mine.has(c)).toBe(true);
+      await withTimeout(cycle, 20_000, 'cycle');
+    } finally {
+      pinMainThread(all);
+    }
+    expect([...cpus('self')]).toEqual([...mine]);
   }, 30_000);
 });
