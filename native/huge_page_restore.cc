@@ -63,6 +63,8 @@ struct HugePageRestorer {
   bool held = true;       // a child may share the arena: do nothing
   bool stopping = false;
   HugePageRestoreFigures figures;
+  cpu_set_t creatorCpus;  // HeapMemory::creatorCpus, if known
+  bool creatorCpusKnown = false;
 };
 
 namespace {
@@ -77,6 +79,17 @@ void run(HugePageRestorer* r) {
   // Named, so that top, perf and /proc/PID/task/*/comm tell it from V8's
   // threads (it takes the mmap lock the application's faults need).
   pthread_setname_np(pthread_self(), "forkgc-restore");
+  // Made by the main thread at a cycle's end, it would inherit that thread's
+  // CPUs: a main thread pinned to one CPU after making the heap would have
+  // it collapse ranges in the mutator's time. It may also run where the
+  // heap's creator could (as the marking child may, child.cc).
+  if (r->creatorCpusKnown) {
+    cpu_set_t mine;
+    if (pthread_getaffinity_np(pthread_self(), sizeof(mine), &mine) == 0) {
+      CPU_OR(&mine, &mine, &r->creatorCpus);
+      pthread_setaffinity_np(pthread_self(), sizeof(mine), &mine);
+    }
+  }
   std::unique_lock<std::mutex> lock(r->mutex);
   for (;;) {
     r->wake.wait(lock, [r] { return r->stopping || (!r->held && r->cursor < r->wanted.size()); });
@@ -119,6 +132,8 @@ bool restoreHugePages(HeapMemory* h, const uint8_t* wanted, size_t count) {
   if (!r) {
     r = new HugePageRestorer();
     r->base = h->arena.base;
+    r->creatorCpus = h->creatorCpus;
+    r->creatorCpusKnown = h->creatorCpusKnown;
     h->hugePageRestorer = r;
     r->thread = std::thread(run, r);
   }

@@ -5,13 +5,14 @@
 // allowed CPUs are the process's less one; with one CPU it stays. "The
 // process's": the forking thread's, and those its heap's creator had.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { heapInternals } from '../src/internal.js';
 import { closeHeapsAfterEach, makeHeap, withTimeout } from './helpers/common.js';
 
 closeHeapsAfterEach();
 
-/** A Cpus_allowed_list ("0-3,6") as a set of CPU numbers. */
+/** A Cpus_allowed_list ("0-3,6") as a set of CPU numbers, of a process or thread. */
 function cpus(pid: number | 'self'): Set<number> {
   const line = /^Cpus_allowed_list:\s*(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1];
   const out = new Set<number>();
@@ -96,5 +97,37 @@ describe('the child and the CPUs', () => {
       pinMainThread(all);
     }
     expect([...cpus('self')]).toEqual([...mine]);
+  }, 30_000);
+
+  it.runIf(cpus('self').size > 1 && haveTaskset)('nor the huge-page restore thread it starts after a cycle', async () => {
+    const mine = cpus('self');
+    const all = [...mine].join(',');
+    const heap = makeHeap({ hugePages: true, sweepThreads: 0 });
+    if (!heapInternals(heap).regions.hugePages) {
+      console.warn('skipped: no transparent huge pages for the arena');
+      return;
+    }
+    const T = heap.defineStruct('T', { next: 'ref' });
+    heap.root(T.alloc());
+    const one = Math.min(...mine);
+    pinMainThread(String(one));
+    try {
+      // The thread is made at the first cycle's end, by the (pinned) main thread.
+      await withTimeout(heap.collect(), 20_000, 'cycle');
+      let tid = 0;
+      for (let i = 0; i < 200 && tid === 0; i++) {
+        for (const t of readdirSync('/proc/self/task')) {
+          try {
+            if (readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim() === 'forkgc-restore') tid = Number(t);
+          } catch { /* the thread ended meanwhile */ }
+        }
+        if (tid === 0) await sleep(10);
+      }
+      expect(tid, 'a forkgc-restore thread').toBeGreaterThan(0);
+      const theirs = await cpusOnceMoved(tid, new Set([one]));
+      expect([...theirs].sort()).toEqual([...mine].sort());
+    } finally {
+      pinMainThread(all);
+    }
   }, 30_000);
 });
