@@ -12,6 +12,7 @@ import { initHistograms, percentileOf, percentileTable, round } from './lib/hist
 import { Heartbeat, Meter, V8GcObserver, coveredMs } from './lib/meter.js';
 import { machineStealMs, peakRssBytes } from './lib/proc.js';
 import { loadForkgc, type CycleStats, type Heap } from './lib/forkgc.js';
+import { holdMainThread } from './lib/main-cpu.js';
 import { workloadByName } from './workloads/index.js';
 import { SYSTEMS, run, type Params, type SystemId } from './workloads/types.js';
 
@@ -19,6 +20,8 @@ export interface ChildSpec {
   workload: string;
   system: SystemId;
   params: Params;
+  /** Hold the main thread to this CPU once set up (lib/main-cpu.ts); absent: let it run anywhere. */
+  mainCpu?: number;
 }
 
 /** One row of the results (see run.ts for the file format). */
@@ -54,6 +57,8 @@ export interface ResultRow {
   mainRunDelayMs: number | null;
   /** Share of the thread clock's samples on each CPU (lib/thread-clock.ts): where the main thread ran. */
   mainCpuShares: Record<string, number> | null;
+  /** The CPU the main thread was held to for the measured phase (lib/main-cpu.ts), or null if free. */
+  mainCpuHeld: number | null;
   /** Time the hypervisor took from the machine's CPUs during the run (all CPUs together). */
   machineStealMs: number | null;
   peakRssBytes: number;
@@ -128,6 +133,8 @@ async function main(): Promise<void> {
     // of CPU), as V8's own helper threads do before any JavaScript runs.
     await heap.ready();
   }
+  // Set up: from here the main thread may be held to one CPU, the same for every system of the run.
+  const mainCpuHeld = spec.mainCpu === undefined ? null : holdMainThread(spec.mainCpu);
 
   v8gc.start();
   heartbeat.start(1);
@@ -234,6 +241,7 @@ async function main(): Promise<void> {
     mainRunMs: thread ? round(thread.runMs, 1) : null,
     mainRunDelayMs: thread ? round(thread.runDelayMs, 1) : null,
     mainCpuShares: meter.clock.cpuShares(),
+    mainCpuHeld,
     machineStealMs: steal0 === null || steal1 === null ? null : steal1 - steal0,
     cycles: heap ? measured.length : v8gc.pausesMs.length,
     abortedCycles: aborts.length,

@@ -28,6 +28,7 @@ import { WORKLOADS } from './workloads/index.js';
 import { SYSTEMS, type Params, type SystemId } from './workloads/types.js';
 import { REFERENCE_OUTPUT, expectedBinaryTrees } from './workloads/binary-trees.js';
 import { medianRuns } from './lib/median-runs.js';
+import { canHoldMainThread } from './lib/main-cpu.js';
 
 interface Options {
   full: boolean;
@@ -40,10 +41,15 @@ interface Options {
   save: boolean;
   /** Runs per workload × case × system, interleaved (see medianRuns). */
   repeat: number;
+  /** The CPU every Node run's main thread is held to once set up (lib/main-cpu.ts); null: free. */
+  mainCpu: number | null;
 }
 
 function parseArgs(argv: string[], root: string): Options {
-  const o: Options = { full: false, json: null, only: null, systems: null, peers: true, out: '', save: false, repeat: 1 };
+  const o: Options = {
+    full: false, json: null, only: null, systems: null, peers: true, out: '', save: false, repeat: 1,
+    mainCpu: canHoldMainThread() ? 0 : null,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -59,15 +65,20 @@ function parseArgs(argv: string[], root: string): Options {
     else if (a === '--no-peers') o.peers = false;
     else if (a === '--save') o.save = true;
     else if (a === '--out') o.out = resolve(val());
-    else if (a === '--repeat') {
+    else if (a === '--main-cpu') {
+      const v = val();
+      o.mainCpu = v === 'none' ? null : Number(v);
+      if (o.mainCpu !== null && (!Number.isInteger(o.mainCpu) || o.mainCpu < 0)) throw new Error('--main-cpu needs a CPU number or none');
+    } else if (a === '--repeat') {
       o.repeat = Number(val());
       if (!Number.isInteger(o.repeat) || o.repeat < 1 || o.repeat > 15) throw new Error('--repeat needs an integer from 1 to 15');
     }
     else if (a === '--help' || a === '-h') {
-      console.log('usage: node dist/bench/run.js [--full] [--repeat N] [--json FILE] [--only w1,w2] [--systems s1,s2] [--no-peers] [--save | --out DIR]');
+      console.log('usage: node dist/bench/run.js [--full] [--repeat N] [--json FILE] [--only w1,w2] [--systems s1,s2] [--no-peers] [--main-cpu N|none] [--save | --out DIR]');
       console.log('--repeat N: run every job N times, the rounds interleaved (odd rounds in reverse order), and report the run of median wall time');
       console.log('results go to bench/results/local/ (untracked; full runs: bench/results/local/full/);');
       console.log('--save writes them to the tracked bench/results/ (full runs: bench/results/full/) instead');
+      console.log('--main-cpu N: hold every Node run\'s main thread to CPU N once set up (default 0 where taskset works; none: free)');
       console.log(`workloads: ${WORKLOADS.map((w) => w.name).join(', ')}`);
       console.log(`systems: ${Object.keys(SYSTEMS).join(', ')}, d-gc, d-gc-fork, boehm`);
       process.exit(0);
@@ -220,7 +231,10 @@ async function main(): Promise<void> {
       job.kind === 'node'
         ? await runProcess(
             process.execPath,
-            [...job.flags, childJs, JSON.stringify({ workload: job.workload, system: job.system, params: job.params })],
+            [...job.flags, childJs, JSON.stringify({
+              workload: job.workload, system: job.system, params: job.params,
+              ...(opts.mainCpu === null ? {} : { mainCpu: opts.mainCpu }),
+            })],
             job.timeoutMs,
             root,
           )
@@ -295,6 +309,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     mode: opts.full ? 'full' : 'quick',
     repeat: opts.repeat,
+    mainCpu: opts.mainCpu,
     skipped,
     results,
   };

@@ -1,0 +1,49 @@
+/**
+ * Holding a benchmark process's main thread to one CPU, the same one for every
+ * system of a run.
+ *
+ * Why: on the project's VM a memory-bound thread runs at about half speed on
+ * vCPU 1 (a 256 MiB random pointer walk: 620-760 ms on vCPU 0, 1483-1617 ms
+ * on vCPU 1; README, "a slow vCPU"). Where the scheduler puts a process's
+ * main thread then decides its wall time as much as the collector does: in
+ * one quick run V8's binary-trees took 776-991 ms on vCPU 0 and 1535-2018 on
+ * vCPU 1. A ratio between two processes is only fair if both mutators ran
+ * on the same CPU.
+ *
+ * How: `taskset -p -c CPU PID` sets the CPUs of one thread, the one whose id
+ * is PID, which is the main thread. It is called after setup (a forkgc heap
+ * made and its sweeper threads booted), so the threads that exist by then
+ * stay free: V8's platform workers (concurrent marking, parallel scavenge),
+ * forkgc's sweeper threads. Threads the main thread starts later inherit its
+ * CPU, as a forked process would; the library's marking child and its
+ * huge-page restore thread take the heap creator's CPUs as well
+ * (native/child.cc, cpusAwayFromHere), so they still run beside it rather
+ * than on it. Peers (D, Boehm) are separate binaries and are not held.
+ */
+import { execFileSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+
+/** Whether `taskset` can set this process's threads here (util-linux). */
+export function canHoldMainThread(): boolean {
+  if (availableParallelism() < 2) return false;
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore', timeout: 5000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Holds this process's main thread to `cpu`; returns the CPU it holds to, or
+ * null if it could not (no taskset, a CPU the process may not use).
+ */
+export function holdMainThread(cpu: number): number | null {
+  if (!Number.isInteger(cpu) || cpu < 0) return null;
+  try {
+    execFileSync('taskset', ['-p', '-c', String(cpu), String(process.pid)], { stdio: 'ignore', timeout: 5000 });
+    return cpu;
+  } catch {
+    return null;
+  }
+}
