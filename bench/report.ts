@@ -69,11 +69,11 @@ export function markdown(f: ResultsFile): string {
   L.push('All systems were run side by side in this one run, each workload × system in its own Node process;');
   L.push('the machine is a noisy 2-core VM, so compare ratios within a row group, not absolute figures across runs.');
   if (typeof f.mainCpu === 'number') {
-    L.push(`Every Node run's main thread was held to CPU ${f.mainCpu} once set up (taskset, bench/lib/main-cpu.ts): on this VM a`);
-    L.push('memory-bound thread runs at half speed on vCPU 1. Threads that existed by then (V8\'s helpers, forkgc\'s sweepers), forkgc\'s');
-    L.push('marking child and the peers (D, Boehm) were free; see "main thread\'s CPUs".');
+    L.push(`Every Node run's main thread was held to CPU ${f.mainCpu} once set up (taskset, bench/lib/main-cpu.ts), so that the`);
+    L.push('mutators of a case ran on the same CPU (on this VM a memory-bound thread has at times run at half speed on vCPU 1).');
+    L.push('Threads that existed by then (V8\'s helpers, forkgc\'s sweepers), forkgc\'s marking child and the peers (D, Boehm) were free.');
   } else if (f.mainCpu === null) {
-    L.push('Main threads were free to run on any CPU (--main-cpu none); see "main thread\'s CPUs".');
+    L.push('Main threads were free to run on any CPU (the default; --main-cpu N holds them to one); see "main thread\'s CPUs".');
   }
   if ((f.repeat ?? 1) > 1) {
     L.push(`Every row is the run of median wall time of ${f.repeat} runs, the rounds interleaved (every figure of a row from that one run;`);

@@ -47,8 +47,7 @@ interface Options {
 
 function parseArgs(argv: string[], root: string): Options {
   const o: Options = {
-    full: false, json: null, only: null, systems: null, peers: true, out: '', save: false, repeat: 1,
-    mainCpu: canHoldMainThread() ? 0 : null,
+    full: false, json: null, only: null, systems: null, peers: true, out: '', save: false, repeat: 1, mainCpu: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -69,6 +68,7 @@ function parseArgs(argv: string[], root: string): Options {
       const v = val();
       o.mainCpu = v === 'none' ? null : Number(v);
       if (o.mainCpu !== null && (!Number.isInteger(o.mainCpu) || o.mainCpu < 0)) throw new Error('--main-cpu needs a CPU number or none');
+      if (o.mainCpu !== null && !canHoldMainThread()) throw new Error('--main-cpu: taskset cannot set this process\'s threads here (or one CPU only)');
     } else if (a === '--repeat') {
       o.repeat = Number(val());
       if (!Number.isInteger(o.repeat) || o.repeat < 1 || o.repeat > 15) throw new Error('--repeat needs an integer from 1 to 15');
@@ -78,7 +78,7 @@ function parseArgs(argv: string[], root: string): Options {
       console.log('--repeat N: run every job N times, the rounds interleaved (odd rounds in reverse order), and report the run of median wall time');
       console.log('results go to bench/results/local/ (untracked; full runs: bench/results/local/full/);');
       console.log('--save writes them to the tracked bench/results/ (full runs: bench/results/full/) instead');
-      console.log('--main-cpu N: hold every Node run\'s main thread to CPU N once set up (default 0 where taskset works; none: free)');
+      console.log('--main-cpu N: hold every Node run\'s main thread to CPU N once set up (default none: free)');
       console.log(`workloads: ${WORKLOADS.map((w) => w.name).join(', ')}`);
       console.log(`systems: ${Object.keys(SYSTEMS).join(', ')}, d-gc, d-gc-fork, boehm`);
       process.exit(0);

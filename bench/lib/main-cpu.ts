@@ -1,6 +1,6 @@
 /**
  * Holding a benchmark process's main thread to one CPU, the same one for every
- * system of a run.
+ * system of a run (run.ts --main-cpu N; off by default).
  *
  * Why: on the project's VM a memory-bound thread runs at about half speed on
  * vCPU 1 (a 256 MiB random pointer walk: 620-760 ms on vCPU 0, 1483-1617 ms
@@ -19,6 +19,15 @@
  * huge-page restore thread take the heap creator's CPUs as well
  * (native/child.cc, cpusAwayFromHere), so they still run beside it rather
  * than on it. Peers (D, Boehm) are separate binaries and are not held.
+ *
+ * Why it is not the default: a held main thread cannot move away when
+ * another thread is put on its CPU (a sweeper, a V8 helper, a child being
+ * born), and waits for it up to a balancing tick (4 ms here). In the full
+ * run held to CPU 0, forkgc's longest fork pauses grew to 10-23 ms
+ * (binary-trees 21 and gcbench; 1.8 and 3.5 ms free), mostly off the CPU:
+ * binary-trees 19 held gave 4.6 ms of pause on 0.9 ms of CPU. That measures
+ * the pinning, not the collector, so the committed runs leave main threads
+ * free and this is for comparing mutator throughput.
  */
 import { execFileSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
