@@ -41,7 +41,7 @@ export interface HeapOptions {
   checked?: boolean;
   /** Start a cycle when the bytes allocated since the last one reach this percentage of the live heap. Default 100. */
   gcPercent?: number;
-  /** Never trigger a cycle before this many bytes were allocated since the last. Default '4MiB'. */
+  /** Never trigger a cycle before this many bytes were allocated since the last. Default '16MiB' (README, Benchmarks: a cycle costs the main thread about 2-3 ms whatever the heap's size). */
   minTriggerBytes?: number | string;
   /** Schedule cycles automatically from the event loop when the policy asks. Default true. */
   auto?: boolean;
@@ -247,7 +247,7 @@ export function resolveOptions(options: HeapOptions | undefined): ResolvedOption
   if (typeof gcPercent !== 'number' || !Number.isFinite(gcPercent) || gcPercent <= 0 || gcPercent > 10000) {
     throw new InvalidOptionError(`gcPercent: expected a number in (0, 10000], got ${String(gcPercent)}`);
   }
-  const minTriggerBytes = parseBytes('minTriggerBytes', o.minTriggerBytes ?? '4MiB');
+  const minTriggerBytes = parseBytes('minTriggerBytes', o.minTriggerBytes ?? '16MiB');
   const granules = maxHeap / 16;
   const fault = faultInjection(o.faultInjectionForTesting);
   return {
