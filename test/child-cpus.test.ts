@@ -4,40 +4,23 @@
 // tick, which the parent spent runnable inside the fork pause. The child's
 // allowed CPUs are the process's less one; with one CPU it stays. "The
 // process's": the forking thread's, and those its heap's creator had.
-import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { canHoldMainThread, setMainThreadCpus } from '../bench/lib/main-cpu.js';
 import { heapInternals } from '../src/internal.js';
+import { allowedCpus as cpus } from './helpers/cpus.js';
 import { closeHeapsAfterEach, makeHeap, withTimeout } from './helpers/common.js';
 
 closeHeapsAfterEach();
 
-/** A Cpus_allowed_list ("0-3,6") as a set of CPU numbers, of a process or thread. */
-function cpus(pid: number | 'self'): Set<number> {
-  const line = /^Cpus_allowed_list:\s*(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1];
-  const out = new Set<number>();
-  for (const part of line.split(',')) {
-    const [a, b] = part.split('-').map(Number);
-    for (let c = a; c <= (b ?? a); c++) out.add(c);
-  }
-  return out;
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Whether util-linux's taskset can be run here (it sets one thread's CPUs, this process's main thread included). */
-const haveTaskset = (() => {
-  try {
-    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore', timeout: 5000 });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+/** Whether taskset can set this process's main thread here. */
+const haveTaskset = canHoldMainThread();
 
-/** Holds this process's main thread (only: taskset -p sets the thread whose id is the pid) to `list`. */
-function pinMainThread(list: string): void {
-  execFileSync('taskset', ['-p', '-c', list, String(process.pid)], { stdio: 'ignore', timeout: 5000 });
+/** Holds this process's main thread (only) to `list`. */
+function pinMainThread(list: number[]): void {
+  if (!setMainThreadCpus(list)) throw new Error(`taskset could not hold the main thread to ${list.join(',')}`);
 }
 
 /** Waits until the child's CPUs differ from `from` (it moves itself as its second instruction; bounded). */
@@ -75,12 +58,12 @@ describe('the child and the CPUs', () => {
 
   it.runIf(cpus('self').size > 1 && haveTaskset)('a main thread pinned to one CPU after the heap was made does not pin the child beside it', async () => {
     const mine = cpus('self');
-    const all = [...mine].join(',');
+    const all = [...mine];
     const heap = makeHeap({ sweepThreads: 0, childTimeoutMs: 20_000, faultInjectionForTesting: { kind: 'delay-before-mark', arg: 3000 } });
     const T = heap.defineStruct('T', { next: 'ref' });
     heap.root(T.alloc());
     const one = Math.min(...mine);
-    pinMainThread(String(one));
+    pinMainThread([one]);
     try {
       expect([...cpus('self')]).toEqual([one]);
       const pid = new Promise<number>((r) => heap.once('fork', (e) => r(e.pid)));
@@ -101,7 +84,7 @@ describe('the child and the CPUs', () => {
 
   it.runIf(cpus('self').size > 1 && haveTaskset)('nor the huge-page restore thread it starts after a cycle', async () => {
     const mine = cpus('self');
-    const all = [...mine].join(',');
+    const all = [...mine];
     const heap = makeHeap({ hugePages: true, sweepThreads: 0 });
     if (!heapInternals(heap).regions.hugePages) {
       console.warn('skipped: no transparent huge pages for the arena');
@@ -110,7 +93,7 @@ describe('the child and the CPUs', () => {
     const T = heap.defineStruct('T', { next: 'ref' });
     heap.root(T.alloc());
     const one = Math.min(...mine);
-    pinMainThread(String(one));
+    pinMainThread([one]);
     try {
       // The thread is made at the first cycle's end, by the (pinned) main thread.
       await withTimeout(heap.collect(), 20_000, 'cycle');

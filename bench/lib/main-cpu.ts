@@ -2,9 +2,9 @@
  * Holding a benchmark process's main thread to one CPU, the same one for every
  * system of a run (run.ts --main-cpu N; off by default).
  *
- * Why: on the project's VM a memory-bound thread runs at about half speed on
- * vCPU 1 (a 256 MiB random pointer walk: 620-760 ms on vCPU 0, 1483-1617 ms
- * on vCPU 1; README, "a slow vCPU"). Where the scheduler puts a process's
+ * Why: on the project's VM a memory-bound thread has at times run at about
+ * half speed on vCPU 1 (a 256 MiB random pointer walk: 620-760 ms on vCPU 0,
+ * 1483-1617 ms on vCPU 1; README, "a slow vCPU"; on other days no difference). Where the scheduler puts a process's
  * main thread then decides its wall time as much as the collector does: in
  * one quick run V8's binary-trees took 776-991 ms on vCPU 0 and 1535-2018 on
  * vCPU 1. A ratio between two processes is only fair if both mutators ran
@@ -44,15 +44,24 @@ export function canHoldMainThread(): boolean {
 }
 
 /**
+ * Sets the CPUs of this process's main thread (only: `taskset -p` sets the
+ * thread whose id is the pid); false if it could not (no taskset, a CPU the
+ * process may not use). Tests use it to put the main thread back.
+ */
+export function setMainThreadCpus(cpus: readonly number[]): boolean {
+  if (cpus.length === 0 || !cpus.every((c) => Number.isInteger(c) && c >= 0)) return false;
+  try {
+    execFileSync('taskset', ['-p', '-c', cpus.join(','), String(process.pid)], { stdio: 'ignore', timeout: 5000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Holds this process's main thread to `cpu`; returns the CPU it holds to, or
  * null if it could not (no taskset, a CPU the process may not use).
  */
 export function holdMainThread(cpu: number): number | null {
-  if (!Number.isInteger(cpu) || cpu < 0) return null;
-  try {
-    execFileSync('taskset', ['-p', '-c', String(cpu), String(process.pid)], { stdio: 'ignore', timeout: 5000 });
-    return cpu;
-  } catch {
-    return null;
-  }
+  return setMainThreadCpus([cpu]) ? cpu : null;
 }
