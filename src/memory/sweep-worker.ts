@@ -34,6 +34,17 @@ export interface SweepTaskResult {
   heapGone: boolean;
 }
 
+// Piscina loads this module with require(), which Node 20.19+ answers for an
+// ES module by evaluating it and then, for a module with a default export and
+// no `__esModule` export, building a "facade" module around it. Node aborts
+// the whole process (a CHECK in CreateRequiredModuleFacade) if the thread is
+// terminated while it builds that facade, and heap.close() terminates our
+// threads the moment they count themselves booted, just before it
+// (test/worker-load.test.ts reproduces it). With `__esModule` exported, Node
+// returns the namespace itself and builds no facade; piscina then takes the
+// default export from it.
+export const __esModule = true;
+
 // When the thread starts (piscina loads this module then): warm the sweep
 // code, whose first sweep would otherwise run cold and several times slower,
 // then count this thread as booted, for heap.ready() (sweep-pool.ts). On an
