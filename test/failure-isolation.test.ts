@@ -156,7 +156,9 @@ describe('the child never holds the application’s sockets', () => {
       const t0 = performance.now();
       server.destroy();
       const seenAt = await withTimeout(closed, 1000, 'the client to see the close (the child would hold it until it exits)');
-      expect(seenAt - t0).toBeLessThan(200);
+      // Half the hold: a close held by the child would be seen only when it
+      // exits, ~1.45 s later; the margin is for a loaded 2-core machine.
+      expect(seenAt - t0).toBeLessThan(750);
       expect(alive(childPid), 'the child was still alive when the client saw the close').toBe(true);
       const c = await withTimeout(cycle, 15_000, 'cycle');
       expect(c.childPid).toBe(childPid);
@@ -323,7 +325,11 @@ function runQueueMs(): number {
 }
 
 describe('the child does not touch the event loop', () => {
-  it('a 5 ms interval keeps firing (no gap > 100 ms) and a loopback echo answers, during and after 3 cycles held 500 ms each', async () => {
+  // The bound is half the hold: a main thread that waited for the child
+  // would show a gap of ~500 ms at least. It was 100 ms until CI, on a loaded
+  // 2-core VM, once saw a 158 ms gap that was not run-queue wait (a test
+  // worker's own V8 collection, or the hypervisor's steal, counts as neither).
+  it('a 5 ms interval keeps firing (no gap > 250 ms) and a loopback echo answers, during and after 3 cycles held 500 ms each', async () => {
     const { heap } = heldHeap(500);
     // The server side may still be echoing when the client is destroyed at
     // the end: its ECONNRESET is the test's own teardown, not a failure.
@@ -368,14 +374,14 @@ describe('the child does not touch the event loop', () => {
         maxRawGap = Math.max(maxRawGap, ticks[i] - ticks[i - 1]);
         maxGap = Math.max(maxGap, ticks[i] - ticks[i - 1] - (waits[i] - waits[i - 1]));
       }
-      if (maxRawGap >= 100) console.log(`largest raw gap ${maxRawGap.toFixed(1)} ms, ${maxGap.toFixed(1)} ms once the run-queue wait is taken out`);
+      if (maxRawGap >= 250) console.log(`largest raw gap ${maxRawGap.toFixed(1)} ms, ${maxGap.toFixed(1)} ms once the run-queue wait is taken out`);
       expect(Math.min(...childMs), 'each child was held ~500 ms').toBeGreaterThanOrEqual(490);
-      expect(maxGap, `largest gap between 5 ms ticks over ${ticks.length} ticks (raw ${maxRawGap.toFixed(1)} ms)`).toBeLessThan(100);
+      expect(maxGap, `largest gap between 5 ms ticks over ${ticks.length} ticks (raw ${maxRawGap.toFixed(1)} ms)`).toBeLessThan(250);
       expect(duringTicks, 'ticks during 1.5 s of cycles').toBeGreaterThan(100);
       expect(ticks.length).toBeGreaterThan(duringTicks + 10);
       expect(duringRtts, 'echo round trips during the cycles').toBeGreaterThan(50);
       expect(rtts.length).toBeGreaterThan(duringRtts + 5);
-      expect(Math.max(...rtts), `slowest loopback echo (raw ${Math.max(...rawRtts).toFixed(1)} ms)`).toBeLessThan(100);
+      expect(Math.max(...rtts), `slowest loopback echo (raw ${Math.max(...rawRtts).toFixed(1)} ms)`).toBeLessThan(250);
     } finally {
       clearInterval(interval);
       clearInterval(pinger);
