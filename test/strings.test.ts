@@ -1,5 +1,6 @@
 /**
- * heap.strings round trips (src/api/types.ts: the addon's one-call encoder
+ * heap.strings round trips (src/api/types.ts: short ASCII strings copied by
+ * JS; the addon's one-call encoder
  * into a scratch, copied in by words, for strings that surely fit it;
  * Buffer's UTF-8 encoder for longer ones; Buffer's decoder).
  * Property: for any well-formed string, of any length and in any script,
@@ -10,7 +11,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FieldValueError, type Ref } from '../src/index.js';
 import { heapInternals } from '../src/internal.js';
-import { UTF8_SCRATCH_UNITS } from '../src/api/types.js';
+import { SHORT_STRING_UNITS, UTF8_SCRATCH_UNITS } from '../src/api/types.js';
+import { native } from '../src/platform/native.js';
 import { HEADER_BYTES, roundToGranules } from '../src/memory/layout.js';
 import { closeHeapsAfterEach, makeHeap } from './helpers/common.js';
 
@@ -76,6 +78,34 @@ describe('heap.strings', () => {
       expect(heap.strings.read(r)).toBe(s);
       expect(heap.strings.byteLength(r)).toBe(Buffer.byteLength(s, 'utf8'));
     }), { numRuns: 200 });
+  });
+
+  it('short ASCII strings are copied without the addon, and round trip on both sides of that limit', () => {
+    const heap = makeHeap();
+    const addon = native();
+    const encode = addon.encodeUtf8;
+    let encoded = 0;
+    addon.encodeUtf8 = (s: string) => { encoded++; return encode.call(addon, s); };
+    try {
+      const n = SHORT_STRING_UNITS;
+      const ascii = ['', '\u0000', '\u007f', 'key:1', 'x'.repeat(n - 1), 'abcdefghijkl'.slice(0, n), '\u0000\u007f'.repeat(n / 2)];
+      for (const s of ascii) {
+        const r = heap.strings.alloc(s);
+        expect(heap.strings.read(r)).toBe(s);
+        expect(heap.strings.byteLength(r)).toBe(s.length);
+      }
+      expect(encoded, 'strings of at most SHORT_STRING_UNITS ASCII units never reach the addon').toBe(0);
+      // One unit past the limit, or one non-ASCII unit within it: the encoder.
+      const other = ['x'.repeat(n + 1), 'é', `${'x'.repeat(n - 1)}é`, '\u0080', '€', '😀'];
+      for (const s of other) {
+        const r = heap.strings.alloc(s);
+        expect(heap.strings.read(r)).toBe(s);
+        expect(heap.strings.byteLength(r)).toBe(Buffer.byteLength(s, 'utf8'));
+      }
+      expect(encoded).toBe(other.length);
+    } finally {
+      addon.encodeUtf8 = encode;
+    }
   });
 
   it('the slot past a short string stays zero, whatever the scratch held before', () => {
