@@ -244,7 +244,7 @@ Napi::Value ForkCycle(const Napi::CallbackInfo& info) {
   o["pid"] = r.pid;
   o["fd"] = r.readFd;
   o["forkNs"] = double(r.forkNs);
-  o["sinceForkNs"] = double(r.sinceForkNs);
+  o["forkStartNs"] = double(r.forkStartNs);  // a double: to the ns for 104 days of uptime, a few ns off after
   o["cpuNs"] = double(r.cpuNs);
   o["selective"] = r.selective;
   o["prepareNs"] = double(r.prepareNs);

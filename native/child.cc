@@ -535,7 +535,7 @@ ForkResult startForkCycle(const ForkRequest& request) {
   result.readFd = fds[0];
   result.forkNs = end - start;
   result.cpuNs = threadCpuNs() - cpuStart;
-  result.sinceForkNs = monotonicNs() - start;
+  result.forkStartNs = start;
   return result;
 }
 

@@ -45,7 +45,7 @@ struct ForkResult {
   pid_t pid = -1;
   int readFd = -1;
   uint64_t forkNs = 0;  // the fork() call alone
-  uint64_t sinceForkNs = 0;  // from the fork() call to the return: the child's life began that long before it
+  uint64_t forkStartNs = 0;  // CLOCK_MONOTONIC at the fork() call, when the child's life began (libuv's hrtime is the same clock)
   uint64_t cpuNs = 0;   // CPU time of this thread in startForkCycle (no preemption in it)
   int error = 0;        // errno when pid < 0
   // Selective fork: whether it was in force, and what it cost in the pause.

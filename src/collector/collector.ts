@@ -252,7 +252,10 @@ export class Collector {
       h.regions.id, c.stats.id, c.topGranule, h.roots.highWater,
       faulty ? FAULT_CODES[fault.kind] : 0, faulty ? fault.arg ?? 0 : 0, this.selectiveFork);
     const pauseNs = Number(process.hrtime.bigint() - t0);
-    const returnedMs = performance.now();
+    // The child's start on performance.now()'s scale: the two clocks read
+    // side by side, not the pause's end (the thread may be preempted
+    // between the call's return and any later reading).
+    const childStartMs = performance.now() - (Number(process.hrtime.bigint()) - r.forkStartNs) / 1e6;
     this.stalls.end('fork', stall);
     if (r.pid < 0) {
       // No child: say so (once per heap) and collect stop-the-world instead.
@@ -274,7 +277,7 @@ export class Collector {
     c.stats.selectiveFork = r.selective;
     h.publish('fork', {
       heapId: h.regions.id, cycleId: c.stats.id, pid: r.pid, pauseUs: c.stats.pauseUs, forkUs: c.stats.forkUs,
-      childStartMs: returnedMs - r.sinceForkNs / 1e6, timeMs: performance.now(),
+      childStartMs, timeMs: performance.now(),
     });
     const v = h.views;
     c.reader = new StreamReader(

@@ -23,8 +23,8 @@ export interface RegionViews {
 
 export interface ForkOutcome {
   pid: number; fd: number; forkNs: number; errno: number; message: string;
-  /** From the fork() call to the return (ns): the child's life began that long before the call returned. */
-  sinceForkNs: number;
+  /** CLOCK_MONOTONIC at the fork() call (ns), when the child's life began; process.hrtime() reads the same clock. */
+  forkStartNs: number;
   /** CPU time of the forking thread in the call (ns): the pause without the time it was preempted. */
   cpuNs: number;
   /** Selective fork was in force for this fork (native/fork_exclusion.h). */
