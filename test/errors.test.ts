@@ -32,6 +32,7 @@ import {
   makeHeap,
   MiB,
   thrown,
+  withTimeout,
   type HeapOptions,
 } from './helpers/common.js';
 
@@ -446,10 +447,16 @@ describe('errors: HeapExhaustedError (ERR_HEAP_EXHAUSTED)', () => {
 });
 
 describe('errors: HeapClosedError (ERR_HEAP_CLOSED)', () => {
-  it('every entry point of a closed heap throws HeapClosedError, and collect() rejects with it', async () => {
-    const { heap, Node, n, arr, bytes, str } = setup();
+  // Both once close() has resolved and while it is still waiting for the
+  // sweeper threads: the accessors' fast checks do not look at `closed`,
+  // so the heap's views must be gone (detached) from the moment close() is
+  // called (src/api/core.ts).
+  for (const when of ['after close() resolved', 'while close() is pending'] as const) it(`every entry point of a closed heap throws HeapClosedError, and collect() rejects with it (${when})`, async () => {
+    // A sweeper thread of its own: close() then awaits it.
+    const { heap, Node, n, arr, bytes, str } = setup({ sweepThreads: 1 });
     const h = heap.root(n);
-    await closeHeap(heap);
+    const closing = when === 'after close() resolved' ? undefined : heap.close();
+    if (!closing) await closeHeap(heap);
     const cases: [string, () => unknown][] = [
       ['defineStruct', () => heap.defineStruct('Late', { a: 'i32' })],
       ['alloc', () => Node.alloc({ value: 1 })],
@@ -487,6 +494,7 @@ describe('errors: HeapClosedError (ERR_HEAP_CLOSED)', () => {
     const isErr = thrown(() => expect(Node.is(n)).toBe(false));
     if (isErr !== undefined) expect(isErr, describeError(isErr)).toBeInstanceOf(HeapClosedError);
     await expectRejection(heap.collect(), HeapClosedError, 'ERR_HEAP_CLOSED', 'collect');
+    if (closing) await withTimeout(closing, 20_000, 'close');
   }, 30_000);
 });
 

@@ -578,10 +578,14 @@ export class HeapCore implements RefContext, TypeContext {
     this.topGranule = 0;
     this.allocator.close();
     this.collector.close();
-    // Sweeper threads attach to the mappings, which stay until the last
-    // detaches; still, let running tasks end before we go.
-    if (this.pool) await this.pool.close();
+    // The views go now, before anything awaits: detached, they read as
+    // empty, so every accessor's fast check fails and diagnose() throws
+    // HeapClosedError (the fast checks look at the allocation bits, not at
+    // `closed` or `topGranule`: src/api/accessors.ts). Sweeper threads
+    // attach to the mappings themselves, which stay until the last one
+    // detaches; close() still resolves only once their tasks have ended.
     this.addon.destroyHeap(this.regions);
+    if (this.pool) await this.pool.close();
   }
 
   ensureOpen(): void {

@@ -184,11 +184,13 @@ export function makeRefOps(ctx: RefContext, checked: boolean): RefOps {
   if (!checked) {
     // typeof first: a BigInt must not reach the bit operations; (ref >>> 0)
     // === ref rejects fractions, negatives, NaN and numbers of 2^32 or more
-    // (bit 31 set never matches the key: the generation is too wide).
+    // (bit 31 set never matches the key: the generation is too wide). No
+    // compare with the top or with 0: the allocation bit says it (the
+    // accessors' checks, src/api/accessors.ts, say why).
     const typed = (ref: unknown, typeId: number): number => {
       if (typeof ref === 'number' && (ref >>> 0) === ref) {
         const g = ref & granuleMask;
-        if (g > 0 && g < ctx.topGranule && (alloc[g >>> 5] & (1 << (g & 31))) !== 0 &&
+        if ((alloc[g >>> 5] & (1 << (g & 31))) !== 0 &&
             (i32[g << 2] & keyMask) === (typeId | ((ref >>> gb) << 16))) return g;
       }
       return diagnose(ref, typeId);
@@ -196,7 +198,7 @@ export function makeRefOps(ctx: RefContext, checked: boolean): RefOps {
     const any = (ref: unknown): number => {
       if (typeof ref === 'number' && (ref >>> 0) === ref) {
         const g = ref & granuleMask;
-        if (g > 0 && g < ctx.topGranule && (alloc[g >>> 5] & (1 << (g & 31))) !== 0 &&
+        if ((alloc[g >>> 5] & (1 << (g & 31))) !== 0 &&
             (i32[g << 2] & keyMask & ~0xffff) === ((ref >>> gb) << 16)) return g;
       }
       return diagnose(ref, -1);
