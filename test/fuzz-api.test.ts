@@ -17,6 +17,8 @@ import { ForkGcError, type Heap } from '../src/index.js';
 import { closeHeap, describeError, isFreed, makeHeap, MiB, type Mode, type RootHandle } from './helpers/common.js';
 import { STRUCT_NAMES, defineSchema, fieldsOf, type FieldKind, type StructName } from './helpers/graph.js';
 import { Shadow } from './helpers/model.js';
+import { heapInternals } from '../src/internal.js';
+import { SPAN_BITMAP_WORDS, SPAN_GRANULES, SPAN_IN_USE, SPAN_WORDS, SW_STATE } from '../src/memory/layout.js';
 
 const MAX_HEAP = 64 * MiB;
 const GRANULES = MAX_HEAP / 16;
@@ -391,7 +393,29 @@ class Run {
     const m = this.sh.mismatches();
     if (m.length > 0) throw new Error(`final: object ${m[0][0]} expected ${m[0][1]} got ${m[0][2]}`);
     for (const d of this.dead) if (!isFreed(this.heap, d)) throw new Error(`final: freed ${d} reads as live (${this.heap.typeOf(d)})`);
+    const stray = allocBitsOutsideObjects(this.heap);
+    if (stray.length > 0) throw new Error(`final: allocation bits set outside spans in use or above the top: granules ${stray.join(', ')}`);
   }
+}
+
+/**
+ * Granules (at most 5) whose allocation bit is set although they lie in
+ * span 0, at or above the allocator's top, or in a span not in use. The
+ * accessors' fast checks rely on there being none (src/api/accessors.ts):
+ * the allocation bit is what keeps them inside the heap.
+ */
+function allocBitsOutsideObjects(heap: Heap): number[] {
+  const { views, allocator } = heapInternals(heap);
+  const top = allocator.topGranule;
+  const out: number[] = [];
+  for (let w = 0; w < views.allocBits.length && out.length < 5; w++) {
+    const bits = views.allocBits[w];
+    if (bits === 0) continue;
+    const s = Math.floor(w / SPAN_BITMAP_WORDS);
+    const g = w * 32 + (31 - Math.clz32(bits & -bits));
+    if (s === 0 || g >= top || s * SPAN_GRANULES >= top || views.spans[s * SPAN_WORDS + SW_STATE] !== SPAN_IN_USE) out.push(g);
+  }
+  return out;
 }
 
 describe('fuzz: random API call sequences agree with the shadow model, with only typed errors', () => {
