@@ -242,7 +242,7 @@ export function compileAlloc(
   // in all per optimized function, counting what each callee has inlined
   // itself and reserving 1.2x a candidate's size before it takes it: a tree
   // builder with two alloc() and two reference setters inlines all four
-  // only if 2 x alloc + 2.2 x setter <= 920 (about 145 and 280 bytes
+  // only if 2 x alloc + 2.2 x setter <= 920 (about 142 and 244 bytes
   // today; test/alloc-inlining.test.ts holds it). So alloc() hands an init
   // to allocInit, and for a small type pops a slot from the allocator's
   // cached word itself, as Allocator.allocSmall and HeapCore.allocateSmall
