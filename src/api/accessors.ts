@@ -17,7 +17,9 @@
 // span 0, which is reserved: a null Ref fails too); a granule past the
 // bitmap reads undefined, which fails the test; and a closed heap's views
 // are detached by close() before it first awaits, so they read as empty
-// (src/api/core.ts). Those two compares were ~5-10% of a getter's time.
+// (src/api/core.ts). Without the two compares, reading every node of a
+// 2^21-node tree took 49 ms of CPU against 60 (README, "Accessors without a
+// bounds compare").
 //
 // Only when a check fails does the accessor call refs.diagnose(), which
 // throws the precise error. Setters check the value first, so a bad value
