@@ -38,7 +38,6 @@ export type Setter = (ref: unknown, value: unknown) => void;
 
 /** What the generated code reads, passed in once per type. */
 interface Env {
-  readonly ctx: { readonly topGranule: number };
   readonly refs: RefOps;
   readonly ab: Uint32Array;
   readonly u8: Uint8Array;
@@ -53,7 +52,7 @@ const IDENT = /^[A-Za-z_$][\w$]*$/;
 
 export function compileAccessor(
   which: 'get' | 'set', kind: Exclude<FieldKind, 'weak'>, field: string, what: string, typeId: number, offset: number,
-  format: RefFormat, env: { ctx: { readonly topGranule: number }; refs: RefOps; views: HeapViews;
+  format: RefFormat, env: { refs: RefOps; views: HeapViews;
     badValue: (what: string, value: unknown, expected: string) => never },
 ): Getter | Setter {
   if (!IDENT.test(field)) throw new Error(`internal: field name ${JSON.stringify(field)} is not an identifier`);
@@ -122,13 +121,13 @@ export function compileAccessor(
   }
   const v = env.views;
   const e: Env = {
-    ctx: env.ctx, refs: env.refs, ab: v.allocBits, u8: v.u8, u16: v.u16, u32: v.u32, i32: v.i32, f64: v.f64,
+    refs: env.refs, ab: v.allocBits, u8: v.u8, u16: v.u16, u32: v.u32, i32: v.i32, f64: v.f64,
     badValue: env.badValue,
   };
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const make = new Function('ctx', 'refs', 'ab', 'u8', 'u16', 'u32', 'i32', 'f64', 'badValue', 'KEY_MASK', 'GEN_KEY_MASK',
+  const make = new Function('refs', 'ab', 'u8', 'u16', 'u32', 'i32', 'f64', 'badValue', 'KEY_MASK', 'GEN_KEY_MASK',
     `'use strict'; return ${src};`);
-  return make(e.ctx, e.refs, e.ab, e.u8, e.u16, e.u32, e.i32, e.f64, e.badValue, keyMask(format), genKeyMask(format)) as
+  return make(e.refs, e.ab, e.u8, e.u16, e.u32, e.i32, e.f64, e.badValue, keyMask(format), genKeyMask(format)) as
     Getter | Setter;
 }
 
@@ -169,7 +168,6 @@ export function compileAlloc(
   hasWeak: boolean, format: RefFormat,
   env: {
     ctx: {
-      readonly topGranule: number;
       allocateSmall(typeId: number, cls: number, slotBytes: number): number;
       allocate(typeId: number, bytes: number, length: number): number;
       weakHolderAllocated(g: number): void;

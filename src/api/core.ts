@@ -56,7 +56,7 @@ export class HeapCore implements RefContext, TypeContext {
   readonly bytes: ByteArrays;
   readonly strings: Strings;
   readonly maps: HeapMaps;
-  /** Objects lie below this granule; 0 once closed (src/api/refs.ts). */
+  /** Objects lie below this granule; 0 once closed (checked mode's checks and diagnose(), src/api/refs.ts). */
   topGranule = 0;
   closed = false;
   /** Checked mode: 1 + cycles started, mod EPOCHS (src/api/refs.ts). */

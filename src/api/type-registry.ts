@@ -38,8 +38,6 @@ import type { FieldKind, FieldSpec, FieldValue, StructType, StructValues, Ref } 
 /** What types need from the heap. */
 export interface TypeContext {
   readonly views: HeapViews;
-  /** Objects lie below this granule; 0 once the heap is closed. */
-  readonly topGranule: number;
   readonly refs: RefOps;
   /** Allocates an object of `bytes` (header included), zeroed, and writes its header; returns the granule. */
   allocate(typeId: number, bytes: number, length: number): number;
@@ -205,7 +203,7 @@ export class TypeRegistry {
       writers.push([field, write]);
       if (refs.format && kind !== 'weak') {
         // Default mode: accessors compiled for this type and field (src/api/accessors.ts).
-        const env = { ctx: this.ctx, refs, views: v, badValue };
+        const env = { refs, views: v, badValue };
         get[field] = compileAccessor('get', kind, field, what, id, off, refs.format, env) as (ref: Ref) => number | boolean;
         set[field] = compileAccessor('set', kind, field, what, id, off, refs.format, env) as (ref: Ref, value: never) => void;
       }

@@ -155,8 +155,8 @@ export class Allocator {
   private known = new Uint8Array(0);
 
   /**
-   * `grown` hears of every rise of topGranule (the heap keeps a copy for its
-   * reference checks, so the fast path never computes it). `counted` hears
+   * `grown` hears of every rise of topGranule (the heap keeps a copy for
+   * checked mode's reference checks and refs.diagnose()). `counted` hears
    * of small objects a word at a time: when a word is cached, its free slots
    * are counted as allocated (objects, slot bytes); when a cached word is
    * dropped, the slots it did not hand out are taken back (negative
