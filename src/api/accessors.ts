@@ -18,7 +18,7 @@
 // bitmap reads undefined, which fails the test; and a closed heap's views
 // are detached by close() before it first awaits, so they read as empty
 // (src/api/core.ts). Without the two compares, reading every node of a
-// 2^21-node tree took 49 ms of CPU against 60 (README, "Accessors without a
+// 2^21-node tree took 49 ms of CPU against 60 (docs/performance-log.md, "Accessors without a
 // bounds compare").
 //
 // Only when a check fails does the accessor call refs.diagnose(), which
@@ -29,6 +29,21 @@
 //
 // Checked mode and weak fields keep the closures of src/api/type-registry.ts
 // (checked mode is the debugging mode; a weak read has a barrier to call).
+//
+// Unchecked accessors (StructType.unchecked, compiled only when a program
+// asks for them) are the same functions without the reference checks: the
+// object's granule is the Ref's low bits and a reference value is stored as
+// its low bits, trusted. Values of number and boolean fields are still
+// checked. They exist because the checks cost, and most of all in bytecode:
+// a checked getter is 125-149 bytes and a reference setter 244, against
+// 24-48 and 38 unchecked, so a function that makes more than five or six
+// checked accesses exceeds TurboFan's inlining budget (920 bytes) and calls
+// the rest (README, "Unchecked accessors"). A wrong Ref reads or writes
+// somewhere in the heap's object memory: never outside the arena's views
+// (typed-array indexing), never the heap's metadata (the bitmaps, span table
+// and roots are other buffers), but it may corrupt objects: a cycle that
+// meets a reference that is no object aborts (HEAP_CORRUPT, nothing freed);
+// damage that looks like a valid graph is followed as the program wrote it.
 import type { FieldKind } from './types.js';
 import type { RefFormat, RefOps } from './refs.js';
 import type { HeapViews } from '../memory/views.js';
@@ -54,6 +69,7 @@ export function compileAccessor(
   which: 'get' | 'set', kind: Exclude<FieldKind, 'weak'>, field: string, what: string, typeId: number, offset: number,
   format: RefFormat, env: { refs: RefOps; views: HeapViews;
     badValue: (what: string, value: unknown, expected: string) => never },
+  unchecked = false,
 ): Getter | Setter {
   if (!IDENT.test(field)) throw new Error(`internal: field name ${JSON.stringify(field)} is not an identifier`);
   const int = (n: number) => {
@@ -65,7 +81,8 @@ export function compileAccessor(
   const generationMask = int(2 ** format.generationBits - 1);
   const id = int(typeId);
   const w = int(offset >>> 2);
-  const fast = (body: string) =>
+  const name = (prefix: string) => `${prefix}_${field}${unchecked ? '_unchecked' : ''}`;
+  const fast = (body: string) => unchecked ? `const g = (ref << ${gs}) >>> ${gs}; ${body}` :
     `if (typeof ref === 'number' && (ref >>> 0) === ref) {
       const g = (ref << ${gs}) >>> ${gs};
       if ((ab[g >>> 5] & (1 << g)) !== 0 &&
@@ -77,13 +94,13 @@ export function compileAccessor(
   if (which === 'get') {
     switch (kind) {
       case 'ref':
-        src = `function get_${field}(ref) { ${fast(`const t = u32[(g << 2) + ${w}];
+        src = `function ${name('get')}(ref) { ${fast(`const t = u32[(g << 2) + ${w}];
           return t | ((u16[(t << 3) + 1] & ${generationMask}) << ${gb});`)} }`;
         break;
-      case 'i32': src = `function get_${field}(ref) { ${fast(`return i32[(g << 2) + ${w}];`)} }`; break;
-      case 'u32': src = `function get_${field}(ref) { ${fast(`return u32[(g << 2) + ${w}];`)} }`; break;
-      case 'f64': src = `function get_${field}(ref) { ${fast(`return f64[(g << 1) + ${int(offset >>> 3)}];`)} }`; break;
-      case 'bool': src = `function get_${field}(ref) { ${fast(`return u8[(g << 4) + ${int(offset)}] !== 0;`)} }`; break;
+      case 'i32': src = `function ${name('get')}(ref) { ${fast(`return i32[(g << 2) + ${w}];`)} }`; break;
+      case 'u32': src = `function ${name('get')}(ref) { ${fast(`return u32[(g << 2) + ${w}];`)} }`; break;
+      case 'f64': src = `function ${name('get')}(ref) { ${fast(`return f64[(g << 1) + ${int(offset >>> 3)}];`)} }`; break;
+      case 'bool': src = `function ${name('get')}(ref) { ${fast(`return u8[(g << 4) + ${int(offset)}] !== 0;`)} }`; break;
     }
   } else {
     let check: string;
@@ -92,7 +109,7 @@ export function compileAccessor(
       case 'ref':
         // The value's check is refs.any() written out (a Ref of any type,
         // live, of its generation); only a failure calls out, to throw.
-        check = `let t = 0;
+        check = unchecked ? `const t = (value << ${gs}) >>> ${gs};` : `let t = 0;
           if (value !== 0) {
             if (typeof value === 'number' && (value >>> 0) === value) t = (value << ${gs}) >>> ${gs};
             if (!((ab[t >>> 5] & (1 << t)) !== 0 &&
@@ -117,7 +134,7 @@ export function compileAccessor(
         store = `u8[(g << 4) + ${int(offset)}] = value ? 1 : 0; return;`;
         break;
     }
-    src = `function set_${field}(ref, value) { ${check} ${fast(store)} }`;
+    src = `function ${name('set')}(ref, value) { ${check} ${fast(store)} }`;
   }
   const v = env.views;
   const e: Env = {

@@ -264,9 +264,34 @@ export class TypeRegistry {
         return false;
       }
     };
+    const frozenGet = Object.freeze(get);
+    const frozenSet = Object.freeze(set);
+    // Unchecked accessors (src/api/accessors.ts) are compiled the first time
+    // a program asks for them. Checked mode hands out the checked ones (it
+    // is the mode for finding the bugs they would hide), as do weak fields
+    // (their read barrier is not a check to skip).
+    let unchecked: { get: typeof frozenGet; set: typeof frozenSet } | undefined;
+    const makeUnchecked = () => {
+      const format = refs.format;
+      if (!format) return { get: frozenGet, set: frozenSet };
+      const env = { refs, views: v, badValue };
+      const uget: typeof get = { ...get };
+      const uset: typeof set = { ...set };
+      for (const [field, kind] of Object.entries(fields)) {
+        if (kind === 'weak') continue;
+        const off = offsets.get(field)!;
+        const what = `${name}.${field}`;
+        uget[field] = compileAccessor('get', kind as Exclude<FieldKind, 'weak'>, field, what, id, off, format, env, true) as
+          (ref: Ref) => number | boolean;
+        uset[field] = compileAccessor('set', kind as Exclude<FieldKind, 'weak'>, field, what, id, off, format, env, true) as
+          (ref: Ref, value: never) => void;
+      }
+      return Object.freeze({ get: Object.freeze(uget), set: Object.freeze(uset) });
+    };
     return Object.freeze({
       name, id, size, fields: Object.freeze({ ...fields }), alloc: compiledAlloc || alloc, is,
-      get: Object.freeze(get), set: Object.freeze(set),
+      get: frozenGet, set: frozenSet,
+      get unchecked() { return (unchecked ??= makeUnchecked()); },
     }) as unknown as StructType<F>;
   }
 }

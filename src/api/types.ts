@@ -52,6 +52,21 @@ export interface StructType<F extends FieldSpec, N extends string = string> {
   alloc(init?: Partial<StructValues<F>>): Ref<N>;
   readonly get: { readonly [K in keyof F]: <R extends number>(ref: RefTo<R, N>) => FieldValue<F[K]> };
   readonly set: { readonly [K in keyof F]: <R extends number>(ref: RefTo<R, N>, value: FieldInput<F[K]>) => void };
+  /**
+   * The same accessors without the reference checks, for hot code that has
+   * been run with the checked ones: the Ref given (and a reference field's
+   * value) is trusted to name a live object of this type, of its generation.
+   * Values of number and boolean fields are still checked. A wrong Ref
+   * reads or writes somewhere in the heap's object memory (never outside it,
+   * never the collector's bitmaps or span table) and may corrupt objects:
+   * the collector then aborts its cycles (CycleAbortedError, HEAP_CORRUPT)
+   * or follows the damaged graph as written. In checked mode, and for weak fields,
+   * these are the checked accessors. Compiled on first use.
+   */
+  readonly unchecked: {
+    readonly get: { readonly [K in keyof F]: <R extends number>(ref: RefTo<R, N>) => FieldValue<F[K]> };
+    readonly set: { readonly [K in keyof F]: <R extends number>(ref: RefTo<R, N>, value: FieldInput<F[K]>) => void };
+  };
   /** Whether `ref` names a live object of this type (never throws for a bad ref). */
   is(ref: unknown): ref is Ref<N>;
 }
