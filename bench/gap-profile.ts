@@ -12,7 +12,7 @@
  * much of its window the main thread ran, waited for a CPU (preempted) or
  * neither (blocked, or stolen by the hypervisor; lib/thread-clock.ts), and
  * `perf record -e sched:sched_switch -k mono` over the same run says more
- * (how this was used: README, "The waits at the end of marking").
+ * (how this was used: docs/performance-log.md, "The waits at the end of marking").
  */
 import { readFileSync } from 'node:fs';
 

@@ -15,7 +15,7 @@
  * runs; its marking children are short-lived processes of their own). Time stolen by
  * the hypervisor never shows here: the guest's scheduler does not see it
  * (lib/thread-clock.ts says how much of a gap was neither running nor
- * waiting). How this was used: README, "Where the main thread's time goes".
+ * waiting). How this was used: docs/performance-log.md, "Where the main thread's time goes".
  */
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';

@@ -4,7 +4,7 @@
  *
  * Why: on the project's VM a memory-bound thread has at times run at about
  * half speed on vCPU 1 (a 256 MiB random pointer walk: 620-760 ms on vCPU 0,
- * 1483-1617 ms on vCPU 1; README, "a slow vCPU"; on other days no difference). Where the scheduler puts a process's
+ * 1483-1617 ms on vCPU 1; docs/performance-log.md, "a slow vCPU"; on other days no difference). Where the scheduler puts a process's
  * main thread then decides its wall time as much as the collector does: in
  * one quick run V8's binary-trees took 776-991 ms on vCPU 0 and 1535-2018 on
  * vCPU 1. A ratio between two processes is only fair if both mutators ran

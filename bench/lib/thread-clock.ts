@@ -64,7 +64,7 @@ export class ThreadClock {
   private readonly statBuf = Buffer.alloc(1024);
   /**
    * Samples per CPU the thread was on. On the project's VM a memory-bound
-   * thread runs at half speed on its second vCPU (README, "a slow vCPU"),
+   * thread runs at half speed on its second vCPU (docs/performance-log.md, "a slow vCPU"),
    * so a run's figures mean little without knowing where it ran.
    */
   private readonly onCpu: number[] = [];
