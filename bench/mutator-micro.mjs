@@ -18,6 +18,11 @@
 //   alloc+set 4f     alloc() and 4 setters
 //   bt swept spans   binary-trees into spans a cycle swept empty
 //   bt half-free     binary-trees into swept spans with every other slot live (NEEDZERO)
+//   bt unchecked     bt build+check with the StructType.unchecked accessors
+//   splay checked    200k top-down splays of a 16k-node splay tree (22 field accesses
+//                    in splay()), per splay
+//   splay unchecked  the same with the unchecked accessors
+//   v8 plain splay   the same with plain JS objects
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -90,5 +95,75 @@ measure('alloc+set 4f', 3e5, () => { let p = 0; for (let i = 0; i < 3e5; i++) { 
   }
   res.sort((a, b) => a - b);
   console.log(`${'bt half-free'.padEnd(18)} min ${res[0].toFixed(1)} med ${res[res.length >> 1].toFixed(1)} ns/node`);
+}
+// unchecked accessors (StructType.unchecked): the tree code again, as its own functions
+{
+  const U = Node.unchecked;
+  const uSetLeft = U.set.left, uSetRight = U.set.right, uGetLeft = U.get.left, uGetRight = U.get.right;
+  const ubu = (d) => {
+    if (d === 0) return alloc();
+    const l = ubu(d - 1), r = ubu(d - 1);
+    const n = alloc(); uSetLeft(n, l); uSetRight(n, r); return n;
+  };
+  const uch = (t) => { const l = uGetLeft(t); return l === 0 ? 1 : 1 + uch(l) + uch(uGetRight(t)); };
+  measure('bt unchecked', N * T, () => { let s = 0; for (let i = 0; i < T; i++) s += uch(ubu(D)); if (s !== N * T) throw new Error('bad'); });
+}
+// splay(): one source, compiled three times (distinct functions, so that each
+// has its own type feedback): checked accessors, unchecked ones, plain objects.
+{
+  const SIZE = 16000, SPLAYS = 200_000;
+  const SNode = heap.defineStruct('SNode', { key: 'f64', left: 'ref', right: 'ref' });
+  const splaySource = (k, l, r, setL, setR, nil) => `
+    let root = ${nil};
+    function splay(key) {
+      let left = dummy, right = dummy, current = root;
+      ${setL('dummy', nil)}; ${setR('dummy', nil)};
+      for (;;) {
+        if (key < ${k('current')}) {
+          let cl = ${l('current')}; if (cl === ${nil}) break;
+          if (key < ${k('cl')}) { ${setL('current', r('cl'))}; ${setR('cl', 'current')}; current = cl; cl = ${l('current')}; if (cl === ${nil}) break; }
+          ${setL('right', 'current')}; right = current; current = cl;
+        } else if (key > ${k('current')}) {
+          let cr = ${r('current')}; if (cr === ${nil}) break;
+          if (key > ${k('cr')}) { ${setR('current', l('cr'))}; ${setL('cr', 'current')}; current = cr; cr = ${r('current')}; if (cr === ${nil}) break; }
+          ${setR('left', 'current')}; left = current; current = cr;
+        } else break;
+      }
+      ${setR('left', l('current'))}; ${setL('right', r('current'))};
+      ${setL('current', r('dummy'))}; ${setR('current', l('dummy'))}; root = current;
+    }
+    function insert(key) {
+      if (root === ${nil}) { root = make(key); return; }
+      splay(key);
+      if (${k('root')} === key) return;
+      const n = make(key);
+      if (key > ${k('root')}) { ${setL('n', 'root')}; ${setR('n', r('root'))}; ${setR('root', nil)}; }
+      else { ${setR('n', 'root')}; ${setL('n', l('root'))}; ${setL('root', nil)}; }
+      root = n;
+    }
+    return { splay, insert };`;
+  const heapSplay = (acc) => new Function('G', 'S', 'make', 'dummy', splaySource(
+    (x) => `G.key(${x})`, (x) => `G.left(${x})`, (x) => `G.right(${x})`,
+    (x, v) => `S.left(${x}, ${v})`, (x, v) => `S.right(${x}, ${v})`, '0'))(acc.get, acc.set, (key) => SNode.alloc({ key }), SNode.alloc());
+  class PN { constructor(key) { this.key = key; this.left = null; this.right = null; } }
+  const plainSplay = () => new Function('G', 'S', 'make', 'dummy', splaySource(
+    (x) => `${x}.key`, (x) => `${x}.left`, (x) => `${x}.right`,
+    (x, v) => `${x}.left = ${v}`, (x, v) => `${x}.right = ${v}`, 'null'))(null, null, (key) => new PN(key), new PN(NaN));
+  const variants = [['splay checked', heapSplay(SNode)], ['splay unchecked', heapSplay(SNode.unchecked)], ['v8 plain splay', plainSplay()]];
+  let seed = 1;
+  const random = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  for (const [, v] of variants) { seed = 1; for (let i = 0; i < SIZE; i++) v.insert(random()); }
+  const res = variants.map(() => []);
+  for (let r = 0; r < reps; r++) {
+    variants.forEach(([, v], k) => {
+      const c0 = cpu();
+      for (let i = 0; i < SPLAYS; i++) v.splay(random());
+      res[k].push((cpu() - c0) / SPLAYS);
+    });
+  }
+  variants.forEach(([name], k) => {
+    const x = res[k].sort((a, b) => a - b);
+    console.log(`${name.padEnd(18)} min ${x[0].toFixed(1)} med ${x[x.length >> 1].toFixed(1)} ns/splay`);
+  });
 }
 await heap.close();

@@ -25,6 +25,11 @@ export interface StructType<F extends Record<string, FieldKind>> {
   alloc(init?: Partial<{ [K in keyof F]: FieldValue<F[K]> }>): Ref;
   readonly get: { readonly [K in keyof F]: (ref: Ref) => FieldValue<F[K]> };
   readonly set: { readonly [K in keyof F]: (ref: Ref, v: FieldValue<F[K]>) => void };
+  /** The accessors without reference checks (the library's StructType.unchecked). */
+  readonly unchecked: {
+    readonly get: { readonly [K in keyof F]: (ref: Ref) => FieldValue<F[K]> };
+    readonly set: { readonly [K in keyof F]: (ref: Ref, v: FieldValue<F[K]>) => void };
+  };
   is(ref: Ref): boolean;
 }
 

@@ -32,6 +32,7 @@ export const PALETTE: Record<string, string> = {
   'forkgc-fork-huge': '#ff7f0e',
   'forkgc-stw': '#1f77b4',
   'forkgc-stw-huge': '#17becf',
+  'forkgc-fork-unchecked': '#bcbd22',
   v8: '#2ca02c',
   'd-gc': '#9467bd',
   'd-gc-fork': '#e377c2',

@@ -115,15 +115,16 @@ async function plain(ctx: RunContext<BinaryTreesParams>): Promise<WorkloadResult
  * built or checked) and a node's size; sync-binary-trees uses them too. Raw Refs in locals are
  * valid because nothing in them yields or reaches a safepoint.
  */
-export function forkgcTrees(heap: Heap, meter: { tick(): void }): {
+export function forkgcTrees(heap: Heap, meter: { tick(): void }, unchecked = false): {
   bottomUp(d: number): Ref; check(t: Ref): number; nodeBytes: number;
 } {
   const Node = heap.defineStruct('TreeNode', { left: 'ref', right: 'ref' });
   const alloc = Node.alloc.bind(Node);
-  const setLeft = Node.set.left;
-  const setRight = Node.set.right;
-  const getLeft = Node.get.left;
-  const getRight = Node.get.right;
+  const { get, set } = unchecked ? Node.unchecked : Node;
+  const setLeft = set.left;
+  const setRight = set.right;
+  const getLeft = get.left;
+  const getRight = get.right;
   let allocs = 0;
   const bottomUp = (d: number): Ref => {
     if (++allocs === 1024) {
@@ -153,7 +154,7 @@ export function forkgcTrees(heap: Heap, meter: { tick(): void }): {
 async function forkgc(ctx: RunContext<BinaryTreesParams>): Promise<WorkloadResult> {
   const heap = needHeap(ctx);
   const meter = ctx.meter;
-  const { bottomUp, check } = forkgcTrees(heap, meter);
+  const { bottomUp, check } = forkgcTrees(heap, meter, ctx.system.unchecked);
 
   const maxDepth = Math.max(MIN_DEPTH + 2, ctx.params.depth);
   const stretch = maxDepth + 1;
@@ -183,7 +184,7 @@ export const binaryTrees: Workload<BinaryTreesParams> = {
   unit: '1024 nodes built or checked',
   cases: (full) => [{ depth: full ? 21 : 16 }],
   label: (p) => `depth ${p.depth}`,
-  systems: () => ['forkgc-fork', 'forkgc-stw', 'v8'],
+  systems: () => ['forkgc-fork', 'forkgc-fork-unchecked', 'forkgc-stw', 'v8'],
   // stretch tree of depth 22: 8M nodes x 16 B = 128 MiB; long-lived 64 MiB.
   heapOptions: (p) => ({ maxHeap: p.depth >= 20 ? '2GiB' : '1GiB' }),
   nodeFlags: (p, sys) => (sys.kind === 'v8' && p.depth >= 20 ? ['--max-old-space-size=4096'] : []),

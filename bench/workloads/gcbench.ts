@@ -9,7 +9,7 @@
  * object written through a DataView (Float64, little endian).
  */
 import type { Ref } from '../lib/forkgc.js';
-import { needHeap, type RunContext, type Workload, type WorkloadResult } from './types.js';
+import { accessorsOf, needHeap, type RunContext, type Workload, type WorkloadResult } from './types.js';
 
 export interface GcBenchParams extends Record<string, number> {
   stretchTreeDepth: number;
@@ -136,8 +136,8 @@ async function forkgc(ctx: RunContext<GcBenchParams>): Promise<WorkloadResult> {
   const p = ctx.params;
   const meter = ctx.meter;
   const Node = heap.defineStruct('GNode', { left: 'ref', right: 'ref', i: 'i32', j: 'i32' });
-  const { left: getLeft, right: getRight } = Node.get;
-  const { left: setLeft, right: setRight } = Node.set;
+  const { left: getLeft, right: getRight } = accessorsOf(Node, ctx.system).get;
+  const { left: setLeft, right: setRight } = accessorsOf(Node, ctx.system).set;
   let allocs = 0;
   const newNode = (l: Ref, r: Ref): Ref => {
     if (++allocs === 1024) {
@@ -232,7 +232,7 @@ export const gcBench: Workload<GcBenchParams> = {
       : { stretchTreeDepth: 17, longLivedTreeDepth: 15, arraySize: 500000, minTreeDepth: 4, maxTreeDepth: 14 },
   ],
   label: (p) => `stretch ${p.stretchTreeDepth} / long-lived ${p.longLivedTreeDepth} / max ${p.maxTreeDepth}`,
-  systems: () => ['forkgc-fork', 'forkgc-stw', 'v8'],
+  systems: () => ['forkgc-fork', 'forkgc-fork-unchecked', 'forkgc-stw', 'v8'],
   heapOptions: () => ({ maxHeap: '1GiB' }),
   timeoutMs: (_p, full) => (full ? 600_000 : 120_000),
   expectedOutput: expected,

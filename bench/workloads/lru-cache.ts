@@ -19,7 +19,7 @@
 import { performance } from 'node:perf_hooks';
 import { fnv1a, mulberry32 } from '../lib/rng.js';
 import type { Ref } from '../lib/forkgc.js';
-import { needHeap, type RunContext, type Workload, type WorkloadResult } from './types.js';
+import { accessorsOf, needHeap, type RunContext, type Workload, type WorkloadResult } from './types.js';
 
 export interface LruParams extends Record<string, number> {
   capacity: number;
@@ -141,10 +141,10 @@ async function forkgc(ctx: RunContext<LruParams>): Promise<WorkloadResult> {
   });
   const Meta = heap.defineStruct('LruMeta', { id: 'u32', score: 'f64', tags: 'ref', owner: 'ref' });
   const Owner = heap.defineStruct('LruOwner', { name: 'ref', age: 'i32' });
-  const E = Entry.get;
-  const ES = Entry.set;
-  const T = Table.get;
-  const TS = Table.set;
+  const { get: E, set: ES } = accessorsOf(Entry, ctx.system);
+  const { get: T, set: TS } = accessorsOf(Table, ctx.system);
+  const MetaA = accessorsOf(Meta, ctx.system);
+  const OwnerA = accessorsOf(Owner, ctx.system);
 
   let nb = 1;
   while (nb < capacity * 2) nb *= 2;
@@ -203,10 +203,10 @@ async function forkgc(ctx: RunContext<LruParams>): Promise<WorkloadResult> {
       unlink(t, e);
       pushFront(t, e);
       const meta = E.meta(e);
-      const owner = Meta.get.owner(meta);
-      const tag1 = arrays.get(Meta.get.tags(meta), 1);
+      const owner = MetaA.get.owner(meta);
+      const tag1 = arrays.get(MetaA.get.tags(meta), 1);
       checksum =
-        (checksum * 31 + Meta.get.id(meta) + Owner.get.age(owner) + strings.read(tag1).length +
+        (checksum * 31 + MetaA.get.id(meta) + OwnerA.get.age(owner) + strings.read(tag1).length +
           strings.read(E.value(e)).length) >>> 0;
       return;
     }
@@ -215,10 +215,10 @@ async function forkgc(ctx: RunContext<LruParams>): Promise<WorkloadResult> {
     const tags = arrays.alloc(3);
     for (let i = 0; i < 3; i++) arrays.set(tags, i, strings.alloc(tagList[i]));
     const owner = Owner.alloc({ age: k % 90 });
-    Owner.set.name(owner, strings.alloc(ownerNameOf(k)));
+    OwnerA.set.name(owner, strings.alloc(ownerNameOf(k)));
     const meta = Meta.alloc({ id: k, score: version * 0.5 });
-    Meta.set.tags(meta, tags);
-    Meta.set.owner(meta, owner);
+    MetaA.set.tags(meta, tags);
+    MetaA.set.owner(meta, owner);
     e = Entry.alloc({ hash: h });
     ES.key(e, strings.alloc(key));
     ES.value(e, strings.alloc(valueOf(k, version)));
@@ -275,7 +275,7 @@ export const lruCache: Workload<LruParams> = {
   unit: 'request',
   cases: (full) => [full ? { capacity: 1_000_000, requests: 4_000_000 } : { capacity: 100_000, requests: 400_000 }],
   label: (p) => `${p.capacity} records, ${p.requests} requests`,
-  systems: () => ['forkgc-fork', 'forkgc-stw', 'v8'],
+  systems: () => ['forkgc-fork', 'forkgc-fork-unchecked', 'forkgc-stw', 'v8'],
   heapOptions: (p) => ({ maxHeap: p.capacity >= 500_000 ? '3GiB' : '1GiB' }),
   nodeFlags: (p, sys) => (sys.kind === 'v8' && p.capacity >= 500_000 ? ['--max-old-space-size=4096'] : []),
   timeoutMs: (_p, full) => (full ? 900_000 : 120_000),

@@ -13,7 +13,7 @@
  */
 import { mulberry32 } from '../lib/rng.js';
 import type { Ref } from '../lib/forkgc.js';
-import { needHeap, type RunContext, type Workload, type WorkloadResult } from './types.js';
+import { accessorsOf, needHeap, type RunContext, type Workload, type WorkloadResult } from './types.js';
 
 export interface SplayParams extends Record<string, number> {
   size: number;
@@ -208,15 +208,17 @@ async function forkgc(ctx: RunContext<SplayParams>): Promise<WorkloadResult> {
   const Payload = heap.defineStruct('SplayPayload', { left: 'ref', right: 'ref' });
   const Leaf = heap.defineStruct('SplayLeaf', { array: 'ref', string: 'ref' });
   const Holder = heap.defineStruct('SplayHolder', { root: 'ref' });
-  const G = Node.get;
-  const S = Node.set;
+  const { get: G, set: S } = accessorsOf(Node, ctx.system);
+  const HolderA = accessorsOf(Holder, ctx.system);
+  const LeafA = accessorsOf(Leaf, ctx.system);
+  const PayloadA = accessorsOf(Payload, ctx.system);
   const holder = heap.root(Holder.alloc());
   const DIGITS = Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
 
   // The tree's root lives in the Holder: every operation reads it at its start and
   // writes it back before it returns, so nothing raw survives a yield.
-  const getRoot = (): Ref => Holder.get.root(holder.get());
-  const setRoot = (r: Ref): void => Holder.set.root(holder.get(), r);
+  const getRoot = (): Ref => HolderA.get.root(holder.get());
+  const setRoot = (r: Ref): void => HolderA.set.root(holder.get(), r);
 
   const newNode = (key: number, value: Ref): Ref => {
     const n = Node.alloc({ key });
@@ -333,15 +335,15 @@ async function forkgc(ctx: RunContext<SplayParams>): Promise<WorkloadResult> {
   const generatePayload = (depth: number, tag: string): Ref => {
     if (depth === 0) {
       const leaf = Leaf.alloc();
-      Leaf.set.array(leaf, heap.bytes.alloc(DIGITS));
-      Leaf.set.string(leaf, heap.strings.alloc('String for key ' + tag + ' in leaf node'));
+      LeafA.set.array(leaf, heap.bytes.alloc(DIGITS));
+      LeafA.set.string(leaf, heap.strings.alloc('String for key ' + tag + ' in leaf node'));
       return leaf;
     }
     const l = generatePayload(depth - 1, tag);
     const r = generatePayload(depth - 1, tag);
     const p = Payload.alloc();
-    Payload.set.left(p, l);
-    Payload.set.right(p, r);
+    PayloadA.set.left(p, l);
+    PayloadA.set.right(p, r);
     return p;
   };
 
@@ -407,7 +409,7 @@ export const splay: Workload<SplayParams> = {
   unit: 'op',
   cases: (full) => [full ? { size: 100_000, ops: 1_000_000, payloadDepth: 5 } : { size: 16_000, ops: 80_000, payloadDepth: 5 }],
   label: (p) => `${p.size} nodes, ${p.ops} ops`,
-  systems: () => ['forkgc-fork', 'forkgc-stw', 'v8'],
+  systems: () => ['forkgc-fork', 'forkgc-fork-unchecked', 'forkgc-stw', 'v8'],
   heapOptions: (p) => ({ maxHeap: p.size >= 50_000 ? '3GiB' : '1GiB' }),
   nodeFlags: (p, sys) => (sys.kind === 'v8' && p.size >= 50_000 ? ['--max-old-space-size=4096'] : []),
   timeoutMs: (_p, full) => (full ? 900_000 : 120_000),

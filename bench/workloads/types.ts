@@ -8,13 +8,15 @@
 import type { Heap, HeapOptions } from '../lib/forkgc.js';
 import type { Meter } from '../lib/meter.js';
 
-export type SystemId = 'v8' | 'forkgc-fork' | 'forkgc-stw' | 'forkgc-fork-huge' | 'forkgc-stw-huge';
+export type SystemId = 'v8' | 'forkgc-fork' | 'forkgc-stw' | 'forkgc-fork-huge' | 'forkgc-stw-huge' | 'forkgc-fork-unchecked';
 
 export interface SystemSpec {
   id: SystemId;
   kind: 'v8' | 'forkgc';
   mode?: 'fork' | 'stw';
   hugePages?: boolean;
+  /** The workload uses StructType.unchecked accessors (no reference checks; README, "Unchecked accessors"). */
+  unchecked?: boolean;
 }
 
 export const SYSTEMS: Record<SystemId, SystemSpec> = {
@@ -24,10 +26,16 @@ export const SYSTEMS: Record<SystemId, SystemSpec> = {
   'forkgc-stw': { id: 'forkgc-stw', kind: 'forkgc', mode: 'stw' },
   'forkgc-fork-huge': { id: 'forkgc-fork-huge', kind: 'forkgc', mode: 'fork', hugePages: true },
   'forkgc-stw-huge': { id: 'forkgc-stw-huge', kind: 'forkgc', mode: 'stw', hugePages: true },
+  'forkgc-fork-unchecked': { id: 'forkgc-fork-unchecked', kind: 'forkgc', mode: 'fork', unchecked: true },
   v8: { id: 'v8', kind: 'v8' },
 };
 
 export type Params = Record<string, number | string | boolean>;
+
+/** A struct type's accessors as the system runs them: checked (the default) or `unchecked`. */
+export function accessorsOf<G, S>(type: { get: G; set: S; unchecked: { get: G; set: S } }, system: SystemSpec): { get: G; set: S } {
+  return system.unchecked ? type.unchecked : type;
+}
 
 export interface RunContext<P extends Params = Params> {
   system: SystemSpec;
