@@ -9,7 +9,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { FieldValueError, type Ref } from '../src/index.js';
+import { FieldValueError, HeapExhaustedError, type Ref } from '../src/index.js';
 import { heapInternals } from '../src/internal.js';
 import { SHORT_STRING_UNITS, UTF8_SCRATCH_UNITS } from '../src/api/types.js';
 import { native } from '../src/platform/native.js';
@@ -123,23 +123,45 @@ describe('heap.strings', () => {
     }
   });
 
-  it('a listener that allocates strings while a string is being allocated does not change that string', async () => {
+  // Two timings. A child that marks at once: the first allocation that
+  // meets the cycle moves it on and its listeners find room (kept strings
+  // all longer than SHORT_STRING_UNITS, so the first one already goes
+  // through the scratch). A child held 2 s before it marks (as a loaded
+  // machine may hold it: this test once failed that way in a full run): the
+  // kept strings fill the heap first, the allocation at maxHeap finishes the
+  // cycle itself, and the listeners' own allocations inside it are refused
+  // (HeapExhaustedError, as documented: no room while the cycle cannot move
+  // on before the listener returns), each after its string went through the
+  // shared scratch.
+  it.each([
+    { child: 'marking at once', holdMs: 0, minUnits: SHORT_STRING_UNITS + 1 },
+    { child: 'held 2 s', holdMs: 2000, minUnits: 0 },
+  ])('a listener that allocates strings while a string is being allocated does not change that string (child $child)', async ({ holdMs, minUnits }) => {
     // A full heap with a cycle in flight: the allocation finishes the cycle
     // itself, and the cycle's events reach their listeners inside it. The
     // listeners allocate strings of their own (the encoder's scratch is the
     // thread's, shared by every string allocation).
-    const heap = makeHeap({ maxHeap: '8MiB' });
+    const heap = makeHeap({
+      maxHeap: '8MiB',
+      ...(holdMs ? { faultInjectionForTesting: { kind: 'delay-before-mark' as const, arg: holdMs } } : {}),
+    });
     let allocating = false;
     let inside = 0;
+    let refused = 0;
     const allocateInListener = () => {
       if (allocating) inside++;
-      heap.strings.alloc(`listener ${inside} ${'#'.repeat(40)}`);
+      try {
+        heap.strings.alloc(`listener ${inside} ${'#'.repeat(40)}`);
+      } catch (e) {
+        if (!(e instanceof HeapExhaustedError)) throw e;
+        refused++;
+      }
     };
     for (const name of ['childDone', 'stream', 'mark', 'sweepStart', 'sweepEnd', 'cycle'] as const) heap.on(name, allocateInListener);
     for (let i = 0; i < 60_000; i++) heap.strings.alloc(`garbage ${i} ${'g'.repeat(60)}`);
     const list = heap.root(heap.arrays.alloc(60_000));
     const done = heap.collect();
-    const want = (i: number) => `kept ${i} ${'k'.repeat(i % 50)}`;
+    const want = (i: number) => `kept ${i} ${'k'.repeat(minUnits + i % 50)}`;
     let n = 0;
     while (inside === 0 && n < 60_000) {
       allocating = true;
@@ -149,6 +171,7 @@ describe('heap.strings', () => {
     }
     await done;
     expect(inside).toBeGreaterThan(0);  // the listeners did run inside a string's allocation
+    if (holdMs) expect(refused, 'listeners refused room at maxHeap').toBeGreaterThan(0);
     for (let i = 0; i < n; i++) expect(heap.strings.read(heap.arrays.get(list.get(), i) as Ref<'String'>)).toBe(want(i));
   });
 });
