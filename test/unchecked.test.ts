@@ -149,6 +149,53 @@ describe('unchecked accessors, valid Refs', () => {
   }, 60_000);
 });
 
+describe('unchecked writes while a child marks', () => {
+  it('are plain stores to the collector: the cycle frees exactly what was unreachable at the fork, keeps what it reached then and what came after', async () => {
+    const heap = makeHeap({ mode: 'fork', auto: false, sweepThreads: 0 });
+    const T = heap.defineStruct('Rec', FIELDS);
+    const U = T.unchecked;
+    // A root with two chains of 200 (a and b) and 200 unreachable objects.
+    const root = heap.root(T.alloc());
+    const chain = (field: 'a' | 'b') => {
+      const nodes: Ref[] = [];
+      let prev = root.get();
+      for (let k = 0; k < 200; k++) {
+        const n = T.alloc({ i: k });
+        U.set[field](prev, n);
+        nodes.push(n);
+        prev = n;
+      }
+      return nodes;
+    };
+    const viaA = chain('a');
+    const viaB = chain('b');
+    const dead: Ref[] = [];
+    for (let k = 0; k < 200; k++) dead.push(T.alloc({ i: -k }));
+    const done = heap.collect();  // the fork: the snapshot is taken here
+    // After the fork: cut chain b off the root, and hang new objects there.
+    U.set.b(root.get(), 0);
+    const late: Ref[] = [];
+    let prev = root.get();
+    for (let k = 0; k < 100; k++) {
+      const n = T.alloc({ i: 1000 + k });
+      U.set.b(prev, n);
+      late.push(n);
+      prev = n;
+    }
+    await done;
+    expect(viaA.filter((r) => isFreed(heap, r))).toEqual([]);
+    expect(viaB.filter((r) => isFreed(heap, r)), 'reachable at the fork: kept this cycle').toEqual([]);
+    expect(late.filter((r) => isFreed(heap, r)), 'allocated after the fork').toEqual([]);
+    expect(dead.filter((r) => !isFreed(heap, r))).toEqual([]);
+    expect(late.map((r) => U.get.i(r))).toEqual(late.map((_, k) => 1000 + k));
+    // The next cycle sees chain b gone.
+    await heap.collect();
+    expect(viaB.filter((r) => !isFreed(heap, r))).toEqual([]);
+    expect(late.filter((r) => isFreed(heap, r))).toEqual([]);
+    root.release();
+  }, 60_000);
+});
+
 describe('unchecked accessors still check values', () => {
   it('a number or boolean field refuses a value of the wrong kind, and writes nothing', () => {
     const heap = makeHeap({ auto: false, sweepThreads: 0 });
