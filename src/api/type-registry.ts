@@ -140,6 +140,20 @@ export class TypeRegistry {
     const { u8, u32, i32, f64 } = v;
     const get: Record<string, (ref: Ref) => number | boolean> = {};
     const set: Record<string, (ref: Ref, value: never) => void> = {};
+    // Default mode: a field's accessors compiled for this type and field,
+    // checked or not (src/api/accessors.ts); weak fields keep their closures.
+    const env = { refs, views: v, badValue };
+    const compileInto = (g: typeof get, s: typeof set, unchecked: boolean) => {
+      const format = refs.format!;
+      for (const [field, kind] of Object.entries(fields)) {
+        if (kind === 'weak') continue;
+        const off = offsets.get(field)!;
+        const what = `${name}.${field}`;
+        const k = kind as Exclude<FieldKind, 'weak'>;
+        g[field] = compileAccessor('get', k, field, what, id, off, format, env, unchecked) as (ref: Ref) => number | boolean;
+        s[field] = compileAccessor('set', k, field, what, id, off, format, env, unchecked) as (ref: Ref, value: never) => void;
+      }
+    };
     const writers: Array<[string, (g: number, value: unknown) => void]> = [];
     for (const [field, kind] of Object.entries(fields)) {
       const off = offsets.get(field)!;
@@ -201,13 +215,8 @@ export class TypeRegistry {
       // A write checks the value before the object: a bad value never half-writes.
       set[field] = (ref, value) => write(refs.typed(ref, id), value);
       writers.push([field, write]);
-      if (refs.format && kind !== 'weak') {
-        // Default mode: accessors compiled for this type and field (src/api/accessors.ts).
-        const env = { refs, views: v, badValue };
-        get[field] = compileAccessor('get', kind, field, what, id, off, refs.format, env) as (ref: Ref) => number | boolean;
-        set[field] = compileAccessor('set', kind, field, what, id, off, refs.format, env) as (ref: Ref, value: never) => void;
-      }
     }
+    if (refs.format) compileInto(get, set, false);
     const ctx = this.ctx;
     // Per field, in declaration order: its name, kind, the name errors use
     // and its writer, computed once here rather than on every alloc(init).
@@ -272,20 +281,10 @@ export class TypeRegistry {
     // (their read barrier is not a check to skip).
     let unchecked: { get: typeof frozenGet; set: typeof frozenSet } | undefined;
     const makeUnchecked = () => {
-      const format = refs.format;
-      if (!format) return { get: frozenGet, set: frozenSet };
-      const env = { refs, views: v, badValue };
+      if (!refs.format) return { get: frozenGet, set: frozenSet };
       const uget: typeof get = { ...get };
       const uset: typeof set = { ...set };
-      for (const [field, kind] of Object.entries(fields)) {
-        if (kind === 'weak') continue;
-        const off = offsets.get(field)!;
-        const what = `${name}.${field}`;
-        uget[field] = compileAccessor('get', kind as Exclude<FieldKind, 'weak'>, field, what, id, off, format, env, true) as
-          (ref: Ref) => number | boolean;
-        uset[field] = compileAccessor('set', kind as Exclude<FieldKind, 'weak'>, field, what, id, off, format, env, true) as
-          (ref: Ref, value: never) => void;
-      }
+      compileInto(uget, uset, true);
       return Object.freeze({ get: Object.freeze(uget), set: Object.freeze(uset) });
     };
     return Object.freeze({
