@@ -44,7 +44,7 @@ export class Heap extends EventEmitter<HeapEvents> {
   readonly arrays: RefArrays;
   /** Byte arrays: `alloc(length | Uint8Array)`, `length`, `get`, `set`, `view`, `copy`. */
   readonly bytes: ByteArrays;
-  /** UTF-8 strings: `alloc(string)`, `read`, `byteLength`. */
+  /** UTF-8 strings: `alloc(string)`, `read`, `byteLength`, `length`, `equals`. */
   readonly strings: Strings;
   /** Hash maps in the heap, string or number keys to references: `alloc`, `get`, `set`, `has`, `delete`, `size`, `forEach`... */
   readonly maps: HeapMaps;

@@ -4,6 +4,7 @@
 import { FieldValueError, IndexOutOfBoundsError, InvalidArgumentError, describe } from './errors.js';
 import { HEADER_BYTES, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING } from '../memory/layout.js';
 import { lengthAt } from '../memory/header.js';
+import { utf16Length, utf8Equals } from '../memory/utf8.js';
 import { native, type NativeAddon } from '../platform/native.js';
 import { badValue, type TypeContext } from './type-registry.js';
 
@@ -249,6 +250,21 @@ export class Strings {
 
   byteLength<R extends number>(r: RefTo<R, 'String'>): number {
     return lengthAt(this.#ctx.views, this.#ctx.refs.typed(r, TYPE_STRING));
+  }
+
+  /** `read(r).length` (UTF-16 units), counted in the heap: no JS string is made. */
+  length<R extends number>(r: RefTo<R, 'String'>): number {
+    const g = this.#ctx.refs.typed(r, TYPE_STRING);
+    const v = this.#ctx.views;
+    return utf16Length(v.u8, v.u32, g * 16 + HEADER_BYTES, lengthAt(v, g));
+  }
+
+  /** `read(r) === s`, compared in the heap: no JS string is made. */
+  equals<R extends number>(r: RefTo<R, 'String'>, s: string): boolean {
+    const g = this.#ctx.refs.typed(r, TYPE_STRING);
+    if (typeof s !== 'string') badValue('strings.equals', s, 'a string');
+    const v = this.#ctx.views;
+    return utf8Equals(s, v.u8, g * 16 + HEADER_BYTES, lengthAt(v, g));
   }
 }
 

@@ -49,7 +49,8 @@ import { FieldValueError, HeapExhaustedError, InvalidKeyError, MapModifiedError 
 import { DESCRIPTOR_WORDS, HEADER_BYTES, KIND_STRUCT, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING } from '../memory/layout.js';
 import type { Ref } from '../api/types.js';
 import type { TypeContext } from '../api/type-registry.js';
-import { canonicalNumber, hashNumber, hashString, scan, utf8Equals, writeUtf8 } from './key-hash.js';
+import { canonicalNumber, hashNumber, hashString, scan } from './key-hash.js';
+import { utf8Equals, writeUtf8 } from '../memory/utf8.js';
 
 /** Type ids 4..15 lie below kFirstStructType and native/layout.h uses none of them: the map header takes 4. */
 export const TYPE_MAP = 4;

@@ -1,11 +1,12 @@
-// Keys of heap maps (src/collections/heap-maps.ts): hashing, comparing and
-// writing them without making a JS object per operation.
+// Keys of heap maps (src/collections/heap-maps.ts): hashing them without
+// making a JS object per operation.
 //
 // A string key is hashed straight from its UTF-16 code units (charCodeAt), and
 // the same pass works out its UTF-8 length and whether it is well formed; it
 // is compared against the UTF-8 bytes stored in the heap code point by code
-// point, and written into the heap the same way. No Buffer, no temporary
-// string, no array: a lookup allocates nothing on the V8 heap.
+// point, and written into the heap the same way (src/memory/utf8.ts). No
+// Buffer, no temporary string, no array: a lookup allocates nothing on the V8
+// heap.
 //
 // Semantics (the README's, and JavaScript's Map's, SameValueZero):
 //   - strings are equal when their code points are; a string with a lone
@@ -70,66 +71,4 @@ export function hashNumber(k: number, seed: number): number {
   if ((k | 0) === k) return mix32((k ^ seed ^ 0x9e3779b9) | 0);
   f64[0] = k;
   return mix32(words[0] ^ Math.imul(words[1] ^ seed, 0x9e3779b1));
-}
-
-/**
- * Whether the `length` UTF-8 bytes of u8 at `start` encode `s`; the caller has
- * checked that `length` is s's UTF-8 length (scan.utf8Bytes).
- */
-export function utf8Equals(s: string, u8: Uint8Array, start: number, length: number): boolean {
-  const n = s.length;
-  if (n === length) {
-    // Same count of code units and bytes: all ASCII on both sides, or unequal.
-    for (let i = 0; i < n; i++) if (u8[start + i] !== s.charCodeAt(i)) return false;
-    return true;
-  }
-  let p = start;
-  for (let i = 0; i < n; i++) {
-    let c = s.charCodeAt(i);
-    if (c < 0x80) {
-      if (u8[p++] !== c) return false;
-    } else if (c < 0x800) {
-      if (u8[p] !== (0xc0 | (c >>> 6)) || u8[p + 1] !== (0x80 | (c & 0x3f))) return false;
-      p += 2;
-    } else if (c < 0xd800 || c > 0xdfff) {
-      if (u8[p] !== (0xe0 | (c >>> 12)) || u8[p + 1] !== (0x80 | ((c >>> 6) & 0x3f)) ||
-          u8[p + 2] !== (0x80 | (c & 0x3f))) return false;
-      p += 3;
-    } else {
-      c = 0x10000 + ((c - 0xd800) << 10) + (s.charCodeAt(++i) - 0xdc00);
-      if (u8[p] !== (0xf0 | (c >>> 18)) || u8[p + 1] !== (0x80 | ((c >>> 12) & 0x3f)) ||
-          u8[p + 2] !== (0x80 | ((c >>> 6) & 0x3f)) || u8[p + 3] !== (0x80 | (c & 0x3f))) return false;
-      p += 4;
-    }
-  }
-  return true;
-}
-
-/** Writes `s` as UTF-8 at u8[start..]; `length` is its UTF-8 length (scan.utf8Bytes). */
-export function writeUtf8(s: string, u8: Uint8Array, start: number, length: number): void {
-  const n = s.length;
-  if (n === length) {
-    for (let i = 0; i < n; i++) u8[start + i] = s.charCodeAt(i);
-    return;
-  }
-  let p = start;
-  for (let i = 0; i < n; i++) {
-    let c = s.charCodeAt(i);
-    if (c < 0x80) {
-      u8[p++] = c;
-    } else if (c < 0x800) {
-      u8[p++] = 0xc0 | (c >>> 6);
-      u8[p++] = 0x80 | (c & 0x3f);
-    } else if (c < 0xd800 || c > 0xdfff) {
-      u8[p++] = 0xe0 | (c >>> 12);
-      u8[p++] = 0x80 | ((c >>> 6) & 0x3f);
-      u8[p++] = 0x80 | (c & 0x3f);
-    } else {
-      c = 0x10000 + ((c - 0xd800) << 10) + (s.charCodeAt(++i) - 0xdc00);
-      u8[p++] = 0xf0 | (c >>> 18);
-      u8[p++] = 0x80 | ((c >>> 12) & 0x3f);
-      u8[p++] = 0x80 | ((c >>> 6) & 0x3f);
-      u8[p++] = 0x80 | (c & 0x3f);
-    }
-  }
 }
