@@ -127,6 +127,8 @@ export interface Heap {
     alloc(s: string): Ref;
     read(ref: Ref): string;
     byteLength(ref: Ref): number;
+    length(ref: Ref): number;
+    equals(ref: Ref, s: string): boolean;
   };
   readonly maps: {
     alloc(capacityHint?: number): Ref;

@@ -197,7 +197,7 @@ async function forkgc(ctx: RunContext<LruParams>): Promise<WorkloadResult> {
     const buckets = T.buckets(t);
     const b = h & T.mask(t);
     let e = arrays.get(buckets, b);
-    while (e !== 0 && !(E.hash(e) === h && strings.read(E.key(e)) === key)) e = E.chain(e);
+    while (e !== 0 && !(E.hash(e) === h && strings.equals(E.key(e), key))) e = E.chain(e);
     if (e !== 0) {
       hits++;
       unlink(t, e);
@@ -206,8 +206,8 @@ async function forkgc(ctx: RunContext<LruParams>): Promise<WorkloadResult> {
       const owner = MetaA.get.owner(meta);
       const tag1 = arrays.get(MetaA.get.tags(meta), 1);
       checksum =
-        (checksum * 31 + MetaA.get.id(meta) + OwnerA.get.age(owner) + strings.read(tag1).length +
-          strings.read(E.value(e)).length) >>> 0;
+        (checksum * 31 + MetaA.get.id(meta) + OwnerA.get.age(owner) + strings.length(tag1) +
+          strings.length(E.value(e))) >>> 0;
       return;
     }
     misses++;
