@@ -4,7 +4,8 @@
  * Random sequences of valid and invalid calls — allocation, field and element
  * writes and reads, linking, root/release/set, collect(), forged refs, refs to
  * freed objects, refs into the middle of objects, null and non-numbers, indices
- * out of range, values out of range — are run against a heap and a model of it.
+ * out of range, values out of range, strings compared and measured in the heap
+ * (strings.equals, strings.length) — are run against a heap and a model of it.
  * For every call the model decides: it must succeed (and then the heap agrees
  * with the model), or it must fail with a ForkGcError whose code is one of those
  * that apply (several may apply at once: any of them is accepted). Nothing else
@@ -47,6 +48,7 @@ type Op =
   | { t: 'bytesSet'; obj: Pick; index: number; v: unknown }
   | { t: 'bytesGet'; obj: Pick; index: number }
   | { t: 'read'; obj: Pick }
+  | { t: 'strCompare'; obj: Pick; s: unknown; how: number }
   | { t: 'root'; obj: Pick }
   | { t: 'release'; h: number }
   | { t: 'rootSet'; h: number; obj: Pick }
@@ -83,6 +85,9 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { arbitrary: fc.record({ t: fc.constant('bytesSet' as const), obj: pickArb, index: indexArb, v: fc.oneof({ arbitrary: fc.integer({ min: 0, max: 255 }), weight: 5 }, { arbitrary: fc.constantFrom(256, -1, 'x', null), weight: 1 }) }), weight: 2 },
   { arbitrary: fc.record({ t: fc.constant('bytesGet' as const), obj: pickArb, index: indexArb }), weight: 1 },
   { arbitrary: fc.record({ t: fc.constant('read' as const), obj: pickArb }), weight: 3 },
+  // strings.equals and strings.length; the string compared with is the object's own (how 0), it with a
+  // unit more (1) or less (2), or a random one (3).
+  { arbitrary: fc.record({ t: fc.constant('strCompare' as const), obj: pickArb, s: fc.oneof({ arbitrary: fc.string({ unit: 'grapheme', maxLength: 12 }), weight: 4 }, { arbitrary: fc.constantFrom(5, null, undefined), weight: 1 }), how: fc.integer({ min: 0, max: 3 }) }), weight: 2 },
   { arbitrary: fc.record({ t: fc.constant('root' as const), obj: pickArb }), weight: 3 },
   { arbitrary: fc.record({ t: fc.constant('release' as const), h: fc.nat() }), weight: 2 },
   { arbitrary: fc.record({ t: fc.constant('rootSet' as const), h: fc.nat(), obj: pickArb }), weight: 1 },
@@ -337,6 +342,25 @@ class Run {
           const ref = target.ref as number;
           if (t !== this.kindOf(ref)) throw new Error(`${what}: typeOf ${String(t)}, model says ${this.kindOf(ref)}`);
           this.checkObject(what, ref);
+        });
+        break;
+      }
+      case 'strCompare': {
+        // A live pick with an even n takes a live string (most live objects are not strings).
+        const strings = op.obj.from === 'live' && op.obj.n % 2 === 0 ? this.liveRefs().filter((r) => sh.objs.get(r)!.kind === 'string') : [];
+        const target: Resolved = strings.length > 0 ? { cls: 'live', ref: strings[(op.obj.n >>> 1) % strings.length] } : this.resolve(op.obj);
+        let errs = this.targetErrors(target);
+        if (target.cls === 'live' && this.kindOf(target.ref) !== 'String') errs = ['ERR_WRONG_TYPE'];
+        const o = target.cls === 'live' ? sh.objs.get(target.ref) : undefined;
+        const own = o?.kind === 'string' ? (o.value as string) : undefined;
+        const s = own === undefined || op.how === 3 ? op.s : op.how === 0 ? own : op.how === 1 ? `${own}x` : own.slice(0, -1);
+        const ref = target.ref as number;
+        this.expectOutcome(`${what} length`, errs, () => heap.strings.length(ref), (n) => {
+          if (n !== own!.length) throw new Error(`${what}: length ${String(n)}, model says ${own!.length}`);
+        });
+        if (errs.length === 0 && typeof s !== 'string') errs = ['ERR_FIELD_VALUE'];
+        this.expectOutcome(`${what} equals`, errs, () => heap.strings.equals(ref, s as string), (eq) => {
+          if (eq !== (own === s)) throw new Error(`${what}: equals(${JSON.stringify(s)}) ${String(eq)}, model holds ${JSON.stringify(own)}`);
         });
         break;
       }
