@@ -108,6 +108,20 @@ describe('heap.strings', () => {
     }
   });
 
+  it('short strings are read back whatever byte of which word holds the first non-ASCII one (read decodes ASCII words itself)', () => {
+    const heap = makeHeap();
+    for (let at = 0; at < SHORT_STRING_UNITS; at++) {
+      for (const c of ['é', '日', '😀', '\u0080']) {
+        const s = `${'a'.repeat(at)}${c}`;
+        if (Buffer.byteLength(s, 'utf8') > SHORT_STRING_UNITS) continue;
+        expect(heap.strings.read(heap.strings.alloc(s))).toBe(s);
+        expect(heap.strings.read(heap.strings.alloc(`${s}b`.slice(-SHORT_STRING_UNITS)))).toBe(`${s}b`.slice(-SHORT_STRING_UNITS));
+      }
+      const ascii = `${'z'.repeat(at)}~`;
+      expect(heap.strings.read(heap.strings.alloc(ascii))).toBe(ascii);
+    }
+  });
+
   it('the slot past a short string stays zero, whatever the scratch held before', () => {
     const heap = makeHeap();
     const core = heapInternals(heap);

