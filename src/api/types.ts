@@ -4,7 +4,7 @@
 import { FieldValueError, IndexOutOfBoundsError, InvalidArgumentError, describe } from './errors.js';
 import { HEADER_BYTES, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING } from '../memory/layout.js';
 import { lengthAt } from '../memory/header.js';
-import { utf16Length, utf8Equals } from '../memory/utf8.js';
+import { readUtf8, utf16Length, utf8Equals } from '../memory/utf8.js';
 import { native, type NativeAddon } from '../platform/native.js';
 import { badValue, type TypeContext } from './type-registry.js';
 
@@ -252,31 +252,7 @@ export class Strings {
 
   read<R extends number>(r: RefTo<R, 'String'>): string {
     const g = this.#ctx.refs.typed(r, TYPE_STRING);
-    const v = this.#ctx.views;
-    const n = lengthAt(v, g);
-    if (n <= SHORT_STRING_UNITS) {
-      // A short ASCII string is made by JS from its (at most three) words:
-      // no call into C++ (52-59 ns for a 10-char key against 108-123 for
-      // utf8Slice). The slot holds two data words, three when n > 8; bytes
-      // past n are cut off by slice (and only decide the fallback, which is
-      // right for any bytes).
-      const u32 = v.u32;
-      const at = g * 4 + HEADER_BYTES / 4;
-      const w0 = u32[at];
-      const w1 = u32[at + 1];
-      const w2 = n > 8 ? u32[at + 2] : 0;
-      if (((w0 | w1 | w2) & 0x80808080) === 0) {
-        return String.fromCharCode(
-          w0 & 0xff, (w0 >>> 8) & 0xff, (w0 >>> 16) & 0xff, w0 >>> 24,
-          w1 & 0xff, (w1 >>> 8) & 0xff, (w1 >>> 16) & 0xff, w1 >>> 24,
-          w2 & 0xff, (w2 >>> 8) & 0xff, (w2 >>> 16) & 0xff, w2 >>> 24,
-        ).slice(0, n);
-      }
-    }
-    const start = g * 16 + HEADER_BYTES;
-    // utf8Slice is what toString('utf8', ...) calls after checking its
-    // arguments; these bounds are the object's own (0.8x the time).
-    return (v.text as Utf8Buffer).utf8Slice(start, start + n);
+    return readUtf8(this.#ctx.views, g * 16 + HEADER_BYTES, lengthAt(this.#ctx.views, g));
   }
 
   byteLength<R extends number>(r: RefTo<R, 'String'>): number {
@@ -321,8 +297,8 @@ function utf8Scratch(addon: NativeAddon): Uint32Array {
   return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2);
 }
 
-/** Buffer's own UTF-8 encoder and decoder (on Buffer.prototype since Node 0.x, not in its types). */
-type Utf8Buffer = Buffer & { utf8Slice(start: number, end: number): string; utf8Write(s: string, offset: number, length: number): number };
+/** Buffer's own UTF-8 encoder (on Buffer.prototype since Node 0.x, not in its types). */
+type Utf8Buffer = Buffer & { utf8Write(s: string, offset: number, length: number): number };
 
 function checkLength(what: string, length: unknown): void {
   // (x >>> 0) === x: an integer from 0 to 2^32-1 (typeof first: a BigInt or

@@ -50,7 +50,7 @@ import { DESCRIPTOR_WORDS, HEADER_BYTES, KIND_STRUCT, TYPE_BYTES, TYPE_REF_ARRAY
 import type { Ref } from '../api/types.js';
 import type { TypeContext } from '../api/type-registry.js';
 import { canonicalNumber, hashNumber, hashString, scan } from './key-hash.js';
-import { utf8Equals, writeUtf8 } from '../memory/utf8.js';
+import { readUtf8, utf8Equals, writeUtf8 } from '../memory/utf8.js';
 
 /** Type ids 4..15 lie below kFirstStructType and native/layout.h uses none of them: the map header takes 4. */
 export const TYPE_MAP = 4;
@@ -105,7 +105,6 @@ export class HeapMaps {
   private readonly u8: Uint8Array;
   private readonly u32: Uint32Array;
   private readonly f64: Float64Array;
-  private readonly text: Buffer;
   /** Per heap, so a client cannot aim keys at one slot (hash flooding). */
   private readonly seed: number;
   // Set by find(): where the key was, or where it would go.
@@ -123,7 +122,6 @@ export class HeapMaps {
     this.u8 = v.u8;
     this.u32 = v.u32;
     this.f64 = v.f64;
-    this.text = v.text;
     defineMapType(v.descriptors);
     this.seed = (Math.random() * 2 ** 32) >>> 0;
   }
@@ -452,8 +450,7 @@ export class HeapMaps {
     const hb = u32[g * 4 + W_HASHES] * 4 + 2;
     if ((u32[hb + i] & 3) === TAG_NUMBER) return this.f64[u32[g * 4 + W_NUMBERS] * 2 + 1 + i];
     const kg = u32[u32[g * 4 + W_ENTRIES] * 4 + 2 + 2 * i];
-    const start = kg * 16 + HEADER_BYTES;
-    return this.text.toString('utf8', start, start + u32[kg * 4 + 1]);
+    return readUtf8(this.ctx.views, kg * 16 + HEADER_BYTES, u32[kg * 4 + 1]);
   }
 
   /** @internal */
