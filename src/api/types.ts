@@ -4,7 +4,7 @@
 import { FieldValueError, IndexOutOfBoundsError, InvalidArgumentError, describe } from './errors.js';
 import { HEADER_BYTES, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING } from '../memory/layout.js';
 import { lengthAt } from '../memory/header.js';
-import { readUtf8, utf16Length, utf8Equals } from '../memory/utf8.js';
+import { SHORT_ASCII_BYTES, readUtf8, utf16Length, utf8Equals } from '../memory/utf8.js';
 import { native, type NativeAddon } from '../platform/native.js';
 import { badValue, type TypeContext } from './type-registry.js';
 
@@ -285,8 +285,12 @@ export class Strings {
  */
 export const UTF8_SCRATCH_UNITS = Math.floor((16384 - 16) / 3);
 
-/** Strings of at most this many UTF-16 units (never ropes in V8), if ASCII, are copied by Strings.alloc itself. */
-export const SHORT_STRING_UNITS = 12;
+/**
+ * Strings of at most this many UTF-16 units (never ropes in V8), if ASCII, are
+ * copied by Strings.alloc itself: the three data words that readUtf8 decodes
+ * itself (an ASCII unit is one byte).
+ */
+export const SHORT_STRING_UNITS = SHORT_ASCII_BYTES;
 
 /** Strings encoded into this thread's scratch so far: Strings.alloc sees by it whether another took the scratch meanwhile. */
 let utf8ScratchUses = 0;
