@@ -174,6 +174,9 @@ export class Collector {
 
   get busy(): boolean { return this.phase !== 'idle'; }
 
+  /** The phase, read afresh (a call may have moved it on since TypeScript last narrowed `phase`). */
+  private phaseNow(): Phase { return this.phase; }
+
   /** The id of the cycle in flight, or 0. */
   get cycleId(): number { return this.cycle?.stats.id ?? 0; }
 
@@ -468,7 +471,11 @@ export class Collector {
    * the child, clear every mark bit, free nothing, report.
    */
   private fail(c: Cycle, verdict: Verdict): void {
-    if (c !== this.cycle || c.failure) return;
+    // Once the sweep has begun, the stream was accepted and the child seen to
+    // exit 0: nothing can abort the cycle any more (a sweep that fails ends
+    // it through the driver, SWEEP_FAILED). A late verdict (a timer, a
+    // second look at the child) must not clear the marks the sweep reads.
+    if (c !== this.cycle || c.failure || this.phase === 'sweeping') return;
     c.failure = verdict;
     c.intake?.stop();
     this.host.allocator.childGone();
@@ -511,9 +518,17 @@ export class Collector {
           // (a flowing socket buffers nothing): take it all, then read the
           // rest of the pipe directly.
           c.intake!.drain(BigInt(Number.MAX_SAFE_INTEGER));
-          if (c !== this.cycle || c.failure) return false;
+          // The queue may have held the end of the stream: onEnd judged it
+          // and, when the child had exited already, reaped it and began the
+          // sweep (or failed the cycle). The child's fate is known then;
+          // asking again would find no child (ECHILD) and fail a cycle whose
+          // sweep runs on its marks, clearing them: every live object in the
+          // spans still to sweep would be freed.
+          if (c !== this.cycle || c.failure || this.phaseNow() !== 'marking') return this.phaseNow() === 'sweeping';
           const buf = new Uint8Array(1 << 20);
-          while (!c.streamEnded && !c.reader.done) {
+          // Up to the end of the pipe, not just the trailer: bytes after it
+          // fail the stream here as they do on the event-loop path.
+          while (!c.streamEnded) {
             const n = h.addon.readBlocking(child.fd, buf, Math.max(1, deadline - Date.now()));
             if (n === 0) break;  // end of stream: endOfStream() judges it
             if (n === -1) {
@@ -532,6 +547,8 @@ export class Collector {
           c.streamFailure = this.endOfStream(c);
         }
       }
+      // (Reaped already: onEnd's first look found it exited, and childEnded has run.)
+      if (child.reaped) return this.phaseNow() === 'sweeping';
       return this.childEnded(c, child.reapSync(deadline - Date.now()), c.streamFailure);
     } finally {
       this.stalls.end('syncRead', stall);
@@ -597,6 +614,9 @@ export class Collector {
    * figures and policy told, the waiters answered.
    */
   private settle(c: Cycle, outcome: { stats: CycleStats } | { error: CycleAbortedError; closing?: boolean }): void {
+    // A cycle ends once: a second end must not reset the phase and cycle of
+    // the next one.
+    if (c !== this.cycle) return;
     const h = this.host;
     this.phase = 'idle';
     this.cycle = undefined;
