@@ -4,13 +4,14 @@
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { closeHeapsAfterEach, makeHeap, type HeapOptions } from './helpers/common.js';
-import { CycleAbortedError, Heap, type CycleStats } from '../src/index.js';
+import { CycleAbortedError, Heap, HeapExhaustedError, type CycleStats } from '../src/index.js';
 import { LARGE_CLASS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_WORDS, SW_CLASS, SW_LIVE, SW_STATE } from '../src/memory/layout.js';
 import { native } from '../src/platform/native.js';
 import { heapInternals } from '../src/internal.js';
 import { SweepTally, claimSpan, sweepClaimedSpan } from '../src/memory/sweeper.js';
 import type { Allocator } from '../src/memory/allocator.js';
 import type { HeapViews } from '../src/memory/views.js';
+import { SLOT_FAILED } from '../src/memory/sweep-board.js';
 
 closeHeapsAfterEach();
 /** A test heap (64 MiB, no automatic cycles, main-thread sweeping unless asked), closed after each test. */
@@ -320,6 +321,40 @@ describe('sweeper threads and failure', () => {
     expect(h.stats().objects).toBe(30_000);
     expect(c.objectsMarked).toBe(30_000);
   });
+
+  it('an allocation that finds the heap full after a sweeper thread threw does not wait out the 10 s deadline', async () => {
+    // Regression (found in review): finishSync waited for every span to
+    // leave SWEEPING, and the thread that threw leaves one there for good.
+    const h = heap({
+      maxHeap: '2MiB', mode: 'stw', sweepThreads: 1, inlineSweepUs: 0, hugePages: false,
+      faultInjectionForTesting: { kind: 'sweep-worker-throw', arg: 1 },
+    });
+    await h.ready();
+    try { for (;;) h.bytes.alloc(1000); } catch (e) { expect(e).toBeInstanceOf(HeapExhaustedError); }
+    const cycle = h.collect();
+    cycle.catch(() => {});
+    // The thread sweeps (and throws) while this thread does not yield.
+    const board = () => (heapInternals(h).collector as unknown as { sweeper: { current?: { board?: { state(i: number): number } } } }).sweeper.current?.board;
+    const until = Date.now() + 10_000;
+    while (board()?.state(0) !== SLOT_FAILED && Date.now() < until) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    expect(board()?.state(0), 'the thread threw').toBe(SLOT_FAILED);
+    const roots = [];
+    const start = Date.now();
+    let slowest = 0;
+    try {
+      for (;;) {
+        const t = Date.now();
+        roots.push(h.root(h.bytes.alloc(1000)));
+        slowest = Math.max(slowest, Date.now() - t);
+      }
+    } catch (e) {
+      slowest = Math.max(slowest, Date.now() - start);
+      expect(e).toBeInstanceOf(HeapExhaustedError);
+    }
+    expect(roots.length, 'the sweep freed room before the failure was known').toBeGreaterThan(0);
+    expect(slowest, 'no allocation waited for the dead thread').toBeLessThan(5_000);
+    await expect(cycle).rejects.toMatchObject({ reason: 'SWEEP_FAILED' });
+  }, 60_000);
 });
 
 describe('a span swept empty and reused for another class during the sweep', () => {
