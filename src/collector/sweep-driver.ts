@@ -206,7 +206,10 @@ export class SweepDriver {
     const c = this.current;
     if (!c || this.mainSweeps) return;
     this.mainSweeps = true;
-    for (let i = 0; i < c.board!.slots; i++) if (c.board!.state(i) === SLOT_POSTED) c.rejected!.add(i);
+    // Tasks still posted are not given up: the pool may yet run one on a
+    // thread that did start, and one that then claims spans must be waited
+    // for like any running task (advance() skips only rejected ones). One
+    // that starts after the main thread emptied the cursor claims nothing.
     this.scheduleSlice(c);
   }
 
