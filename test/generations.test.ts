@@ -91,6 +91,57 @@ describe('default mode: a stale Ref is caught after its slot is reused', () => {
     }
   }, 30_000);
 
+  // Regressions (found in review): a Ref carries only the low generation bits
+  // (3 at 4 GiB), so any generation spent without the slot being handed out
+  // brings the wrap nearer. Both tests fail if the slot's generation moves
+  // by 2^3 - 1 while it is handed out once.
+  it('a slot made ready but not handed out spends no generation (cached words dropped at every cycle start)', async () => {
+    const heap = makeHeap({ maxHeap: '4GiB', mode: 'stw', sweepThreads: 0 });
+    expect(heapInternals(heap).refs.format!.generationBits).toBe(3);
+    const T = heap.defineStruct('T', { v: 'i32' });
+    T.alloc({ v: 100 });                     // slot 0: garbage, the slot handed out below
+    const stale = T.alloc({ v: 1 });         // slot 1: garbage, its Ref kept
+    const g = granuleOf(heap, stale);
+    const keep = heap.root(T.alloc({ v: 7 }));  // slot 2: keeps the span in use
+    await heap.collect();
+    // Each cycle caches the span's free word (slots 0 and 1 made ready),
+    // hands out slot 0, and drops the word, slot 1 unused, at the next cycle:
+    // seven times, so that a generation spent each time plus the one handout
+    // below would bring slot 1 back to its old generation mod 2^3.
+    for (let i = 0; i < 7; i++) {
+      T.alloc({ v: i });
+      await heap.collect();
+    }
+    T.alloc({ v: 200 });
+    const fresh = allocateUntilReused(heap, () => T.alloc({ v: 999 }), g);
+    expectError(() => T.get.v(stale), StaleReferenceError, 'ERR_STALE_REF', 'the Ref to the slot handed out once since');
+    expect(T.get.v(fresh)).toBe(999);
+    keep.release();
+  }, 30_000);
+
+  it('a span emptied and taken again for its class keeps its slots\' own generations', async () => {
+    const heap = makeHeap({ maxHeap: '4GiB', mode: 'stw', sweepThreads: 0 });
+    const T = heap.defineStruct('T', { v: 'i32' });
+    const core = heapInternals(heap);
+    T.alloc({ v: 100 });                     // slot 0 of a fresh span
+    const x = T.alloc({ v: 1 });             // slot 1
+    const g = granuleOf(heap, x);
+    const held = heap.root(x);
+    // Slot 0 through seven more generations while x lives.
+    for (let i = 1; i < 8; i++) {
+      await heap.collect();
+      allocateUntilReused(heap, () => T.alloc({ v: 100 + i }), g - 1);
+    }
+    held.release();
+    await heap.collect();                    // the span is empty now, its bytes still there
+    const s = Math.floor(g / SPAN_GRANULES);
+    expect(core.views.spans[s * SPAN_WORDS + SW_AUX], 'not given back to the OS').not.toBe(FREE_RELEASED);
+    T.alloc({ v: 200 });                     // slot 0 again
+    const fresh = allocateUntilReused(heap, () => T.alloc({ v: 999 }), g);  // x's slot, handed out once since
+    expectError(() => T.get.v(x), StaleReferenceError, 'ERR_STALE_REF', 'the Ref to x');
+    expect(T.get.v(fresh)).toBe(999);
+  }, 30_000);
+
   it('every Ref handed out is a positive 31-bit integer (a Smi), fields store bare granules', () => {
     const heap = makeHeap({ maxHeap: '1GiB' });
     const Rec = heap.defineStruct('Rec', { next: 'ref' });

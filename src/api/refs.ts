@@ -29,10 +29,14 @@
 // cycle that freed its object therefore throws StaleReferenceError whether
 // or not its slot was handed out again, unless the slot was handed out a
 // multiple of 2^(31-G) times since (32 times for a 1 GiB heap, 8 for 4 GiB;
-// and then still only if it holds the same type). A span whose pages went
-// back to the OS reads as zero; its slots resume from a per-span base
-// generation that moves past every generation the span handed out, so that
-// reuse after release is caught too.
+// and then still only if it holds the same type). A span a cycle emptied
+// keeps its slots' generations when it is taken again for its size class. A
+// span whose pages went back to the OS reads as zero (as does one taken for
+// another class, zeroed then); its slots resume from a per-span base
+// generation past every generation the span handed out since it was last
+// zeroed, which, modulo the Ref's bits, catches every reuse only while no
+// slot of the span was handed out 2^(31-G) - 1 times since (the per-slot
+// history is gone with the bytes).
 //
 // Not caught: a Ref of another heap (no room for a heap tag in 31 bits) is
 // accepted when this heap happens to have an object of the same type and

@@ -25,7 +25,8 @@
 //
 // Zeroing (Go's needzero). The sweep frees slots by clearing bits only, so a
 // freed slot keeps its old bytes. A span's SW_AUX says whether its free slots
-// may hold such bytes (SPAN_NEEDZERO, set by the sweep before it clears a bit)
+// may hold such bytes (SPAN_NEEDZERO, set by the sweep before it clears a bit,
+// or by prepareFreeRun for a free span taken again for the class it held)
 // or are all zero (SPAN_ZEROED: a span fresh from the free list, zeroed
 // there, or whose pages went back to the OS). When a word of a NEEDZERO span
 // is cached, its free slots are zeroed (prepareWord), so the fast path is
@@ -40,7 +41,11 @@
 // released to the OS) every slot generation in it is lost, so the base
 // moves past every generation the span handed out since the last zeroing
 // (`genBase + genSpread + 1`); both live here, on the main thread, in memory
-// that never goes back to the OS.
+// that never goes back to the OS. A span is zeroed only when it must be: a
+// free span taken again for the class it held keeps its slots' headers, and
+// so their generations (prepareFreeRun). And a slot made ready but not
+// handed out gives its generation back when its word is dropped (unprepare):
+// a Ref carries only a few low bits of it.
 //
 // | per span   | type   | meaning                                             |
 // |------------|--------|-----------------------------------------------------|
@@ -136,6 +141,8 @@ export class Allocator {
   private unsharedLimitBytes = 0;
   private closed = false;
   private readonly partial: number[][];
+  /** The span prepareFreeRun just returned kept its bytes and headers (a dirty span of the class it is taken for). */
+  private keptDirty = false;
   /** prepareWord's new headers of a run, before the run is zeroed (at most 32 slots per word). */
   private readonly heads = new Uint32Array(32);
   private readonly unswept: number[][];
@@ -317,12 +324,36 @@ export class Allocator {
       const s = this.current[c];
       if (s >= 0) {
         const n = popcount(this.cacheBits[c]);
+        if (n !== 0 && this.needZero[c] === 1) this.unprepare(c, this.cacheWord[c], this.cacheBits[c]);
         spans[s * SPAN_WORDS + SW_LIVE] -= n;
         if (n !== 0) this.counted(-n, -n * SLOT_WORDS[c] * 4);
         if (!this.sweeping && spans[s * SPAN_WORDS + SW_STATE] === SPAN_IN_USE) this.partial[c].push(s);
       }
       this.current[c] = -1;
       this.cacheBits[c] = 0;
+    }
+  }
+
+  /**
+   * Slots of a NEEDZERO word made ready (prepareWord) but not handed out
+   * take back the generation they were given, so that caching a word and
+   * dropping it at every cycle start spends none: a Ref carries only the
+   * low bits of a generation, and a slot that moved on one generation per
+   * cycle without being reused would wrap in as few cycles (8 at 4 GiB) and
+   * accept a Ref of the object it held before. The old header is back as it
+   * was (type and generation of the freed object; its allocation bit is
+   * clear, so no accessor takes it), the body stays zero, and the next
+   * prepareWord gives the same generation again, one no Ref carries. A
+   * typeId-0 slot (never handed out since its span was zeroed) keeps the
+   * span's base, which prepareWord gives it again.
+   */
+  private unprepare(cls: number, w: number, bits: number): void {
+    const u32 = this.v.u32;
+    for (; bits !== 0; bits &= bits - 1) {
+      const h = ((w << 5) | (31 - Math.clz32(bits & -bits))) << 2;
+      const head = u32[h];
+      const type = head & 0xffff;
+      if (type !== 0) u32[h] = type | ((((head >>> 16) - 1) & 0xffff) << 16);
     }
   }
 
@@ -417,18 +448,18 @@ export class Allocator {
     // A span already free below the top costs nothing; sweeping one costs the
     // mutator time (that is the sweeper threads' work); a new span grows the
     // heap. In that order.
-    if (s < 0) s = this.takeFreeSpans(1, false);
+    if (s < 0) s = this.takeFreeSpans(1, false, cls);
     if (s < 0 && this.sweeping) {
       const swept = this.lazySweep(cls);
       if (swept >= 0) return swept;
-      s = this.takeFreeSpans(1, false);  // lazy sweeping may have emptied one
+      s = this.takeFreeSpans(1, false, cls);  // lazy sweeping may have emptied one
     }
-    if (s < 0) s = this.takeFreeSpans(1, true);
+    if (s < 0) s = this.takeFreeSpans(1, true, cls);
     if (s < 0) return -1;
     const e = s * SPAN_WORDS;
     this.v.spans[e + SW_CLASS] = cls;
     this.v.spans[e + SW_LIVE] = 0;
-    this.v.spans[e + SW_AUX] = SPAN_ZEROED;
+    this.v.spans[e + SW_AUX] = this.keptDirty ? SPAN_NEEDZERO : SPAN_ZEROED;
     Atomics.store(this.v.spans, e + SW_STATE, SPAN_IN_USE);
     this.inUseSpans++;
     return s;
@@ -622,8 +653,12 @@ export class Allocator {
     return false;
   }
 
-  /** First span of a run of n free spans, made IN_USE-ready (all zero), or -1. */
-  private takeFreeSpans(n: number, grow = true): number {
+  /**
+   * First span of a run of n free spans, made IN_USE-ready, or -1: all zero,
+   * or, for one span taken for class `cls` that last held slots of that
+   * class and still holds their bytes, as it is (see prepareFreeRun).
+   */
+  private takeFreeSpans(n: number, grow = true, cls = -1): number {
     const v = this.v;
     let s = -1;
     if (n === 1) {
@@ -636,16 +671,29 @@ export class Allocator {
       s = this.findFreeRun(n);
     }
     if (s < 0) return -1;
-    return this.prepareFreeRun(s, n);
+    return this.prepareFreeRun(s, n, cls);
   }
 
   /**
-   * Makes free spans [s, s+n) all zero and moves their generation bases past
-   * every generation they handed out (their slot headers are zero now).
+   * Makes free spans [s, s+n) ready to be taken: all zero, their generation
+   * bases moved past every generation they handed out (their slot headers
+   * are zero now); or, for one span taken for the class it last held
+   * (`cls`), left as it is (keptDirty: the caller marks it NEEDZERO).
    */
-  private prepareFreeRun(s: number, n: number): number {
+  private prepareFreeRun(s: number, n: number, cls = -1): number {
     const v = this.v;
-    for (let t = s; t < s + n; t++) {
+    // A span taken again for the class whose slots it held (its bytes still
+    // there: FREE_DIRTY) is left as it is: its slots keep their headers, and
+    // so their own generations, and are made ready a word at a time as a
+    // swept span's are (NEEDZERO). Zeroing it would lose every slot's
+    // generation and restart them all from a base past the highest one the
+    // span gave out: a slot reused once could then land, modulo the few
+    // generation bits a Ref carries, on the generation of the object it held
+    // before (README, "Generation checks"). (Large objects' spans are freed
+    // as LARGE_CLASS, never a small class: src/memory/sweeper.ts.)
+    this.keptDirty = n === 1 && cls >= 0 && s < this.highWaterSpan &&
+      v.spans[s * SPAN_WORDS + SW_AUX] === FREE_DIRTY && v.spans[s * SPAN_WORDS + SW_CLASS] === cls;
+    for (let t = s; !this.keptDirty && t < s + n; t++) {
       const e = t * SPAN_WORDS;
       // Known zero: pages given back to the OS, or never used (at or above
       // the high water). Anything else may hold old bytes - including

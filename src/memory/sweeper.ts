@@ -125,7 +125,10 @@ function sweepLarge(v: HeapViews, s: number, tally: SweepTally): number {
   v.allocBits[w] &= ~bit;
   for (let t = s + run - 1; t >= s; t--) {
     const te = t * SPAN_WORDS;
-    v.spans[te + SW_CLASS] = 0;
+    // LARGE_CLASS, not a small class: a free span whose class is small held
+    // slots of that class, and the allocator may take it back as it is
+    // (Allocator.prepareFreeRun); a large object's body holds no slots.
+    v.spans[te + SW_CLASS] = LARGE_CLASS;
     v.spans[te + SW_LIVE] = 0;
     v.spans[te + SW_AUX] = FREE_DIRTY;
     Atomics.store(v.spans, te + SW_STATE, SPAN_FREE);
