@@ -33,8 +33,17 @@ void reapOrphanedChild(void* arg) {
     children.erase(w->pid);
   }
   kill(w->pid, SIGKILL);
+  // Bounded like every other wait on a child: SIGKILL ends it within a
+  // scheduler tick unless it is in uninterruptible sleep; after 5 s the
+  // environment goes on and the process's exit reaps what is left.
   int status;
-  while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR) {
+  const uint64_t deadline = monotonicNs() + 5000000000ull;
+  for (;;) {
+    pid_t r = waitpid(w->pid, &status, WNOHANG);
+    if (r < 0 && errno == EINTR) continue;
+    if (r != 0 || monotonicNs() >= deadline) break;
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, nullptr);
   }
   delete w;
 }

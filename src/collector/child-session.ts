@@ -88,6 +88,9 @@ export class ChildSession {
     if (this.pid <= 0 || this.reaped) return;
     try { process.kill(this.pid, 'SIGKILL'); } catch { /* already gone */ }
     this.reaped = this.addon.waitChild(this.pid, 5000) !== null;
+    // Still there after 5 s (uninterruptible sleep): reap it when it goes,
+    // from the event loop, rather than leave a zombie for the process's life.
+    if (!this.reaped) this.reapThen(() => true, () => {});
   }
 
   /** Waits (blocking, bounded) for the child to exit: null if it would not. */
