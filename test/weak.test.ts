@@ -137,6 +137,40 @@ describe('weak fields and a cycle in flight (fork)', () => {
     expect(Box.get.n(side.get())).toBe(998);
   });
 
+  // Regression (found in review): in stw mode the phase stays idle from the
+  // in-process marking to the sweep's start, and the barrier was off there:
+  // a 'mark' listener that stored a weak target strongly had it freed (and
+  // finalized), and every later cycle aborted HEAP_CORRUPT on the dangling
+  // reference.
+  for (const how of ['stw', 'fork falling back to stw'] as const) {
+    it(`${how}: a weak target read in a 'mark' listener and stored strongly survives, and is not finalized`, async () => {
+      const h = heap(how === 'stw' ? { mode: 'stw' } : { faultInjectionForTesting: { kind: 'fork-eagain', cycles: (id) => id === 1 } });
+      const Box = h.defineStruct('Box', { strong: 'ref', weak: 'weak', n: 'i32' });
+      const holder = h.root(Box.alloc());
+      const keeper = h.root(Box.alloc());
+      let head = 0;
+      for (let i = 0; i < 100; i++) head = Box.alloc({ strong: head, n: i });  // reachable only weakly
+      Box.set.weak(holder.get(), head);
+      const finalized: string[] = [];
+      h.createFinalizationRegistry<string>((held) => finalized.push(held)).register(head, 'head');
+      let marks = 0;
+      h.on('mark', () => {
+        marks++;
+        Box.set.strong(keeper.get(), Box.get.weak(holder.get()));
+      });
+      const c = await h.collect();
+      expect(marks, 'the cycle marked in process').toBe(1);
+      expect(c.objectsFreed).toBe(0);
+      await turn();
+      expect(finalized).toEqual([]);
+      let n = Box.get.strong(keeper.get());
+      for (let i = 99; i >= 0; i--, n = Box.get.strong(n)) expect(Box.get.n(n)).toBe(i);
+      expect(Box.get.weak(holder.get())).toBe(Box.get.strong(keeper.get()));
+      h.removeAllListeners('mark');
+      expect((await h.collect()).objectsFreed).toBe(0);
+    });
+  }
+
   it('an aborted cycle clears no weak field and finalizes nothing', async () => {
     const h = heap({ faultInjectionForTesting: { kind: 'corrupt-chunk', cycles: (id) => id === 1 } });
     const Box = h.defineStruct('Box', { weak: 'weak', n: 'i32' });
@@ -158,6 +192,41 @@ describe('weak fields and a cycle in flight (fork)', () => {
 });
 
 describe('finalization', () => {
+  // Regression (found in review): the loop had taken the whole batch, so a
+  // callback that closed the heap left the others to run on a closed heap.
+  it('a callback that closes the heap: the callbacks still due run first, while the heap is open', async () => {
+    const h = heap({ mode: 'stw' });
+    const P = h.defineStruct('P', { x: 'i32' });
+    const keep = h.root(P.alloc({ x: 5 }));
+    const seen: string[] = [];
+    let closing: Promise<void> | undefined;
+    const reg = h.createFinalizationRegistry<string>((held) => {
+      if (held === 'first') {
+        closing = h.close();
+        seen.push('first closed');
+        return;
+      }
+      seen.push(`${held} read ${P.get.x(keep.get())}`);
+    });
+    reg.register(P.alloc(), 'first');
+    reg.register(P.alloc(), 'second');
+    reg.register(P.alloc(), 'third');
+    const errors: unknown[] = [];
+    const onError = (e: unknown) => errors.push(e);
+    process.on('uncaughtException', onError);
+    try {
+      await h.collect();
+      await turn();
+      await turn();
+      await closing;
+    } finally {
+      process.off('uncaughtException', onError);
+    }
+    expect(errors).toEqual([]);
+    expect(seen).toEqual(['second read 5', 'third read 5', 'first closed']);
+    expect(h.isClosed).toBe(true);
+  });
+
   for (const mode of ['fork', 'stw'] as const) {
     it(`${mode}: callbacks run once per freed object, asynchronously, never for a reachable one`, async () => {
       const h = heap({ mode, sweepThreads: mode === 'fork' ? 1 : 0 });

@@ -98,6 +98,8 @@ export class HeapCore implements RefContext, TypeContext {
   private takenFinalizers: TakenEntries[] = [];
   /** Entries of objects a sweep freed: their callbacks run from the next immediate. */
   private dueFinalizers: TakenEntries[] = [];
+  /** How many of dueFinalizers the running runDueFinalizers has taken. */
+  private dueHead = 0;
   private finalizerImmediate: NodeJS.Immediate | undefined;
 
   constructor(options: HeapOptions | undefined, private readonly emitter: CoreEmitter) {
@@ -218,12 +220,16 @@ export class HeapCore implements RefContext, TypeContext {
 
   /** Runs the callbacks due; one that throws is reported and does not stop the others. */
   private runDueFinalizers(): void {
-    const due = this.dueFinalizers;
-    this.dueFinalizers = [];
+    // One at a time from the list itself, the batch due when this began: a
+    // callback that closes the heap makes close() run the rest while the
+    // heap is still open, and this loop then stops.
+    const end = this.dueFinalizers.length;
     const stall = this.collector.stalls.begin();
     try {
-      for (const t of due) t.run();
+      while (this.dueHead < end && !this.closed) this.dueFinalizers[this.dueHead++].run();
     } finally {
+      this.dueFinalizers = this.dueFinalizers.slice(this.dueHead);
+      this.dueHead = 0;
       this.collector.stalls.end('finalizers', stall);
     }
   }
@@ -321,7 +327,12 @@ export class HeapCore implements RefContext, TypeContext {
 
   /** The weak read barrier (src/api/weak.ts, rule 1). */
   weakRead(g: number): void {
-    if (this.collector.phase !== 'marking') return;
+    // Between the snapshot (the fork, or stop-the-world marking) and the
+    // sweep's start: 'marking' in fork mode, and, in stw mode or a fallback,
+    // the window in which 'mark' listeners run (allocating black, phase
+    // still idle). Either way the marks are taken and a target read now
+    // must be marked, or the sweep frees what the program just stored.
+    if (this.collector.phase !== 'marking' && !this.allocator.black) return;
     if ((this.marks[g >>> 5] & (1 << (g & 31))) !== 0) return;
     const r = this.addon.markInProcess(this.regions.id, this.allocator.topGranule, 0, g);
     if (r.status !== 0) throw new HeapCorruptError(`heap corrupt at reference ${r.badRef} (weak read barrier)`);
