@@ -134,3 +134,32 @@ describe('strings with lone surrogates', () => {
     expect(h.strings.read(s)).toBe('a😀b');
   });
 });
+
+// Regression (found in review): the object was sized by `data.length`, a
+// property a subclass or defineProperty can shadow, while TypedArray's set()
+// copied the array's real length, past the object into its neighbours.
+describe('bytes.alloc(data) copies a Uint8Array by its own length', () => {
+  it('a shadowed length changes nothing: the copy is the whole array and the neighbours are intact; a look-alike is refused', async () => {
+    const h = makeHeap({ mode: 'stw', sweepThreads: 0 });
+    const P = h.defineStruct('P', { next: 'ref', x: 'i32' });
+    h.bytes.alloc(1);                        // garbage: a 16-byte hole in front of the victim after the cycle
+    const victim = h.root(P.alloc({ x: 7 }));
+    const after = h.root(P.alloc({ x: 8 }));
+    await h.collect();
+    class Liar extends Uint8Array { override get length(): number { return 1; } }
+    const b = h.bytes.alloc(new Liar(48).fill(0x41));
+    expect(h.bytes.length(b)).toBe(48);
+    expect(Array.from(h.bytes.copy(b))).toEqual(new Array(48).fill(0x41));
+    const shadowed = new Uint8Array(40).fill(3);
+    Object.defineProperty(shadowed, 'length', { value: 2 });
+    expect(h.bytes.length(h.bytes.alloc(shadowed))).toBe(40);
+    expect(h.bytes.length(h.bytes.alloc(Buffer.from('abc')))).toBe(3);
+    const before = h.stats().objects;
+    const lookAlike = Object.create(Uint8Array.prototype) as Uint8Array;
+    expectError(() => h.bytes.alloc(lookAlike), FieldValueError, 'ERR_FIELD_VALUE', 'an object that is no typed array');
+    expect(h.stats().objects).toBe(before);
+    expect([P.get.x(victim.get()), P.get.x(after.get())]).toEqual([7, 8]);
+    const c = await h.collect();
+    expect(c.objectsMarked).toBe(2);
+  });
+});

@@ -11,7 +11,7 @@ import { resolve } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  FieldValueError, HeapClosedError, HeapExhaustedError, InvalidKeyError, InvalidReferenceError, MapModifiedError,
+  FieldValueError, HeapClosedError, HeapExhaustedError, InvalidArgumentError, InvalidKeyError, InvalidReferenceError, MapModifiedError,
   StaleReferenceError, TypeDefinitionError, WrongTypeError, type Heap, type MapKey,
 } from '../src/index.js';
 import {
@@ -239,7 +239,7 @@ describe('heap maps: errors', () => {
       expectError(() => maps.alloc(hint as never), FieldValueError, 'ERR_FIELD_VALUE', `hint ${String(hint)}`);
     }
     expectError(() => heap.defineStruct('HeapMap', { a: 'i32' }), TypeDefinitionError, 'ERR_TYPE_DEFINITION', 'the name HeapMap');
-    expect(() => maps.forEach(m, 5 as never)).toThrow(TypeError);
+    expectError(() => maps.forEach(m, 5 as never), InvalidArgumentError, 'ERR_INVALID_ARGUMENT', 'forEach with no function');
 
     // A map freed by a cycle; and a value freed by a cycle.
     const dead = maps.alloc();

@@ -108,6 +108,15 @@ export class RefArrays {
   }
 }
 
+// %TypedArray%.prototype's own getters: they read a typed array's internal
+// slots, so no subclass, proxy or own property can make them lie.
+const typedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const typedArrayTag = Object.getOwnPropertyDescriptor(typedArrayProto, Symbol.toStringTag)!.get!;
+const typedArrayLengthGetter = Object.getOwnPropertyDescriptor(typedArrayProto, 'length')!.get!;
+/** A real Uint8Array (or Buffer), whatever its prototype chain says. */
+function isUint8Array(x: unknown): x is Uint8Array { return typedArrayTag.call(x) === 'Uint8Array'; }
+function typedArrayLength(a: Uint8Array): number { return typedArrayLengthGetter.call(a) as number; }
+
 /** Byte arrays: `length` bytes after the header. */
 export class ByteArrays {
   readonly #ctx: TypeContext;
@@ -117,11 +126,16 @@ export class ByteArrays {
 
   /** A zeroed byte array of `length`, or a copy of `data`. */
   alloc(lengthOrData: number | Uint8Array): Ref<'Bytes'> {
-    const data = typeof lengthOrData !== 'number' && lengthOrData instanceof Uint8Array ? lengthOrData : undefined;
-    const length = data ? data.length : lengthOrData;
+    // The copy's length is the typed array's own (its internal slot, read
+    // through the intrinsic getter), never a `length` property a subclass or
+    // defineProperty may shadow: the object is sized from it and set()
+    // copies that many bytes, past the object if the two disagreed.
+    const data = typeof lengthOrData !== 'number' && isUint8Array(lengthOrData) ? lengthOrData : undefined;
+    const length = data ? typedArrayLength(data) : lengthOrData;
     checkLength('bytes.alloc', length);
     const g = this.#ctx.allocate(TYPE_BYTES, HEADER_BYTES + (length as number), length as number);
-    if (data) this.#ctx.views.u8.set(data, g * 16 + HEADER_BYTES);
+    // (A detached array has length 0 and nothing to copy.)
+    if (data && length !== 0) this.#ctx.views.u8.set(data, g * 16 + HEADER_BYTES);
     return this.#ctx.refs.encode(g) as Ref<'Bytes'>;
   }
 
@@ -308,7 +322,8 @@ function checkLength(what: string, length: unknown): void {
   // (x >>> 0) === x: an integer from 0 to 2^32-1 (typeof first: a BigInt or
   // an object must not reach `>>>`).
   if (typeof length !== 'number' || (length >>> 0) !== length) {
-    throw new FieldValueError(`${what}: length must be an integer from 0 to 2^32-1, got ${String(length)}`);
+    // (describe: an object's own toString may throw, or lie.)
+    throw new FieldValueError(`${what}: length must be an integer from 0 to 2^32-1, got ${describe(length)}`);
   }
 }
 

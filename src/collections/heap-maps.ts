@@ -45,7 +45,7 @@
 // fork-mode mark are black (invariant 2), and the old arrays stay reachable from
 // the header until the new ones are complete, so a HeapExhaustedError midway
 // leaves the map as it was.
-import { FieldValueError, HeapExhaustedError, InvalidKeyError, MapModifiedError } from '../api/errors.js';
+import { FieldValueError, HeapExhaustedError, InvalidArgumentError, InvalidKeyError, MapModifiedError, describe } from '../api/errors.js';
 import { DESCRIPTOR_WORDS, HEADER_BYTES, KIND_STRUCT, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING } from '../memory/layout.js';
 import type { Ref } from '../api/types.js';
 import type { TypeContext } from '../api/type-registry.js';
@@ -262,7 +262,7 @@ export class HeapMaps {
    * yield or call heap.safepoint() unless the map is rooted (rooting contract).
    */
   forEach(m: MapRef, visit: MapVisitor): void {
-    if (typeof visit !== 'function') throw new TypeError('maps.forEach: visit must be a function');
+    if (typeof visit !== 'function') throw new InvalidArgumentError(`maps.forEach: visit must be a function, got ${describe(visit)}`);
     const c = new Cursor(this, m);
     while (c.next()) visit(c.key(), c.value());
   }
