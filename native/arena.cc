@@ -126,7 +126,8 @@ void destroyHeapMemory(HeapMemory* h) {
 }
 
 int releaseArenaRange(HeapMemory* h, uint64_t offset, uint64_t bytes) {
-  if (offset % systemPageSize() || bytes % systemPageSize() || offset + bytes > h->arena.bytes)
+  // (Each bound on its own: offset + bytes may wrap.)
+  if (offset % systemPageSize() || bytes % systemPageSize() || offset > h->arena.bytes || bytes > h->arena.bytes - offset)
     return EINVAL;
   return madvise(h->arena.base + offset, bytes, MADV_DONTNEED) == 0 ? 0 : errno;
 }

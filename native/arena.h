@@ -42,6 +42,7 @@ struct HeapMemory {
   uint32_t arenaGranules() const { return uint32_t(arena.bytes >> 4); }
   uint32_t spanCount() const;
   uint32_t markStackEntries() const { return uint32_t(markStack.bytes / 4); }
+  uint32_t rootSlots() const { return uint32_t(roots.bytes / 4); }
 };
 
 constexpr size_t kScratchBytes = 64 * 1024;

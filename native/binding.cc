@@ -236,7 +236,7 @@ Napi::Value ForkCycle(const Napi::CallbackInfo& info) {
   req.fault = a.i32(4);
   req.faultArg = a.i32(5);
   req.selective = a.length() > 6 && a.boolean(6);
-  if (!a.ok() || req.topGranule > req.heap->arenaGranules()) return a.fail();
+  if (!a.ok() || req.topGranule > req.heap->arenaGranules() || req.rootCount > req.heap->rootSlots()) return a.fail();
   ForkResult r = startForkCycle(req);
   if (r.pid > 0) watchChild(a.env(), r.pid);
   // Success and failure in one shape: pid < 0 means errno says why.
@@ -267,7 +267,7 @@ Napi::Value MarkInProcess(const Napi::CallbackInfo& info) {
   HeapMemory* h = a.heap(0);
   uint32_t top = a.u32(1);
   uint32_t rootCount = a.u32(2);
-  if (!a.ok() || top > h->arenaGranules()) return a.fail();
+  if (!a.ok() || top > h->arenaGranules() || rootCount > h->rootSlots()) return a.fail();
   Napi::Env env = a.env();
   MarkInput in;
   in.arena = h->arena.base;

@@ -42,7 +42,6 @@
 
 #include <condition_variable>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "arena.h"
@@ -56,7 +55,7 @@ namespace forkgc {
 struct HugePageRestorer {
   std::mutex mutex;
   std::condition_variable wake;
-  std::thread thread;
+  pthread_t thread;
   uint8_t* base = nullptr;
   std::vector<uint8_t> wanted;  // per 2 MiB range: collapse it
   size_t cursor = 0;            // next range to look at
@@ -75,7 +74,8 @@ uint64_t nowNs() {
   return uint64_t(t.tv_sec) * 1000000000u + uint64_t(t.tv_nsec);
 }
 
-void run(HugePageRestorer* r) {
+void* run(void* arg) {
+  HugePageRestorer* r = static_cast<HugePageRestorer*>(arg);
   // Named, so that top, perf and /proc/PID/task/*/comm tell it from V8's
   // threads (it takes the mmap lock the application's faults need).
   pthread_setname_np(pthread_self(), "forkgc-restore");
@@ -93,7 +93,7 @@ void run(HugePageRestorer* r) {
   std::unique_lock<std::mutex> lock(r->mutex);
   for (;;) {
     r->wake.wait(lock, [r] { return r->stopping || (!r->held && r->cursor < r->wanted.size()); });
-    if (r->stopping) return;
+    if (r->stopping) return nullptr;
     size_t i = r->cursor++;
     if (!r->wanted[i]) continue;
     uint8_t* range = r->base + i * kHugePageBytes;
@@ -134,8 +134,15 @@ bool restoreHugePages(HeapMemory* h, const uint8_t* wanted, size_t count) {
     r->base = h->arena.base;
     r->creatorCpus = h->creatorCpus;
     r->creatorCpusKnown = h->creatorCpusKnown;
+    // pthread_create, not std::thread: built without exceptions, a thread
+    // that cannot start (EAGAIN under a pids limit) would abort the process.
+    // Without the thread the heap goes on with split huge pages (bigger
+    // forks), and asks again at the next cycle.
+    if (pthread_create(&r->thread, nullptr, run, r) != 0) {
+      delete r;
+      return false;
+    }
     h->hugePageRestorer = r;
-    r->thread = std::thread(run, r);
   }
   std::lock_guard<std::mutex> lock(r->mutex);
   r->wanted.assign(wanted, wanted + count);
@@ -167,7 +174,7 @@ void stopHugePageRestore(HeapMemory* h) {
     r->stopping = true;
     r->wake.notify_one();
   }
-  r->thread.join();
+  pthread_join(r->thread, nullptr);
   delete r;
   h->hugePageRestorer = nullptr;
 }

@@ -126,3 +126,31 @@ describe('encodeUtf8 (Strings.alloc\'s encoder)', () => {
     expect(addon.encodeUtf8('€'.repeat(6000))).toBe(-1);    // cut short by V8
   });
 });
+
+// Regressions (found in review; the public API never passes these, the
+// addon's own checks must hold anyway).
+describe('the addon refuses ranges outside a heap', () => {
+  it('releaseArena with a negative offset (which wrapped past the bound check) is EINVAL; markInProcess with more roots than the root table fails', async () => {
+    const { Heap } = await import('../src/index.js');
+    const { heapInternals } = await import('../src/internal.js');
+    const heap = new Heap({ maxHeap: '8MiB', sweepThreads: 0, auto: false });
+    try {
+      const { regions } = heapInternals(heap);
+      const addon = native() as unknown as {
+        releaseArena(id: number, offset: number, bytes: number): number;
+        markInProcess(id: number, top: number, roots: number): unknown;
+      };
+      const EINVAL = 22;
+      expect(addon.releaseArena(regions.id, -4096, 4096)).toBe(EINVAL);
+      expect(addon.releaseArena(regions.id, -(2 ** 40), 2 ** 40)).toBe(EINVAL);
+      expect(addon.releaseArena(regions.id, 8 * 2 ** 20, 4096)).toBe(EINVAL);
+      expect(addon.releaseArena(regions.id, 0, 4096)).toBe(0);
+      expect(() => addon.markInProcess(regions.id, 0, 2 ** 31)).toThrow(TypeError);
+      const slots = regions.roots.byteLength / 4;
+      expect(() => addon.markInProcess(regions.id, 0, slots + 1)).toThrow(TypeError);
+      expect(addon.markInProcess(regions.id, 0, slots)).toMatchObject({ status: 0 });
+    } finally {
+      await heap.close();
+    }
+  });
+});

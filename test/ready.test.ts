@@ -47,6 +47,20 @@ describe('heap.ready()', () => {
     await withTimeout(ready, 15_000, 'ready after close');
   }, 30_000);
 
+  // Regression (found in review): a second close() resolved at once, while
+  // the first still waited for the sweeper threads to end.
+  it('close() called twice, the second while the first waits for the threads: both resolve together, when the threads have ended', async () => {
+    const heap = makeHeap({ sweepThreads: 2 });
+    const first = heap.close();
+    const second = heap.close();
+    expect(second).toBe(first);
+    let firstDone = false;
+    void first.then(() => { firstDone = true; });
+    await second;
+    expect(firstDone).toBe(true);
+    expect(heap.isClosed).toBe(true);
+  });
+
   it('settles as a top-level await in a program of its own', () => {
     const r = spawnSync(process.execPath, [FIXTURE], { encoding: 'utf8', timeout: 60_000 });
     expect(r.error).toBeUndefined();

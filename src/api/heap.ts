@@ -131,9 +131,16 @@ export class Heap extends EventEmitter<HeapEvents> {
    * Releases everything: kills and reaps a child in flight, stops sweeping,
    * unmaps the arena. Any later use throws HeapClosedError.
    */
-  async close(): Promise<void> {
-    if (this.#core.closed) return;
-    unclosed.unregister(this);
-    await this.#core.close();
+  close(): Promise<void> {
+    // One close for every caller: a second call while the first still waits
+    // for the sweeper threads resolves when they have ended, not before.
+    this.#closing ??= (async () => {
+      if (this.#core.closed) return;
+      unclosed.unregister(this);
+      await this.#core.close();
+    })();
+    return this.#closing;
   }
+
+  #closing: Promise<void> | undefined;
 }
