@@ -138,6 +138,13 @@ void detachViews(Napi::Object o) {
   }
 }
 
+// The owner's reference, dropped by destroyHeap (close(), or the finalizer
+// of a heap dropped without it); or, when the owner's environment ends
+// first (a worker thread that ends without closing its heap, where no
+// finalizer runs), by this cleanup hook: the mappings and the restore
+// thread would otherwise stay for the process's life.
+void destroyOwnedHeap(void* arg) { destroyHeapMemory(static_cast<HeapMemory*>(arg)); }
+
 // createHeap(arenaBytes, hugePages, markStackEntries, maxRoots)
 Napi::Value CreateHeap(const Napi::CallbackInfo& info) {
   Args a(info, "createHeap", 4);
@@ -150,6 +157,7 @@ Napi::Value CreateHeap(const Napi::CallbackInfo& info) {
     return a.fail();
   HeapMemory* h = createHeapMemory(o);
   if (!h) return errnoResult(a.env(), errno);
+  napi_add_env_cleanup_hook(a.env(), destroyOwnedHeap, h);
   return views(a.env(), h);
 }
 
@@ -221,7 +229,10 @@ Napi::Value DestroyHeap(const Napi::CallbackInfo& info) {
   if (!args.ok() || !o.Get("id").IsNumber()) return args.fail();
   HeapMemory* h = lookupHeapMemory(o.Get("id").As<Napi::Number>().Int32Value());
   detachViews(o);
-  if (h) destroyHeapMemory(h);
+  if (h) {
+    napi_remove_env_cleanup_hook(args.env(), destroyOwnedHeap, h);
+    destroyHeapMemory(h);
+  }
   return args.env().Undefined();
 }
 

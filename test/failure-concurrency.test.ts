@@ -165,12 +165,12 @@ interface WorkerOutcome {
   exitCode?: number;
 }
 
-function runWorker(data: object, opts: { onFork?: (pid: number, w: Worker) => void } = {}): { worker: Worker; outcome: Promise<WorkerOutcome> } {
+function runWorker(data: object, opts: { onFork?: (pid: number, w: Worker, heapId: number) => void } = {}): { worker: Worker; outcome: Promise<WorkerOutcome> } {
   const worker = new Worker(WORKER, { workerData: data });
   const out: WorkerOutcome = { forks: [] };
   const outcome = new Promise<WorkerOutcome>((resolve) => {
-    worker.on('message', (m: { event: string; pid?: number; message?: string } & WorkerOutcome['done']) => {
-      if (m.event === 'fork') { out.forks.push(m.pid!); opts.onFork?.(m.pid!, worker); }
+    worker.on('message', (m: { event: string; pid?: number; heapId?: number; message?: string } & WorkerOutcome['done']) => {
+      if (m.event === 'fork') { out.forks.push(m.pid!); opts.onFork?.(m.pid!, worker, m.heapId!); }
       if (m.event === 'done') out.done = m as WorkerOutcome['done'];
       if (m.event === 'error') out.error = m.message;
     });
@@ -215,10 +215,11 @@ describe('a heap inside a worker_threads Worker', () => {
     }
   }, 60_000);
 
-  it('a Worker terminated while its heap’s child is in flight leaves no child and no zombie behind', async () => {
+  it('a Worker terminated while its heap’s child is in flight leaves no child, no zombie and no heap behind', async () => {
     let childPid = 0;
+    let heapId = 0;
     const { worker, outcome } = runWorker({ records: 200, garbage: 10, cycles: 1, hold: 60_000 }, {
-      onFork: (pid) => { childPid = pid; },
+      onFork: (pid, _w, id) => { childPid = pid; heapId = id; },
     });
     try {
       const t0 = performance.now();
@@ -235,6 +236,11 @@ describe('a heap inside a worker_threads Worker', () => {
       expect(st === null || st.ppid !== process.pid,
         `child ${childPid} of the terminated worker is still this process's child: ${JSON.stringify(st)}`).toBe(true);
       expect(zombies()).toEqual([]);
+      // Regression (found in review): the heap the worker never closed was
+      // never destroyed (no finalizer runs when a thread's environment ends):
+      // its mappings stayed for the process's life.
+      expect(heapId).toBeGreaterThan(0);
+      expect(native().heapDestroyed(heapId), 'the worker\'s heap was destroyed with its environment').toBe(true);
     } finally {
       await worker.terminate();
       // Clean up after a failure so that the zombie does not fail the tests that follow.

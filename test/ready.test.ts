@@ -61,6 +61,19 @@ describe('heap.ready()', () => {
     expect(heap.isClosed).toBe(true);
   });
 
+  // Regression (found in review): a heap with sweeper threads of its own
+  // (the default) was never finalized when dropped without close(): the
+  // pool's threads held it through the pool's error listener.
+  it('heaps dropped without close() are finalized, with or without threads of their own: memory destroyed, threads ended', () => {
+    const fixture = fileURLToPath(new URL('./fixtures/unclosed-heaps.mjs', import.meta.url));
+    const r = spawnSync(process.execPath, ['--expose-gc', fixture], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { destroyed: boolean[]; before: number; during: number; after: number };
+    expect(out.destroyed).toEqual([true, true, true, true]);
+    expect(out.during, 'the pools had threads').toBeGreaterThanOrEqual(out.before + 4);
+    expect(out.after, 'and they ended').toBe(out.before);
+  }, 90_000);
+
   it('settles as a top-level await in a program of its own', () => {
     const r = spawnSync(process.execPath, [FIXTURE], { encoding: 'utf8', timeout: 60_000 });
     expect(r.error).toBeUndefined();

@@ -156,7 +156,11 @@ export class HeapCore implements RefContext, TypeContext {
     const o = this.options;
     if (!(o.piscina || o.sweepThreads > 0)) return;
     try {
-      this.pool = new SweepPool(o.sweepThreads, o.piscina, (e) => this.sweeperFailed(e));
+      // Weakly: the pool's threads keep the pool alive, and a heap the
+      // program dropped without close() must still be collectable (its
+      // finalizer gives the memory back and ends the pool: src/api/heap.ts).
+      const core = new WeakRef(this);
+      this.pool = new SweepPool(o.sweepThreads, o.piscina, (e) => core.deref()?.sweeperFailed(e));
     } catch (e) {
       this.sweeperFailed(e as Error);
     }
@@ -168,6 +172,9 @@ export class HeapCore implements RefContext, TypeContext {
   ready(): Promise<void> {
     return this.pool ? this.pool.ready() : Promise.resolve();
   }
+
+  /** The heap's sweeper pool, broken or not: what close() (or the finalizer of a heap dropped without it) ends. */
+  get poolToClose(): SweepPool | undefined { return this.pool; }
 
   /** The sweeper threads, if the heap has any and they can run (started at heap creation). */
   sweepPool(): SweepPool | undefined {

@@ -14,6 +14,7 @@ import type { RootHandle } from './roots.js';
 import type { CycleStats, HeapStats } from './stats.js';
 import type { ByteArrays, FieldSpec, RefArrays, RefType, Strings, StructType } from './types.js';
 import type { HeapMaps } from '../collections/heap-maps.js';
+import type { SweepPool } from '../memory/sweep-pool.js';
 
 /**
  * Typed events: 'cycle' after each completed cycle, 'abort' after each
@@ -28,10 +29,12 @@ export type HeapEvents = { [K in Exclude<CycleEventName, 'fallback'>]: [CycleEve
   fallback: [FallbackEvent];
 };
 
-// A heap dropped without close() still gives its memory back.
+// A heap dropped without close() still gives its memory back, and its own
+// sweeper threads end (they hold the heap only weakly).
 // (A cycle in flight keeps its heap reachable through the pipe's socket, so
 // no child can be left behind by this path.)
-const unclosed = new FinalizationRegistry<{ addon: NativeAddon; regions: RegionViews }>((held) => {
+const unclosed = new FinalizationRegistry<{ addon: NativeAddon; regions: RegionViews; pool: SweepPool | undefined }>((held) => {
+  void held.pool?.close();
   held.addon.destroyHeap(held.regions);
 });
 
@@ -59,7 +62,7 @@ export class Heap extends EventEmitter<HeapEvents> {
     this.bytes = core.bytes;
     this.strings = core.strings;
     this.maps = core.maps;
-    unclosed.register(this, { addon: core.addon, regions: core.regions }, this);
+    unclosed.register(this, { addon: core.addon, regions: core.regions, pool: core.poolToClose }, this);
   }
 
   /**
