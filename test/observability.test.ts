@@ -469,6 +469,17 @@ describe('memory pressure', () => {
     w.stop();
   });
 
+  // Regression (found in a docs audit): a plain RangeError, and a non-heap
+  // accepted until a timer tripped over it.
+  it('bad arguments: a typed error with a code, at once', () => {
+    const heap = makeHeap({ maxHeap: '32MiB' });
+    for (const bad of [{ thresholdPercent: 'x' }, { thresholdPercent: 101 }, { thresholdPercent: -1 }, { intervalMs: NaN }, { cooldownMs: 'soon' }]) {
+      expect(() => watchMemoryPressure(heap, bad as never), JSON.stringify(bad)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }));
+    }
+    expect(() => watchMemoryPressure(5 as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    expect(() => startTrace({} as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+  });
+
   const real = pressureSource();
   it.skipIf(real === null)(`reads this machine's PSI (${real ?? 'absent'})`, () => {
     const r = readPressure(real!);

@@ -172,7 +172,13 @@ export class Collector {
   /** Sweeper threads were found unusable between sweeps or during one: the main thread sweeps from now on. */
   sweeperThreadsLost(): void { this.sweeper.threadsLost(); }
 
-  get busy(): boolean { return this.phase !== 'idle'; }
+  /**
+   * A cycle is in flight, from its start (before the 'cycleStart'
+   * listeners run, phase still idle) to its end: collect() waits behind it,
+   * and no second cycle starts inside it (a listener's collect() used to,
+   * and the two cycles' marks and sweeps mixed).
+   */
+  get busy(): boolean { return this.cycle !== undefined; }
 
   /** The phase, read afresh (a call may have moved it on since TypeScript last narrowed `phase`). */
   private phaseNow(): Phase { return this.phase; }
@@ -232,6 +238,8 @@ export class Collector {
     // A listener may have allocated, and rooted, objects in new spans: the
     // snapshot's top is the heap's top at the fork (or stw mark), not at the
     // start of the cycle, or the marker takes a root above it for corruption.
+    // A listener closed the heap: the cycle was settled (CLOSED), nothing of it goes on.
+    if (this.cycle !== c) return done;
     c.topGranule = a.topGranule;
     if (h.policy.useStopTheWorld(h.options.mode)) {
       c.stats.fallback = h.options.mode === 'fork';
@@ -263,6 +271,7 @@ export class Collector {
     if (r.pid < 0) {
       // No child: say so (once per heap) and collect stop-the-world instead.
       h.fellBack(`fork() failed: ${r.message} (errno ${r.errno})`);
+      if (this.cycle !== c) return;  // a 'fallback' listener closed the heap
       c.stats.fallback = true;
       this.markStopTheWorld(c);
       return;
@@ -463,6 +472,7 @@ export class Collector {
       heapId: this.host.regions.id, cycleId: c.stats.id, pid: c.child!.pid, bitmapBytes: c.stats.bitmapBytes,
       streamBytes: c.stats.streamBytes, firstByteMs: c.firstByteMs, timeMs: performance.now(),
     });
+    if (this.cycle !== c) return;  // a 'stream' listener closed the heap
     this.beginSweep(c);
   }
 
@@ -581,6 +591,7 @@ export class Collector {
       heapId: h.regions.id, cycleId: s.id, markMs: s.markMs, objectsMarked: s.objectsMarked,
       bytesMarked: s.bytesMarked, timeMs: performance.now(),
     });
+    if (this.cycle !== c) return;  // a 'mark' listener closed the heap
     this.beginSweep(c);
   }
 
@@ -659,7 +670,7 @@ export class Collector {
       this.settle(c, { error: new CycleAbortedError('CLOSED', c.stats.id, 'the heap was closed during the sweep'), closing: true });
       return;
     }
-    this.fail(c, { reason: 'CLOSED', message: 'the heap was closed while the child marked' });
+    this.fail(c, { reason: 'CLOSED', message: c.child ? 'the heap was closed while the child marked' : 'the heap was closed before the cycle swept' });
   }
 }
 

@@ -43,6 +43,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Heap } from '../index.js';
 import type { CycleStats } from '../index.js';
+import { Heap as HeapClass } from '../api/heap.js';
+import { InvalidArgumentError, InvalidOptionError, describe } from '../api/errors.js';
 
 export interface PressureReading {
   /** The file read. */
@@ -160,12 +162,17 @@ export class PressureWatcher extends EventEmitter<PressureEvents> {
 
   constructor(private readonly heap: Heap, options: PressureOptions = {}) {
     super();
-    this.thresholdPercent = options.thresholdPercent ?? 10;
-    this.intervalMs = Math.max(100, options.intervalMs ?? 2000);
-    this.cooldownMs = Math.max(0, options.cooldownMs ?? 10_000);
-    if (!(this.thresholdPercent >= 0 && this.thresholdPercent <= 100)) {
-      throw new RangeError(`thresholdPercent: expected 0..100, got ${this.thresholdPercent}`);
-    }
+    if (!(heap instanceof HeapClass)) throw new InvalidArgumentError(`watchMemoryPressure: expected a Heap, got ${describe(heap)}`);
+    const number = (name: string, value: unknown, fallback: number, min: number, max: number): number => {
+      if (value === undefined) return fallback;
+      if (typeof value !== 'number' || !(value >= min && value <= max)) {
+        throw new InvalidOptionError(`watchMemoryPressure: ${name}: expected a number from ${min} to ${max}, got ${describe(value)}`);
+      }
+      return value;
+    };
+    this.thresholdPercent = number('thresholdPercent', options.thresholdPercent, 10, 0, 100);
+    this.intervalMs = Math.max(100, number('intervalMs', options.intervalMs, 2000, 0, 2 ** 31 - 1));
+    this.cooldownMs = number('cooldownMs', options.cooldownMs, 10_000, 0, Number.MAX_SAFE_INTEGER);
     if (options.onPressure) this.on('pressure', options.onPressure);
     this.source = options.source ?? pressureSource();
     if (this.source === null) return;

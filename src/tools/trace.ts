@@ -50,6 +50,8 @@ import type {
 import type { StallEvent } from '../api/events.js';
 import type { Heap } from '../index.js';
 import { heapId as heapIdOf } from '../internal.js';
+import { Heap as HeapClass } from '../api/heap.js';
+import { InvalidArgumentError, describe } from '../api/errors.js';
 import type { CycleStats } from '../index.js';
 
 /** One event of the Trace Event format (the subset forkgc writes). */
@@ -131,6 +133,7 @@ const us = (ms: number) => Math.round(ms * 1000 * 1000) / 1000;  // ms -> µs, t
  * (or writeTo()) unsubscribes. Several recorders may trace one heap.
  */
 export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorder {
+  if (!(heap instanceof HeapClass)) throw new InvalidArgumentError(`startTrace: expected a Heap, got ${describe(heap)}`);
   const maxEvents = options.maxEvents ?? 1_000_000;
   const pid = process.pid;
   const mainTid = pid;  // on Linux the main thread's tid is the pid

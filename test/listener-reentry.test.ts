@@ -1,0 +1,85 @@
+// collect() and close() from a cycle's own listeners, in the window before
+// the cycle's phase changes ('cycleStart', 'fallback', stop-the-world's
+// 'mark', 'stream'). Regressions (found in review): the heap counted itself
+// busy only once the phase changed, so a listener's collect() started a
+// second cycle inside the first (stw: the inner cycle's sweep cleared the
+// marks and the outer one then freed every live object; a fork refused: a
+// child never reaped and a heap that never collected again; cycleStart: the
+// outer promise never settled), and a listener's close() let the cycle go on
+// into a destroyed heap (an unhandled rejection, a process exit).
+import { describe, expect, it } from 'vitest';
+import { CycleAbortedError, type Heap, type HeapOptions } from '../src/index.js';
+import { closeHeapsAfterEach, makeHeap, withTimeout } from './helpers/common.js';
+
+closeHeapsAfterEach();
+
+type Case = { name: string; options: HeapOptions; event: 'cycleStart' | 'mark' | 'fallback' | 'stream' };
+const refused: HeapOptions = { faultInjectionForTesting: { kind: 'fork-eagain', cycles: (id) => id === 1 } };
+const CASES: Case[] = [
+  { name: 'fork, cycleStart', options: {}, event: 'cycleStart' },
+  { name: 'stw, cycleStart', options: { mode: 'stw' }, event: 'cycleStart' },
+  { name: 'stw, mark', options: { mode: 'stw' }, event: 'mark' },
+  { name: 'fork refused, fallback', options: refused, event: 'fallback' },
+  { name: 'fork refused, mark', options: refused, event: 'mark' },
+];
+
+function world(heap: Heap): { check(): void } {
+  const T = heap.defineStruct('T', { next: 'ref', v: 'i32' });
+  const list = heap.root(0);
+  for (let i = 0; i < 2000; i++) {
+    list.set(T.alloc({ next: list.get(), v: i }));
+    T.alloc({ v: -1 });  // garbage
+  }
+  return {
+    check() {
+      let n: number = list.get();
+      for (let i = 1999; i >= 0; i--, n = T.get.next(n)) expect(T.get.v(n)).toBe(i);
+      expect(n).toBe(0);
+    },
+  };
+}
+
+describe("collect() from a cycle's listener waits for that cycle, then runs its own", () => {
+  for (const c of CASES) {
+    it(c.name, async () => {
+      const heap = makeHeap({ sweepThreads: 0, ...c.options });
+      const w = world(heap);
+      let inner: Promise<unknown> | undefined;
+      heap.once(c.event, () => { inner = heap.collect(); });
+      const outer = await withTimeout(heap.collect(), 20_000, 'outer cycle');
+      expect(inner, 'the listener ran').toBeDefined();
+      const second = (await withTimeout(inner!, 20_000, 'inner cycle')) as { id: number };
+      expect(second.id).toBe(outer.id + 1);
+      expect(outer.objectsFreed).toBe(2000);
+      w.check();
+      expect((await withTimeout(heap.collect(), 20_000, 'a later cycle')).objectsFreed).toBe(0);
+      w.check();
+      expect(heap.stats().objects).toBe(2000);
+    }, 60_000);
+  }
+});
+
+describe("close() from a cycle's listener ends the cycle (CLOSED) and nothing of it goes on", () => {
+  for (const c of [...CASES, { name: 'fork, stream', options: {}, event: 'stream' } as Case]) {
+    it(c.name, async () => {
+      const heap = makeHeap({ sweepThreads: 0, ...c.options });
+      world(heap);
+      let closing: Promise<void> | undefined;
+      heap.once(c.event, () => { closing = heap.close(); });
+      const unhandled: unknown[] = [];
+      const onUnhandled = (e: unknown) => unhandled.push(e);
+      process.on('unhandledRejection', onUnhandled);
+      try {
+        const err = await withTimeout(heap.collect().then(() => null, (e: unknown) => e), 20_000, 'the cycle');
+        expect(err).toBeInstanceOf(CycleAbortedError);
+        expect((err as CycleAbortedError).reason).toBe('CLOSED');
+        await withTimeout(closing!, 20_000, 'close');
+        await new Promise((r) => setTimeout(r, 20));
+      } finally {
+        process.off('unhandledRejection', onUnhandled);
+      }
+      expect(unhandled).toEqual([]);
+      expect(heap.isClosed).toBe(true);
+    }, 60_000);
+  }
+});
