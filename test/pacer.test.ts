@@ -30,10 +30,23 @@ describe('paceTrigger', () => {
     expect(paceTrigger({ ...base, expectedCycleAllocBytes: 500 * MiB }).trigger).toBe(100 * MiB * MIN_TRIGGER_RATIO);
   });
 
-  it('near maxHeap the soft limit pulls the trigger earlier, never below a quarter of minTriggerBytes', () => {
+  it('near maxHeap the soft limit pulls the trigger earlier, never below a quarter of minTriggerBytes, nor past half the room left', () => {
     const near = { ...base, maxHeap: 256 * MiB, heapBytes: 200 * MiB, expectedCycleAllocBytes: 10 * MiB };
     expect(paceTrigger(near).trigger).toBeCloseTo(256 * MiB * 0.9 - 200 * MiB - 10 * MiB, 0);
     expect(paceTrigger({ ...near, heapBytes: 250 * MiB }).trigger).toBe(MiB);
+    // Regression (found in review): with 16 MiB of minTriggerBytes the floor
+    // (4 MiB) was above the 3 MiB left under a 20 MiB maxHeap: the heap was
+    // full before the next cycle could start.
+    const small = { ...base, minTriggerBytes: 16 * MiB, maxHeap: 20 * MiB, liveBytes: 17 * MiB, heapBytes: 17 * MiB };
+    expect(paceTrigger(small).trigger).toBeLessThanOrEqual(1.5 * MiB);
+    expect(paceTrigger({ ...small, heapBytes: 20 * MiB }).trigger).toBe(1);
+  });
+
+  it('a heap smaller than minTriggerBytes starts its first cycle at half of maxHeap, not after it is full', () => {
+    const p = new Policy(resolveOptions({ maxHeap: '8MiB' }));
+    expect(p.shouldCollect(4 * MiB - 1)).toBe(false);
+    expect(p.shouldCollect(4 * MiB)).toBe(true);
+    expect(new Policy(resolveOptions({ maxHeap: '1GiB' })).shouldCollect(16 * MiB - 1)).toBe(false);
   });
 
   it('Policy smooths the allocation during cycles (EWMA) into the trigger', () => {

@@ -301,8 +301,14 @@ describe('sweeper threads and failure', () => {
     }
     const aborts: CycleAbortedError[] = [];
     h.on('abort', (e) => aborts.push(e));
+    const before = h.stats();
     await expect(h.collect()).rejects.toMatchObject({ code: 'ERR_CYCLE_ABORTED', reason: 'SWEEP_FAILED' });
     expect(aborts).toHaveLength(1);
+    // What the part of the sweep that ran freed is in the freed total (it
+    // was not: found in review), so allocated - freed is what is live.
+    const after = h.stats();
+    expect(after.freedBytesTotal).toBeGreaterThan(before.freedBytesTotal);
+    expect(after.allocatedBytesTotal - after.freedBytesTotal).toBe(after.liveBytes);
     const walk = () => {
       let n: number = list.get();
       let expected = 29_999;

@@ -41,8 +41,14 @@ export class Accounting {
     this.freedTotal += bytes;
   }
 
-  /** After a failed sweep: count live objects and bytes again from the allocation bits and the span table. */
-  recount(v: HeapViews, topGranule: number): void {
+  /**
+   * After a failed sweep: count live objects and bytes again from the
+   * allocation bits and the span table, plus the slots of the allocator's
+   * cached words (counted when cached, not yet handed out: `outstanding`).
+   * What the part of the sweep that ran freed is what the count went down
+   * by: it goes to the freed total as a completed sweep's would.
+   */
+  recount(v: HeapViews, topGranule: number, outstanding: { objects: number; bytes: number }): void {
     let objects = 0;
     let bytes = 0;
     const spans = Math.ceil(topGranule * GRANULE_BYTES / SPAN_BYTES);
@@ -61,6 +67,9 @@ export class Accounting {
       objects += n;
       bytes += n * CLASS_GRANULES[cls] * GRANULE_BYTES;
     }
+    objects += outstanding.objects;
+    bytes += outstanding.bytes;
+    if (this.liveBytes > bytes) this.freedTotal += this.liveBytes - bytes;
     this.objects = objects;
     this.liveBytes = bytes;
   }

@@ -45,7 +45,12 @@ export function paceTrigger(p: PacerInputs): { goal: number; trigger: number } {
   let trigger = goal - p.expectedCycleAllocBytes;
   trigger = Math.min(goal * MAX_TRIGGER_RATIO, Math.max(goal * MIN_TRIGGER_RATIO, trigger));
   const softLimit = p.maxHeap * 0.9;
-  const headroom = Math.max(p.minTriggerBytes / 4, softLimit - Math.max(p.heapBytes, p.liveBytes) - p.expectedCycleAllocBytes);
+  const used = Math.max(p.heapBytes, p.liveBytes);
+  // The floor keeps cycles from coming back to back on a nearly full heap,
+  // but never past half the room left: a trigger beyond it would let the
+  // heap reach maxHeap before any cycle could start.
+  const floor = Math.min(p.minTriggerBytes / 4, Math.max(0, p.maxHeap - used) / 2);
+  const headroom = Math.max(floor, softLimit - used - p.expectedCycleAllocBytes);
   return { goal, trigger: Math.max(1, Math.min(trigger, headroom)) };
 }
 
@@ -93,7 +98,9 @@ export class Policy {
   private consecutiveAborts = 0;
 
   constructor(private readonly o: ResolvedOptions) {
-    this.triggerBytes = o.minTriggerBytes;
+    // (Half of maxHeap at most: a heap smaller than minTriggerBytes, 16 MiB
+    // by default, would otherwise be full before its first cycle.)
+    this.triggerBytes = Math.max(1, Math.min(o.minTriggerBytes, o.maxHeap / 2));
     this.goalBytes = o.minTriggerBytes;
   }
 

@@ -281,7 +281,7 @@ export class SweepDriver {
       }
     }
     a.endSweep();
-    this.account.recount(v, a.topGranule);
+    this.account.recount(v, a.topGranule, a.outstanding());
     const alloc = v.allocBits;
     h.sweepFinished((g) => notSwept[Math.floor(g / SPAN_GRANULES)] === 1 && (alloc[g >>> 5] & (1 << (g & 31))) !== 0);
     this.stop();
