@@ -25,7 +25,12 @@ import type { SweepPool } from '../memory/sweep-pool.js';
 export type HeapEvents = { [K in Exclude<CycleEventName, 'fallback'>]: [CycleEventMap[K]] } & {
   /** A cycle finished its sweep. */
   cycle: [CycleStats];
-  /** The heap could not fork and collected stop-the-world instead (emitted once per heap). */
+  /**
+   * Once per heap for each of two reasons: the heap could not fork and
+   * collected stop-the-world instead; a child crashed while forked
+   * selectively, and selective fork is off for good (`reason` starts with
+   * "selective fork off").
+   */
   fallback: [FallbackEvent];
 };
 
