@@ -134,7 +134,7 @@ export class HeapMaps {
   alloc(capacityHint = 0): Ref<'HeapMap'> {
     if (typeof capacityHint !== 'number' || !Number.isInteger(capacityHint) || capacityHint < 0 ||
         capacityHint > MAX_CAPACITY * 0.75) {
-      throw new FieldValueError(`maps.alloc: capacityHint must be an integer from 0 to ${MAX_CAPACITY * 0.75}, got ${String(capacityHint)}`);
+      throw new FieldValueError(`maps.alloc: capacityHint must be an integer from 0 to ${MAX_CAPACITY * 0.75}, got ${describe(capacityHint)}`);
     }
     const g = this.ctx.allocate(TYPE_MAP, MAP_BYTES, 0);
     this.u32[g * 4 + W_HINT] = capacityHint;
