@@ -163,3 +163,12 @@ describe('bytes.alloc(data) copies a Uint8Array by its own length', () => {
     expect(c.objectsMarked).toBe(2);
   });
 });
+
+describe('options whose conversion to a string throws', () => {
+  it('are refused with ERR_INVALID_OPTION, never with the object\'s own error', () => {
+    const evil = { toString(): string { throw new Error('converted'); }, valueOf(): number { throw new Error('converted'); } };
+    for (const o of [{ auto: evil }, { mode: evil }, { gcPercent: evil }, { sweepThreads: evil }, { markStackEntries: evil }]) {
+      expectError(() => new Heap({ maxHeap: '64MiB', ...(o as object) }), InvalidOptionError, 'ERR_INVALID_OPTION', Object.keys(o)[0]);
+    }
+  });
+});

@@ -160,14 +160,14 @@ export function parseBytes(name: string, value: number | string): number {
 
 function bool(name: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
-  if (typeof value !== 'boolean') throw new InvalidOptionError(`${name}: expected true or false, got ${String(value)}`);
+  if (typeof value !== 'boolean') throw new InvalidOptionError(`${name}: expected true or false, got ${describe(value)}`);
   return value;
 }
 
 function int(name: string, value: unknown, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidOptionError(`${name}: expected an integer from ${min} to ${max}, got ${String(value)}`);
+    throw new InvalidOptionError(`${name}: expected an integer from ${min} to ${max}, got ${describe(value)}`);
   }
   return value;
 }
@@ -241,11 +241,11 @@ export function resolveOptions(options: HeapOptions | undefined): ResolvedOption
   }
   const mode = o.mode ?? 'fork';
   if (mode !== 'fork' && mode !== 'stw') {
-    throw new InvalidOptionError(`mode: expected 'fork' or 'stw', got ${String(mode)}`);
+    throw new InvalidOptionError(`mode: expected 'fork' or 'stw', got ${describe(mode)}`);
   }
   const gcPercent = o.gcPercent ?? 100;
   if (typeof gcPercent !== 'number' || !Number.isFinite(gcPercent) || gcPercent <= 0 || gcPercent > 10000) {
-    throw new InvalidOptionError(`gcPercent: expected a number in (0, 10000], got ${String(gcPercent)}`);
+    throw new InvalidOptionError(`gcPercent: expected a number in (0, 10000], got ${describe(gcPercent)}`);
   }
   const minTriggerBytes = parseBytes('minTriggerBytes', o.minTriggerBytes ?? '16MiB');
   const granules = maxHeap / 16;
