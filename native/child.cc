@@ -256,8 +256,10 @@ struct ChildArgs {
   uint32_t markStackEntries() const { return uint32_t(markStack.bytes / 4); }
 };
 
-uint32_t countCopiedPages(const ChildArgs& a, uint64_t bytes, size_t page) {
-  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+// `fd` is /proc/self/pagemap, opened before the child made itself
+// non-dumpable: after that the file belongs to root, and an unprivileged
+// child could no longer open it (the count would always read "unknown").
+uint32_t countCopiedPages(const ChildArgs& a, int fd, uint64_t bytes, size_t page) {
   if (fd < 0) return 0xFFFFFFFFu;
   const uint64_t pages = (bytes + page - 1) / page;
   const uint64_t first = reinterpret_cast<uintptr_t>(a.arena.base) / page;
@@ -287,6 +289,7 @@ uint32_t countCopiedPages(const ChildArgs& a, uint64_t bytes, size_t page) {
   // getppid() check closes the race in which the parent died before it.
   if (getppid() != a.parent) _exit(wire::kExitOrphaned);
   closeInheritedDescriptors(a.out);
+  const int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   // The child holds the whole application's memory: no core dump, and not
   // ptrace-attachable by other unprivileged processes.
   prctl(PR_SET_DUMPABLE, 0);
@@ -394,7 +397,7 @@ uint32_t countCopiedPages(const ChildArgs& a, uint64_t bytes, size_t page) {
   put64(trailer + 40, uint64_t(usage.ru_maxrss));
   put32(trailer + 48, result.stackHighWater);
   put32(trailer + 52, result.overflowRescans);
-  put32(trailer + 56, countCopiedPages(a, uint64_t(a.topGranule) * kGranuleBytes, a.pageBytes));
+  put32(trailer + 56, countCopiedPages(a, pagemap, uint64_t(a.topGranule) * kGranuleBytes, a.pageBytes));
   uint32_t trailerSum = wire::checksumWords(reinterpret_cast<const uint32_t*>(trailer), 15, fold);
   if (a.fault == kFaultBadTrailer) trailerSum++;
   put32(trailer + 60, trailerSum);

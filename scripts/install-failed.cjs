@@ -30,15 +30,25 @@ const tools = [
 ];
 const missing = tools.filter(([, names]) => !onPath(names)).map(([what]) => what);
 
+// What prebuilds/ holds for this platform, to say why none was used.
+const prebuildDir = path.join(__dirname, '..', 'prebuilds', `${process.platform}-${process.arch}`);
+let prebuilds = [];
+try {
+  // node-gyp-build's tags: forkgc.<libc>.node, or no libc tag at all.
+  prebuilds = fs.readdirSync(prebuildDir).filter((f) => f.endsWith('.node') && (!/\.(glibc|musl)\.node$/.test(f) || f.endsWith(`.${libc}.node`)));
+} catch { /* none */ }
+const why = prebuilds.length === 0
+  ? `this package has no prebuilt binary for ${here} (the published package ships one for linux-x64 with glibc 2.34 or newer)`
+  : `the prebuilt binary for ${here} (${prebuilds.join(', ')}) did not load here (an older glibc than 2.34?), or a build from source was asked for`;
+
 const lines = [
   '',
-  `forkgc: no prebuilt binary matches this platform (${here}, Node ${process.version}), so the addon had to be`,
-  'compiled from source, and that failed. forkgc ships prebuilt binaries for linux-x64 (glibc) only.',
-  missing.length > 0
-    ? `Compiling needs python3, make and a C++ compiler; missing here: ${missing.join(', ')}.`
-    : 'python3, make and a C++ compiler are all here: node-gyp\'s output above says what went wrong.',
-  'Install them (Debian/Ubuntu: apt-get install python3 make g++; Fedora: dnf install python3 make gcc-c++;',
-  'Alpine: apk add python3 make g++), then run `npm install` again, or `npm rebuild forkgc`.',
+  `forkgc: ${why}, so the addon had to be compiled from source (Node ${process.version}), and that failed.`,
+  ...(missing.length > 0
+    ? [`Compiling needs python3, make and a C++ compiler; missing here: ${missing.join(', ')}.`,
+      'Install them (Debian/Ubuntu: apt-get install python3 make g++; Fedora: dnf install python3 make gcc-c++;',
+      'Alpine: apk add python3 make g++), then run `npm install` again, or `npm rebuild forkgc`.']
+    : ['python3, make and a C++ compiler are all here: node-gyp\'s output above says what went wrong.']),
   process.platform !== 'linux' ? `Note: forkgc runs on Linux only (fork with copy-on-write); this is ${process.platform}.` : '',
   '',
 ].filter((l, i, all) => l !== '' || i === 0 || i === all.length - 1);

@@ -249,3 +249,22 @@ describe('real fork() failure: RLIMIT_NPROC in an unprivileged subprocess', () =
     expect(out.stats.fallbackCycles, '6 of 7 cycles fell back').toBe(6);
   }, 40_000);
 });
+
+// Regression (found in review): the child opened its /proc/self/pagemap
+// after making itself non-dumpable, which hands the file to root: for any
+// unprivileged user cowBytes was always -1 (unknown), and watchCowBudget
+// never fired.
+describe('an unprivileged child counts the pages its parent copied', () => {
+  const COW = fileURLToPath(new URL('./fixtures/cow-count.mjs', import.meta.url));
+  const how = unprivileged();
+  const skip = 'skip' in how ? how.skip : !readableBy65534(COW) ? `${COW} is not readable by uid 65534` : '';
+  if (skip) console.warn(`skipping the unprivileged copy-count test: ${skip}`);
+  it.skipIf(skip !== '')('cowBytes is a count (not -1) for uid 65534', () => {
+    const argv = 'argv' in how ? [...how.argv, process.execPath, COW] : [];
+    const r = spawnSync(argv[0] ?? process.execPath, argv.length ? argv.slice(1) : [COW], { cwd: '/', encoding: 'utf8', timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { uid: number; cowBytes: number };
+    expect(out.uid).not.toBe(0);
+    expect(out.cowBytes, 'the child read its pagemap').toBeGreaterThan(0);
+  }, 40_000);
+});

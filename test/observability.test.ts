@@ -478,6 +478,12 @@ describe('memory pressure', () => {
     }
     expect(() => watchMemoryPressure(5 as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
     expect(() => startTrace({} as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    // watchCowBudget too (found in review): a truthy abortCycle of 'no' killed children.
+    for (const bad of [undefined, { budgetBytes: '1MiB', onExceeded: 42 }, { budgetBytes: '1MiB', live: { abortCycle: 'no' } },
+      { budgetBytes: '1MiB', live: { intervalMs: -5 } }, { budgetBytes: '1MiB', live: 5 }]) {
+      expect(() => watchCowBudget(heap, bad as never), JSON.stringify(bad)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }));
+    }
+    expect(() => watchCowBudget({} as never, { budgetBytes: 1 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
   });
 
   const real = pressureSource();

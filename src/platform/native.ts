@@ -121,8 +121,8 @@ export function native(): NativeAddon {
   } catch (e) {
     throw new NativeLoadError(
       `the forkgc addon could not be loaded from ${root} (${(e as Error).message.trim().split('\n')[0]}). ` +
-      'The package ships a prebuilt binary for linux-x64 (glibc) only; elsewhere it is compiled at install, ' +
-      'which needs python3, make and a C++ compiler (Debian/Ubuntu: apt-get install python3 make g++). ' +
-      `Then rebuild it: \`npm rebuild forkgc\` in your app, or \`npx node-gyp rebuild\` in ${root}.`);
+      'The published package ships a prebuilt binary for linux-x64 with glibc 2.34 or newer; anywhere else (or ' +
+      'when that binary is missing or does not load) the addon is compiled at install, which needs python3, make ' +
+      'and a C++ compiler (Debian/Ubuntu: apt-get install python3 make g++). Then rebuild it: `npm rebuild forkgc` in your app.');
   }
 }

@@ -159,7 +159,7 @@ async function demo(o: DemoOptions): Promise<void> {
     heap.on('mark', (e) => out(`${at(e.timeMs)} stop-the-world marking: ${n0(e.objectsMarked)} objects in ${ms(e.markMs)} ms, all of it a pause`));
     heap.on('childDone', (e) => out(`${at(e.timeMs)} the child's trailer: ${n0(e.objectsMarked)} objects (${mib(e.bytesMarked)} MiB) ` +
       `marked in ${ms(e.markMs)} ms; it lived ${ms(e.childMs)} ms, peak RSS ${n0(e.childMaxRssKb)} KiB; it counted ` +
-      `${e.cowBytes < 0 ? 'no' : n0(e.cowBytes / pageBytes(heap))} pages the parent had copied`));
+      `${e.cowBytes < 0 ? 'an unknown number of' : n0(e.cowBytes / pageBytes(heap))} pages the parent had copied`));
     heap.on('stream', (e) => out(`${at(e.timeMs)} stream accepted: ${n0(e.streamBytes)} bytes (${n0(e.bitmapBytes)} of bitmap), ` +
       `first byte at ${at(e.firstByteMs).trim()}; every checksum held and the child exited 0`));
     heap.on('sweepStart', (e) => out(`${at(e.timeMs)} sweep starts over ${n0(e.spans)} spans`));
@@ -390,6 +390,8 @@ ${n0(c.objectsFreed)} objects freed; ${mib(c.bytesReturned)} MiB returned to the
 interface TraceCmdOptions { seconds: number; records: number; mode: 'fork' | 'stw' }
 
 async function traceCommand(file: string, o: TraceCmdOptions): Promise<void> {
+  // The file must be writable before the run, not found out after it.
+  writeFileSync(file, '');
   const heap = new Heap({ mode: o.mode, maxHeap: '1GiB', minTriggerBytes: '8MiB' });
   const rec = startTrace(heap);
   // The build, then the churn, on one bar counted in tenths of the run: building is the first tenth.
@@ -434,8 +436,8 @@ async function traceCommand(file: string, o: TraceCmdOptions): Promise<void> {
     table.release();
   } finally {
     progress.stop();
-    const trace = rec.writeTo(file);
     await heap.close();
+    const trace = rec.writeTo(file);
     const slices = trace.traceEvents.filter((e) => e.ph === 'X');
     const traced = slices.filter((e) => e.name.startsWith(TRACE_NAMES.cyclePrefix)).length;
     const pauses = slices.filter((e) => (e.cat ?? '').split(',').includes('pause'));

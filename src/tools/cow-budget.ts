@@ -44,6 +44,8 @@ import type { ChildDoneEvent, CycleStartEvent, ForkEvent } from '../index.js';
 import type { Heap } from '../index.js';
 import { GRANULE_BYTES, heapId, heapInternals, pageSize } from '../internal.js';
 import { parseBytes } from '../index.js';
+import { Heap as HeapClass } from '../api/heap.js';
+import { InvalidArgumentError, InvalidOptionError, describe } from '../api/errors.js';
 
 /** The system's page size, as the addon reports it (4 KiB on x86-64). */
 export function pageBytes(heap: Heap): number {
@@ -95,9 +97,24 @@ export class CowBudget extends EventEmitter<CowBudgetEvents> {
 
   constructor(heap: Heap, options: CowBudgetOptions) {
     super();
+    // Checked whole, with typed errors: a truthy non-boolean abortCycle
+    // would kill children the program did not mean to kill.
+    if (!(heap instanceof HeapClass)) throw new InvalidArgumentError(`watchCowBudget: expected a Heap, got ${describe(heap)}`);
+    if (typeof options !== 'object' || options === null) throw new InvalidOptionError(`watchCowBudget: options must be an object, got ${describe(options)}`);
     this.budgetBytes = parseBytes('budgetBytes', options.budgetBytes);
+    if (options.onExceeded !== undefined && typeof options.onExceeded !== 'function') {
+      throw new InvalidOptionError(`watchCowBudget: onExceeded must be a function, got ${describe(options.onExceeded)}`);
+    }
     if (options.onExceeded) this.on('exceeded', options.onExceeded);
-    const live = options.live ? { intervalMs: options.live.intervalMs ?? 20, abortCycle: options.live.abortCycle ?? false } : null;
+    const l = options.live;
+    if (l !== undefined && (typeof l !== 'object' || l === null)) throw new InvalidOptionError(`watchCowBudget: live must be an object, got ${describe(l)}`);
+    if (l?.intervalMs !== undefined && !(typeof l.intervalMs === 'number' && l.intervalMs >= 1 && l.intervalMs <= 2 ** 31 - 1)) {
+      throw new InvalidOptionError(`watchCowBudget: live.intervalMs must be a number from 1 to 2^31-1, got ${describe(l.intervalMs)}`);
+    }
+    if (l?.abortCycle !== undefined && typeof l.abortCycle !== 'boolean') {
+      throw new InvalidOptionError(`watchCowBudget: live.abortCycle must be true or false, got ${describe(l.abortCycle)}`);
+    }
+    const live = l ? { intervalMs: l.intervalMs ?? 20, abortCycle: l.abortCycle ?? false } : null;
     const page = pageBytes(heap);
     const reported = new Set<number>();   // cycles already reported (once per cycle)
     let watch: { cycleId: number; pid: number; atFork: PageStates; topPage: number; timer?: NodeJS.Timeout } | null = null;
