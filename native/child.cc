@@ -13,8 +13,9 @@
 // prctl, sched_setaffinity (raw), getppid, setrlimit, close_range/close,
 // open/write/close of /proc/self/oom_score_adj (only if the parent could not
 // give it the score at birth), madvise, clock_gettime, nanosleep, getrusage (a
-// raw system call), open/pread/close of /proc/self/pagemap into a buffer
-// mapped before the fork, write, kill, _exit. Nothing allocates, locks,
+// raw system call), open of /proc/self/pagemap (before the child makes itself
+// non-dumpable, which would hand the file to root) and pread/close of it at
+// the end into a buffer mapped before the fork, write, kill, _exit. Nothing allocates, locks,
 // throws, or touches V8, libuv or stdio: the process was multi-threaded and
 // every other thread vanished at fork, holding whatever locks it held. Nor
 // does the child read malloc'd memory: with selective fork
