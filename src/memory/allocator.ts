@@ -141,8 +141,6 @@ export class Allocator {
   private unsharedLimitBytes = 0;
   private closed = false;
   private readonly partial: number[][];
-  /** The span prepareFreeRun just returned kept its bytes and headers (a dirty span of the class it is taken for). */
-  private keptDirty = false;
   /** prepareWord's new headers of a run, before the run is zeroed (at most 32 slots per word). */
   private readonly heads = new Uint32Array(32);
   private readonly unswept: number[][];
@@ -457,9 +455,12 @@ export class Allocator {
     if (s < 0) s = this.takeFreeSpans(1, true, cls);
     if (s < 0) return -1;
     const e = s * SPAN_WORDS;
+    // prepareFreeRun marks every span it zeroes FREE_CLEAN; one still
+    // FREE_DIRTY was kept as it is, its old bytes in its free slots.
+    const kept = this.v.spans[e + SW_AUX] === FREE_DIRTY;
     this.v.spans[e + SW_CLASS] = cls;
     this.v.spans[e + SW_LIVE] = 0;
-    this.v.spans[e + SW_AUX] = this.keptDirty ? SPAN_NEEDZERO : SPAN_ZEROED;
+    this.v.spans[e + SW_AUX] = kept ? SPAN_NEEDZERO : SPAN_ZEROED;
     Atomics.store(this.v.spans, e + SW_STATE, SPAN_IN_USE);
     this.inUseSpans++;
     return s;
@@ -678,7 +679,7 @@ export class Allocator {
    * Makes free spans [s, s+n) ready to be taken: all zero, their generation
    * bases moved past every generation they handed out (their slot headers
    * are zero now); or, for one span taken for the class it last held
-   * (`cls`), left as it is (keptDirty: the caller marks it NEEDZERO).
+   * (`cls`), left as it is, still FREE_DIRTY (the caller marks it NEEDZERO).
    */
   private prepareFreeRun(s: number, n: number, cls = -1): number {
     const v = this.v;
@@ -691,9 +692,9 @@ export class Allocator {
     // generation bits a Ref carries, on the generation of the object it held
     // before (README, "Generation checks"). (Large objects' spans are freed
     // as LARGE_CLASS, never a small class: src/memory/sweeper.ts.)
-    this.keptDirty = n === 1 && cls >= 0 && s < this.highWaterSpan &&
+    const keep = n === 1 && cls >= 0 && s < this.highWaterSpan &&
       v.spans[s * SPAN_WORDS + SW_AUX] === FREE_DIRTY && v.spans[s * SPAN_WORDS + SW_CLASS] === cls;
-    for (let t = s; !this.keptDirty && t < s + n; t++) {
+    for (let t = s; !keep && t < s + n; t++) {
       const e = t * SPAN_WORDS;
       // Known zero: pages given back to the OS, or never used (at or above
       // the high water). Anything else may hold old bytes - including
