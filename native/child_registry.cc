@@ -26,6 +26,20 @@ struct ChildWatch {
 std::mutex childMutex;
 std::unordered_map<pid_t, ChildWatch*> children;
 
+// waitpid without blocking, polled every millisecond until `timeoutMs` has
+// passed (0: one look): every wait on a child is bounded. Returns what the
+// last waitpid returned (0: still running), with errno from it.
+pid_t waitPidFor(pid_t pid, int* status, double timeoutMs) {
+  const uint64_t deadline = monotonicNs() + uint64_t(timeoutMs > 0 ? timeoutMs * 1e6 : 0);
+  for (;;) {
+    pid_t r = waitpid(pid, status, WNOHANG);
+    if (r < 0 && errno == EINTR) continue;
+    if (r != 0 || monotonicNs() >= deadline) return r;
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, nullptr);
+  }
+}
+
 void reapOrphanedChild(void* arg) {
   ChildWatch* w = static_cast<ChildWatch*>(arg);
   {
@@ -33,18 +47,11 @@ void reapOrphanedChild(void* arg) {
     children.erase(w->pid);
   }
   kill(w->pid, SIGKILL);
-  // Bounded like every other wait on a child: SIGKILL ends it within a
-  // scheduler tick unless it is in uninterruptible sleep; after 5 s the
-  // environment goes on and the process's exit reaps what is left.
+  // SIGKILL ends it within a scheduler tick unless it is in uninterruptible
+  // sleep; after 5 s the environment goes on and the process's exit reaps
+  // what is left.
   int status;
-  const uint64_t deadline = monotonicNs() + 5000000000ull;
-  for (;;) {
-    pid_t r = waitpid(w->pid, &status, WNOHANG);
-    if (r < 0 && errno == EINTR) continue;
-    if (r != 0 || monotonicNs() >= deadline) break;
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, nullptr);
-  }
+  waitPidFor(w->pid, &status, 5000);
   delete w;
 }
 
@@ -74,15 +81,7 @@ void watchChild(napi_env env, pid_t pid) {
 
 ChildEnd waitChildFor(napi_env env, pid_t pid, double timeoutMs) {
   int status = 0;
-  pid_t r;
-  uint64_t deadline = monotonicNs() + uint64_t(timeoutMs > 0 ? timeoutMs * 1e6 : 0);
-  for (;;) {
-    r = waitpid(pid, &status, WNOHANG);
-    if (r < 0 && errno == EINTR) continue;
-    if (r != 0 || monotonicNs() >= deadline) break;
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, nullptr);
-  }
+  pid_t r = waitPidFor(pid, &status, timeoutMs);
   ChildEnd end;
   if (r == 0) return end;
   int error = errno;
