@@ -35,6 +35,34 @@ describe('progress without yielding', () => {
     }, 60_000);
   }
 
+  it("a program that never yields starts a cycle at a safepoint only when the pacer's trigger is reached", () => {
+    // An allocation past the trigger schedules an immediate that never runs
+    // here; every later safepoint used to take that as a due cycle and start
+    // one as soon as the previous had completed (729 cycles in 5 s on a
+    // 1.6 MiB live set, in review).
+    const heap = makeHeap({ auto: true, maxHeap: '256MiB', sweepThreads: 0 });
+    const N = heap.defineStruct('N', { next: 'ref', v: 'f64' });
+    const since: number[] = [];
+    const triggers: number[] = [];
+    let last = 0;
+    heap.on('cycleStart', () => {
+      const s = heap.stats();
+      since.push(s.allocatedBytesTotal - last);
+      triggers.push(s.nextTriggerBytes);
+      last = s.allocatedBytesTotal;
+    });
+    for (let i = 0; i < 2_000_000; i++) {
+      N.alloc();
+      if (i % 1000 === 0) heap.safepoint();
+    }
+    const allocated = heap.stats().allocatedBytesTotal;
+    expect(since.length).toBeGreaterThanOrEqual(2);
+    // Every cycle started once at least the trigger had been allocated
+    // (checked at the next safepoint: within 1000 allocations of it).
+    for (let k = 0; k < since.length; k++) expect(since[k], `cycle ${k + 1}`).toBeGreaterThanOrEqual(triggers[k] * 0.9);
+    expect(since.length).toBeLessThanOrEqual(allocated / (4 * 2 ** 20) + 2);
+  }, 60_000);
+
   it('a cycle in flight completes when the heap grows, with no safepoint and no yield', () => {
     const heap = makeHeap({ sweepThreads: 1 });
     const Rec = heap.defineStruct('Rec', { next: 'ref', v: 'i32' });

@@ -514,7 +514,10 @@ export class HeapCore implements RefContext, TypeContext {
       this.collector.advance();
       if (this.collector.busy) return;
     }
-    if (this.scheduled || (this.options.auto && this.policy.shouldCollect(this.account.allocatedSinceCycle))) {
+    // The pacer decides here, not `scheduled`: that only says an immediate is
+    // pending, and in a program that never yields it stays set, which would
+    // start a cycle at every safepoint after the first trigger.
+    if (this.options.auto && this.policy.shouldCollect(this.account.allocatedSinceCycle)) {
       this.startCycle('safepoint', false);
     }
   }
