@@ -135,6 +135,10 @@ describe('weak fields and a cycle in flight (fork)', () => {
     }
     expect(count).toBe(999);
     expect(Box.get.n(side.get())).toBe(998);
+    // The barrier's marking of the chain is the main thread's GC work: a stall
+    // (it was counted nowhere, in review).
+    expect(c.stalls.weakBarrier.count).toBe(1);
+    expect(c.stalls.weakBarrier.us).toBeGreaterThan(0);
   });
 
   // Regression (found in review): in stw mode the phase stays idle from the

@@ -257,7 +257,7 @@ export class Collector {
     const fault = h.options.fault;
     const faulty = fault && faultsCycle(fault, c.stats.id);
     this.countHugePagesRestored(c);
-    const stall = this.stalls.begin();
+    const stall = this.stalls.begin('fork');
     const t0 = process.hrtime.bigint();
     const r = h.addon.forkCycle(
       h.regions.id, c.stats.id, c.topGranule, h.roots.highWater,
@@ -307,7 +307,7 @@ export class Collector {
   private onData(c: Cycle, data: Uint8Array): void {
     if (c !== this.cycle || c.failure) return;
     if (c.firstByteMs === 0) c.firstByteMs = performance.now();
-    const stall = this.stalls.begin();
+    const stall = this.stalls.begin('intake');
     try {
       c.reader!.push(data);
     } catch (e) {
@@ -360,7 +360,7 @@ export class Collector {
       let stall: number | undefined;
       try {
         if (c.intake!.queued) {
-          stall = this.stalls.begin();
+          stall = this.stalls.begin('intake');
           if (!c.intake!.drain(INTAKE_SLICE_NS)) return;
           if (c.streamEnded || c !== this.cycle || c.failure) return;  // the queue held the end (onEnd ran)
         }
@@ -368,7 +368,7 @@ export class Collector {
           if (c !== this.cycle || c.failure) return;
           const n = h.addon.readBlocking(child.fd, buf, 0);  // poll(0): never waits
           if (n === -1) return;  // nothing more now
-          stall ??= this.stalls.begin();
+          stall ??= this.stalls.begin('intake');
           if (n < 0) {
             this.fail(c, { reason: 'STREAM_SHORT', message: `pipe read failed (errno ${-n})` });
             return;
@@ -519,7 +519,7 @@ export class Collector {
     if (!c || !child || this.phase !== 'marking' || !c.reader) return this.phase === 'sweeping';
     const h = this.host;
     const deadline = Date.now() + h.policy.childTimeoutMs(h.allocator.heapBytes);
-    const stall = this.stalls.begin();
+    const stall = this.stalls.begin('syncRead');
     try {
       if (!c.streamEnded) {
         if (!child.socket) return false;
@@ -569,7 +569,7 @@ export class Collector {
 
   private markStopTheWorld(c: Cycle): void {
     const h = this.host;
-    const stall = this.stalls.begin();
+    const stall = this.stalls.begin('stwMark');
     const t0 = process.hrtime.bigint();
     const r = h.addon.markInProcess(h.regions.id, c.topGranule, h.roots.highWater);
     const pauseNs = Number(process.hrtime.bigint() - t0);
@@ -598,7 +598,7 @@ export class Collector {
   // ---- sweeping (src/collector/sweep-driver.ts) -------------------------
 
   private beginSweep(c: Cycle): void {
-    const stall = this.stalls.begin();
+    const stall = this.stalls.begin('sweepStart');
     let over = false;
     try {
       this.host.sweepStarting();
@@ -649,6 +649,9 @@ export class Collector {
       return;
     }
     const error = outcome.error;
+    // An aborted cycle has no figures: its waits (in the trace and the
+    // 'stall' events) must not be counted in the next cycle's.
+    this.stalls.take();
     if (!outcome.closing) {
       this.account.aborted++;
       h.policy.cycleAborted();

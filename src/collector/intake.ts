@@ -92,7 +92,7 @@ export class PacedIntake {
   drain(budgetNs: bigint): boolean {
     const deadline = process.hrtime.bigint() + budgetNs;
     // One stall for the whole drain (the takes' own brackets nest in it).
-    const stall = this.stalls?.begin() ?? 0;
+    const stall = this.stalls?.begin('intake') ?? 0;
     try {
       while (this.queue.length > 0 && !this.stopped) {
         this.take(this.queue.shift()!);

@@ -2,19 +2,24 @@
 // mutator can be held by GC work - the fork call, stop-the-world marking, reading and staging the
 // child's stream, synchronous reads at maxHeap, starting and ending a sweep,
 // sweeping on the main thread (slices, lazy sweeping in an allocation,
-// finishing a sweep synchronously), finalization callbacks - brackets itself
+// finishing a sweep synchronously), finalization callbacks, the weak read
+// barrier's marking from a target read while the marks are taken - brackets itself
 // with begin()/end(kind). Nested brackets count once, as the outermost kind.
 // The collector takes the window's figures into each cycle's CycleStats
 // (stallUs, maxStallUs, stalls per kind); stalls between two cycles (e.g.
 // finalization callbacks run after a cycle's figures were published) go to
-// the next cycle.
+// the next cycle. A wait during which a cycle completes (an allocation at
+// maxHeap that finishes the marking and the sweep, say) is split where the
+// cycle's figures are taken: the part before goes to that cycle, the rest
+// to the next.
 
 export type StallKind =
   | 'fork' | 'stwMark' | 'intake' | 'syncRead' | 'sweepStart' | 'sweepSlice' | 'lazySweep' | 'finishSync' | 'sweepEnd'
-  | 'finalizers';
+  | 'finalizers' | 'weakBarrier';
 
 export const STALL_KINDS: readonly StallKind[] = [
   'fork', 'stwMark', 'intake', 'syncRead', 'sweepStart', 'sweepSlice', 'lazySweep', 'finishSync', 'sweepEnd', 'finalizers',
+  'weakBarrier',
 ];
 
 export interface StallFigure { us: number; maxUs: number; count: number }
@@ -24,7 +29,7 @@ export interface StallWindow { stallUs: number; maxStallUs: number; stalls: Stal
 
 /** Where lower layers (the allocator) report a stall without knowing the collector. */
 export interface StallSink {
-  begin(): number;
+  begin(kind: StallKind): number;
   end(kind: StallKind, startMs: number): void;
 }
 
@@ -36,21 +41,32 @@ export function emptyBreakdown(): StallBreakdown {
 
 export class StallClock implements StallSink {
   private depth = 0;
+  /** The outermost open wait: its kind, and where its part not yet counted starts. */
+  private openKind: StallKind = 'fork';
+  private openFrom = 0;
   private window: StallWindow = { stallUs: 0, maxStallUs: 0, stalls: emptyBreakdown() };
 
   /** Called for each outermost stall (the trace draws them); set only while someone listens. */
   onStall: ((kind: StallKind, startMs: number, endMs: number) => void) | undefined;
 
   /** Start of a wait: returns its start time (performance.now() ms). */
-  begin(): number {
-    this.depth++;
-    return performance.now();
+  begin(kind: StallKind): number {
+    const now = performance.now();
+    if (this.depth++ === 0) {
+      this.openKind = kind;
+      this.openFrom = now;
+    }
+    return now;
   }
 
   end(kind: StallKind, startMs: number): void {
     if (--this.depth > 0) return;
     this.depth = 0;
-    const endMs = performance.now();
+    // Counted from where take() split it, if a cycle completed inside.
+    this.count(kind, Math.max(startMs, this.openFrom), performance.now());
+  }
+
+  private count(kind: StallKind, startMs: number, endMs: number): void {
     const us = (endMs - startMs) * 1000;
     const w = this.window;
     const f = w.stalls[kind];
@@ -62,8 +78,17 @@ export class StallClock implements StallSink {
     this.onStall?.(kind, startMs, endMs);
   }
 
-  /** The figures since the last take(), and a fresh window. */
+  /**
+   * The figures since the last take(), and a fresh window. Inside a wait
+   * (a cycle completing within it), the wait so far is counted in the
+   * window taken, under the kind it began with, and the rest goes to the next.
+   */
   take(): StallWindow {
+    if (this.depth > 0) {
+      const now = performance.now();
+      this.count(this.openKind, this.openFrom, now);
+      this.openFrom = now;
+    }
     const w = this.window;
     this.window = { stallUs: 0, maxStallUs: 0, stalls: emptyBreakdown() };
     return w;

@@ -303,7 +303,7 @@ export class SweepDriver {
   private sweepSlice(c: SweepRun, budgetNs: bigint): void {
     if (c !== this.current) return;
     const h = this.host;
-    const t = this.hooks.stalls.begin();
+    const t = this.hooks.stalls.begin('sweepSlice');
     const start = process.hrtime.bigint();
     const startMs = performance.now();
     const before = { spans: c.tally.spans, objects: c.tally.freedObjects, bytes: c.tally.freedBytes };
@@ -332,7 +332,7 @@ export class SweepDriver {
   finishSync(c: SweepRun): void {
     if (c !== this.current) return;
     const a = this.host.allocator;
-    const t = this.hooks.stalls.begin();
+    const t = this.hooks.stalls.begin('finishSync');
     const start = process.hrtime.bigint();
     try {
       sweepFromCursor(this.host.views, c.board!, c.tally, this.cancelled);
@@ -355,7 +355,7 @@ export class SweepDriver {
   }
 
   private completeSweep(c: SweepRun): void {
-    const t = this.hooks.stalls.begin();
+    const t = this.hooks.stalls.begin('sweepEnd');
     try {
       this.complete(c);
     } finally {

@@ -513,7 +513,7 @@ export class Allocator {
   private lazySweep(cls: number): number {
     const list = this.unswept[cls];
     const slots = CLASS_SLOTS[cls];
-    const stall = this.stalls?.begin() ?? 0;
+    const stall = this.stalls?.begin('lazySweep') ?? 0;
     const start = process.hrtime.bigint();
     try {
       if (this.harvestFreed() > 0) return -1;
@@ -765,7 +765,7 @@ export class Allocator {
 
   /** Sweeps every remaining unswept span on this thread (heap nearly full). */
   sweepAllLazily(): void {
-    const stall = this.stalls?.begin() ?? 0;
+    const stall = this.stalls?.begin('lazySweep') ?? 0;
     const start = process.hrtime.bigint();
     try {
       for (let s = 1; s < this.topSpan; s++) {
