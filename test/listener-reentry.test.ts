@@ -83,3 +83,26 @@ describe("close() from a cycle's listener ends the cycle (CLOSED) and nothing of
     }, 60_000);
   }
 });
+
+describe("collect() from a 'sweepEnd' listener", () => {
+  // settle() lets the cycle go before 'sweepEnd' is published: the heap was
+  // not busy, and collect() ran the next cycle inside the listener (stw: the
+  // whole of it), before the first cycle's 'cycle' event; trace slices of the
+  // two cycles overlapped.
+  for (const mode of ['stw', 'fork'] as const) {
+    it(`starts the next cycle after the first has ended (${mode})`, async () => {
+      const heap = makeHeap({ mode, auto: false, sweepThreads: 0 });
+      const w = world(heap);
+      const log: string[] = [];
+      for (const k of ['cycleStart', 'sweepEnd', 'cycle'] as const) {
+        heap.on(k, (p: { cycleId?: number; id?: number }) => log.push(`${k}(${p.cycleId ?? p.id})`));
+      }
+      let second: Promise<unknown> | undefined;
+      heap.once('sweepEnd', () => { second = heap.collect(); });
+      await withTimeout(heap.collect(), 30_000, 'cycle 1');
+      await withTimeout(second!, 30_000, 'cycle 2');
+      expect(log).toEqual(['cycleStart(1)', 'sweepEnd(1)', 'cycle(1)', 'cycleStart(2)', 'sweepEnd(2)', 'cycle(2)']);
+      w.check();
+    }, 60_000);
+  }
+});

@@ -533,8 +533,10 @@ export class HeapCore implements RefContext, TypeContext {
 
   async collect(): Promise<CycleStats> {
     this.ensureOpen();
-    // Called from a listener inside an allocation: start once the caller's code has returned.
-    if (this.allocating) await null;
+    // Called from a listener inside an allocation, or inside a step of the
+    // cycle (a 'sweepEnd' listener runs after the cycle was let go, before
+    // its 'cycle' event): start once the caller's code has returned.
+    if (this.allocating || this.emitting > 0) await null;
     this.ensureOpen();
     if (this.collector.busy) {
       await this.collector.join().catch(() => undefined);
