@@ -172,3 +172,54 @@ describe('options whose conversion to a string throws', () => {
     }
   });
 });
+
+describe('a struct spec read once (found in review)', () => {
+  it('a field whose getter answers differently on a later read gets the layout and the accessors of its first answer', async () => {
+    // Read again for the accessors, the kind could go from 'i32' (the
+    // layout: no reference for the marker) to 'ref' (reference accessors):
+    // an object stored through the field was freed while its holder was rooted.
+    const h = makeHeap({ mode: 'stw', auto: false, sweepThreads: 0 });
+    let reads = 0;
+    const Node = h.defineStruct('Node', { get next() { return reads++ === 0 ? 'i32' : 'ref'; } } as unknown as { next: 'i32' });
+    expect(Node.fields).toEqual({ next: 'i32' });
+    const holder = h.root(Node.alloc());
+    Node.set.next(holder.get(), 1234);
+    expect(Node.get.next(holder.get())).toBe(1234);
+    expect(reads).toBe(1);
+    const c = await h.collect();
+    expect(c.objectsMarked).toBe(1);
+  });
+});
+
+describe('alloc(init) reads only own properties for fields named like Object.prototype members (found in review)', () => {
+  it('constructor, toString and valueOf fields are 0 unless init has them (compiled and generic alloc)', () => {
+    for (const checked of [false, true]) {
+      const h = makeHeap({ checked });
+      const Rec = h.defineStruct('Rec', { constructor: 'i32', toString: 'ref', valueOf: 'f64', hasOwnProperty: 'bool', count: 'i32' } as const);
+      const r = Rec.alloc({ count: 3 } as never);
+      expect([Rec.get.constructor(r), Rec.get.toString(r), Rec.get.valueOf(r), Rec.get.hasOwnProperty(r), Rec.get.count(r)])
+        .toEqual([0, 0, 0, false, 3]);
+      const s = Rec.alloc({ constructor: 5, valueOf: 1.5, hasOwnProperty: true, count: 1 } as never);
+      expect([Rec.get.constructor(s), Rec.get.valueOf(s), Rec.get.hasOwnProperty(s), Rec.get.count(s)]).toEqual([5, 1.5, true, 1]);
+    }
+  });
+
+  it("a field named '__proto__' is refused (its accessors could not be properties of get and set)", () => {
+    const h = makeHeap();
+    expectError(() => h.defineStruct('Bad', { ['__proto__']: 'i32' } as never), TypeDefinitionError, 'ERR_TYPE_DEFINITION', '__proto__');
+    expect(h.defineStruct('Bad', { x: 'i32' }).name).toBe('Bad');
+  });
+});
+
+describe('small heaps check every bit of a Ref (found in review)', () => {
+  it.each(['128KiB', '256KiB', '512KiB', '1MiB'])('at maxHeap %s, a Ref plus 2^29, 2^30 or 2^31 is refused', (maxHeap) => {
+    const h = makeHeap({ maxHeap, sweepThreads: 0, auto: false, mode: 'stw' });
+    const P = h.defineStruct('P', { x: 'i32' });
+    const a = P.alloc({ x: 42 });
+    for (const fake of [a + 2 ** 29, a + 2 ** 30, a + 2 ** 31]) {
+      expect(() => P.get.x(fake), String(fake)).toThrow(/reference/);
+      expect(P.is(fake)).toBe(false);
+    }
+    expect(P.get.x(a)).toBe(42);
+  });
+});

@@ -243,7 +243,12 @@ export function compileAlloc(
         store = `u8[(g << 4) + ${int(f.offset)}] = ${v} ? 1 : 0;`;
         break;
     }
-    checks.push(`${v} = init[${JSON.stringify(f.field)}]; if (${v} !== undefined) { ${check} }`);
+    // A field named like a member of Object.prototype ('constructor',
+    // 'toString', '__proto__'...) is read only as init's own property: a plain
+    // [[Get]] would take the inherited function as the field's value.
+    const key = JSON.stringify(f.field);
+    const read = f.field in Object.prototype ? `(Object.hasOwn(init, ${key}) ? init[${key}] : undefined)` : `init[${key}]`;
+    checks.push(`${v} = ${read}; if (${v} !== undefined) { ${check} }`);
     stores.push(`if (${v} !== undefined) ${store}`);
   });
   const vars = fields.length > 0 ? `let ${fields.map((_, k) => `v${k}`).join(', ')};` : '';

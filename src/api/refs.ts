@@ -15,9 +15,10 @@
 // | bits                   | field                                       |
 // |------------------------|---------------------------------------------|
 // | 0 .. G-1               | granule index; G = bits for maxHeap/16      |
-// |                        | granules (26 for 1 GiB, 28 for 4 GiB)        |
+// |                        | granules (26 for 1 GiB, 28 for 4 GiB), at   |
+// |                        | least 16                                    |
 // | G .. 30                | generation, low 31-G bits (5 for 1 GiB,     |
-// |                        | 3 for 4 GiB, at most 16)                    |
+// |                        | 3 for 4 GiB, at most 15)                    |
 // | 31                     | 0                                           |
 //
 // so that every Ref is a positive 31-bit integer: a Smi in V8, never a boxed
@@ -94,7 +95,13 @@ export interface RefFormat {
 
 /** The Ref format of a heap whose arena has `granules` granules. */
 export function refFormat(granules: number): RefFormat {
-  const granuleBits = Math.max(1, Math.ceil(Math.log2(granules)));
+  // At least 16 granule bits, so that granule and generation bits fill all
+  // 31 and the accessors' one-compare check ((ref >>> G) << 16, a 32-bit
+  // shift) sees every bit of the number: with fewer (heaps of 512 KiB and
+  // less), bits above the generation were shifted out, and a + 2^29, a + 2^30
+  // or a + 2^31 was taken for a. The granules a small heap lacks are refused
+  // by the range check.
+  const granuleBits = Math.max(16, Math.ceil(Math.log2(granules)));
   return { granuleBits, generationBits: Math.min(16, 31 - granuleBits) };
 }
 

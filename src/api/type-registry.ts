@@ -89,9 +89,16 @@ export class TypeRegistry {
     if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) {
       throw new TypeDefinitionError(`struct '${name}': fields must be an object of { name: kind }`);
     }
+    // The spec is read once, here: a getter or Proxy answering differently
+    // on a later read would give the type a layout of one kind (what the
+    // marker traces) and accessors of another (a reference stored where the
+    // marker sees an integer: its object freed while reachable).
     const entries = Object.entries(fields);
+    const spec = Object.freeze(Object.fromEntries(entries)) as F;
     for (const [field, kind] of entries) {
       if (!NAME.test(field)) throw new TypeDefinitionError(`struct '${name}': field name ${describe(field)} is not an identifier`);
+      // get.__proto__ = accessor would set the record's prototype, not make a field.
+      if (field === '__proto__') throw new TypeDefinitionError(`struct '${name}': a field cannot be named '__proto__'`);
       if (!KINDS.has(kind as string)) {
         throw new TypeDefinitionError(`struct '${name}': field '${field}' has unknown kind ${describe(kind)} (use ${[...KINDS].join(', ')})`);
       }
@@ -130,7 +137,7 @@ export class TypeRegistry {
     d[id * DESCRIPTOR_WORDS] = KIND_STRUCT;
     this.names.set(name, id);
     this.byId[id] = name;
-    return this.makeStruct(name, id, size, fields, offsets, weakRefs > 0) as StructType<F, N>;
+    return this.makeStruct(name, id, size, spec, offsets, weakRefs > 0) as StructType<F, N>;
   }
 
   private makeStruct<F extends FieldSpec>(
@@ -223,6 +230,8 @@ export class TypeRegistry {
     const fieldNames = writers.map(([field]) => field);
     const fieldKinds = fieldNames.map((field) => fields[field] as FieldKind);
     const fieldWhats = fieldNames.map((field) => `${name}.${field}`);
+    // Named like a member of Object.prototype: read as init's own property only (as compiled alloc does).
+    const fieldInherited = fieldNames.map((field) => field in Object.prototype);
     const fieldWrites = writers.map(([, write]) => write);
     const fieldCount = fieldNames.length;
     const cls = sizeClassOf(size);
@@ -241,7 +250,8 @@ export class TypeRegistry {
         // value allocates nothing and writes nothing.
         values = new Array<unknown>(fieldCount);
         for (let k = 0; k < fieldCount; k++) {
-          const value = (init as Record<string, unknown>)[fieldNames[k]];
+          const value = fieldInherited[k] && !Object.hasOwn(init, fieldNames[k])
+            ? undefined : (init as Record<string, unknown>)[fieldNames[k]];
           if (value !== undefined) validate(fieldWhats[k], fieldKinds[k], value, refs);
           values[k] = value;
         }
