@@ -106,3 +106,31 @@ describe("collect() from a 'sweepEnd' listener", () => {
     }, 60_000);
   }
 });
+
+describe("close() from a 'sweepProgress' listener of a threaded sweep", () => {
+  // The sweep's end published each thread's progress, then went on into the
+  // closed heap (endSweep on detached views): an untyped TypeError, and an
+  // unhandled rejection from the sweeper task's continuation, which ends the
+  // process (found in review).
+  it('settles the cycle CLOSED and nothing else runs', async () => {
+    const rejections: unknown[] = [];
+    const onRejection = (e: unknown) => rejections.push(e);
+    process.on('unhandledRejection', onRejection);
+    try {
+      const heap = makeHeap({ auto: false, sweepThreads: 1, inlineSweepUs: 0 });
+      await heap.ready();
+      const N = heap.defineStruct('N', { next: 'ref' });
+      for (let i = 0; i < 100_000; i++) N.alloc();  // garbage for the sweeper thread
+      let closed: Promise<void> | undefined;
+      heap.once('sweepProgress', () => { closed = heap.close(); });
+      const e = await withTimeout(heap.collect().then(() => undefined, (x: unknown) => x), 30_000, 'collect');
+      expect(e).toBeInstanceOf(CycleAbortedError);
+      expect((e as CycleAbortedError).reason).toBe('CLOSED');
+      await withTimeout(closed!, 30_000, 'close');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(rejections).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onRejection);
+    }
+  }, 60_000);
+});

@@ -356,16 +356,18 @@ export class SweepDriver {
 
   private completeSweep(c: SweepRun): void {
     const t = this.hooks.stalls.begin('sweepEnd');
+    let over: boolean;
     try {
-      this.complete(c);
+      over = this.complete(c);
     } finally {
       this.hooks.stalls.end('sweepEnd', t);
     }
     // After the stall is recorded: settling takes the cycle's stall figures.
-    this.ends.completed(c);
+    if (over) this.ends.completed(c);
   }
 
-  private complete(c: SweepRun): void {
+  /** Ends the sweep; false when a 'sweepProgress' listener closed the heap (the cycle was settled CLOSED). */
+  private complete(c: SweepRun): boolean {
     const h = this.host;
     const a = h.allocator;
     const s = c.stats;
@@ -393,6 +395,8 @@ export class SweepDriver {
           freedObjects: r.freedObjects, freedBytes: r.freedBytes,
           startMs: r.startEpochMs - performance.timeOrigin, endMs: r.endEpochMs - performance.timeOrigin,
         });
+        // A listener closed the heap: its views are detached, nothing more to do.
+        if (this.current !== c) return false;
       }
     }
     a.endSweep();
@@ -414,5 +418,6 @@ export class SweepDriver {
     s.liveBytesAfter = this.account.liveBytes;
     h.sweepFinished();
     this.stop();
+    return true;
   }
 }
