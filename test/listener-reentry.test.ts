@@ -7,6 +7,7 @@
 // child never reaped and a heap that never collected again; cycleStart: the
 // outer promise never settled), and a listener's close() let the cycle go on
 // into a destroyed heap (an unhandled rejection, a process exit).
+import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CycleAbortedError, type Heap, type HeapOptions } from '../src/index.js';
 import { closeHeapsAfterEach, makeHeap, withTimeout } from './helpers/common.js';
@@ -132,5 +133,29 @@ describe("close() from a 'sweepProgress' listener of a threaded sweep", () => {
     } finally {
       process.off('unhandledRejection', onRejection);
     }
+  }, 60_000);
+});
+
+describe("close() from a 'fork' listener", () => {
+  // The fork went on after the listener: it opened the dead child's pipe and
+  // armed the watchdog, a timer that kept the process alive for
+  // childTimeoutMs (10 s and more) after close() had resolved (found in review).
+  it('leaves no timer and no descriptor behind', async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((k) => k === 'Timeout').length;
+    const fds = () => fs.readdirSync('/proc/self/fd').length;
+    const heap = makeHeap({ auto: false });
+    await heap.ready();
+    const T = heap.defineStruct('T', { v: 'i32' });
+    const keep = heap.root(T.alloc({ v: 1 }));
+    void keep;
+    const timers0 = timers();
+    const fds0 = fds();
+    let closed: Promise<void> | undefined;
+    heap.once('fork', () => { closed = heap.close(); });
+    const e = await withTimeout(heap.collect().then(() => undefined, (x: unknown) => x), 30_000, 'collect');
+    expect((e as CycleAbortedError).reason).toBe('CLOSED');
+    await withTimeout(closed!, 30_000, 'close');
+    expect(timers()).toBeLessThanOrEqual(timers0);
+    expect(fds()).toBeLessThanOrEqual(fds0);
   }, 60_000);
 });

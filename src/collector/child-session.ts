@@ -8,6 +8,7 @@
 // The child's side (fork, the async-signal-safe marker run, _exit with a
 // status from native/wire.h) is native/child.cc; docs/design.md, 'The child'.
 import net from 'node:net';
+import fs from 'node:fs';
 import type { AbortReason } from '../api/errors.js';
 import type { ChildEnd, NativeAddon } from '../platform/native.js';
 import { EXIT_HEAP_CORRUPT } from './stream.js';
@@ -57,11 +58,14 @@ export class ChildSession {
   socket: net.Socket | undefined;
   watchdog: NodeJS.Timeout | undefined;
   reaped = false;
+  /** The descriptor went to a socket (which closes it), or was closed. */
+  private opened = false;
 
   constructor(private readonly addon: NativeAddon, readonly pid: number, readonly fd: number) {}
 
   /** Opens the pipe as a socket (unref'd unless someone awaits the cycle) and arms the watchdog. */
   open(keepAlive: boolean, timeoutMs: number, onTimeout: () => void): net.Socket {
+    this.opened = true;
     const socket = new net.Socket({ fd: this.fd, readable: true, writable: false });
     this.socket = socket;
     if (!keepAlive) socket.unref();
@@ -74,6 +78,13 @@ export class ChildSession {
   closeChannel(): void {
     if (this.watchdog) clearTimeout(this.watchdog);
     this.watchdog = undefined;
+    if (!this.opened) {
+      // Never wrapped in a socket (the cycle ended between the fork and
+      // open(): a 'fork' listener closed the heap): the descriptor is ours.
+      this.opened = true;
+      try { fs.closeSync(this.fd); } catch { /* closed already */ }
+      return;
+    }
     if (this.socket) {
       this.socket.removeAllListeners('data');
       this.socket.removeAllListeners('end');

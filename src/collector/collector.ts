@@ -291,6 +291,10 @@ export class Collector {
       heapId: h.regions.id, cycleId: c.stats.id, pid: r.pid, pauseUs: c.stats.pauseUs, forkUs: c.stats.forkUs,
       childStartMs, timeMs: performance.now(),
     });
+    // A 'fork' listener closed the heap: the child was killed and reaped, its
+    // pipe closed. Opening it now would arm a watchdog for a dead cycle (a
+    // timer that kept the process alive for childTimeoutMs, in review).
+    if (this.cycle !== c) return;
     const v = h.views;
     c.reader = new StreamReader(
       { cycleId: c.stats.id, topGranule: c.topGranule, granuleBytes: GRANULE_BYTES },
