@@ -14,11 +14,13 @@
 //                           stop-the-world); numbers that are -errno or errno
 //                           where a count or 0 is the success (readBlocking,
 //                           releaseArena)
+#include <dlfcn.h>
 #include <errno.h>
 #include <string.h>
 
 #include <napi.h>
 
+#include <mutex>
 #include <string>
 
 #include "arena.h"
@@ -479,7 +481,23 @@ Napi::Value LayoutConstants(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// Keeps this library loaded for the process's life. Node unloads an addon
+// (dlclose) with the last environment that loaded it: a worker thread that
+// made a heap and ended, the main thread never having loaded the addon,
+// took with it the process-wide state meant to live once per process - the
+// open /proc/self/oom_score_adj (child.cc), the selective fork's buffers
+// (fork_exclusion.cc), the registries - and the next worker opened and
+// mapped them again: one descriptor and one mapping leaked per worker (found
+// in review). RTLD_NOLOAD | RTLD_NODELETE only marks the loaded library.
+void keepLoaded() {
+  Dl_info self;
+  if (dladdr(reinterpret_cast<void*>(&keepLoaded), &self) == 0 || self.dli_fname == nullptr) return;
+  dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  static std::once_flag kept;
+  std::call_once(kept, keepLoaded);
   exports["createHeap"] = Napi::Function::New(env, CreateHeap);
   exports["attachHeap"] = Napi::Function::New(env, AttachHeap);
   exports["detachHeap"] = Napi::Function::New(env, DetachHeap);
