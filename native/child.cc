@@ -11,8 +11,7 @@
 //
 // In the child, from _Fork() to _exit(), only async-signal-safe calls run:
 // prctl, sched_setaffinity (raw), getppid, setrlimit, close_range/close,
-// open/write/close of /proc/self/oom_score_adj (only if the parent could not
-// give it the score at birth), madvise, clock_gettime, nanosleep, getrusage (a
+// open/write/close of /proc/self/oom_score_adj, madvise, clock_gettime, nanosleep, getrusage (a
 // raw system call), open of /proc/self/pagemap (before the child makes itself
 // non-dumpable, which would hand the file to root) and pread/close of it at
 // the end into a buffer mapped before the fork, write, kill, _exit. Nothing allocates, locks,
@@ -55,6 +54,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 
@@ -151,10 +151,14 @@ bool cpusAwayFromHere(const HeapMemory* heap, cpu_set_t* mask) {
 }
 
 // The child is disposable and its copy-on-write copies are what push a
-// memory-limited process over: the OOM killer must take it first. It is
-// born with the top score (OomScoreAcrossFork, below); this is the child's
-// own fallback for when the parent could not raise it (no /proc). The path
-// is a literal: nothing is built in the child.
+// memory-limited process over: the OOM killer must take it first. The child
+// writes its own score first thing (before it makes itself non-dumpable,
+// which hands its /proc files to root), and the parent writes it too, right
+// after fork() returns (volunteerChild), for the time before the child runs.
+// The parent used to raise its own score across fork() so that the child
+// was born with it; a fork by any other thread in that window (a spawn)
+// gave that process 1000 for life. The path is a literal: nothing is built
+// in the child.
 void volunteerForOomKiller() {
   static const char kPath[] = "/proc/self/oom_score_adj";
   int fd = open(kPath, O_WRONLY | O_CLOEXEC);
@@ -166,55 +170,20 @@ void volunteerForOomKiller() {
   close(fd);
 }
 
-// oom_score_adj is the process's, and a child inherits it at fork. Raising
-// the parent's to 1000 just before fork() and putting it back just after
-// gives the child the top score from its first instruction: a child that
-// set its own had a window, from fork() until it first ran, in which an
-// OOM kill in a memory-limited cgroup would pick the application instead
-// (the parent begins its copy-on-write copies at once; on a loaded machine
-// the child may not run for milliseconds). Putting the old value back needs
-// no privilege: it is at or above the process's floor (oom_score_adj_min),
-// since it was set within it. Costs three system calls in the pause (the
-// file stays open, close-on-exec; the child closes it with the rest).
-class OomScoreAcrossFork {
- public:
-  // Raises the score; false (and nothing changed) if it could not.
-  bool raise() {
-    if (fd() < 0) return false;
-    ssize_t n = pread(fd(), saved_, sizeof(saved_), 0);
-    if (n <= 0 || size_t(n) >= sizeof(saved_)) return false;
-    savedBytes_ = size_t(n);
-    raised_ = pwrite(fd(), "1000", 4, 0) == 4;
-    return raised_;
-  }
-  // Puts the score back (after fork(), in the parent).
-  void restore() {
-    if (!raised_) return;
-    raised_ = false;
-    ssize_t n;
-    do {
-      n = pwrite(fd(), saved_, savedBytes_, 0);
-    } while (n < 0 && errno == EINTR);
-  }
-
- private:
-  // Opened once per process (a copy of this process made by a plain fork
-  // of its own, were there one, opens its own: the fd names the process
-  // that opened it). Called with forkLock held.
-  static int fd() {
-    static int f = -1;
-    static pid_t owner = 0;
-    const pid_t self = getpid();
-    if (owner != self) {
-      f = open("/proc/self/oom_score_adj", O_RDWR | O_CLOEXEC);
-      owner = self;
-    }
-    return f;
-  }
-  char saved_[16];
-  size_t savedBytes_ = 0;
-  bool raised_ = false;
-};
+// The parent's half (see above): the child's score set from outside, best
+// effort (EACCES once the child has made itself non-dumpable: it has
+// volunteered by then). One open/write/close in the pause.
+void volunteerChild(pid_t pid) {
+  char path[48];
+  snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", int(pid));
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t n;
+  do {
+    n = write(fd, "1000", 4);
+  } while (n < 0 && errno == EINTR);
+  close(fd);
+}
 
 void put32(uint8_t* p, uint32_t v) { memcpy(p, &v, 4); }
 void put64(uint8_t* p, uint64_t v) { memcpy(p, &v, 8); }
@@ -252,7 +221,6 @@ struct ChildArgs {
   uintptr_t probe;     // kFaultTouchExcluded: an address the fork excluded
   bool moveAway;       // awayCpus is set: leave the forking thread's CPU
   cpu_set_t awayCpus;  // cpusAwayFromHere()
-  bool bornVolunteer;  // inherited oom_score_adj 1000 (OomScoreAcrossFork)
 
   uint32_t markStackEntries() const { return uint32_t(markStack.bytes / 4); }
 };
@@ -290,13 +258,13 @@ uint32_t countCopiedPages(const ChildArgs& a, int fd, uint64_t bytes, size_t pag
   // getppid() check closes the race in which the parent died before it.
   if (getppid() != a.parent) _exit(wire::kExitOrphaned);
   closeInheritedDescriptors(a.out);
+  volunteerForOomKiller();
   const int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   // The child holds the whole application's memory: no core dump, and not
   // ptrace-attachable by other unprivileged processes.
   prctl(PR_SET_DUMPABLE, 0);
   struct rlimit noCore = {0, 0};
   setrlimit(RLIMIT_CORE, &noCore);
-  if (!a.bornVolunteer) volunteerForOomKiller();
   // Signals stay blocked (the mask was set before fork): a SIGINT/SIGTERM to
   // the process group is the parent's business; the child dies with it.
 
@@ -509,8 +477,6 @@ ForkResult startForkCycle(const ForkRequest& request) {
   sigset_t all, previous;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &previous);
-  OomScoreAcrossFork oom;
-  a.bornVolunteer = oom.raise();
   a.moveAway = cpusAwayFromHere(req.heap, &a.awayCpus);
   const uint64_t forkCpuStart = threadCpuNs();
   uint64_t start = monotonicNs();
@@ -524,7 +490,7 @@ ForkResult startForkCycle(const ForkRequest& request) {
   }
   uint64_t end = monotonicNs();
   int forkErrno = errno;
-  oom.restore();
+  if (pid > 0) volunteerChild(pid);
   if (plan) result.restoreNs = restoreForkExclusions(threadCpuNs() - forkCpuStart);
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
 

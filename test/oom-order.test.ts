@@ -17,6 +17,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { closeHeapsAfterEach, makeHeap, withTimeout } from './helpers/common.js';
@@ -51,14 +52,29 @@ describe('the child volunteers for the OOM killer', () => {
     expect(readFileSync('/proc/self/oom_score_adj', 'utf8').trim()).toBe(parentScore);
   }, 30_000);
 
-  it('the parent lends its score for the fork only: a score of its own is put back after each one', async () => {
-    // The child is born with 1000 (the parent raises its own across fork()
-    // and puts it back), so it is never the application the OOM killer
-    // finds first, even before the child has run.
+  it('the child has 1000 by the time fork returns, and the parent\'s own score never changes, even during the fork', async () => {
+    // The parent used to raise its own score across fork() for the child to
+    // be born with it: any fork by another thread in that window (a spawn)
+    // gave that process 1000 for life (found in review). Now the parent
+    // writes the child's score right after fork() returns, and the child its
+    // own first thing; another thread polls the parent's score meanwhile.
+    // A fork made slow (a 256 MiB buffer, plain fork) widens the window.
     const original = readFileSync('/proc/self/oom_score_adj', 'utf8').trim();
     writeFileSync('/proc/self/oom_score_adj', '300');
+    const ballast = Buffer.alloc(256 * 2 ** 20, 1);
+    const flags = new Int32Array(new SharedArrayBuffer(12));
+    const poller = new Worker(`
+      const { workerData } = require('node:worker_threads');
+      const { readFileSync } = require('node:fs');
+      const f = new Int32Array(workerData);
+      Atomics.store(f, 2, 1);
+      while (Atomics.load(f, 0) === 0) {
+        const v = readFileSync('/proc/self/oom_score_adj', 'utf8').trim();
+        Atomics.add(f, 1, v === '300' ? 0 : 1);
+      }`, { eval: true, workerData: flags.buffer });
     try {
-      const heap = makeHeap({ sweepThreads: 0 });
+      for (let i = 0; i < 500 && Atomics.load(flags, 2) === 0; i++) await sleep(10);
+      const heap = makeHeap({ sweepThreads: 0, selectiveFork: false });
       const T = heap.defineStruct('T', { next: 'ref', v: 'i32' });
       heap.root(T.alloc({ v: 1 }));
       const scores: string[] = [];
@@ -69,14 +85,20 @@ describe('the child volunteers for the OOM killer', () => {
           scores.push('gone');
         }
       });
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < 5; i++) {
         await withTimeout(heap.collect(), 20_000, 'cycle');
         expect(readFileSync('/proc/self/oom_score_adj', 'utf8').trim()).toBe('300');
       }
-      // Read as soon as the fork event runs (the child may not have run yet, or may be gone).
+      // Read as soon as the fork event runs (the child may be gone).
       expect(scores.filter((x) => x !== 'gone').every((x) => x === '1000'), scores.join()).toBe(true);
       expect(scores).toContain('1000');
+      Atomics.store(flags, 0, 1);
+      await withTimeout(new Promise((r) => poller.once('exit', r)), 10_000, 'poller');
+      expect(Atomics.load(flags, 1), 'reads of the parent\'s score other than its own').toBe(0);
     } finally {
+      Atomics.store(flags, 0, 1);
+      await poller.terminate();
+      ballast.fill(0, 0, 1);
       writeFileSync('/proc/self/oom_score_adj', original);
     }
   }, 60_000);
