@@ -201,22 +201,32 @@ describe('errors: InvalidReferenceError (ERR_INVALID_REF)', () => {
 
   it('a ref that is not at an object start (ref + 1 inside an object, a never-allocated granule)', () => {
     const { heap, Node, n, arr } = setup();
-    // Node here is 8 + 2*4 + 4 + 8 + 1 + 4 + 8 + 8 > 32 bytes: n + 1 and n + 2 are inside it
+    // Node here is 8 + 2*4 + 4 + 8 + 1 + 4 + 8 + 8 > 32 bytes: n + 1 and n + 2 are inside it.
+    // Default mode cannot tell such a number from a freed object's Ref whose
+    // memory now holds objects of another size: StaleReferenceError
+    // (test/generations.test.ts); checked mode's tags can (below).
     expect(Node.size).toBeGreaterThan(32);
     for (const r of [n + 1, n + 2]) {
-      expectError(() => heap.typeOf(r), InvalidReferenceError, 'ERR_INVALID_REF', `typeOf(n+${r - n})`);
-      expectError(() => Node.get.value(r), InvalidReferenceError, 'ERR_INVALID_REF', `get(n+${r - n})`);
-      expectError(() => Node.set.value(r, 1), InvalidReferenceError, 'ERR_INVALID_REF', `set(n+${r - n})`);
+      expectError(() => heap.typeOf(r), StaleReferenceError, 'ERR_STALE_REF', `typeOf(n+${r - n})`);
+      expectError(() => Node.get.value(r), StaleReferenceError, 'ERR_STALE_REF', `get(n+${r - n})`);
+      expectError(() => Node.set.value(r, 1), StaleReferenceError, 'ERR_STALE_REF', `set(n+${r - n})`);
       expect(Node.is(r)).toBe(false);
     }
     // storing such a ref anywhere is refused too, and leaves the slot as it was
-    expectError(() => Node.set.left(n, n + 1), InvalidReferenceError, 'ERR_INVALID_REF', 'store n+1 in a ref field');
-    expectError(() => heap.arrays.set(arr, 0, n + 1), InvalidReferenceError, 'ERR_INVALID_REF', 'store n+1 in an array');
-    expectError(() => Node.alloc({ left: n + 1 }), InvalidReferenceError, 'ERR_INVALID_REF', 'alloc with left: n+1');
+    expectError(() => Node.set.left(n, n + 1), StaleReferenceError, 'ERR_STALE_REF', 'store n+1 in a ref field');
+    expectError(() => heap.arrays.set(arr, 0, n + 1), StaleReferenceError, 'ERR_STALE_REF', 'store n+1 in an array');
+    expectError(() => Node.alloc({ left: n + 1 }), StaleReferenceError, 'ERR_STALE_REF', 'alloc with left: n+1');
     expect(Node.get.left(n)).toBe(0);
     expect(heap.arrays.get(arr, 0)).toBe(0);
     // a granule well inside the reserved but never allocated part of the arena (must not crash)
     expectCode(() => heap.typeOf((48 * MiB) / 16), ['ERR_INVALID_REF'], 'never-allocated granule');
+  });
+
+  it('checked mode: a number naming no object start is InvalidReferenceError (its tag says it was handed out this cycle)', () => {
+    const heap = makeHeap({ checked: true });
+    const T = heap.defineStruct('T', { a: 'f64', b: 'f64', c: 'f64' });
+    const n = T.alloc();
+    expectError(() => T.get.a(n + 1), InvalidReferenceError, 'ERR_INVALID_REF', 'get(n+1)');
   });
 
   it('a non-ref stored in a ref field', () => {

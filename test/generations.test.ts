@@ -173,3 +173,30 @@ describe('checked mode', () => {
     expect((thrown(() => Rec.get.id(r)) as Error).message).toMatch(/2 cycle\(s\) ago/);
   }, 30_000);
 });
+
+describe('a freed object whose memory holds objects of another size (found in review)', () => {
+  for (const large of [false, true]) {
+    it(`its Ref is refused with StaleReferenceError, not InvalidReferenceError (${large ? 'a large object' : 'another size class'})`, async () => {
+      const heap = makeHeap({ maxHeap: '8MiB', mode: 'stw', sweepThreads: 0, auto: false, hugePages: false });
+      const T32 = heap.defineStruct('T32', { a: 'f64', b: 'f64' });  // 32-byte slots
+      const T48 = heap.defineStruct('T48', { a: 'f64', b: 'f64', c: 'f64', d: 'f64' });  // 48-byte slots
+      const old: number[] = [];
+      for (let i = 0; i < 4096; i++) old.push(T32.alloc());
+      await heap.collect();  // all freed
+      const keep = heap.root(heap.arrays.alloc(3000));
+      if (large) heap.arrays.set(keep.get(), 0, heap.bytes.alloc(200_000));
+      else for (let i = 0; i < 3000; i++) heap.arrays.set(keep.get(), i, T48.alloc());
+      const codes: Record<string, number> = {};
+      for (const r of old) {
+        try {
+          T32.get.a(r);
+          codes.accepted = (codes.accepted ?? 0) + 1;
+        } catch (e) {
+          const code = (e as { code: string }).code;
+          codes[code] = (codes[code] ?? 0) + 1;
+        }
+      }
+      expect(codes).toEqual({ ERR_STALE_REF: 4096 });
+    });
+  }
+});
