@@ -2,6 +2,8 @@
 // ForkGcError with a code, thrown before anything is written or allocated.
 import { describe, expect, it } from 'vitest';
 import { closeHeapsAfterEach, expectError, makeHeap } from './helpers/common.js';
+import { startTrace } from '../src/tools/trace.js';
+import { watchMemoryPressure } from '../src/tools/pressure.js';
 import {
   FieldValueError, Heap, InvalidArgumentError, InvalidOptionError, TypeDefinitionError,
 } from '../src/index.js';
@@ -221,5 +223,24 @@ describe('small heaps check every bit of a Ref (found in review)', () => {
       expect(P.is(fake)).toBe(false);
     }
     expect(P.get.x(a)).toBe(42);
+  });
+});
+
+describe('options given as null, and tools\' options (found in review)', () => {
+  it('new Heap() refuses null for an option instead of taking the default', () => {
+    for (const o of [{ maxHeap: null }, { mode: null }, { gcPercent: null }, { minTriggerBytes: null }]) {
+      expectError(() => new Heap(o as never), InvalidOptionError, 'ERR_INVALID_OPTION', Object.keys(o)[0]);
+    }
+  });
+
+  it('startTrace and watchMemoryPressure refuse options of the wrong kind with ERR_INVALID_OPTION', () => {
+    const h = makeHeap();
+    for (const bad of [null, 5, { maxEvents: 'lots' }, { maxEvents: -1 }, { maxEvents: 1.5 }]) {
+      expectError(() => startTrace(h, bad as never), InvalidOptionError, 'ERR_INVALID_OPTION', `startTrace ${JSON.stringify(bad)}`);
+    }
+    startTrace(h, { maxEvents: 0 }).stop();
+    for (const bad of [null, { onPressure: 'x' }, { source: 0 }, { source: '' }]) {
+      expectError(() => watchMemoryPressure(h, bad as never), InvalidOptionError, 'ERR_INVALID_OPTION', `watchMemoryPressure ${JSON.stringify(bad)}`);
+    }
   });
 });

@@ -234,20 +234,22 @@ export function resolveOptions(options: HeapOptions | undefined): ResolvedOption
   for (const key of Object.keys(o)) {
     if (!KNOWN.has(key)) throw new InvalidOptionError(`unknown option '${key}'`);
   }
-  const maxHeap = parseBytes('maxHeap', o.maxHeap ?? '1GiB');
+  // An option given as null is a wrong type, not "use the default" (?? would take it for absent).
+  const given = <T>(v: T | undefined, dflt: T): T => (v === undefined ? dflt : v);
+  const maxHeap = parseBytes('maxHeap', given(o.maxHeap, '1GiB'));
   if (maxHeap < 2 * SPAN_BYTES || maxHeap > MAX_ARENA_BYTES) {
     throw new InvalidOptionError(
       `maxHeap: ${maxHeap} bytes is out of range (from ${2 * SPAN_BYTES} bytes to 4GiB, the largest arena a Node 20 typed array can view)`);
   }
-  const mode = o.mode ?? 'fork';
+  const mode = given(o.mode, 'fork');
   if (mode !== 'fork' && mode !== 'stw') {
     throw new InvalidOptionError(`mode: expected 'fork' or 'stw', got ${describe(mode)}`);
   }
-  const gcPercent = o.gcPercent ?? 100;
+  const gcPercent = given(o.gcPercent, 100);
   if (typeof gcPercent !== 'number' || !Number.isFinite(gcPercent) || gcPercent <= 0 || gcPercent > 10000) {
     throw new InvalidOptionError(`gcPercent: expected a number in (0, 10000], got ${describe(gcPercent)}`);
   }
-  const minTriggerBytes = parseBytes('minTriggerBytes', o.minTriggerBytes ?? '16MiB');
+  const minTriggerBytes = parseBytes('minTriggerBytes', given(o.minTriggerBytes, '16MiB'));
   const granules = maxHeap / 16;
   const fault = faultInjection(o.faultInjectionForTesting);
   return {

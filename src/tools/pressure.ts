@@ -163,6 +163,15 @@ export class PressureWatcher extends EventEmitter<PressureEvents> {
   constructor(private readonly heap: Heap, options: PressureOptions = {}) {
     super();
     if (!(heap instanceof HeapClass)) throw new InvalidArgumentError(`watchMemoryPressure: expected a Heap, got ${describe(heap)}`);
+    if (typeof options !== 'object' || options === null) {
+      throw new InvalidOptionError(`watchMemoryPressure: options must be an object, got ${describe(options)}`);
+    }
+    if (options.onPressure !== undefined && typeof options.onPressure !== 'function') {
+      throw new InvalidOptionError(`watchMemoryPressure: onPressure: expected a function, got ${describe(options.onPressure)}`);
+    }
+    if (options.source !== undefined && (typeof options.source !== 'string' || options.source === '')) {
+      throw new InvalidOptionError(`watchMemoryPressure: source: expected a file path, got ${describe(options.source)}`);
+    }
     const number = (name: string, value: unknown, fallback: number, min: number, max: number): number => {
       if (value === undefined) return fallback;
       if (typeof value !== 'number' || !(value >= min && value <= max)) {

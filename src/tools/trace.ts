@@ -51,7 +51,7 @@ import type { StallEvent } from '../api/events.js';
 import type { Heap } from '../index.js';
 import { heapId as heapIdOf } from '../internal.js';
 import { Heap as HeapClass } from '../api/heap.js';
-import { InvalidArgumentError, describe } from '../api/errors.js';
+import { InvalidArgumentError, InvalidOptionError, describe } from '../api/errors.js';
 import type { CycleStats } from '../index.js';
 
 /** One event of the Trace Event format (the subset forkgc writes). */
@@ -134,7 +134,13 @@ const us = (ms: number) => Math.round(ms * 1000 * 1000) / 1000;  // ms -> µs, t
  */
 export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorder {
   if (!(heap instanceof HeapClass)) throw new InvalidArgumentError(`startTrace: expected a Heap, got ${describe(heap)}`);
-  const maxEvents = options.maxEvents ?? 1_000_000;
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionError(`startTrace: options must be an object, got ${describe(options)}`);
+  }
+  const maxEvents = options.maxEvents === undefined ? 1_000_000 : options.maxEvents;
+  if (typeof maxEvents !== 'number' || !Number.isInteger(maxEvents) || maxEvents < 0) {
+    throw new InvalidOptionError(`startTrace: maxEvents: expected a non-negative integer, got ${describe(maxEvents)}`);
+  }
   const pid = process.pid;
   const mainTid = pid;  // on Linux the main thread's tid is the pid
   const events: TraceEvent[] = [];
