@@ -561,8 +561,13 @@ export class Allocator {
       const state = Atomics.load(spans, s * SPAN_WORDS + SW_STATE);
       if (state === SPAN_UNSWEPT || state === SPAN_SWEEPING) break;
       if (state === SPAN_FREE && !this.known[s]) {
+        // Freed by a sweeper thread or a main-thread slice, which do not
+        // call afterSweep: no longer in use (counted once more when taken
+        // again; it was counted twice, heapBytes up to 2x maxHeap mid-sweep,
+        // in review).
         this.known[s] = 1;
         this.freeSpans.push(s);
+        this.inUseSpans--;
         found++;
       }
     }
@@ -593,19 +598,22 @@ export class Allocator {
     this.dropCurrent();
     for (let c = 0; c < LARGE_CLASS; c++) this.partial[c].length = 0;
     for (const list of this.unswept) list.length = 0;
+    if (this.known.length < this.topSpan) this.known = new Uint8Array(this.v.spanCount);
+    else this.known.fill(0, 0, this.topSpan);
     for (let s = 1; s < this.topSpan; s++) {
       const e = s * SPAN_WORDS;
-      if (v.spans[e + SW_STATE] === SPAN_IN_USE) {
+      const state = v.spans[e + SW_STATE];
+      if (state === SPAN_IN_USE) {
         Atomics.store(v.spans, e + SW_STATE, SPAN_UNSWEPT);
         this.unswept[v.spans[e + SW_CLASS]].push(s);
+      } else if (state === SPAN_FREE) {
+        this.known[s] = 1;  // on the free list and not counted in use already: harvestFreed skips it
       }
     }
     this.lazyTally.freedObjects = this.lazyTally.freedBytes = this.lazyTally.liveObjects = 0;
     this.lazyTally.spans = this.lazyTally.emptiedSpans = 0;
     this.lazySweepNs = 0;
     this.lazySweepMaxNs = 0;
-    if (this.known.length < this.topSpan) this.known = new Uint8Array(this.v.spanCount);
-    else this.known.fill(0, 0, this.topSpan);
     this.harvestFrom = 1;
     this.sweepTop = this.topSpan;
     this.sweeping = true;
