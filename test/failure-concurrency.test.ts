@@ -14,6 +14,7 @@
  *     application's own Piscina instance (option `piscina`) beside the
  *     application's tasks, one with a pool of its own (sweepThreads: 2).
  */
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
@@ -301,6 +302,29 @@ describe('a heap used while piscina workers run', () => {
     } finally {
       stop = true;
       await withTimeout(Promise.allSettled(app), 20_000, 'application tasks');
+      await pool.destroy();
+    }
+  }, 60_000);
+
+  it('a heap that swept on the application’s Piscina gives its memory back at close()', async () => {
+    // The pool's threads kept their attachments to the heap between tasks,
+    // and with them the closed heap's memory, until a task of another heap
+    // ran on them (found in review: RSS unchanged after close()).
+    const rssMiB = () => (Number(readFileSync('/proc/self/statm', 'utf8').split(' ')[1]) * 4096) / 2 ** 20;
+    const pool = new Piscina({ filename: TASK, minThreads: 2, maxThreads: 2 });
+    try {
+      const heap = makeHeap({ maxHeap: '512MiB', auto: false, inlineSweepUs: 0, hugePages: false, piscina: pool });
+      const B = heap.defineStruct('B', { next: 'ref' });
+      const list = heap.root(0);
+      for (let i = 0; i < 3_000_000; i++) list.set(B.alloc({ next: list.get() }));  // ~48 MiB live
+      for (let i = 0; i < 3_000_000; i++) B.alloc();  // garbage
+      const s = await withTimeout(heap.collect(), 30_000, 'cycle');
+      expect(s.workerSpansSwept, 'the pool swept').toBeGreaterThan(0);
+      const before = rssMiB();
+      await heap.close();
+      const after = rssMiB();
+      expect(before - after, `RSS ${before.toFixed(0)} -> ${after.toFixed(0)} MiB`).toBeGreaterThan(30);
+    } finally {
       await pool.destroy();
     }
   }, 60_000);

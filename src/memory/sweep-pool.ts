@@ -118,7 +118,7 @@ export class SweepPool {
   }
 
   run(task: Omit<SweepTask, 'cancelled'>): Promise<SweepTaskResult> {
-    const p = this.pool.run({ ...task, cancelled: this.cancelled }, { filename: this.filename }) as Promise<SweepTaskResult>;
+    const p = this.pool.run({ ...task, cancelled: this.cancelled, release: this.ownPool === undefined }, { filename: this.filename }) as Promise<SweepTaskResult>;
     this.pending.add(p);
     const forget = () => { this.pending.delete(p); };
     p.then(forget, forget);

@@ -25,6 +25,14 @@ export interface SweepTask {
   failAfter: number;
   /** Non-zero once the heap is closing: stop before the next span. */
   cancelled: Int32Array;
+  /**
+   * Let go of the heap's attachment when the task is done: set on a pool
+   * the application shares with us, whose threads outlive the heap (an
+   * attachment kept there held the closed heap's memory until a task of
+   * another heap ran on that thread). Our own pool's threads keep theirs
+   * between cycles and end with the heap.
+   */
+  release?: boolean;
 }
 
 /** What the task returns; the main thread may have read the same from the board already. */
@@ -54,8 +62,10 @@ warmSweep();
 const booted = (workerData as { forkgcBooted?: unknown } | null | undefined)?.forkgcBooted;
 if (booted instanceof Int32Array) Atomics.add(booted, 0, 1);
 
-// This thread's attachments, one per heap, kept across tasks: making views
-// of a large arena costs milliseconds (native/binding.cc, attachHeap).
+// This thread's attachments, one per heap, kept across tasks on our own
+// pool: making views of a large arena costs milliseconds (native/binding.cc,
+// attachHeap). On an application's pool each task lets go of its own
+// (SweepTask.release).
 const attached = new Map<number, HeapViews>();
 
 function viewsOf(heapId: number): HeapViews | null {
@@ -94,6 +104,10 @@ export default function sweepSpans(task: SweepTask): SweepTaskResult {
       freedObjects: tally.freedObjects, freedBytes: tally.freedBytes, liveObjects: tally.liveObjects,
       spans: tally.spans, startEpochMs, endEpochMs: performance.timeOrigin + performance.now(), threadId,
     }, failed);
+    if (task.release && v) {
+      attached.delete(task.heapId);
+      native().detachHeap(v.regions);
+    }
   }
   return { slot: task.slot, heapGone: v === null };
 }
