@@ -251,7 +251,7 @@ Napi::Value ForkCycle(const Napi::CallbackInfo& info) {
   req.selective = a.length() > 6 && a.boolean(6);
   if (!a.ok() || req.topGranule > req.heap->arenaGranules() || req.rootCount > req.heap->rootSlots()) return a.fail();
   ForkResult r = startForkCycle(req);
-  if (r.pid > 0) watchChild(a.env(), r.pid);
+  if (r.pid > 0) watchChild(a.env(), r.pid, r.readFd);
   // Success and failure in one shape: pid < 0 means errno says why.
   Napi::Object o = errnoResult(a.env(), r.error);
   o["pid"] = r.pid;
@@ -309,6 +309,16 @@ Napi::Value MarkInProcess(const Napi::CallbackInfo& info) {
   o["status"] = r.status;
   o["badRef"] = r.badRef;
   return o;
+}
+
+// adoptChildPipe(pid): the JS side owns the child's pipe from now on
+// (child_registry.h): the environment's cleanup hook no longer closes it.
+Napi::Value AdoptChildPipe(const Napi::CallbackInfo& info) {
+  Args a(info, "adoptChildPipe", 1);
+  pid_t pid = a.i32(0);
+  if (!a.ok() || pid <= 0) return a.fail();
+  adoptChildPipe(pid);
+  return a.env().Undefined();
 }
 
 // waitChild(pid, timeoutMs) -> null while it runs, else how it ended
@@ -506,6 +516,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["forkCycle"] = Napi::Function::New(env, ForkCycle);
   exports["markInProcess"] = Napi::Function::New(env, MarkInProcess);
   exports["waitChild"] = Napi::Function::New(env, WaitChild);
+  exports["adoptChildPipe"] = Napi::Function::New(env, AdoptChildPipe);
   exports["readBlocking"] = Napi::Function::New(env, ReadBlocking);
   exports["releaseArena"] = Napi::Function::New(env, ReleaseArena);
   exports["restoreHugePages"] = Napi::Function::New(env, RestoreHugePages);

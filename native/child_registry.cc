@@ -22,6 +22,7 @@ namespace {
 
 struct ChildWatch {
   pid_t pid;
+  int fd;  // the pipe's read end while no JS code owns it, else -1
 };
 std::mutex childMutex;
 std::unordered_map<pid_t, ChildWatch*> children;
@@ -46,6 +47,7 @@ void reapOrphanedChild(void* arg) {
     std::lock_guard<std::mutex> lock(childMutex);
     children.erase(w->pid);
   }
+  if (w->fd >= 0) close(w->fd);
   kill(w->pid, SIGKILL);
   // SIGKILL ends it within a scheduler tick unless it is in uninterruptible
   // sleep; after 5 s the environment goes on and the process's exit reaps
@@ -70,13 +72,19 @@ void childReaped(napi_env env, pid_t pid) {
 
 }  // namespace
 
-void watchChild(napi_env env, pid_t pid) {
-  ChildWatch* w = new ChildWatch{pid};
+void watchChild(napi_env env, pid_t pid, int fd) {
+  ChildWatch* w = new ChildWatch{pid, fd};
   {
     std::lock_guard<std::mutex> lock(childMutex);
     children[pid] = w;
   }
   napi_add_env_cleanup_hook(env, reapOrphanedChild, w);
+}
+
+void adoptChildPipe(pid_t pid) {
+  std::lock_guard<std::mutex> lock(childMutex);
+  auto it = children.find(pid);
+  if (it != children.end()) it->second->fd = -1;
 }
 
 ChildEnd waitChildFor(napi_env env, pid_t pid, double timeoutMs) {

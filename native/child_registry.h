@@ -14,7 +14,13 @@ namespace forkgc {
 
 // A child forked from environment `env`: reaped by that environment's event
 // loop, or killed and reaped by its cleanup hook if the environment ends first.
-void watchChild(napi_env env, pid_t pid);
+// `fd` is the read end of its pipe, closed by that hook too until JS takes it
+// (adoptChildPipe): a Worker terminated between forkCycle's return and its
+// first JS step left it open for the process's life.
+void watchChild(napi_env env, pid_t pid, int fd);
+
+// JS owns the child's pipe from now on (a socket, or its own close).
+void adoptChildPipe(pid_t pid);
 
 // How a child ended.
 struct ChildEnd {

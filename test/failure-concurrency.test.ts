@@ -14,6 +14,7 @@
  *     application's own Piscina instance (option `piscina`) beside the
  *     application's tasks, one with a pool of its own (sweepThreads: 2).
  */
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -256,6 +257,20 @@ describe('a heap inside a worker_threads Worker', () => {
 // ---------------------------------------------------------------------------
 
 describe('a heap used while piscina workers run', () => {
+  // Regression (found in review): a Worker terminated right after forkCycle
+  // returned, before JS wrapped the child's pipe, left its read end open for
+  // the process's life; the environment's cleanup hook, which kills and
+  // reaps the child, now closes it too until JS adopts it.
+  it('a worker whose environment ends before JS takes the child\'s pipe leaves the pipe closed', () => {
+    const fixture = fileURLToPath(new URL('./fixtures/worker-unadopted-pipe.mjs', import.meta.url));
+    const r = spawnSync(process.execPath, [fixture], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { pid: number; fd: number; open: boolean };
+    expect(out.pid).toBeGreaterThan(0);
+    expect(out.fd).toBeGreaterThan(2);
+    expect(out.open).toBe(false);
+  }, 60_000);
+
   it('one heap sweeps on the application’s Piscina beside its tasks, another on its own 2 threads: all results exact', async () => {
     const pool = new Piscina({ filename: TASK, minThreads: 2, maxThreads: 2 });
     const expectTask = (seed: number, rounds: number): number => {

@@ -66,6 +66,7 @@ export class ChildSession {
   /** Opens the pipe as a socket (unref'd unless someone awaits the cycle) and arms the watchdog. */
   open(keepAlive: boolean, timeoutMs: number, onTimeout: () => void): net.Socket {
     this.opened = true;
+    this.addon.adoptChildPipe(this.pid);
     const socket = new net.Socket({ fd: this.fd, readable: true, writable: false });
     this.socket = socket;
     if (!keepAlive) socket.unref();
@@ -82,6 +83,7 @@ export class ChildSession {
       // Never wrapped in a socket (the cycle ended between the fork and
       // open(): a 'fork' listener closed the heap): the descriptor is ours.
       this.opened = true;
+      this.addon.adoptChildPipe(this.pid);
       try { fs.closeSync(this.fd); } catch { /* closed already */ }
       return;
     }

@@ -51,6 +51,8 @@ export interface NativeAddon {
   detachHeap(views: RegionViews): void;
   heapDestroyed(id: number): boolean;
   destroyHeap(views: RegionViews): void;
+  /** JS owns the child's pipe from now on: the environment's cleanup hook no longer closes it. */
+  adoptChildPipe(pid: number): void;
   forkCycle(
     id: number, cycleId: number, topGranule: number, rootCount: number, fault: number, faultArg: number,
     selective: boolean): ForkOutcome;
