@@ -199,3 +199,25 @@ describe('collect() calls made while a cycle is in flight (found in review)', ()
     }, 60_000);
   }
 });
+
+describe('an allocation at maxHeap whose cycle a listener closes the heap in (found in review)', () => {
+  it('throws HeapClosedError, not HeapExhaustedError', async () => {
+    const heap = makeHeap({
+      maxHeap: '16MiB', auto: false, hugePages: false, sweepThreads: 0,
+      faultInjectionForTesting: { kind: 'delay-before-mark', arg: 300, cycles: (id) => id === 1 },
+    });
+    await heap.ready();
+    for (let i = 0; i < 5000; i++) heap.bytes.alloc(2000);  // garbage
+    const p = heap.collect();
+    p.catch(() => {});
+    heap.once('sweepStart', () => { void heap.close(); });
+    let thrown: unknown;
+    try {
+      for (let i = 0; i < 10_000; i++) heap.bytes.alloc(2000);  // reaches maxHeap while the child is held
+    } catch (e) {
+      thrown = e;
+    }
+    expect((thrown as { code?: string }).code).toBe('ERR_HEAP_CLOSED');
+    await p.then(() => undefined, () => undefined);
+  }, 60_000);
+});

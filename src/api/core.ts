@@ -477,6 +477,7 @@ export class HeapCore implements RefContext, TypeContext {
     }
     if (this.collector.busy) {
       this.advanceInAllocation();
+      this.ensureOpen();
       const g = this.takeFree(cls, size, typeId);
       if (g !== 0) return g;
     }
@@ -488,6 +489,8 @@ export class HeapCore implements RefContext, TypeContext {
     } finally {
       this.allocating = was;
     }
+    // A listener of the finished cycle closed the heap: say that, not "full".
+    this.ensureOpen();
     const g = this.takeFree(cls, size, typeId);
     if (g !== 0) return g;
     throw new HeapExhaustedError(
