@@ -76,12 +76,14 @@ describe('heap.ready()', () => {
 
   // Regression (found in review): each worker's end unloaded the addon and
   // its per-process statics, and the next worker opened them again.
-  it('heaps in short-lived worker threads leave no descriptor behind, the main thread never loading the addon', () => {
+  it('heaps in short-lived worker threads leave no descriptor behind and get ids of their own, the main thread never loading the addon', () => {
     const fixture = fileURLToPath(new URL('./fixtures/worker-heaps-fds.mjs', import.meta.url));
     const r = spawnSync(process.execPath, [fixture, '8'], { encoding: 'utf8', timeout: 60_000 });
     expect(r.status, r.stderr).toBe(0);
-    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { oomFds: number[] };
-    expect(out.oomFds).toEqual(new Array(8).fill(1));
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { oomFds: number[]; heapIds: number[]; addonMapped: boolean };
+    expect(out.oomFds.every((n) => n <= 1), out.oomFds.join()).toBe(true);
+    expect(new Set(out.heapIds).size, `heap ids ${out.heapIds.join()}`).toBe(8);
+    expect(out.addonMapped).toBe(true);
   }, 90_000);
 
   it('settles as a top-level await in a program of its own', () => {
