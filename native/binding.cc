@@ -495,10 +495,10 @@ Napi::Value LayoutConstants(const Napi::CallbackInfo& info) {
 // (dlclose) with the last environment that loaded it: a worker thread that
 // made a heap and ended, the main thread never having loaded the addon,
 // took with it the process-wide state meant to live once per process - the
-// open /proc/self/oom_score_adj (child.cc), the selective fork's buffers
-// (fork_exclusion.cc), the registries - and the next worker opened and
-// mapped them again: one descriptor and one mapping leaked per worker (found
-// in review). RTLD_NOLOAD | RTLD_NODELETE only marks the loaded library.
+// heap and child registries (heap ids started over at 1 in every worker:
+// the heapId of events and traces repeated), the selective fork's buffers
+// (fork_exclusion.cc), a descriptor then kept open (one leaked per worker;
+// found in review). RTLD_NOLOAD | RTLD_NODELETE only marks the loaded library.
 void keepLoaded() {
   Dl_info self;
   if (dladdr(reinterpret_cast<void*>(&keepLoaded), &self) == 0 || self.dli_fname == nullptr) return;
