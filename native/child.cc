@@ -157,11 +157,12 @@ bool cpusAwayFromHere(const HeapMemory* heap, cpu_set_t* mask) {
 // after fork() returns (volunteerChild), for the time before the child runs.
 // The parent used to raise its own score across fork() so that the child
 // was born with it; a fork by any other thread in that window (a spawn)
-// gave that process 1000 for life. The path is a literal: nothing is built
-// in the child.
-void volunteerForOomKiller() {
-  static const char kPath[] = "/proc/self/oom_score_adj";
-  int fd = open(kPath, O_WRONLY | O_CLOEXEC);
+// gave that process 1000 for life.
+//
+// Writes 1000 into the oom_score_adj file at `path` (open, write, close:
+// async-signal-safe, so the child may call it); best effort.
+void writeTopOomScore(const char* path) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0) return;
   ssize_t n;
   do {
@@ -170,19 +171,16 @@ void volunteerForOomKiller() {
   close(fd);
 }
 
-// The parent's half (see above): the child's score set from outside, best
-// effort (EACCES once the child has made itself non-dumpable: it has
-// volunteered by then). One open/write/close in the pause.
+// The child's half. The path is a literal: nothing is built in the child.
+void volunteerForOomKiller() { writeTopOomScore("/proc/self/oom_score_adj"); }
+
+// The parent's half: the child's score set from outside (EACCES once the
+// child has made itself non-dumpable: it has volunteered by then). One
+// open/write/close in the pause.
 void volunteerChild(pid_t pid) {
   char path[48];
   snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", int(pid));
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  ssize_t n;
-  do {
-    n = write(fd, "1000", 4);
-  } while (n < 0 && errno == EINTR);
-  close(fd);
+  writeTopOomScore(path);
 }
 
 void put32(uint8_t* p, uint32_t v) { memcpy(p, &v, 4); }
