@@ -54,6 +54,26 @@ describe.runIf(linux)('thread clock', () => {
     expect(total.runMs).toBeLessThan(slept!.windowMs + spun!.windowMs);
   });
 
+  it('two gaps back to back: the second one\'s window starts at its own start (samples filed at the time the caller read)', () => {
+    // The meter samples at the end of each gap, which is where the next gap
+    // starts; filed under a later time, the next gap's window began at the
+    // sample before the previous gap and counted it in.
+    const c = new ThreadClock();
+    c.open();
+    const t1 = performance.now();
+    c.sample(t1);
+    spin(24);
+    const t2 = performance.now();
+    c.sample(t2);
+    spin(15);
+    const t3 = performance.now();
+    c.sample(t3);
+    c.close();
+    const w = c.over(t2, t3)!;
+    expect(w).not.toBeNull();
+    expect(w.windowMs).toBeLessThanOrEqual(t3 - t2 + 0.5);
+  });
+
   it('a window needs samples on both sides', () => {
     const c = new ThreadClock();
     c.open();

@@ -85,7 +85,7 @@ export class Meter {
       // millisecond otherwise (a read costs ~1.5 µs): a gap's window starts
       // at most ~1 ms before it and ends with it.
       if (gap > 1 || now - this.sampledAt >= 1) {
-        this.clock.sample();
+        this.clock.sample(now);
         this.sampledAt = now;
       }
     }
