@@ -251,7 +251,7 @@ Napi::Value ForkCycle(const Napi::CallbackInfo& info) {
   req.selective = a.length() > 6 && a.boolean(6);
   if (!a.ok() || req.topGranule > req.heap->arenaGranules() || req.rootCount > req.heap->rootSlots()) return a.fail();
   ForkResult r = startForkCycle(req);
-  if (r.pid > 0) watchChild(a.env(), r.pid, r.readFd);
+  if (r.pid > 0) watchChild(a.env(), r.pid, r.readFd, !r.selective);
   // Success and failure in one shape: pid < 0 means errno says why.
   Napi::Object o = errnoResult(a.env(), r.error);
   o["pid"] = r.pid;

@@ -470,6 +470,11 @@ ForkResult startForkCycle(const ForkRequest& request) {
     a.probe = f.probe;
   }
 
+  // A child that excluded nothing shares every heap's arena: no heap's
+  // restore thread may collapse until it is reaped (child_registry.cc).
+  const bool sharesAll = !result.selective;
+  if (sharesAll) holdEveryHugePageRestore();
+
   // Block every signal across fork(), so that no handler of the parent's can
   // run in the child before it has its own mask (it keeps this one).
   sigset_t all, previous;
@@ -496,6 +501,7 @@ ForkResult startForkCycle(const ForkRequest& request) {
   result.prepareNs = plan ? start - prepareStart : 0;
   if (pid < 0) {
     close(fds[0]);
+    if (sharesAll) releaseEveryHugePageRestore();
     result.error = forkErrno;
     return result;
   }

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "huge_page_restore.h"
 #include "marker.h"
 
 namespace forkgc {
@@ -23,6 +24,7 @@ namespace {
 struct ChildWatch {
   pid_t pid;
   int fd;  // the pipe's read end while no JS code owns it, else -1
+  bool sharesAll;  // holds every heap's huge-page restore until reaped
 };
 std::mutex childMutex;
 std::unordered_map<pid_t, ChildWatch*> children;
@@ -53,7 +55,11 @@ void reapOrphanedChild(void* arg) {
   // sleep; after 5 s the environment goes on and the process's exit reaps
   // what is left.
   int status;
+  // Reaped, or past hope: either way it no longer holds the restore threads
+  // of the heaps that go on (a child still there shares nothing anyone
+  // will fork or collapse for long: the process is ending or the thread is).
   waitPidFor(w->pid, &status, 5000);
+  if (w->sharesAll) releaseEveryHugePageRestore();
   delete w;
 }
 
@@ -67,13 +73,14 @@ void childReaped(napi_env env, pid_t pid) {
     children.erase(it);
   }
   napi_remove_env_cleanup_hook(env, reapOrphanedChild, w);
+  if (w->sharesAll) releaseEveryHugePageRestore();
   delete w;
 }
 
 }  // namespace
 
-void watchChild(napi_env env, pid_t pid, int fd) {
-  ChildWatch* w = new ChildWatch{pid, fd};
+void watchChild(napi_env env, pid_t pid, int fd, bool sharesAll) {
+  ChildWatch* w = new ChildWatch{pid, fd, sharesAll};
   {
     std::lock_guard<std::mutex> lock(childMutex);
     children[pid] = w;

@@ -17,7 +17,9 @@ namespace forkgc {
 // `fd` is the read end of its pipe, closed by that hook too until JS takes it
 // (adoptChildPipe): a Worker terminated between forkCycle's return and its
 // first JS step left it open for the process's life.
-void watchChild(napi_env env, pid_t pid, int fd);
+// `sharesAll`: the fork excluded nothing, so the child shares every heap's
+// arena; its reaping releases holdEveryHugePageRestore (huge_page_restore.h).
+void watchChild(napi_env env, pid_t pid, int fd, bool sharesAll);
 
 // JS owns the child's pipe from now on (a socket, or its own close).
 void adoptChildPipe(pid_t pid);

@@ -40,6 +40,8 @@
 #include <stdio.h>
 #include <time.h>
 
+#include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <vector>
@@ -60,6 +62,7 @@ struct HugePageRestorer {
   std::vector<uint8_t> wanted;  // per 2 MiB range: collapse it
   size_t cursor = 0;            // next range to look at
   bool held = true;       // a child may share the arena: do nothing
+  bool collapsing = false;  // a range taken and not yet done (holds wait for it)
   bool stopping = false;
   HugePageRestoreFigures figures;
   cpu_set_t creatorCpus;  // HeapMemory::creatorCpus, if known
@@ -67,6 +70,21 @@ struct HugePageRestorer {
 };
 
 namespace {
+
+// Every heap's restorer, and the children alive that share every arena (a
+// fork that excluded nothing: selective fork off or not applied). While one
+// lives no restorer collapses anything, whichever heap forked it: its
+// `held` covers only the forking heap's own arena (found in review: with
+// selectiveFork false, another heap's thread collapsed 192 ranges a child
+// shared, 384 MiB copied for nothing).
+std::mutex restorersMutex;
+std::vector<HugePageRestorer*> restorers;
+std::atomic<int> childrenSharingAll{0};
+
+// Waits until r's thread has no range in flight (r->mutex held by `lock`).
+void waitIdle(HugePageRestorer* r, std::unique_lock<std::mutex>& lock) {
+  r->wake.wait(lock, [r] { return !r->collapsing; });
+}
 
 uint64_t nowNs() {
   timespec t;
@@ -92,17 +110,24 @@ void* run(void* arg) {
   }
   std::unique_lock<std::mutex> lock(r->mutex);
   for (;;) {
-    r->wake.wait(lock, [r] { return r->stopping || (!r->held && r->cursor < r->wanted.size()); });
+    r->wake.wait(lock, [r] {
+      return r->stopping || (!r->held && childrenSharingAll.load() == 0 && r->cursor < r->wanted.size());
+    });
     if (r->stopping) return nullptr;
     size_t i = r->cursor++;
     if (!r->wanted[i]) continue;
     uint8_t* range = r->base + i * kHugePageBytes;
+    // Taken: a hold now waits until this range is done (the thread might be
+    // preempted between here and madvise, and collapse after the fork).
+    r->collapsing = true;
     lock.unlock();
     uint64_t t0 = nowNs();
     int rc = madvise(range, kHugePageBytes, MADV_COLLAPSE);
     int err = errno;
     uint64_t spent = nowNs() - t0;
     lock.lock();
+    r->collapsing = false;
+    r->wake.notify_all();
     r->figures.ns += spent;
     // A failure (no huge page free now, a range the kernel will not merge)
     // costs nothing but the try: later cycles ask again.
@@ -143,20 +168,41 @@ bool restoreHugePages(HeapMemory* h, const uint8_t* wanted, size_t count) {
       return false;
     }
     h->hugePageRestorer = r;
+    std::lock_guard<std::mutex> all(restorersMutex);
+    restorers.push_back(r);
   }
   std::lock_guard<std::mutex> lock(r->mutex);
   r->wanted.assign(wanted, wanted + count);
   r->cursor = 0;
   r->held = false;
-  r->wake.notify_one();
+  r->wake.notify_all();
   return true;
 }
 
 void holdHugePageRestore(HeapMemory* h) {
   HugePageRestorer* r = h->hugePageRestorer;
   if (!r) return;
-  std::lock_guard<std::mutex> lock(r->mutex);
+  std::unique_lock<std::mutex> lock(r->mutex);
   r->held = true;
+  waitIdle(r, lock);
+}
+
+void holdEveryHugePageRestore() {
+  childrenSharingAll.fetch_add(1);
+  std::lock_guard<std::mutex> all(restorersMutex);
+  for (HugePageRestorer* r : restorers) {
+    std::unique_lock<std::mutex> lock(r->mutex);
+    waitIdle(r, lock);
+  }
+}
+
+void releaseEveryHugePageRestore() {
+  if (childrenSharingAll.fetch_sub(1) != 1) return;
+  std::lock_guard<std::mutex> all(restorersMutex);
+  for (HugePageRestorer* r : restorers) {
+    std::lock_guard<std::mutex> lock(r->mutex);
+    r->wake.notify_all();
+  }
 }
 
 HugePageRestoreFigures hugePageRestoreFigures(HeapMemory* h) {
@@ -170,9 +216,13 @@ void stopHugePageRestore(HeapMemory* h) {
   HugePageRestorer* r = h->hugePageRestorer;
   if (!r) return;
   {
+    std::lock_guard<std::mutex> all(restorersMutex);
+    restorers.erase(std::remove(restorers.begin(), restorers.end(), r), restorers.end());
+  }
+  {
     std::lock_guard<std::mutex> lock(r->mutex);
     r->stopping = true;
-    r->wake.notify_one();
+    r->wake.notify_all();
   }
   pthread_join(r->thread, nullptr);
   delete r;

@@ -21,10 +21,19 @@ struct HugePageRestoreFigures {
 // false when the kernel has no MADV_COLLAPSE (before Linux 6.1).
 bool restoreHugePages(HeapMemory* heap, const uint8_t* wanted, size_t count);
 
-// Called right before fork(): the restore thread stops before its next range
-// (a range already begun completes; fork() waits for it on the mmap lock), so
-// that nothing is collapsed while a child shares the pages.
+// Called right before fork(): the restore thread stops before its next range,
+// and this waits for a range it has already taken (picked but not yet in
+// madvise, it would otherwise be collapsed after the fork), so that nothing
+// is collapsed while a child shares the pages.
 void holdHugePageRestore(HeapMemory* heap);
+
+// Around a fork that shares every heap's arena with its child (selective fork
+// off, or not applied): no heap's thread collapses anything from before the
+// fork (a range in flight is waited for) until releaseEvery... is called for
+// that child, once it is reaped (child_registry.cc) or the fork failed.
+// Counted: several such children may live at once.
+void holdEveryHugePageRestore();
+void releaseEveryHugePageRestore();
 
 // Totals so far (any thread).
 HugePageRestoreFigures hugePageRestoreFigures(HeapMemory* heap);
