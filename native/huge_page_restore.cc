@@ -14,8 +14,11 @@
 // back (MADV_COLLAPSE, Linux 6.1), on a thread of its own so the mutator
 // never waits for it, one 2 MiB range per call. A range that is already huge
 // costs the kernel a page-table lookup. The thread stops before its next
-// range when a fork comes (holdHugePageRestore): a range collapsed while a
-// child shares it would be copied for nothing. Ranges the heap gave back to
+// range when a fork comes (holdHugePageRestore; a range already taken is
+// waited for): a range collapsed while a child shares it would be copied for
+// nothing. A fork that excluded nothing shares every heap's arena, so then
+// every heap's thread waits until that child is reaped
+// (holdEveryHugePageRestore). Ranges the heap gave back to
 // the OS before the cycle are not asked for (src/memory/huge-pages.ts); one
 // the sweep gives back while this thread works is refused by the kernel
 // (measured on 6.18: a range emptied by MADV_DONTNEED fails to merge, and
