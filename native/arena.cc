@@ -7,6 +7,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "fork_exclusion.h"
 #include "huge_page_restore.h"
 #include "layout.h"
 
@@ -70,6 +71,10 @@ size_t systemPageSize() {
 uint32_t HeapMemory::spanCount() const { return uint32_t(arena.bytes / kSpanBytes); }
 
 HeapMemory* createHeapMemory(const HeapOptions& o) {
+  // Not while another thread forks selectively: a span table mapped and
+  // made DONTFORK inside its window, within one of its excluded runs, would
+  // be made DOFORK again by its restore (found in review).
+  ForkWindow window;
   HeapMemory* h = new HeapMemory();
   uint64_t arenaBytes = roundUp(o.arenaBytes, kSpanBytes);
   uint64_t granules = arenaBytes / kGranuleBytes;

@@ -26,6 +26,7 @@
 #include "arena.h"
 #include "child.h"
 #include "child_registry.h"
+#include "fork_exclusion.h"
 #include "huge_page_restore.h"
 #include "layout.h"
 #include "marker.h"
@@ -508,6 +509,7 @@ void keepLoaded() {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   static std::once_flag kept;
   std::call_once(kept, keepLoaded);
+  guardOtherForks();
   exports["createHeap"] = Napi::Function::New(env, CreateHeap);
   exports["attachHeap"] = Napi::Function::New(env, AttachHeap);
   exports["detachHeap"] = Napi::Function::New(env, DetachHeap);

@@ -393,7 +393,7 @@ ForkResult startForkCycle(const ForkRequest& request) {
   }
   // One fork at a time in the whole process: another thread's exclusions
   // must never be in force while this one forks.
-  std::lock_guard<std::mutex> lock(forkLock());
+  ForkWindow window;
 
   // Everything the child needs is computed here, before the fork, and copied
   // onto this stack: the child calls nothing that might initialize state

@@ -205,6 +205,33 @@ std::mutex& forkLock() {
   return lock;
 }
 
+namespace {
+
+// Set on the thread that holds forkLock for a fork of ours or a heap's
+// creation: a fork() it makes itself (the fallback without _Fork) must not
+// wait for the lock it holds.
+thread_local bool holdingForkLock = false;
+
+void beforeOtherFork() {
+  if (!holdingForkLock) forkLock().lock();
+}
+
+void afterOtherFork() {
+  if (!holdingForkLock) forkLock().unlock();
+}
+
+}  // namespace
+
+ForkWindow::ForkWindow() : lock_(forkLock()) { holdingForkLock = true; }
+ForkWindow::~ForkWindow() { holdingForkLock = false; }
+
+void guardOtherForks() {
+  static std::once_flag once;
+  // The library stays loaded for the process's life (binding.cc,
+  // keepLoaded), so the handlers stay valid.
+  std::call_once(once, [] { pthread_atfork(beforeOtherFork, afterOtherFork, afterOtherFork); });
+}
+
 ExclusionFigures applyForkExclusions(const AddressRange* keep, size_t keepCount, bool apply) {
   ExclusionFigures f;
   uint64_t t0 = monotonicNs();

@@ -47,10 +47,15 @@
 // A process-wide mutex (forkLock) serialises the forks of every heap in the
 // process (worker threads share this code), so one thread's exclusions
 // never reach another thread's fork from this addon.
-// What it cannot serialise: a fork() by other code in the process (another
-// addon, a fork-based spawn on another thread) inside the window would give
-// that child the exclusions too; the window is the pause itself, and
-// HeapOptions.selectiveFork: false removes it.
+// A fork() by other code on another thread (a spawn on a worker thread,
+// another addon) waits for the window too: a pthread_atfork handler takes
+// forkLock before glibc's fork() copies anything (guardOtherForks). Without
+// it such a child got the exclusions, the forking thread's own stack among
+// them (a worker's stack is an anonymous mapping), and died of SIGSEGV
+// before its exec: 26% of a worker's spawns during collections, in review.
+// What it cannot cover: a fork that runs no atfork handlers (a raw clone,
+// glibc's _Fork) by other code; HeapOptions.selectiveFork: false removes
+// the window altogether.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -77,6 +82,23 @@ struct ExclusionFigures {
 
 // Serialises forks and heap creation across the threads of the process.
 std::mutex& forkLock();
+
+// forkLock held by this thread for a fork of ours or a heap's creation
+// (other code's forks on other threads wait; see guardOtherForks).
+class ForkWindow {
+ public:
+  ForkWindow();
+  ~ForkWindow();
+  ForkWindow(const ForkWindow&) = delete;
+  ForkWindow& operator=(const ForkWindow&) = delete;
+
+ private:
+  std::lock_guard<std::mutex> lock_;
+};
+
+// Registers (once per process) the atfork handlers that make every other
+// fork() in the process wait for forkLock.
+void guardOtherForks();
 
 // Marks MADV_DONTFORK every excludable mapping that overlaps none of `keep`
 // (the child's stack and TLS as windows around their addresses, the heap's

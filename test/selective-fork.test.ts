@@ -14,6 +14,7 @@
  *     'fallback' event); its next children read the same page without harm,
  *     which also shows the parent restored MADV_DOFORK on it.
  */
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { CycleAbortedError, type Heap } from '../src/index.js';
 import { closeHeapsAfterEach, describeError, isFreed, makeHeap, type Ref } from './helpers/common.js';
@@ -167,4 +168,39 @@ describe('selective fork', () => {
     expect(s.objectsFreed).toBe(w.garbage.length);
     expect(ballast.length).toBe(401);
   }, 30_000);
+});
+
+describe('other threads\' forks during the window (found in review)', () => {
+  // A spawn on a worker thread is a real fork(): inside a selective fork's
+  // window its child got the exclusions, the worker's own stack among them,
+  // and died of SIGSEGV before its exec (26% of such spawns in review). An
+  // atfork handler now makes that fork wait for the window to close.
+  it('processes a worker thread spawns while the heap collects never crash', { timeout: 60_000 }, async () => {
+    const heap = makeHeap({ sweepThreads: 0 });
+    const T = heap.defineStruct('T', { a: 'ref' });
+    heap.root(T.alloc());
+    const flags = new Int32Array(new SharedArrayBuffer(12));
+    const worker = new Worker(`
+      const { workerData } = require('node:worker_threads');
+      const { spawnSync } = require('node:child_process');
+      const f = new Int32Array(workerData);
+      while (Atomics.load(f, 0) === 0) {
+        const r = spawnSync('/bin/true');
+        Atomics.add(f, 1, 1);
+        if (r.status !== 0) Atomics.add(f, 2, 1);
+      }`, { eval: true, workerData: flags.buffer });
+    const exited = new Promise((r) => worker.once('exit', r));
+    try {
+      let cycles = 0;
+      for (const end = Date.now() + 3000; Date.now() < end; cycles++) await heap.collect();
+      Atomics.store(flags, 0, 1);
+      await exited;
+      expect(cycles).toBeGreaterThan(10);
+      expect(Atomics.load(flags, 1), 'spawns').toBeGreaterThan(10);
+      expect(Atomics.load(flags, 2), 'spawned processes that failed').toBe(0);
+    } finally {
+      Atomics.store(flags, 0, 1);
+      await worker.terminate();
+    }
+  });
 });
