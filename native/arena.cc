@@ -75,6 +75,7 @@ HeapMemory* createHeapMemory(const HeapOptions& o) {
   // made DONTFORK inside its window, within one of its excluded runs, would
   // be made DOFORK again by its restore (found in review).
   ForkWindow window;
+  forgetForkExclusions();
   HeapMemory* h = new HeapMemory();
   uint64_t arenaBytes = roundUp(o.arenaBytes, kSpanBytes);
   uint64_t granules = arenaBytes / kGranuleBytes;
@@ -120,6 +121,7 @@ void detachHeapMemory(HeapMemory* h) {
   if (--h->attachments == 0) {
     registry.erase(h->id);
     unmapAll(h);
+    forgetForkExclusions();
     delete h;
   }
 }

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "marker.h"
@@ -174,9 +175,13 @@ uintptr_t cachedProbe = 0;
 uint64_t forkNsAfterRead = 0;   // the first fork after the last read (CPU ns)
 uint64_t lastForkNs = 0;
 uint32_t forksSinceRead = 0;
+// Heaps made or destroyed since the read (forgetForkExclusions): a heap made
+// after it had its arena, huge pages and all, given to every child (its
+// fork cost grows too little for the check above to see: found in review).
+std::atomic<bool> heapsChanged{false};
 
 bool cacheUsable(const AddressRange* keep, size_t keepCount) {
-  if (!cacheValid || runCount == 0) return false;
+  if (!cacheValid || runCount == 0 || heapsChanged) return false;
   if (forksSinceRead > 0 && lastForkNs > forkNsAfterRead + forkNsAfterRead / 2 + 100000) return false;
   for (size_t i = 0; i < runCount; i++)
     if (overlapsAny(runs()[i].start, runs()[i].end, keep, keepCount)) return false;
@@ -225,6 +230,8 @@ void afterOtherFork() {
 ForkWindow::ForkWindow() : lock_(forkLock()) { holdingForkLock = true; }
 ForkWindow::~ForkWindow() { holdingForkLock = false; }
 
+void forgetForkExclusions() { heapsChanged.store(true); }
+
 void guardOtherForks() {
   static std::once_flag once;
   // The library stays loaded for the process's life (binding.cc,
@@ -243,6 +250,7 @@ ExclusionFigures applyForkExclusions(const AddressRange* keep, size_t keepCount,
     f.probe = cachedProbe;
   } else {
     cacheValid = false;
+    heapsChanged.store(false);
     runCount = 0;
     size_t length = 0;
     if (!readMaps(length)) return f;

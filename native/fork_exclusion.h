@@ -56,6 +56,14 @@
 // What it cannot cover: a fork that runs no atfork handlers (a raw clone,
 // glibc's _Fork) by other code; HeapOptions.selectiveFork: false removes
 // the window altogether.
+//
+// Known limitation: /proc/self/maps does not show VmFlags, so a candidate
+// that was MADV_DONTFORK already (V8 marks some of its large pages so; RDMA
+// buffers) is excluded like any other and made MADV_DOFORK by the restore:
+// later forks by any code copy it. Reading the flags (/proc/self/smaps)
+// costs about 7x the maps read (54 against 7.7 ms with 1.4 GiB of V8
+// objects), too much for the pause. A process whose mappings must stay
+// DONTFORK runs with selectiveFork: false.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -95,6 +103,10 @@ class ForkWindow {
  private:
   std::lock_guard<std::mutex> lock_;
 };
+
+// A heap was made or unmapped: the next fork reads the maps again (its
+// arena, or what was in its place, is in no cached run). Any thread.
+void forgetForkExclusions();
 
 // Registers (once per process) the atfork handlers that make every other
 // fork() in the process wait for forkLock.
