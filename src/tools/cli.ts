@@ -173,13 +173,18 @@ async function demo(o: DemoOptions): Promise<void> {
     const cycle = heap.collect();
     let second: { heap: Heap; cycle: Promise<CycleStats> } | undefined;
     if (o.secondHeap && o.mode === 'fork') {
-      // A second heap forks while the first one's child lives: its child
-      // inherits a copy of the whole process, the first heap's arena included.
-      const other = new Heap({ maxHeap: '64MiB', auto: false, faultInjectionForTesting: { kind: 'delay-before-mark', arg: hold + 1000 } });
+      // A second heap forks while the first one's child lives, plainly: its
+      // child inherits a copy of the whole process, the first heap's arena
+      // included. (Selectively, the first heap's arena would be left out of
+      // it: another heap's arena is nothing its child reads.)
+      const other = new Heap({
+        maxHeap: '64MiB', auto: false, selectiveFork: false,
+        faultInjectionForTesting: { kind: 'delay-before-mark', arg: hold + 1000 },
+      });
       other.strings.alloc('a second heap');
       second = { heap: other, cycle: other.collect() };
       second.cycle.catch(() => undefined);
-      out(`${at(performance.now())} a second heap forked too (its child is held ${hold + 1000} ms): ` +
+      out(`${at(performance.now())} a second heap forked too, plainly (selectiveFork: false; its child is held ${hold + 1000} ms): ` +
         'every resident page of the first heap is now mapped three times (parent, first child, second child)');
     }
     let parentCopied = -1;
