@@ -12,6 +12,9 @@
 
 #include "marker.h"
 
+// glibc >= 2.34's bare fork (child.cc says why it is used); null before.
+extern "C" pid_t _Fork(void) __attribute__((weak));
+
 namespace forkgc {
 
 namespace {
@@ -233,6 +236,11 @@ ForkWindow::~ForkWindow() { holdingForkLock = false; }
 void forgetForkExclusions() { heapsChanged.store(true); }
 
 void guardOtherForks() {
+  // Without _Fork our own fork is glibc's fork(), which would run these
+  // handlers with glibc's atfork lock held while another thread's fork
+  // holds it waiting in them for forkLock: a deadlock. There is no window
+  // to guard then either (child.cc never forks selectively without _Fork).
+  if (_Fork == nullptr) return;
   static std::once_flag once;
   // The library stays loaded for the process's life (binding.cc,
   // keepLoaded), so the handlers stay valid.
