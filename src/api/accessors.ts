@@ -166,6 +166,16 @@ export interface AllocField {
 }
 
 /**
+ * A field named like a member of Object.prototype ('constructor',
+ * 'toString'...): alloc(init) reads it only as init's own property, or a
+ * plain [[Get]] would take the inherited function as the field's value.
+ * (Compiled alloc here and the generic one in type-registry.ts.)
+ */
+export function namedLikeInherited(field: string): boolean {
+  return field in Object.prototype;
+}
+
+/**
  * A struct type's alloc(init), compiled per type (default mode): each init
  * value is read once with its field name as a literal (a named property
  * load, not a keyed one in a loop), checked inline for its kind, and
@@ -243,11 +253,8 @@ export function compileAlloc(
         store = `u8[(g << 4) + ${int(f.offset)}] = ${v} ? 1 : 0;`;
         break;
     }
-    // A field named like a member of Object.prototype ('constructor',
-    // 'toString', '__proto__'...) is read only as init's own property: a plain
-    // [[Get]] would take the inherited function as the field's value.
     const key = JSON.stringify(f.field);
-    const read = f.field in Object.prototype ? `(Object.hasOwn(init, ${key}) ? init[${key}] : undefined)` : `init[${key}]`;
+    const read = namedLikeInherited(f.field) ? `(Object.hasOwn(init, ${key}) ? init[${key}] : undefined)` : `init[${key}]`;
     checks.push(`${v} = ${read}; if (${v} !== undefined) { ${check} }`);
     stores.push(`if (${v} !== undefined) ${store}`);
   });

@@ -237,7 +237,7 @@ export class HeapCore implements RefContext, TypeContext {
     } finally {
       this.dueFinalizers = this.dueFinalizers.slice(this.dueHead);
       this.dueHead = 0;
-      this.collector.stalls.end('finalizers', stall);
+      this.collector.stalls.end(stall);
     }
   }
 
@@ -349,7 +349,7 @@ export class HeapCore implements RefContext, TypeContext {
     try {
       r = this.addon.markInProcess(this.regions.id, this.allocator.topGranule, 0, g);
     } finally {
-      stalls.end('weakBarrier', stall);
+      stalls.end(stall);
     }
     if (r.status !== 0) throw new HeapCorruptError(`heap corrupt at reference ${r.badRef} (weak read barrier)`);
   }

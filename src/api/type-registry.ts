@@ -30,7 +30,7 @@ import {
   DESCRIPTOR_WORDS, FIRST_STRUCT_TYPE, HEADER_BYTES, KIND_LEAF, KIND_REF_ARRAY, KIND_STRUCT, LARGE_CLASS, MAX_TYPES,
   SIZE_CLASSES, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING, roundToGranules, sizeClassOf,
 } from '../memory/layout.js';
-import { compileAccessor, compileAlloc } from './accessors.js';
+import { compileAccessor, compileAlloc, namedLikeInherited } from './accessors.js';
 import type { RefOps } from './refs.js';
 import type { HeapViews } from '../memory/views.js';
 import type { FieldKind, FieldSpec, FieldValue, StructType, StructValues, Ref } from './types.js';
@@ -230,8 +230,7 @@ export class TypeRegistry {
     const fieldNames = writers.map(([field]) => field);
     const fieldKinds = fieldNames.map((field) => fields[field] as FieldKind);
     const fieldWhats = fieldNames.map((field) => `${name}.${field}`);
-    // Named like a member of Object.prototype: read as init's own property only (as compiled alloc does).
-    const fieldInherited = fieldNames.map((field) => field in Object.prototype);
+    const fieldInherited = fieldNames.map(namedLikeInherited);
     const fieldWrites = writers.map(([, write]) => write);
     const fieldCount = fieldNames.length;
     const cls = sizeClassOf(size);

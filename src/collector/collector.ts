@@ -267,7 +267,7 @@ export class Collector {
     // side by side, not the pause's end (the thread may be preempted
     // between the call's return and any later reading).
     const childStartMs = performance.now() - (Number(process.hrtime.bigint()) - r.forkStartNs) / 1e6;
-    this.stalls.end('fork', stall);
+    this.stalls.end(stall);
     if (r.pid < 0) {
       // No child: say so (once per heap) and collect stop-the-world instead.
       h.fellBack(`fork() failed: ${r.message} (errno ${r.errno})`);
@@ -318,7 +318,7 @@ export class Collector {
       // A chunk that fails its checks aborts at once, whatever the child does next.
       this.fail(c, streamVerdict(e));
     } finally {
-      this.stalls.end('intake', stall);
+      this.stalls.end(stall);
     }
   }
 
@@ -382,7 +382,7 @@ export class Collector {
           if (process.hrtime.bigint() >= deadline) return;
         }
       } finally {
-        if (stall !== undefined) this.stalls.end('intake', stall);
+        if (stall !== undefined) this.stalls.end(stall);
       }
       if (c !== this.cycle || c.failure) return;
       c.streamEnded = true;
@@ -565,7 +565,7 @@ export class Collector {
       if (child.reaped) return this.phaseNow() === 'sweeping';
       return this.childEnded(c, child.reapSync(deadline - Date.now()), c.streamFailure);
     } finally {
-      this.stalls.end('syncRead', stall);
+      this.stalls.end(stall);
     }
   }
 
@@ -579,7 +579,7 @@ export class Collector {
     const pauseNs = Number(process.hrtime.bigint() - t0);
     // From here to the sweep's start ('mark' listeners) new objects are black.
     h.allocator.allocateBlack();
-    this.stalls.end('stwMark', stall);
+    this.stalls.end(stall);
     c.stats.pauseUs = pauseNs / 1000;
     if (r.status !== 0) {
       this.fail(c, { reason: 'HEAP_CORRUPT', message: `reference ${r.badRef} is not an object` });
@@ -609,7 +609,7 @@ export class Collector {
       this.phase = 'sweeping';
       over = this.sweeper.begin(c);
     } finally {
-      this.stalls.end('sweepStart', stall);
+      this.stalls.end(stall);
     }
     // A small heap was swept whole and its sweep completed just now: settle
     // after the stall was recorded (settling takes the cycle's stall figures).

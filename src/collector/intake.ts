@@ -99,7 +99,7 @@ export class PacedIntake {
         if (process.hrtime.bigint() >= deadline) break;
       }
     } finally {
-      this.stalls?.end('intake', stall);
+      this.stalls?.end(stall);
     }
     if (this.stopped) return true;  // (stop() emptied the queue)
     if (this.queue.length > 0) return false;

@@ -4,7 +4,7 @@
 // sweeping on the main thread (slices, lazy sweeping in an allocation,
 // finishing a sweep synchronously), finalization callbacks, the weak read
 // barrier's marking from a target read while the marks are taken - brackets itself
-// with begin()/end(kind). Nested brackets count once, as the outermost kind.
+// with begin(kind)/end(start). Nested brackets count once, as the outermost's kind.
 // The collector takes the window's figures into each cycle's CycleStats
 // (stallUs, maxStallUs, stalls per kind); stalls between two cycles (e.g.
 // finalization callbacks run after a cycle's figures were published) go to
@@ -30,7 +30,7 @@ export interface StallWindow { stallUs: number; maxStallUs: number; stalls: Stal
 /** Where lower layers (the allocator) report a stall without knowing the collector. */
 export interface StallSink {
   begin(kind: StallKind): number;
-  end(kind: StallKind, startMs: number): void;
+  end(startMs: number): void;
 }
 
 export function emptyBreakdown(): StallBreakdown {
@@ -59,11 +59,12 @@ export class StallClock implements StallSink {
     return now;
   }
 
-  end(kind: StallKind, startMs: number): void {
+  /** End of the wait begin() returned `startMs` for; the outermost counts, under its kind. */
+  end(startMs: number): void {
     if (--this.depth > 0) return;
     this.depth = 0;
     // Counted from where take() split it, if a cycle completed inside.
-    this.count(kind, Math.max(startMs, this.openFrom), performance.now());
+    this.count(this.openKind, Math.max(startMs, this.openFrom), performance.now());
   }
 
   private count(kind: StallKind, startMs: number, endMs: number): void {

@@ -310,7 +310,7 @@ export class SweepDriver {
     try {
       sweepFromCursor(h.views, c.board!, c.tally, this.cancelled, 0, start + budgetNs);
     } finally {
-      this.hooks.stalls.end('sweepSlice', t);
+      this.hooks.stalls.end(t);
     }
     const sliceNs = Number(process.hrtime.bigint() - start);
     c.mainSweepNs += sliceNs;
@@ -349,7 +349,7 @@ export class SweepDriver {
       const ns = Number(process.hrtime.bigint() - start);
       c.mainSweepNs += ns;
       c.maxSliceNs = Math.max(c.maxSliceNs, ns);
-      this.hooks.stalls.end('finishSync', t);
+      this.hooks.stalls.end(t);
     }
     this.advance();
   }
@@ -360,7 +360,7 @@ export class SweepDriver {
     try {
       over = this.complete(c);
     } finally {
-      this.hooks.stalls.end('sweepEnd', t);
+      this.hooks.stalls.end(t);
     }
     // After the stall is recorded: settling takes the cycle's stall figures.
     if (over) this.ends.completed(c);

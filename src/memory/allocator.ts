@@ -543,7 +543,7 @@ export class Allocator {
       const ns = Number(process.hrtime.bigint() - start);
       this.lazySweepNs += ns;
       if (ns > this.lazySweepMaxNs) this.lazySweepMaxNs = ns;
-      this.stalls?.end('lazySweep', stall);
+      this.stalls?.end(stall);
     }
   }
 
@@ -781,7 +781,7 @@ export class Allocator {
       }
     } finally {
       this.lazySweepNs += Number(process.hrtime.bigint() - start);
-      this.stalls?.end('lazySweep', stall);
+      this.stalls?.end(stall);
     }
   }
 
