@@ -3,10 +3,13 @@
 import { describe, expect, it } from 'vitest';
 import { closeHeapsAfterEach, expectError, makeHeap } from './helpers/common.js';
 import { startTrace } from '../src/tools/trace.js';
-import { watchMemoryPressure } from '../src/tools/pressure.js';
+import { parsePressure, readPressure, watchMemoryPressure } from '../src/tools/pressure.js';
+import { CowMapper } from '../src/tools/cow-budget.js';
 import {
-  FieldValueError, Heap, InvalidArgumentError, InvalidOptionError, TypeDefinitionError,
+  ByteArrays, FieldValueError, Heap, HeapFinalizationRegistry, HeapMaps, InvalidArgumentError, InvalidOptionError, RefArrays,
+  RootHandle, Strings, TypeDefinitionError, parseBytes,
 } from '../src/index.js';
+import { heapInternals } from '../src/internal.js';
 
 closeHeapsAfterEach();
 
@@ -242,5 +245,73 @@ describe('options given as null, and tools\' options (found in review)', () => {
     for (const bad of [null, { onPressure: 'x' }, { source: 0 }, { source: '' }]) {
       expectError(() => watchMemoryPressure(h, bad as never), InvalidOptionError, 'ERR_INVALID_OPTION', `watchMemoryPressure ${JSON.stringify(bad)}`);
     }
+  });
+});
+
+// Found in the session-15 review of the API against its docs.
+describe('tools and exported classes refuse what is not theirs', () => {
+  it('readPressure, parsePressure and TraceRecorder.writeTo take paths and text only (a number was a file descriptor; -0 aborted Node)', () => {
+    for (const bad of [-0, 0, 2, undefined, null, '', Symbol('s'), 1n, {}]) {
+      expectError(() => readPressure(bad as never), InvalidArgumentError, 'ERR_INVALID_ARGUMENT', `readPressure(${String(bad)})`);
+    }
+    for (const bad of [Symbol('s'), 0, undefined, {}]) {
+      expectError(() => parsePressure(bad as never), InvalidArgumentError, 'ERR_INVALID_ARGUMENT', `parsePressure(${String(bad)})`);
+    }
+    const h = makeHeap();
+    const trace = startTrace(h);
+    for (const bad of [-0, 2, undefined, '', Symbol('s')]) {
+      expectError(() => trace.writeTo(bad as never), InvalidArgumentError, 'ERR_INVALID_ARGUMENT', `writeTo(${String(bad)})`);
+    }
+    expect(trace.recording, 'a refused path does not stop the recording').toBe(true);
+    trace.stop();
+  });
+
+  it('parseBytes with a name that is not a string, CowMapper of a non-heap: ERR_INVALID_ARGUMENT', () => {
+    expectError(() => parseBytes(Symbol('n') as never, 'zz'), InvalidArgumentError, 'ERR_INVALID_ARGUMENT');
+    expectError(() => parseBytes('n', Symbol('v') as never), InvalidOptionError, 'ERR_INVALID_OPTION');
+    for (const bad of [undefined, {}, 42]) {
+      expectError(() => new CowMapper(bad as never), InvalidArgumentError, 'ERR_INVALID_ARGUMENT', String(bad));
+    }
+  });
+
+  it('the classes a heap makes cannot be constructed by hand', () => {
+    const h = makeHeap();
+    const made: [string, () => unknown][] = [
+      ['RefArrays', () => new RefArrays({})], ['ByteArrays', () => new ByteArrays(undefined)],
+      ['Strings', () => new Strings({ views: {} })], ['HeapMaps', () => new HeapMaps({} as never)],
+      ['HeapFinalizationRegistry', () => new HeapFinalizationRegistry({ refs: {}, ensureOpen: () => {} }, () => {})],
+      ['RootHandle', () => new RootHandle({}, 0)],
+    ];
+    for (const [name, make] of made) expectError(make, InvalidArgumentError, 'ERR_INVALID_ARGUMENT', name);
+    // The heap's own still work.
+    const r = h.root(h.arrays.alloc(1));
+    expect(h.arrays.length(r.get())).toBe(1);
+    h.createFinalizationRegistry(() => {}).register(h.strings.alloc('x'), 1);
+  });
+
+  it('a shared Piscina pool whose maxThreads is not a whole number is refused (NaN hung collect(); 2.5 ended the process)', () => {
+    for (const bad of [NaN, 2.5, 0, -1, '4', Infinity]) {
+      expectError(() => new Heap({ maxHeap: '16MiB', piscina: { run: async () => undefined, maxThreads: bad } as never }),
+        InvalidOptionError, 'ERR_INVALID_OPTION', String(bad));
+    }
+  });
+
+  it('close() from a finalization callback that close() runs gets the same promise, settled once the sweeper threads ended', async () => {
+    const h = makeHeap({ sweepThreads: 2 });
+    await h.ready();
+    const T = h.defineStruct('T', { v: 'i32' });
+    let inner: Promise<void> | undefined;
+    h.createFinalizationRegistry(() => { inner = h.close(); }).register(T.alloc(), 1);
+    await h.collect();  // the callback is due now (it runs from an immediate, or from close())
+    const pool = heapInternals(h).poolToClose!;
+    let poolClosed = false;
+    const close = pool.close.bind(pool);
+    pool.close = async () => { await close(); poolClosed = true; };
+    const outer = h.close();
+    expect(inner, 'close() ran the due callback').toBeDefined();
+    expect(inner).toBe(outer);
+    expect(h.close()).toBe(outer);
+    await outer;
+    expect(poolClosed, 'settled after the sweeper threads ended').toBe(true);
   });
 });

@@ -25,7 +25,7 @@ import {
 import { hasSubscribers, publish, type CycleEventMap, type CycleEventName } from './events.js';
 import { HeapFinalizationRegistry } from './finalization.js';
 import { callSafely, emitSafely } from './listener-errors.js';
-import { takeDeadEntries, type TakenEntries } from './private-access.js';
+import { heapMade, takeDeadEntries, type FinalizationParts, type RootHandleParts, type TakenEntries } from './private-access.js';
 import { resolveOptions, type HeapOptions, type ResolvedOptions } from './options.js';
 import { EPOCHS, makeRefOps, type RefContext, type RefOps } from './refs.js';
 import { RootHandle } from './roots.js';
@@ -46,6 +46,9 @@ export class HeapCore implements RefContext, TypeContext {
   readonly options: ResolvedOptions;
   readonly allocator: Allocator;
   readonly roots: RootTable;
+  /** What each root handle and finalization registry is made with (private-access.ts, heapMade). */
+  private readonly rootParts: RootHandleParts;
+  private readonly finalizationParts: FinalizationParts;
   readonly policy: Policy;
   readonly refs: RefOps;
   readonly collector: Collector;
@@ -128,6 +131,9 @@ export class HeapCore implements RefContext, TypeContext {
     this.refs = makeRefOps(this, o.checked);
     this.weakHolders = new WeakHolders(this.views);
     this.types = new TypeRegistry(this);
+    heapMade(this);
+    this.rootParts = heapMade({ table: this.roots, refs: this.refs, ensureOpen: () => this.ensureOpen() });
+    this.finalizationParts = heapMade({ refs: this.refs, ensureOpen: () => this.ensureOpen() });
     this.arrays = new RefArrays(this);
     this.bytes = new ByteArrays(this);
     this.strings = new Strings(this);
@@ -325,7 +331,7 @@ export class HeapCore implements RefContext, TypeContext {
     if (typeof callback !== 'function') {
       throw new InvalidArgumentError(`createFinalizationRegistry: callback must be a function, got ${describe(callback)}`);
     }
-    const r = new HeapFinalizationRegistry<T>({ refs: this.refs, ensureOpen: () => this.ensureOpen() }, callback);
+    const r = new HeapFinalizationRegistry<T>(this.finalizationParts, callback);
     this.finalizers.push(r as HeapFinalizationRegistry<unknown>);
     return r;
   }
@@ -511,7 +517,7 @@ export class HeapCore implements RefContext, TypeContext {
   root(ref: number): RootHandle {
     this.ensureOpen();
     const g = this.refs.field(ref);
-    return new RootHandle({ table: this.roots, refs: this.refs, ensureOpen: () => this.ensureOpen() }, this.roots.add(g));
+    return new RootHandle(this.rootParts, this.roots.add(g));
   }
 
   // ---- cycles --------------------------------------------------------------

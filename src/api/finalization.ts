@@ -15,7 +15,7 @@
 import { InvalidArgumentError, describe } from './errors.js';
 import type { RefOps } from './refs.js';
 import { callSafely } from './listener-errors.js';
-import { registerTakeDead, type FinalizationParts, type TakenEntries } from './private-access.js';
+import { isHeapMade, registerTakeDead, type FinalizationParts, type TakenEntries } from './private-access.js';
 import type { HeapViews } from '../memory/views.js';
 
 interface Entry<T> {
@@ -35,6 +35,9 @@ export class HeapFinalizationRegistry<T> {
 
   /** Made by heap.createFinalizationRegistry(); not constructible by applications. */
   constructor(internal: unknown, callback: (held: T) => void) {
+    if (!isHeapMade(internal)) {
+      throw new InvalidArgumentError('HeapFinalizationRegistry: made by heap.createFinalizationRegistry(), not constructible');
+    }
     const parts = internal as FinalizationParts;
     this.#refs = parts.refs;
     this.#ensureOpen = parts.ensureOpen;

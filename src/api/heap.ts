@@ -141,12 +141,19 @@ export class Heap extends EventEmitter<HeapEvents> {
    */
   close(): Promise<void> {
     // One close for every caller: a second call while the first still waits
-    // for the sweeper threads resolves when they have ended, not before.
-    this.#closing ??= (async () => {
+    // for the sweeper threads resolves when they have ended, not before. The
+    // promise is in place before any of the work runs: close() runs the
+    // finalization callbacks already due first, and one that calls close()
+    // must get this same promise, not start a second close that the first
+    // then takes as done (found in review: resolved before the threads ended).
+    if (this.#closing) return this.#closing;
+    let settle!: { resolve: () => void; reject: (e: unknown) => void };
+    this.#closing = new Promise<void>((resolve, reject) => { settle = { resolve, reject }; });
+    (async () => {
       if (this.#core.closed) return;
       unclosed.unregister(this);
       await this.#core.close();
-    })();
+    })().then(settle.resolve, settle.reject);
     return this.#closing;
   }
 

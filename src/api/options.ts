@@ -1,7 +1,7 @@
 // Validation of the options of `new Heap()`. Every rejection is an
 // InvalidOptionError that names the option and what it accepts.
 import os from 'node:os';
-import { InvalidOptionError, describe } from './errors.js';
+import { InvalidArgumentError, InvalidOptionError, describe } from './errors.js';
 import { reportLater } from './listener-errors.js';
 import { MAX_ARENA_BYTES, SPAN_BYTES } from '../memory/layout.js';
 
@@ -41,7 +41,11 @@ export interface HeapOptions {
   checked?: boolean;
   /** Start a cycle when the bytes allocated since the last one reach this percentage of the live heap. Default 100. */
   gcPercent?: number;
-  /** Never trigger a cycle before this many bytes were allocated since the last. Default '16MiB' (README, Benchmarks: a cycle costs the main thread about 2-3 ms whatever the heap's size). */
+  /**
+   * The smallest goal: a cycle should end before this many bytes more are allocated, however small the live
+   * heap; the pacer starts it earlier (at 25% of the goal at the earliest; near maxHeap sooner still: docs/design.md,
+   * "Policy"). Default '16MiB' (a cycle costs the main thread about 2-3 ms whatever the heap's size).
+   */
   minTriggerBytes?: number | string;
   /** Schedule cycles automatically from the event loop when the policy asks. Default true. */
   auto?: boolean;
@@ -139,6 +143,7 @@ const UNITS: Record<string, number> = {
 
 /** Parses 4096, '4096', '64KiB', '1.5 GiB' (binary units; 'MB' is read as MiB). */
 export function parseBytes(name: string, value: number | string): number {
+  if (typeof name !== 'string') throw new InvalidArgumentError(`parseBytes: name: expected a string, got ${describe(name)}`);
   let bytes: number;
   if (typeof value === 'number') {
     bytes = value;
@@ -150,7 +155,7 @@ export function parseBytes(name: string, value: number | string): number {
     }
     bytes = Number(m[1]) * unit;
   } else {
-    throw new InvalidOptionError(`${name}: expected a number of bytes or a string such as '512MiB', got ${typeof value}`);
+    throw new InvalidOptionError(`${name}: expected a number of bytes or a string such as '512MiB', got ${describe(value)}`);
   }
   if (!Number.isFinite(bytes) || bytes < 0) {
     throw new InvalidOptionError(`${name}: ${String(value)} is not a non-negative finite size`);
@@ -182,6 +187,13 @@ function pool(value: unknown): PiscinaPool | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'object' || value === null || typeof (value as { run?: unknown }).run !== 'function') {
     throw new InvalidOptionError('piscina: expected a Piscina instance');
+  }
+  // Read once here: the sweep sizes its tasks from it, and a count that is
+  // not a whole number posted none (collect() never settled) or sized a
+  // buffer wrongly (found in review). A real Piscina reports an integer.
+  const maxThreads = (value as { maxThreads?: unknown }).maxThreads;
+  if (maxThreads !== undefined && !(typeof maxThreads === 'number' && Number.isInteger(maxThreads) && maxThreads >= 1)) {
+    throw new InvalidOptionError(`piscina: maxThreads: expected a whole number of threads, got ${describe(maxThreads)}`);
   }
   return value as PiscinaPool;
 }

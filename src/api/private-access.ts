@@ -32,6 +32,22 @@ export interface TakenEntries {
   putBack(): void;
 }
 
+/**
+ * The objects a heap hands to the public classes it constructs (its core,
+ * its root and finalization parts). The classes are exported (for
+ * `instanceof` and types) but made only by the heap: a constructor given
+ * anything else refuses at once (InvalidArgumentError), rather than fail
+ * later with an untyped error from a missing part.
+ */
+const madeByHeap = new WeakSet<object>();
+export function heapMade<T extends object>(parts: T): T {
+  madeByHeap.add(parts);
+  return parts;
+}
+export function isHeapMade(x: unknown): boolean {
+  return typeof x === 'object' && x !== null && madeByHeap.has(x);
+}
+
 type TakeDead = (registry: object, v: HeapViews) => TakenEntries[];
 let coreOfHeap: ((heap: object) => HeapCore) | undefined;
 let takeDead: TakeDead | undefined;

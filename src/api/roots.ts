@@ -1,7 +1,7 @@
 // Root handles: the mutator's side of the root table (src/api/root-table.ts).
 // A handle owns one slot; the slot is the truth.
-import { RootReleasedError } from './errors.js';
-import type { RootHandleParts } from './private-access.js';
+import { InvalidArgumentError, RootReleasedError } from './errors.js';
+import { isHeapMade, type RootHandleParts } from './private-access.js';
 import type { RefOps } from './refs.js';
 import type { RootTable } from './root-table.js';
 import type { Ref, RefTo } from './types.js';
@@ -16,6 +16,7 @@ export class RootHandle<T extends string = any> {
 
   /** Made by heap.root(); not constructible by applications. */
   constructor(internal: unknown, slot: number) {
+    if (!isHeapMade(internal)) throw new InvalidArgumentError('RootHandle: made by heap.root(), not constructible');
     const parts = internal as RootHandleParts;
     this.#table = parts.table;
     this.#refs = parts.refs;

@@ -6,6 +6,7 @@ import { HEADER_BYTES, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING } from '../memory
 import { lengthAt } from '../memory/header.js';
 import { SHORT_ASCII_BYTES, readUtf8, utf16Length, utf8Equals } from '../memory/utf8.js';
 import { native, type NativeAddon } from '../platform/native.js';
+import { isHeapMade } from './private-access.js';
 import { badValue, type TypeContext } from './type-registry.js';
 
 declare const refBrand: unique symbol;
@@ -77,7 +78,10 @@ export class RefArrays {
   readonly #ctx: TypeContext;
 
   /** Made by the heap (its `arrays` property); not constructible by applications. */
-  constructor(internal: unknown) { this.#ctx = internal as TypeContext; }
+  constructor(internal: unknown) {
+    if (!isHeapMade(internal)) throw new InvalidArgumentError('RefArrays: made by the heap (heap.arrays), not constructible');
+    this.#ctx = internal as TypeContext;
+  }
 
   alloc(length: number): Ref<'RefArray'> {
     checkLength('arrays.alloc', length);
@@ -122,7 +126,10 @@ export class ByteArrays {
   readonly #ctx: TypeContext;
 
   /** Made by the heap (its `bytes` property); not constructible by applications. */
-  constructor(internal: unknown) { this.#ctx = internal as TypeContext; }
+  constructor(internal: unknown) {
+    if (!isHeapMade(internal)) throw new InvalidArgumentError('ByteArrays: made by the heap (heap.bytes), not constructible');
+    this.#ctx = internal as TypeContext;
+  }
 
   /** A zeroed byte array of `length`, or a copy of `data`. */
   alloc(lengthOrData: number | Uint8Array): Ref<'Bytes'> {
@@ -183,7 +190,10 @@ export class Strings {
   readonly #scratch = utf8Scratch(this.#addon);
 
   /** Made by the heap (its `strings` property); not constructible by applications. */
-  constructor(internal: unknown) { this.#ctx = internal as TypeContext; }
+  constructor(internal: unknown) {
+    if (!isHeapMade(internal)) throw new InvalidArgumentError('Strings: made by the heap (heap.strings), not constructible');
+    this.#ctx = internal as TypeContext;
+  }
 
   /**
    * A string must be well-formed UTF-16: a lone surrogate has no UTF-8

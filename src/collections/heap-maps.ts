@@ -49,6 +49,7 @@ import { FieldValueError, HeapExhaustedError, InvalidArgumentError, InvalidKeyEr
 import { DESCRIPTOR_WORDS, HEADER_BYTES, KIND_STRUCT, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING } from '../memory/layout.js';
 import type { Ref } from '../api/types.js';
 import type { TypeContext } from '../api/type-registry.js';
+import { isHeapMade } from '../api/private-access.js';
 import { canonicalNumber, hashNumber, hashString, scan } from './key-hash.js';
 import { readUtf8, utf8Equals, writeUtf8 } from '../memory/utf8.js';
 
@@ -118,6 +119,7 @@ export class HeapMaps {
   private deletedVersion = 0;
 
   constructor(private readonly ctx: TypeContext) {
+    if (!isHeapMade(ctx)) throw new InvalidArgumentError('HeapMaps: made by the heap (heap.maps), not constructible');
     const v = ctx.views;
     this.u8 = v.u8;
     this.u32 = v.u32;

@@ -40,6 +40,8 @@ export function isStartFailure(e: unknown): boolean {
 export class SweepPool {
   private readonly pool: PiscinaPool;
   private readonly ownPool: Piscina | undefined;
+  /** Tasks per cycle on an application's pool. */
+  private readonly sharedThreads: number;
   private readonly filename: string;
   private readonly pending = new Set<Promise<unknown>>();
   /**
@@ -79,6 +81,8 @@ export class SweepPool {
       workerData: { forkgcBooted: this.booted },
     });
     this.pool = shared ?? this.ownPool!;
+    // Read once (options.ts checked it is a whole number): the sweep's tasks are sized from it.
+    this.sharedThreads = Math.min(4, shared?.maxThreads ?? 1);
     // Piscina emits 'error' when a thread dies with no task on it (a thread
     // that could not start): unhandled, that would end the process.
     if (this.ownPool) this.ownPool.on('error', (e: Error) => this.brokenBy(e));
@@ -86,7 +90,7 @@ export class SweepPool {
 
   /** Tasks to post per cycle: one per thread (at most 4 on a pool the application shares with us). */
   get threads(): number {
-    return Math.max(1, this.ownPool ? this.ownPool.maxThreads : Math.min(4, this.pool.maxThreads ?? 1));
+    return this.ownPool ? Math.max(1, this.ownPool.maxThreads) : this.sharedThreads;
   }
 
   /** Threads of our own pool that have booted (sweep code loaded and warm). */

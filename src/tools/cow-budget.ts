@@ -309,6 +309,7 @@ export class CowMapper {
   private readonly onFork = (e: ForkEvent) => { this.pid = e.pid; };
 
   constructor(private readonly heap: Heap) {
+    if (!(heap instanceof HeapClass)) throw new InvalidArgumentError(`CowMapper: expected a Heap, got ${describe(heap)}`);
     this.page = pageBytes(heap);
     // Find the arena now, not inside the cycle's start.
     locateArena(heap);

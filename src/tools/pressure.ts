@@ -85,6 +85,7 @@ type PressureEvents = {
 
 /** Parses the text of a PSI file; null when it has no valid 'some' line. */
 export function parsePressure(text: string, source = '', timeMs = performance.now()): PressureReading | null {
+  if (typeof text !== 'string') throw new InvalidArgumentError(`parsePressure: text: expected a string, got ${describe(text)}`);
   const line = (kind: string) => {
     const m = new RegExp(`^${kind} avg10=([\\d.]+) avg60=([\\d.]+) avg300=([\\d.]+) total=(\\d+)`, 'm').exec(text);
     return m ? { a10: Number(m[1]), a60: Number(m[2]), a300: Number(m[3]), total: Number(m[4]) } : null;
@@ -100,6 +101,11 @@ export function parsePressure(text: string, source = '', timeMs = performance.no
 
 /** Reads a PSI file; null when it is missing, unreadable (PSI disabled) or malformed. */
 export function readPressure(source: string): PressureReading | null {
+  // A path only: fs would take a number as a file descriptor (0 reads stdin,
+  // blocking until it closes) and -0 aborts Node in its C++ (found in review).
+  if (typeof source !== 'string' || source === '') {
+    throw new InvalidArgumentError(`readPressure: source: expected a file path, got ${describe(source)}`);
+  }
   try {
     return parsePressure(readFileSync(source, 'utf8'), source);
   } catch {

@@ -381,6 +381,11 @@ export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorde
     snapshot,
     stop,
     writeTo(path: string): TraceFile {
+      // A path only: fs would take a number as a file descriptor (2 writes
+      // the trace into stderr) and -0 aborts Node in its C++.
+      if (typeof path !== 'string' || path === '') {
+        throw new InvalidArgumentError(`TraceRecorder.writeTo: expected a file path, got ${describe(path)}`);
+      }
       const file = stop();
       writeFileSync(path, JSON.stringify(file));
       return file;
