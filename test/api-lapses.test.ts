@@ -6,7 +6,7 @@ import { startTrace } from '../src/tools/trace.js';
 import { parsePressure, readPressure, watchMemoryPressure } from '../src/tools/pressure.js';
 import { CowMapper } from '../src/tools/cow-budget.js';
 import {
-  ByteArrays, FieldValueError, Heap, HeapFinalizationRegistry, HeapMaps, InvalidArgumentError, InvalidOptionError, RefArrays,
+  ByteArrays, FieldValueError, Heap, HeapClosedError, HeapFinalizationRegistry, HeapMaps, InvalidArgumentError, InvalidOptionError, RefArrays,
   RootHandle, Strings, TypeDefinitionError, parseBytes,
 } from '../src/index.js';
 import { heapInternals } from '../src/internal.js';
@@ -313,5 +313,17 @@ describe('tools and exported classes refuse what is not theirs', () => {
     expect(h.close()).toBe(outer);
     await outer;
     expect(poolClosed, 'settled after the sweeper threads ended').toBe(true);
+  });
+});
+
+describe('a closed heap says so before it looks at the arguments', () => {
+  it('maps.forEach, maps.alloc, strings.alloc with bad arguments on a closed heap: ERR_HEAP_CLOSED', async () => {
+    const h = makeHeap();
+    const m = h.maps.alloc();
+    await h.close();
+    expectError(() => h.maps.forEach(m, 1 as never), HeapClosedError, 'ERR_HEAP_CLOSED', 'forEach(m, 1)');
+    expectError(() => h.maps.alloc(-1), HeapClosedError, 'ERR_HEAP_CLOSED', 'maps.alloc(-1)');
+    expectError(() => h.strings.alloc('\ud800'), HeapClosedError, 'ERR_HEAP_CLOSED', 'a lone surrogate');
+    expectError(() => h.strings.alloc(5 as never), HeapClosedError, 'ERR_HEAP_CLOSED', 'a number');
   });
 });

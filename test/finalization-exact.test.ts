@@ -132,3 +132,34 @@ describe('a SWEEP_FAILED cycle and weak fields', () => {
     expect(h.stats().objects).toBe(LIVE + 3000 * 2 + 1);
   });
 });
+
+// Found in the session-15 review of heap maps, strings and weak references.
+describe('unregister and close, around the callbacks', () => {
+  it.each(['fork', 'stw'] as const)('%s: unregister() after the sweep freed the object, before its callback ran: true, and the callback does not run', async (mode) => {
+    const heap = makeHeap({ mode, auto: false });
+    const T = heap.defineStruct('T', { n: 'i32' });
+    const token = {};
+    const ran: string[] = [];
+    const reg = heap.createFinalizationRegistry<string>((held) => ran.push(held));
+    reg.register(T.alloc(), 'cancelled', token);
+    reg.register(T.alloc(), 'kept');
+    await heap.collect();  // the callbacks are due, from an immediate
+    expect(ran).toEqual([]);
+    expect(reg.unregister(token)).toBe(true);
+    expect(reg.unregister(token), 'nothing left with that token').toBe(false);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(ran).toEqual(['kept']);
+  });
+
+  it('after close(), size throws HeapClosedError as every other use does', async () => {
+    const heap = makeHeap();
+    const T = heap.defineStruct('T', { n: 'i32' });
+    const reg = heap.createFinalizationRegistry<string>(() => {});
+    const keep = heap.root(T.alloc());
+    reg.register(keep.get(), 'entry of a live object: dropped with the heap');
+    expect(reg.size).toBe(1);
+    await closeHeap(heap);
+    expect(() => reg.size).toThrow(expect.objectContaining({ code: 'ERR_HEAP_CLOSED' }));
+  });
+});

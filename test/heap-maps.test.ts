@@ -14,6 +14,7 @@ import {
   FieldValueError, HeapClosedError, HeapExhaustedError, InvalidArgumentError, InvalidKeyError, InvalidReferenceError, MapModifiedError,
   StaleReferenceError, TypeDefinitionError, WrongTypeError, type Heap, type MapKey,
 } from '../src/index.js';
+import { granuleOf } from './helpers/slots.js';
 import {
   DEAD_CODES, MODES, closeHeap, closeHeapsAfterEach, expectCode, expectError, isFreed, makeHeap,
   type Mode, type Ref,
@@ -578,5 +579,33 @@ describe('heap maps: code that runs inside set()\'s allocations', () => {
     const seen = new Set<string>();
     heap.maps.forEach(m, (key) => { seen.add(String(key)); });
     expect(seen.size).toBe(n + fromListeners.length);
+  });
+});
+
+// Found in the session-15 review: the record of a map's last delete (which
+// lets a visitor delete its own entry) outlived the map, and a new map in
+// the freed one's slot took an insert at the same version for a self-delete.
+describe('a freed map\'s last delete', () => {
+  it.each(MODES)('%s: does not pass for a change to the new map in its slot: MapModifiedError as for any map', async (mode) => {
+    const heap = makeHeap({ mode, auto: false });
+    const maps = heap.maps;
+    const a = maps.alloc();
+    maps.set(a, 'a', 0);
+    maps.set(a, 'b', 0);
+    maps.delete(a, 'a');  // the record: a's granule, the slot of 'a', version 3
+    const ga = granuleOf(heap, a);
+    await heap.collect();  // a is garbage
+    const b = maps.alloc();
+    expect(granuleOf(heap, b), 'the new map is in the freed one\'s slot').toBe(ga);
+    const root = heap.root(b);
+    maps.set(b, 'a', 0);
+    maps.set(b, 'b', 0);  // version 2; 'a' in the same slot (one seed per heap)
+    const seen: unknown[] = [];
+    expectError(() => maps.forEach(b, (k) => {
+      seen.push(k);
+      if (k === 'a' && !maps.has(b, 'c')) maps.set(b, 'c', 0);  // the insert is at version 3
+    }), MapModifiedError, 'ERR_MAP_MODIFIED');
+    expect(seen.filter((k) => k === 'a').length, 'no entry visited twice').toBeLessThanOrEqual(1);
+    root.release();
   });
 });

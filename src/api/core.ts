@@ -25,7 +25,7 @@ import {
 import { hasSubscribers, publish, type CycleEventMap, type CycleEventName } from './events.js';
 import { HeapFinalizationRegistry } from './finalization.js';
 import { callSafely, emitSafely } from './listener-errors.js';
-import { heapMade, takeDeadEntries, type FinalizationParts, type RootHandleParts, type TakenEntries } from './private-access.js';
+import { dropRegistryEntries, heapMade, takeDeadEntries, type FinalizationParts, type RootHandleParts, type TakenEntries } from './private-access.js';
 import { resolveOptions, type HeapOptions, type ResolvedOptions } from './options.js';
 import { EPOCHS, makeRefOps, type RefContext, type RefOps } from './refs.js';
 import { RootHandle } from './roots.js';
@@ -621,6 +621,7 @@ export class HeapCore implements RefContext, TypeContext {
     if (this.closed) return;  // a callback closed the heap
     this.closed = true;
     this.takenFinalizers = [];
+    for (const r of this.finalizers) dropRegistryEntries(r);
     this.topGranule = 0;
     this.allocator.close();
     this.collector.close();

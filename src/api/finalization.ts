@@ -15,7 +15,7 @@
 import { InvalidArgumentError, describe } from './errors.js';
 import type { RefOps } from './refs.js';
 import { callSafely } from './listener-errors.js';
-import { isHeapMade, registerTakeDead, type FinalizationParts, type TakenEntries } from './private-access.js';
+import { isHeapMade, registerDropAll, registerTakeDead, type FinalizationParts, type TakenEntries } from './private-access.js';
 import type { HeapViews } from '../memory/views.js';
 
 interface Entry<T> {
@@ -26,9 +26,19 @@ interface Entry<T> {
 export class HeapFinalizationRegistry<T> {
   static {
     registerTakeDead((r, v) => (r as HeapFinalizationRegistry<unknown>).#takeDead(v));
+    registerDropAll((r) => {
+      (r as HeapFinalizationRegistry<unknown>).#entries.clear();
+      (r as HeapFinalizationRegistry<unknown>).#due.clear();
+    });
   }
 
   readonly #entries = new Map<number, Entry<T>[]>();
+  /**
+   * Entries of freed objects whose callbacks are due but have not run (taken
+   * out at the sweep's start, run from the event loop after it): unregister()
+   * still cancels them, as JavaScript's FinalizationRegistry does.
+   */
+  readonly #due = new Set<Entry<T>[]>();
   readonly #refs: RefOps;
   readonly #ensureOpen: () => void;
   readonly #callback: (held: T) => void;
@@ -64,6 +74,14 @@ export class HeapFinalizationRegistry<T> {
       throw new InvalidArgumentError(`unregister: unregisterToken must be an object, got ${describe(unregisterToken)}`);
     }
     let found = false;
+    for (const list of this.#due) {
+      for (let i = list.length - 1; i >= 0; i--) {
+        if (list[i].token === unregisterToken) {
+          list.splice(i, 1);
+          found = true;
+        }
+      }
+    }
     for (const [g, list] of this.#entries) {
       const rest = list.filter((e) => e.token !== unregisterToken);
       if (rest.length !== list.length) {
@@ -76,6 +94,7 @@ export class HeapFinalizationRegistry<T> {
   }
 
   get size(): number {
+    this.#ensureOpen();
     let n = 0;
     for (const list of this.#entries.values()) n += list.length;
     return n;
@@ -87,11 +106,17 @@ export class HeapFinalizationRegistry<T> {
     for (const [g, list] of this.#entries) {
       if ((mark[g >>> 5] & (1 << (g & 31))) !== 0) continue;
       this.#entries.delete(g);
+      this.#due.add(list);
       out.push({
         granule: g,
         // One entry at a time: a throwing callback does not stop the others.
-        run: () => { for (const e of list) callSafely(() => this.#callback(e.held)); },
+        // The list is read as it is when it runs: unregister() may have taken entries out.
+        run: () => {
+          this.#due.delete(list);
+          for (const e of list) callSafely(() => this.#callback(e.held));
+        },
         putBack: () => {
+          this.#due.delete(list);
           const now = this.#entries.get(g);
           this.#entries.set(g, now ? [...list, ...now] : list);
         },

@@ -54,6 +54,10 @@ let takeDead: TakeDead | undefined;
 
 export function registerCoreOf(get: (heap: object) => HeapCore): void { coreOfHeap = get; }
 export function registerTakeDead(take: TakeDead): void { takeDead = take; }
+let dropAll: ((registry: object) => void) | undefined;
+export function registerDropAll(drop: (registry: object) => void): void { dropAll = drop; }
+/** At close(): a registry drops its entries (their objects were never freed; their held values go with them). */
+export function dropRegistryEntries(registry: object): void { dropAll!(registry); }
 
 /** The private core of a Heap. */
 export function coreOf(heap: object): HeapCore {

@@ -49,6 +49,8 @@ export interface TypeContext {
   weakHolderAllocated(g: number): void;
   /** A weak field read returned target g (src/api/weak.ts, the read barrier). */
   weakRead(g: number): void;
+  /** Throws HeapClosedError after close(): before an argument check, so a closed heap says so whatever it is given. */
+  ensureOpen(): void;
 }
 
 const KINDS: ReadonlySet<string> = new Set(['ref', 'weak', 'i32', 'u32', 'f64', 'bool']);

@@ -201,6 +201,7 @@ export class Strings {
    * string than the one given, silently. It is rejected (FieldValueError).
    */
   alloc(s: string): Ref<'String'> {
+    this.#ctx.ensureOpen();
     if (typeof s !== 'string') badValue('strings.alloc', s, 'a string');
     // A short ASCII string is copied by JS: V8 makes no rope (ConsString)
     // shorter than 13 units, so charCodeAt reads a flat string, and the

@@ -134,12 +134,17 @@ export class HeapMaps {
    * before the first insert.
    */
   alloc(capacityHint = 0): Ref<'HeapMap'> {
+    this.ctx.ensureOpen();
     if (typeof capacityHint !== 'number' || !Number.isInteger(capacityHint) || capacityHint < 0 ||
         capacityHint > MAX_CAPACITY * 0.75) {
       throw new FieldValueError(`maps.alloc: capacityHint must be an integer from 0 to ${MAX_CAPACITY * 0.75}, got ${describe(capacityHint)}`);
     }
     const g = this.ctx.allocate(TYPE_MAP, MAP_BYTES, 0);
     this.u32[g * 4 + W_HINT] = capacityHint;
+    // A new map in the slot of a freed one starts at version 0 again: the
+    // record of the old one's last delete must not pass for this one's (an
+    // iteration would take an insert for the visitor deleting its own entry).
+    if (this.deletedMap === g) this.deletedMap = 0;
     return this.ctx.refs.encode(g) as Ref<'HeapMap'>;
   }
 
@@ -264,6 +269,7 @@ export class HeapMaps {
    * yield or call heap.safepoint() unless the map is rooted (rooting contract).
    */
   forEach(m: MapRef, visit: MapVisitor): void {
+    this.ctx.ensureOpen();
     if (typeof visit !== 'function') throw new InvalidArgumentError(`maps.forEach: visit must be a function, got ${describe(visit)}`);
     const c = new Cursor(this, m);
     while (c.next()) visit(c.key(), c.value());
