@@ -31,6 +31,7 @@ import {
   SIZE_CLASSES, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING, roundToGranules, sizeClassOf,
 } from '../memory/layout.js';
 import { compileAccessor, compileAlloc, namedLikeInherited } from './accessors.js';
+import { codeGenerationAllowed } from '../platform/code-generation.js';
 import type { RefOps } from './refs.js';
 import type { HeapViews } from '../memory/views.js';
 import type { FieldKind, FieldSpec, FieldValue, StructType, StructValues, Ref } from './types.js';
@@ -225,7 +226,8 @@ export class TypeRegistry {
       set[field] = (ref, value) => write(refs.typed(ref, id), value);
       writers.push([field, write]);
     }
-    if (refs.format) compileInto(get, set, false);
+    const compiled = refs.format !== undefined && codeGenerationAllowed();
+    if (compiled) compileInto(get, set, false);
     const ctx = this.ctx;
     // Per field, in declaration order: its name, kind, the name errors use
     // and its writer, computed once here rather than on every alloc(init).
@@ -268,9 +270,9 @@ export class TypeRegistry {
     };
     // Default mode: alloc(init) compiled for this type (src/api/accessors.ts);
     // checked mode keeps the generic one above.
-    const compiledAlloc = refs.format && compileAlloc(
+    const compiledAlloc = compiled && compileAlloc(
       fieldNames.map((field, k) => ({ field, kind: fieldKinds[k], offset: offsets.get(field)!, what: fieldWhats[k] })),
-      id, cls, slotBytes, size, cls < LARGE_CLASS, hasWeak, refs.format,
+      id, cls, slotBytes, size, cls < LARGE_CLASS, hasWeak, refs.format!,
       {
         ctx, refs, views: v, badValue,
         notAnObject: () => { throw new FieldValueError(`${name}.alloc: init must be an object of field values`); },
@@ -292,7 +294,7 @@ export class TypeRegistry {
     // (their read barrier is not a check to skip).
     let unchecked: { get: typeof frozenGet; set: typeof frozenSet } | undefined;
     const makeUnchecked = () => {
-      if (!refs.format) return { get: frozenGet, set: frozenSet };
+      if (!compiled) return { get: frozenGet, set: frozenSet };
       const uget: typeof get = { ...get };
       const uset: typeof set = { ...set };
       compileInto(uget, uset, true);

@@ -62,7 +62,7 @@ export interface StructType<F extends FieldSpec, N extends string = string> {
    * reads or writes somewhere in the heap's object memory (never outside it,
    * never the collector's bitmaps or span table) and may corrupt objects:
    * the collector then aborts its cycles (CycleAbortedError, HEAP_CORRUPT)
-   * or follows the damaged graph as written. In checked mode, and for weak fields,
+   * or follows the damaged graph as written. In checked mode, for weak fields, and in a process that forbids code generation from strings,
    * these are the checked accessors. Compiled on first use.
    */
   readonly unchecked: {

@@ -64,6 +64,7 @@ import {
 } from './layout.js';
 import { SweepTally, claimSpan, popcount, sweepClaimedSpan } from './sweeper.js';
 import type { HeapViews } from './views.js';
+import { codeGenerationAllowed } from '../platform/code-generation.js';
 import type { StallSink } from '../collector/stalls.js';
 
 /** Spans one allocation may sweep lazily before it takes a free or new span instead. */
@@ -121,9 +122,13 @@ type PrepareFreed = (u32: Uint32Array, w: number, free: number, base: number) =>
  * stays.
  */
 const COMPILED_PREPARE_MAX_WORDS = 16;
-/** The preparer of each class. */
+/**
+ * The preparer of each class, made when the module loads: compiled where the
+ * process allows code generation from strings (src/platform/code-generation.ts),
+ * the generic one otherwise.
+ */
 const PREPARE_FREED: readonly PrepareFreed[] = Array.from(CLASS_GRANULES, (g) =>
-  g * 4 <= COMPILED_PREPARE_MAX_WORDS ? compilePrepareFreed(g * 4)
+  g * 4 <= COMPILED_PREPARE_MAX_WORDS && codeGenerationAllowed() ? compilePrepareFreed(g * 4)
     : (u32: Uint32Array, w: number, free: number, base: number) => prepareFreedGeneric(u32, w, free, base, g * 4));
 
 /** A run's new headers, before the run is zeroed (at most 32 slots per word; the main thread only). */
