@@ -389,3 +389,43 @@ describe('a failed cycle does not disturb allocation during it', () => {
     world.check();
   }, 30_000);
 });
+
+// Found in the session-15 review of the child: the watchdog was only a timer,
+// so a program that never yields kept a hung child for as long as it ran, and
+// an allocation at maxHeap gave the child a whole new timeout from then.
+describe('the watchdog without the event loop', () => {
+  it('a program that only reaches safepoints: the hung child is killed at its deadline (WATCHDOG)', async () => {
+    const heap = makeHeap({ auto: false, childTimeoutMs: 300, faultInjectionForTesting: { kind: 'hang', cycles: () => true } });
+    const aborted: string[] = [];
+    heap.on('abort', (e) => aborted.push(e.reason));
+    const done = heap.collect().catch((e: { reason?: string }) => e.reason);
+    const t0 = Date.now();
+    // Never yields: only safepoints, for at most 5 s.
+    while (aborted.length === 0 && Date.now() - t0 < 5000) heap.safepoint();
+    const ms = Date.now() - t0;
+    expect(aborted).toEqual(['WATCHDOG']);
+    expect(ms, 'killed at its deadline, not when the program yields').toBeLessThan(3000);
+    expect(await done).toBe('WATCHDOG');
+  }, 30_000);
+
+  it('an allocation at maxHeap waits only for what is left of the deadline, counted from the fork', async () => {
+    const heap = makeHeap({
+      maxHeap: '16MiB', auto: false, hugePages: false, sweepThreads: 0, childTimeoutMs: 1500,
+      faultInjectionForTesting: { kind: 'hang', cycles: () => true },
+    });
+    for (let i = 0; i < 5000; i++) heap.bytes.alloc(2000);  // ~10 MiB of garbage before the fork
+    const forked = Date.now();
+    const done = heap.collect().catch((e: { reason?: string }) => e.reason);
+    while (Date.now() - forked < 1000) { /* the child hangs; the program neither yields nor reaches a safepoint */ }
+    let blocked = 0;
+    for (let i = 0; i < 4000 && blocked === 0; i++) {  // reaches maxHeap while the child hangs
+      const a = Date.now();
+      try { heap.bytes.alloc(2000); } catch { /* HeapExhausted once the cycle failed: the heap is full of garbage */ }
+      if (Date.now() - a > 100) blocked = Date.now() - a;
+    }
+    const total = Date.now() - forked;
+    expect(await done).toBe('WATCHDOG');
+    expect(blocked, 'the rest of the deadline (about 500 ms), not a new 1500').toBeLessThan(1200);
+    expect(total).toBeLessThan(2500);
+  }, 30_000);
+});

@@ -19,7 +19,7 @@
  *   - touch the event loop: timers and loopback sockets keep working during
  *     and after cycles whose child is held for 500 ms.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -390,4 +390,19 @@ describe('the child does not touch the event loop', () => {
     }
     expect(childrenOf().filter((c) => c.state === 'Z')).toEqual([]);
   }, 30_000);
+});
+
+describe('process.exit() and uncaught exceptions with a child in flight', () => {
+  // Node runs the addon's cleanup hook only when the event loop ends on its
+  // own; the child died by PDEATHSIG but stayed a zombie under a parent that
+  // does not reap (found in review).
+  it.each(['exit', 'throw'])('%s: the child is killed and reaped before the process goes', async (how) => {
+    const fixture = fileURLToPath(new URL('./fixtures/exit-reaps.mjs', import.meta.url));
+    const out = await new Promise<string>((done) => {
+      execFile(process.execPath, [fixture, how], { timeout: 30_000 }, (_e, stdout) => done(stdout));
+    });
+    const r = JSON.parse(out.trim().split('\n').pop()!);
+    expect(r.childPid).toBeGreaterThan(0);
+    expect(r.childLeft).toBe('gone');
+  }, 60_000);
 });

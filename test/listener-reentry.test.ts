@@ -221,3 +221,22 @@ describe('an allocation at maxHeap whose cycle a listener closes the heap in (fo
     await p.then(() => undefined, () => undefined);
   }, 60_000);
 });
+
+describe('what a cycle closed during its sweep says', () => {
+  it('the rejection does not say "nothing was freed" when the sweep had freed objects (found in review)', async () => {
+    const heap = makeHeap({ auto: false, sweepThreads: 0, inlineSweepUs: 0 });
+    const T = heap.defineStruct('T', { n: 'i32' });
+    for (let i = 0; i < 200_000; i++) T.alloc();
+    let freedBeforeClose = 0;
+    heap.on('sweepProgress', (e) => {
+      freedBeforeClose += e.freedObjects;
+      if (freedBeforeClose > 0) void heap.close();
+    });
+    const err = await heap.collect().then(() => undefined, (e: unknown) => e);
+    expect(freedBeforeClose).toBeGreaterThan(0);
+    expect(err).toBeInstanceOf(CycleAbortedError);
+    expect((err as CycleAbortedError).reason).toBe('CLOSED');
+    expect((err as Error).message).not.toMatch(/nothing was freed/);
+    expect((err as Error).message).toMatch(/stays freed/);
+  }, 60_000);
+});

@@ -125,15 +125,16 @@ export type AbortReason =
 
 /**
  * A cycle was aborted: nothing was freed, except with SWEEP_FAILED (the
- * spans swept before the failure stay swept). `reason` says why.
+ * spans swept before the failure stay swept) and with CLOSED during the
+ * sweep (the heap is gone). `reason` says why.
  */
 export class CycleAbortedError extends ForkGcError {
   readonly reason: AbortReason;
   readonly cycleId: number;
-  constructor(reason: AbortReason, cycleId: number, message: string) {
+  constructor(reason: AbortReason, cycleId: number, message: string, duringSweep = false) {
     const outcome = reason === 'SWEEP_FAILED'
       ? 'the spans swept before the failure stay freed; the rest were left unswept, garbage and all'
-      : 'nothing was freed';
+      : duringSweep ? 'what the sweep had freed before it stays freed, and the heap is gone' : 'nothing was freed';
     super('ERR_CYCLE_ABORTED', `cycle ${cycleId} aborted (${reason}): ${message}; ${outcome}`);
     this.reason = reason;
     this.cycleId = cycleId;

@@ -53,15 +53,48 @@ function exitReason(code: number): AbortReason {
   return code === EXIT_HEAP_CORRUPT ? 'HEAP_CORRUPT' : 'CHILD_EXIT';
 }
 
+/**
+ * Children not reaped yet, for the process's (or worker's) 'exit': Node runs
+ * the addon's environment cleanup hook (which reaps) only when the event loop
+ * ends on its own, not on process.exit() or an uncaught exception, and a
+ * child killed by PDEATHSIG then stays a zombie under a parent that does not
+ * reap (found in review). 'exit' listeners run in both cases; this one kills
+ * and reaps, bounded.
+ */
+const unreaped = new Set<ChildSession>();
+let exitListening = false;
+function watchExit(s: ChildSession): void {
+  unreaped.add(s);
+  if (exitListening) return;
+  exitListening = true;
+  process.on('exit', () => {
+    for (const child of [...unreaped]) child.kill();
+  });
+}
+
 /** One child in flight: its pid, its end of the pipe, its watchdog. */
 export class ChildSession {
   socket: net.Socket | undefined;
   watchdog: NodeJS.Timeout | undefined;
-  reaped = false;
+  /**
+   * When the watchdog is due (Date.now() ms), set when it is armed: the
+   * paths that do not wait for the timer (a safepoint, an allocation at
+   * maxHeap) hold the child to the same deadline, counted from the fork.
+   */
+  deadlineMs = Infinity;
+  timeoutMs = 0;
+  #reaped = false;
+  get reaped(): boolean { return this.#reaped; }
+  set reaped(yes: boolean) {
+    this.#reaped = yes;
+    if (yes) unreaped.delete(this);
+  }
   /** The descriptor went to a socket (which closes it), or was closed. */
   private opened = false;
 
-  constructor(private readonly addon: NativeAddon, readonly pid: number, readonly fd: number) {}
+  constructor(private readonly addon: NativeAddon, readonly pid: number, readonly fd: number) {
+    if (pid > 0) watchExit(this);
+  }
 
   /** Opens the pipe as a socket (unref'd unless someone awaits the cycle) and arms the watchdog. */
   open(keepAlive: boolean, timeoutMs: number, onTimeout: () => void): net.Socket {
@@ -70,6 +103,8 @@ export class ChildSession {
     const socket = new net.Socket({ fd: this.fd, readable: true, writable: false });
     this.socket = socket;
     if (!keepAlive) socket.unref();
+    this.timeoutMs = timeoutMs;
+    this.deadlineMs = Date.now() + timeoutMs;
     this.watchdog = setTimeout(onTimeout, timeoutMs);
     if (!keepAlive) this.watchdog.unref();
     return socket;

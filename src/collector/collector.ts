@@ -270,7 +270,8 @@ export class Collector {
     this.stalls.end(stall);
     if (r.pid < 0) {
       // No child: say so (once per heap) and collect stop-the-world instead.
-      h.fellBack(`fork() failed: ${r.message} (errno ${r.errno})`);
+      // (The errno is pipe2()'s or fork()'s: the addon makes the pipe first.)
+      h.fellBack(`could not fork a child: ${r.message} (errno ${r.errno}, from pipe2() or fork())`);
       if (this.cycle !== c) return;  // a 'fallback' listener closed the heap
       c.stats.fallback = true;
       this.markStopTheWorld(c);
@@ -300,12 +301,16 @@ export class Collector {
       { cycleId: c.stats.id, topGranule: c.topGranule, granuleBytes: GRANULE_BYTES },
       nativeChunkSink(h.addon, h.regions.id, v.allocBits, v.markBits, (n) => { c.stagedObjects += n; }));
     const timeout = h.policy.childTimeoutMs(h.allocator.heapBytes);
-    const socket = child.open(keepAlive, timeout,
-      () => this.fail(c, { reason: 'WATCHDOG', message: `the child ran over ${timeout} ms and was killed` }));
+    const socket = child.open(keepAlive, timeout, () => this.watchdogFired(c));
     c.intake = new PacedIntake((data) => this.onData(c, data), () => this.onEnd(c), this.stalls);
     socket.on('data', (data: Buffer) => c.intake!.data(data));
     socket.on('end', () => c.intake!.end());
     socket.on('error', (e) => this.fail(c, { reason: 'STREAM_SHORT', message: `pipe error: ${e.message}` }));
+  }
+
+  /** The child ran over its time (the timer fired, or a safepoint or an allocation found the deadline passed). */
+  private watchdogFired(c: Cycle): void {
+    this.fail(c, { reason: 'WATCHDOG', message: `the child ran over ${c.child?.timeoutMs ?? 0} ms and was killed` });
   }
 
   private onData(c: Cycle, data: Uint8Array): void {
@@ -346,6 +351,13 @@ export class Collector {
   private pumpPipe(c: Cycle): void {
     const child = c.child;
     if (!child || c.failure) return;
+    // A program that never yields never lets the timer fire: hold the child
+    // to its deadline here (found in review: a hung child lived on, and a
+    // late one was accepted).
+    if (Date.now() >= child.deadlineMs) {
+      this.watchdogFired(c);
+      return;
+    }
     if (!c.streamEnded) {
       if (!child.socket) return;
       const h = this.host;
@@ -522,7 +534,11 @@ export class Collector {
     const child = c?.child;
     if (!c || !child || this.phase !== 'marking' || !c.reader) return this.phase === 'sweeping';
     const h = this.host;
-    const deadline = Date.now() + h.policy.childTimeoutMs(h.allocator.heapBytes);
+    // The watchdog's deadline, from the fork: not a new one from now (found
+    // in review: the child had up to twice its time, the thread blocked for
+    // a whole timeout when the watchdog was nearly due).
+    const deadline = Number.isFinite(child.deadlineMs) ? child.deadlineMs
+      : Date.now() + h.policy.childTimeoutMs(h.allocator.heapBytes);
     const stall = this.stalls.begin('syncRead');
     try {
       if (!c.streamEnded) {
@@ -674,7 +690,7 @@ export class Collector {
     if (this.phase === 'sweeping') {
       // Sweeping frees only what the validated bitmap says is garbage; the
       // heap is going away anyway, so just stop.
-      this.settle(c, { error: new CycleAbortedError('CLOSED', c.stats.id, 'the heap was closed during the sweep'), closing: true });
+      this.settle(c, { error: new CycleAbortedError('CLOSED', c.stats.id, 'the heap was closed during the sweep', true), closing: true });
       return;
     }
     this.fail(c, { reason: 'CLOSED', message: c.child ? 'the heap was closed while the child marked' : 'the heap was closed before the cycle swept' });
