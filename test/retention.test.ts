@@ -11,12 +11,12 @@ import { closeHeapsAfterEach, makeHeap, MiB } from './helpers/common.js';
 
 closeHeapsAfterEach();
 
-/** Spans below the top that are free and still resident (not given back). */
+/** Spans that once held objects (below the high water, above the top too) that are free and still resident (not given back). */
 function residentFreeSpans(heap: Heap): number[] {
   const core = heapInternals(heap);
   const spans = core.views.spans;
   const out: number[] = [];
-  for (let s = 1; s < core.allocator.topSpan; s++) {
+  for (let s = 1; s < core.allocator.highWaterSpan; s++) {
     if (spans[s * SPAN_WORDS + SW_STATE] === SPAN_FREE && spans[s * SPAN_WORDS + SW_AUX] !== FREE_RELEASED) out.push(s);
   }
   return out;
@@ -91,5 +91,20 @@ describe('retention of free spans after a sweep', () => {
     const taken = released.filter((s) => core.views.spans[s * SPAN_WORDS + SW_STATE] !== SPAN_FREE);
     expect(taken, 'released spans taken while resident free ones were left').toEqual([]);
     expect(T.get.v(pin.get())).toBe(3);
+  }, 60_000);
+
+  it('free spans kept resident, then left above a lowered top, go back once the live set is gone (found in review)', async () => {
+    const heap = makeHeap({ ...options, hugePages: false });
+    const core = heapInternals(heap);
+    const N = 4000;
+    const keep = heap.root(heap.arrays.alloc(N));
+    for (let i = 0; i < N; i++) heap.arrays.set(keep.get(), i, heap.bytes.alloc(4000));  // ~16 MiB live, low spans
+    for (let i = 0; i < 2 * N; i++) heap.bytes.alloc(4000);  // ~32 MiB of garbage above it
+    await heap.collect();
+    keep.release();  // everything is garbage now
+    for (let cycle = 0; cycle < 3; cycle++) await heap.collect();
+    const retain = core.policy.retainFreeBytes(heap.stats().liveBytes);
+    expect(core.allocator.topSpan, 'the top came down').toBeLessThan(10);
+    expect(residentFreeSpans(heap).length * SPAN_BYTES, 'resident free memory, above the top too').toBeLessThanOrEqual(retain);
   }, 60_000);
 });

@@ -433,4 +433,24 @@ describe('heapBytes during a sweep (found in review)', () => {
       expect(s.heapBytes).toBeGreaterThanOrEqual(s.liveBytes);
     }, 60_000);
   }
+
+  it('stays within maxHeap when a large object takes spans a sweeper thread freed before the main thread saw them', async () => {
+    const heap = makeHeap({ maxHeap: '4MiB', mode: 'stw', auto: false, sweepThreads: 1, inlineSweepUs: 0, hugePages: false });
+    await heap.ready();
+    for (let i = 0; i < 3; i++) heap.bytes.alloc(20 * 65536 - 8);  // 60 of 63 spans, all garbage
+    let mid: { phase: string; heapBytes: number; maxHeap: number } | undefined;
+    heap.on('sweepStart', () => {
+      queueMicrotask(() => {
+        // The thread sweeps meanwhile; the main thread does not turn the event loop.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+        heap.bytes.alloc(40 * 65536 - 8);  // 40 contiguous spans: only ones the thread freed fit
+        const s = heap.stats();
+        mid = { phase: s.phase, heapBytes: s.heapBytes, maxHeap: s.maxHeap };
+      });
+    });
+    await heap.collect();
+    expect(mid).toBeDefined();
+    expect(mid!.heapBytes).toBeLessThanOrEqual(mid!.maxHeap);
+    expect(heap.stats().heapBytes).toBeLessThanOrEqual(heap.stats().maxHeap);
+  }, 60_000);
 });
