@@ -77,9 +77,13 @@ class Args {
   }
   // Whether argument i is present and a number (no error if not: optional).
   bool has(size_t i) const { return i < info_.Length() && info_[i].IsNumber(); }
+  // A typed array of element type `type` (As<T>() checks nothing: a
+  // Uint8Array taken for a Uint32Array would have its byte count read as a
+  // word count, 4x past its end; found in review: a segfault).
   template <typename T>
-  T typedArray(size_t i) {
-    if (i >= info_.Length() || !info_[i].IsTypedArray()) {
+  T typedArray(size_t i, napi_typedarray_type type) {
+    if (i >= info_.Length() || !info_[i].IsTypedArray() ||
+        info_[i].As<Napi::TypedArray>().TypedArrayType() != type) {
       bad();
       return T();
     }
@@ -148,6 +152,9 @@ void detachViews(Napi::Object o) {
 // thread would otherwise stay for the process's life.
 void destroyOwnedHeap(void* arg) { destroyHeapMemory(static_cast<HeapMemory*>(arg)); }
 
+// The most mark-stack entries or roots a heap may have (src/api/options.ts: 2^28).
+constexpr uint32_t kMaxCountEntries = uint32_t(1) << 28;
+
 // createHeap(arenaBytes, hugePages, markStackEntries, maxRoots)
 Napi::Value CreateHeap(const Napi::CallbackInfo& info) {
   Args a(info, "createHeap", 4);
@@ -156,7 +163,12 @@ Napi::Value CreateHeap(const Napi::CallbackInfo& info) {
   o.hugePages = a.boolean(1);
   o.markStackEntries = a.u32(2);
   o.maxRoots = a.u32(3);
-  if (!a.ok() || o.arenaBytes == 0 || o.arenaBytes > kMaxArenaBytes || o.markStackEntries == 0 || o.maxRoots == 0)
+  // The counts are bounded as src/api/options.ts bounds them: a roots
+  // region over 4 GiB cannot be viewed (node-addon-api then freed its data
+  // twice: an abort, in review), and a mark stack of 2^30 entries or more
+  // read as 0 entries through HeapMemory's u32 count.
+  if (!a.ok() || o.arenaBytes == 0 || o.arenaBytes > kMaxArenaBytes || o.markStackEntries == 0 ||
+      o.markStackEntries > kMaxCountEntries || o.maxRoots == 0 || o.maxRoots > kMaxCountEntries)
     return a.fail();
   HeapMemory* h = createHeapMemory(o);
   if (!h) return errnoResult(a.env(), errno);
@@ -231,6 +243,13 @@ Napi::Value DestroyHeap(const Napi::CallbackInfo& info) {
   Napi::Object o = args.object(0);
   if (!args.ok() || !o.Get("id").IsNumber()) return args.fail();
   HeapMemory* h = lookupHeapMemory(o.Get("id").As<Napi::Number>().Int32Value());
+  // Only the views object createHeap returned for this heap (its arena
+  // buffer over the heap's arena): given another object with the same id,
+  // the mappings went from under the owner's views (a segfault, in review).
+  if (h) {
+    Napi::Value arena = o.Get("arena");
+    if (!arena.IsArrayBuffer() || arena.As<Napi::ArrayBuffer>().Data() != h->arena.base) return args.fail();
+  }
   detachViews(o);
   if (h) {
     napi_remove_env_cleanup_hook(args.env(), destroyOwnedHeap, h);
@@ -355,7 +374,7 @@ Napi::Value WaitChild(const Napi::CallbackInfo& info) {
 Napi::Value ReadBlocking(const Napi::CallbackInfo& info) {
   Args a(info, "readBlocking", 3);
   int fd = a.i32(0);
-  Napi::Uint8Array buf = a.typedArray<Napi::Uint8Array>(1);
+  Napi::Uint8Array buf = a.typedArray<Napi::Uint8Array>(1, napi_uint8_array);
   int timeoutMs = a.i32(2);
   if (!a.ok()) return a.fail();
   return Napi::Number::New(a.env(), double(readPipeFor(fd, buf.Data(), buf.ByteLength(), timeoutMs)));
@@ -376,7 +395,7 @@ Napi::Value ReleaseArena(const Napi::CallbackInfo& info) {
 Napi::Value RestoreHugePages(const Napi::CallbackInfo& info) {
   Args a(info, "restoreHugePages", 2);
   HeapMemory* h = a.heap(0);
-  Napi::Uint8Array wanted = a.typedArray<Napi::Uint8Array>(1);
+  Napi::Uint8Array wanted = a.typedArray<Napi::Uint8Array>(1, napi_uint8_array);
   if (!a.ok()) return a.fail();
   return Napi::Boolean::New(a.env(), restoreHugePages(h, wanted.Data(), wanted.ElementLength()));
 }
@@ -399,7 +418,7 @@ Napi::Value HugePageRestoreFiguresOf(const Napi::CallbackInfo& info) {
 Napi::Value StageChunk(const Napi::CallbackInfo& info) {
   Args a(info, "stageChunk", 5);
   HeapMemory* h = a.heap(0);
-  Napi::Uint32Array words = a.typedArray<Napi::Uint32Array>(1);
+  Napi::Uint32Array words = a.typedArray<Napi::Uint32Array>(1, napi_uint32_array);
   uint32_t seed = a.u32(2);
   uint32_t sum = a.u32(3);
   int64_t offset = a.i64(4);
@@ -411,7 +430,7 @@ Napi::Value StageChunk(const Napi::CallbackInfo& info) {
 // checksumWords(Uint32Array, seed): the wire checksum, for the binding test.
 Napi::Value ChecksumWords(const Napi::CallbackInfo& info) {
   Args a(info, "checksumWords", 2);
-  Napi::Uint32Array words = a.typedArray<Napi::Uint32Array>(0);
+  Napi::Uint32Array words = a.typedArray<Napi::Uint32Array>(0, napi_uint32_array);
   uint32_t seed = a.u32(1);
   if (!a.ok()) return a.fail();
   return Napi::Number::New(a.env(), wire::checksumWords(words.Data(), words.ElementLength(), seed));

@@ -27,8 +27,9 @@ namespace forkgc {
 
 // References are 32-bit granule indices into the arena; 0 is null. With
 // 16-byte granules, 2^28 granules cover the 4 GiB a Node 20 typed array can
-// view, which leaves the top 4 bits of a reference free for checked mode's
-// epoch tag (see src/api/refs.ts).
+// view. A program's Ref carries more above the granule index (the slot's
+// generation's low bits, or checked mode's epoch tag: src/api/refs.ts); the
+// child and the heap's fields hold the bare granule index.
 constexpr uint32_t kGranuleBytes = 16;
 constexpr uint32_t kGranuleShift = 4;
 constexpr uint64_t kMaxArenaBytes = uint64_t(1) << 32;
@@ -45,7 +46,8 @@ constexpr uint32_t kSpanBitmapWords = kSpanGranules / 32;  // a span's words in 
 // |--------|-------|--------------------------------------------------------|
 // |      0 |     2 | typeId: 0 = free slot, 1 RefArray, 2 Bytes, 3 String,  |
 // |        |       | kFirstStructType.. = struct types                      |
-// |      2 |     2 | flags (reserved, 0)                                    |
+// |      2 |     2 | generation of the slot: +1 each time it is handed out  |
+// |        |       | (the marker ignores it; src/memory/header.ts)          |
 // |      4 |     4 | length: elements (RefArray) or bytes (Bytes, String);  |
 // |        |       | 0 for structs                                          |
 // |      8 |     … | payload: a struct's reference fields come first        |

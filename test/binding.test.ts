@@ -153,4 +153,36 @@ describe('the addon refuses ranges outside a heap', () => {
       await heap.close();
     }
   });
+
+  it('createHeap bounds its counts, typed arrays of another element type are refused, destroyHeap takes only the views createHeap returned (found in review: an abort and two segfaults)', async () => {
+    const { Heap } = await import('../src/index.js');
+    const { heapInternals } = await import('../src/internal.js');
+    const addon = native() as unknown as {
+      createHeap(bytes: number, huge: boolean, stack: number, roots: number): unknown;
+      checksumWords(words: unknown, seed: number): number;
+      stageChunk(id: number, words: unknown, seed: number, sum: number, offset: number): number;
+      destroyHeap(views: unknown): void;
+    };
+    // A roots region over 4 GiB could not be viewed (node-addon-api freed its data twice); 2^30 stack entries read as 0.
+    expect(() => addon.createHeap(1 << 20, false, 16, 2 ** 30 + 1)).toThrow(TypeError);
+    expect(() => addon.createHeap(1 << 20, false, 2 ** 30, 16)).toThrow(TypeError);
+    expect(() => addon.createHeap(1 << 20, false, -1, 16)).toThrow(TypeError);
+    // A Uint8Array taken for a Uint32Array: its byte count read as a word count.
+    expect(() => addon.checksumWords(new Uint8Array(64 * 2 ** 20), 0)).toThrow(TypeError);
+    expect(addon.checksumWords(new Uint32Array(4), 0)).toEqual(expect.any(Number));
+    const heap = new Heap({ maxHeap: '8MiB', sweepThreads: 0, auto: false });
+    try {
+      const { regions } = heapInternals(heap);
+      expect(() => addon.stageChunk(regions.id, new Uint8Array(1024), 0, 0, 0)).toThrow(TypeError);
+      // Another object with the heap's id: refused, the heap untouched.
+      expect(() => addon.destroyHeap({ id: regions.id, arena: new ArrayBuffer(8) })).toThrow(TypeError);
+      expect(() => addon.destroyHeap({ id: regions.id })).toThrow(TypeError);
+      const T = heap.defineStruct('T', { v: 'i32' });
+      const t = heap.root(T.alloc({ v: 5 }));
+      await heap.collect();
+      expect(T.get.v(t.get())).toBe(5);
+    } finally {
+      await heap.close();
+    }
+  });
 });
