@@ -276,3 +276,30 @@ describe('the pacer with a real heap', () => {
     expect(p.nextTriggerBytes).toBeCloseTo(Math.max(p.goal * 0.25, Math.min(p.goal * 0.95, p.goal - p.expectedCycleAllocBytes)), 0);
   }, 60_000);
 });
+
+// Found in the session-15 review: an aborted cycle frees nothing, and the
+// trigger stayed what it was, counted from the aborted cycle's start: a
+// program that only reaches safepoints filled the heap with garbage and got
+// HeapExhaustedError where one cycle would have freed all of it.
+describe('the pacer after an aborted cycle', () => {
+  it('paces the next trigger from the heap as it is: a garbage-only program that reaches safepoints never runs out', async () => {
+    const heap = makeHeap({
+      maxHeap: '30MiB', auto: true, sweepThreads: 1, hugePages: false,
+      faultInjectionForTesting: { kind: 'exit-nonzero', cycles: (id) => id === 1 },
+    });
+    const N = heap.defineStruct('N', { next: 'ref', a: 'f64', b: 'f64' });
+    const aborted: number[] = [];
+    heap.on('abort', () => aborted.push(heap.stats().nextTriggerBytes));
+    let allocated = 0;
+    for (let round = 0; round < 1500; round++) {  // 3M objects, 96 MiB of garbage: over three times maxHeap
+      for (let i = 0; i < 2000; i++) N.alloc();
+      allocated += 2000;
+      heap.safepoint();
+    }
+    expect(allocated).toBe(3_000_000);
+    expect(aborted.length).toBe(1);
+    const s = heap.stats();
+    expect(aborted[0], 'the trigger after the abort leaves room before maxHeap').toBeLessThan(s.maxHeap * 0.9 - 15 * 2 ** 20);
+    expect(s.cycles).toBeGreaterThan(1);
+  }, 60_000);
+});

@@ -674,7 +674,7 @@ export class Collector {
     this.stalls.take();
     if (!outcome.closing) {
       this.account.aborted++;
-      h.policy.cycleAborted();
+      h.policy.cycleAborted(h.allocator.heapBytes);
       h.cycleAborted(error);
     }
     for (const w of c.waiters) w.reject(error);

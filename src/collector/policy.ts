@@ -111,6 +111,7 @@ export class Policy {
   /** After a cycle has swept: sets the next trigger from what survived and how the cycle went. */
   cycleCompleted(liveBytes: number, heapBytes: number, timing?: CycleTiming): void {
     this.consecutiveAborts = 0;
+    this.lastLiveBytes = liveBytes;
     if (timing) {
       const a = Math.max(0, timing.allocatedBytes);
       this.expectedCycleAlloc = this.expectedCycleAlloc === 0 ? a : this.expectedCycleAlloc * (1 - PACER_SMOOTHING) + a * PACER_SMOOTHING;
@@ -124,9 +125,26 @@ export class Policy {
     this.triggerBytes = trigger;
   }
 
-  cycleAborted(): void {
+  /**
+   * After an aborted cycle (nothing freed): the next trigger is paced again
+   * from the heap as it is now, with the live bytes the last completed
+   * cycle left (an abort tells nothing new about them), so the soft limit
+   * and the floor near maxHeap hold. Kept at its old value, counted from
+   * the aborted cycle's start, the trigger let a program that only reaches
+   * safepoints fill the heap with garbage and get HeapExhaustedError
+   * (found in review).
+   */
+  cycleAborted(heapBytes: number): void {
     this.consecutiveAborts++;
+    const o = this.o;
+    const { goal, trigger } = paceTrigger({
+      liveBytes: this.lastLiveBytes, heapBytes, gcPercent: o.gcPercent, minTriggerBytes: o.minTriggerBytes,
+      maxHeap: o.maxHeap, expectedCycleAllocBytes: this.expectedCycleAlloc,
+    });
+    this.goalBytes = goal;
+    this.triggerBytes = trigger;
   }
+  private lastLiveBytes = 0;
 
   shouldCollect(allocatedSinceCycle: number): boolean {
     return allocatedSinceCycle >= this.triggerBytes;
