@@ -201,8 +201,12 @@ export class Strings {
    * string than the one given, silently. It is rejected (FieldValueError).
    */
   alloc(s: string): Ref<'String'> {
-    this.#ctx.ensureOpen();
-    if (typeof s !== 'string') badValue('strings.alloc', s, 'a string');
+    // A closed heap says so before a bad argument is reported; the check is
+    // on the failure paths only (the allocation checks it for the rest).
+    if (typeof s !== 'string') {
+      this.#ctx.ensureOpen();
+      badValue('strings.alloc', s, 'a string');
+    }
     // A short ASCII string is copied by JS: V8 makes no rope (ConsString)
     // shorter than 13 units, so charCodeAt reads a flat string, and the
     // addon call costs more than the copy (allocating a 9-char key: 165-186
@@ -242,6 +246,7 @@ export class Strings {
       }
     }
     if (!(s as unknown as { isWellFormed(): boolean }).isWellFormed()) {  // ES2024, Node >= 20
+      this.#ctx.ensureOpen();
       throw new FieldValueError('strings.alloc: the string has a lone surrogate (not well-formed UTF-16), which UTF-8 cannot store');
     }
     // A string that surely fits the scratch (3 UTF-8 bytes per UTF-16 unit
