@@ -116,13 +116,7 @@ export class Policy {
       const a = Math.max(0, timing.allocatedBytes);
       this.expectedCycleAlloc = this.expectedCycleAlloc === 0 ? a : this.expectedCycleAlloc * (1 - PACER_SMOOTHING) + a * PACER_SMOOTHING;
     }
-    const o = this.o;
-    const { goal, trigger } = paceTrigger({
-      liveBytes, heapBytes, gcPercent: o.gcPercent, minTriggerBytes: o.minTriggerBytes, maxHeap: o.maxHeap,
-      expectedCycleAllocBytes: this.expectedCycleAlloc,
-    });
-    this.goalBytes = goal;
-    this.triggerBytes = trigger;
+    this.pace(liveBytes, heapBytes);
   }
 
   /**
@@ -136,15 +130,20 @@ export class Policy {
    */
   cycleAborted(heapBytes: number): void {
     this.consecutiveAborts++;
+    this.pace(this.lastLiveBytes, heapBytes);
+  }
+  private lastLiveBytes = 0;
+
+  /** Sets the goal and the next trigger (paceTrigger) from the live bytes and the heap's size now. */
+  private pace(liveBytes: number, heapBytes: number): void {
     const o = this.o;
     const { goal, trigger } = paceTrigger({
-      liveBytes: this.lastLiveBytes, heapBytes, gcPercent: o.gcPercent, minTriggerBytes: o.minTriggerBytes,
-      maxHeap: o.maxHeap, expectedCycleAllocBytes: this.expectedCycleAlloc,
+      liveBytes, heapBytes, gcPercent: o.gcPercent, minTriggerBytes: o.minTriggerBytes, maxHeap: o.maxHeap,
+      expectedCycleAllocBytes: this.expectedCycleAlloc,
     });
     this.goalBytes = goal;
     this.triggerBytes = trigger;
   }
-  private lastLiveBytes = 0;
 
   shouldCollect(allocatedSinceCycle: number): boolean {
     return allocatedSinceCycle >= this.triggerBytes;
