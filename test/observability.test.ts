@@ -154,6 +154,42 @@ describe('cycle events', () => {
     t.table.release();
   });
 
+  // settle() published 'sweepEnd' before it added the cycle to the heap's
+  // totals, so stats() in a 'sweepEnd' listener (or a diagnostics_channel
+  // subscriber) lagged one cycle: cycles, totalPauseUs, maxPauseUs, the mark
+  // and sweep totals. They now include the cycle, as they do in 'cycle'.
+  for (const mode of ['fork', 'stw'] as const) {
+    it(`stats() in a 'sweepEnd' listener includes the cycle that ended (${mode})`, async () => {
+      const heap = makeHeap({ maxHeap: '64MiB', mode, auto: false });
+      const t = populate(heap, 2_000);
+      const seen: Array<{ id: number; stats: ReturnType<Heap['stats']> }> = [];
+      const fromChannel: number[] = [];
+      heap.on('sweepEnd', (s) => seen.push({ id: s.id, stats: heap.stats() }));
+      const onEnd = () => fromChannel.push(heap.stats().cycles);
+      dc.subscribe(CHANNELS.sweepEnd, onEnd);
+      let pauses = 0;
+      let maxPause = 0;
+      try {
+        for (let i = 0; i < 3; i++) {
+          garbage(heap, t.Rec, 1_000);
+          const c = await withTimeout(heap.collect(), 20_000, 'collect');
+          pauses += c.pauseUs;
+          maxPause = Math.max(maxPause, c.pauseUs);
+          const { id, stats } = seen[i];
+          expect(id).toBe(c.id);
+          expect(stats.cycles).toBe(i + 1);
+          expect(stats.totalPauseUs).toBeCloseTo(pauses, 6);
+          expect(stats.maxPauseUs).toBe(maxPause);
+          expect(stats).toEqual({ ...heap.stats(), roots: stats.roots });
+        }
+      } finally {
+        dc.unsubscribe(CHANNELS.sweepEnd, onEnd);
+      }
+      expect(fromChannel).toEqual([1, 2, 3]);
+      t.table.release();
+    });
+  }
+
   it('fire in order in stw mode: mark instead of fork/childDone/stream', async () => {
     const heap = makeHeap({ maxHeap: '64MiB', mode: 'stw' });
     const t = populate(heap, 5_000);

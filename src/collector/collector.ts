@@ -662,8 +662,10 @@ export class Collector {
       h.policy.cycleCompleted(s.liveBytesAfter, s.heapBytesAfter, {
         markMs: Number(c.sweepStartNs - c.startNs) / 1e6, sweepMs: s.sweepMs, allocatedBytes: this.account.allocatedSinceCycle,
       });
-      h.publish('sweepEnd', s);
+      // Counted in the heap's totals before anyone hears of it: stats() in a
+      // 'sweepEnd' listener includes this cycle, as in a 'cycle' listener.
       this.account.cycleCompleted(s);
+      h.publish('sweepEnd', s);
       h.cycleCompleted(s);
       for (const w of c.waiters) w.resolve(s);
       return;
