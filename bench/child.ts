@@ -100,6 +100,8 @@ async function main(): Promise<void> {
   const system = SYSTEMS[spec.system];
   if (!system) throw new Error(`unknown system ${spec.system}`);
   const output: string[] = [];
+  /** When each output line was printed (ms since the run's start): the workload's phases, for diagnosis. */
+  const outputAt: number[] = [];
   await initHistograms();
   const meter = new Meter(workload.unit);
   const heartbeat = new Heartbeat(() => meter.recording);
@@ -169,6 +171,7 @@ async function main(): Promise<void> {
       },
       out: (line) => {
         output.push(line);
+        outputAt.push(performance.now() - t0);
         process.stdout.write(`@@OUT ${line}\n`);
       },
     });
@@ -272,6 +275,11 @@ async function main(): Promise<void> {
     // the start of the run on CLOCK_MONOTONIC (ms), which V8's CPU profiles
     // and `perf record -k mono` also use: bench/gap-profile.ts cuts a
     // profile's samples out of each gap with it.
+    // When each output line was printed (ms since the start of the run): a
+    // workload that prints a line per phase (gcbench: one per depth and
+    // construction order) is timed phase by phase, e.g. the warm-up apart
+    // from the steady state.
+    outputAtMs: outputAt.map((t) => round(t, 1)),
     runStartMonotonicMs: round(Number(process.hrtime.bigint()) / 1e6 - (performance.now() - t0), 3),
     topGapsMs: meter.topGaps.map(([gap, at]) => {
       const a = meter.clock.over(at - gap, at);
