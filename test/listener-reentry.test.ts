@@ -9,7 +9,7 @@
 // into a destroyed heap (an unhandled rejection, a process exit).
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { CycleAbortedError, type Heap, type HeapOptions } from '../src/index.js';
+import { CycleAbortedError, HeapClosedError, type Heap, type HeapOptions } from '../src/index.js';
 import { closeHeapsAfterEach, makeHeap, withTimeout } from './helpers/common.js';
 
 closeHeapsAfterEach();
@@ -239,4 +239,48 @@ describe('what a cycle closed during its sweep says', () => {
     expect((err as Error).message).not.toMatch(/nothing was freed/);
     expect((err as Error).message).toMatch(/stays freed/);
   }, 60_000);
+});
+
+describe('close() from a listener that an allocation ran', () => {
+  // An allocation that takes a new span while a cycle is in flight moves the
+  // cycle on (attend()), so the cycle's listeners run inside it. One that
+  // closed the heap there left the allocation returning a Ref of the closed
+  // heap (and maps.set then looped on the detached views for ever); the
+  // allocation now throws HeapClosedError, as every use after close() does
+  // (found in review).
+  for (const mode of ['stw', 'fork'] as const) {
+    it(`the allocation throws HeapClosedError (${mode})`, async () => {
+      const heap = makeHeap({ maxHeap: '64MiB', sweepThreads: 0, inlineSweepUs: 0, mode });
+      const T = heap.defineStruct('T', { next: 'ref', n: 'i32' });
+      let armed = false;
+      let fired: string | undefined;
+      for (const ev of ['childDone', 'stream', 'mark', 'sweepStart', 'sweepProgress', 'sweepEnd', 'cycle'] as const) {
+        heap.on(ev, () => {
+          if (armed && fired === undefined) {
+            fired = ev;
+            void heap.close();
+          }
+        });
+      }
+      for (let i = 0; i < 100_000; i++) T.alloc({ n: i });
+      const cycle = heap.collect().catch((e: unknown) => e);
+      // (Fork: let the child finish without turning the event loop, so the
+      // cycle is moved on by the allocations below, not by the loop.)
+      if (mode === 'fork') for (const t = Date.now(); Date.now() - t < 300;);
+      let outcome: unknown = 'never fired';
+      for (let k = 0; k < 1_000_000 && fired === undefined; k++) {
+        armed = true;
+        try {
+          T.alloc();
+          if (fired !== undefined) outcome = 'returned';
+        } catch (e) {
+          outcome = e;
+        }
+        armed = false;
+      }
+      expect(fired).toBeDefined();
+      expect(outcome).toBeInstanceOf(HeapClosedError);
+      await withTimeout(cycle, 30_000, 'collect');
+    }, 60_000);
+  }
 });

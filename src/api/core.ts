@@ -445,6 +445,9 @@ export class HeapCore implements RefContext, TypeContext {
     if (this.grewInCycle) {
       this.grewInCycle = false;
       this.advanceInAllocation();
+      // A listener the cycle ran may have closed the heap: the object just
+      // made is in memory that is gone, and every use after close() throws.
+      this.ensureOpen();
     }
   }
 
