@@ -270,16 +270,16 @@ async function main(): Promise<void> {
     bitmapBytesTotal: heap ? measured.reduce((a, c) => a + c.bitmapBytes, 0) : null,
     cowBytesTotal: hasCow ? measured.reduce((a, c) => a + (c.cowBytes ?? 0), 0) : null,
     yields: meter.yields,
-    // Diagnostics: where the longest mutator gaps fell relative to the cycles
-    // (ms since the start of the run; a cycle spans [startMs, endMs]), and
-    // the start of the run on CLOCK_MONOTONIC (ms), which V8's CPU profiles
-    // and `perf record -k mono` also use: bench/gap-profile.ts cuts a
-    // profile's samples out of each gap with it.
     // When each output line was printed (ms since the start of the run): a
     // workload that prints a line per phase (gcbench: one per depth and
     // construction order) is timed phase by phase, e.g. the warm-up apart
     // from the steady state.
     outputAtMs: outputAt.map((t) => round(t, 1)),
+    // Diagnostics: where the longest mutator gaps fell relative to the cycles
+    // (ms since the start of the run; a cycle spans [startMs, endMs]), and
+    // the start of the run on CLOCK_MONOTONIC (ms), which V8's CPU profiles
+    // and `perf record -k mono` also use: bench/gap-profile.ts cuts a
+    // profile's samples out of each gap with it.
     runStartMonotonicMs: round(Number(process.hrtime.bigint()) / 1e6 - (performance.now() - t0), 3),
     topGapsMs: meter.topGaps.map(([gap, at]) => {
       const a = meter.clock.over(at - gap, at);
