@@ -303,3 +303,63 @@ describe('the pacer after an aborted cycle', () => {
     expect(s.cycles).toBeGreaterThan(1);
   }, 60_000);
 });
+
+// Found in the session-16 review: a cycle's start set the bytes allocated
+// since the last cycle to 0, and an abort left them there. At maxHeap every
+// allocation failed and so counted nothing: no cycle ever started again on
+// its own, though the whole heap was garbage.
+describe('the trigger after an aborted cycle at maxHeap', () => {
+  it('an abort gives back the bytes counted before the cycle started', async () => {
+    const heap = makeHeap({
+      maxHeap: '64MiB', auto: false, sweepThreads: 0, hugePages: false,
+      faultInjectionForTesting: { kind: 'exit-nonzero', cycles: (id) => id === 1 },
+    });
+    const N = heap.defineStruct('N', { next: 'ref', a: 'f64' });
+    for (let i = 0; i < 10_000; i++) N.alloc();
+    const before = heap.stats().allocatedSinceCycle;
+    expect(before).toBeGreaterThanOrEqual(10_000 * N.size);
+    await expect(heap.collect()).rejects.toBeInstanceOf(CycleAbortedError);
+    expect(heap.stats().allocatedSinceCycle).toBe(before);
+    await heap.collect();
+    expect(heap.stats().allocatedSinceCycle).toBe(0);
+  }, 30_000);
+
+  it('a heap filled with garbage whose first cycle aborts collects again on its own', async () => {
+    const heap = makeHeap({
+      maxHeap: '8MiB', auto: true, sweepThreads: 0, hugePages: false, minTriggerBytes: '1MiB',
+      faultInjectionForTesting: { kind: 'exit-nonzero', cycles: (id) => id === 1 },
+    });
+    let aborts = 0;
+    heap.on('abort', () => aborts++);
+    let filled = 0;
+    try { for (;;) { heap.bytes.alloc(200_000); filled++; } } catch (e) { expect((e as { code?: string }).code).toBe('ERR_HEAP_EXHAUSTED'); }
+    expect(filled).toBeGreaterThan(20);
+    let ok = 0;
+    let exhausted = 0;
+    const deadline = performance.now() + 10_000;
+    while (ok < 200 && performance.now() < deadline) {
+      try { heap.bytes.alloc(200_000); ok++; } catch (e) {
+        if ((e as { code?: string }).code !== 'ERR_HEAP_EXHAUSTED') throw e;
+        exhausted++;
+      }
+      heap.safepoint();
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(aborts).toBe(1);
+    expect(ok, `${exhausted} allocations failed`).toBe(200);
+    expect(heap.stats().cycles).toBeGreaterThan(1);
+  }, 30_000);
+
+  it('an allocation that failed at maxHeap makes a cycle due: roots released, the next safepoint collects', async () => {
+    const heap = makeHeap({ maxHeap: '8MiB', auto: true, sweepThreads: 0, hugePages: false, minTriggerBytes: '1MiB' });
+    const kept: ReturnType<typeof heap.root>[] = [];
+    try { for (;;) kept.push(heap.root(heap.bytes.alloc(200_000))); } catch (e) { expect((e as { code?: string }).code).toBe('ERR_HEAP_EXHAUSTED'); }
+    await heap.collect();  // everything is live: nothing freed, nothing counted since
+    expect(() => heap.bytes.alloc(200_000)).toThrow(expect.objectContaining({ code: 'ERR_HEAP_EXHAUSTED' }));
+    const cycles = heap.stats().cycles;
+    for (const r of kept) r.release();
+    heap.safepoint();  // the failed allocation made a cycle due
+    expect(() => heap.bytes.alloc(200_000)).not.toThrow();
+    expect(heap.stats().cycles).toBe(cycles + 1);
+  }, 30_000);
+});

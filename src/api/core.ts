@@ -441,7 +441,7 @@ export class HeapCore implements RefContext, TypeContext {
    */
   private attend(): void {
     this.attention = false;
-    if (this.auto && !this.scheduled && this.policy.shouldCollect(this.account.allocatedSinceCycle)) this.scheduleIfDue();
+    if (this.auto && !this.scheduled && this.cycleDue()) this.scheduleIfDue();
     if (this.grewInCycle) {
       this.grewInCycle = false;
       this.advanceInAllocation();
@@ -502,6 +502,10 @@ export class HeapCore implements RefContext, TypeContext {
     this.ensureOpen();
     const g = this.takeFree(cls, size, typeId);
     if (g !== 0) return g;
+    // No cycle is in flight now: the next safepoint or turn of the event
+    // loop starts one, though a failed allocation counted nothing.
+    this.account.allocationFailed = true;
+    this.scheduleIfDue();
     throw new HeapExhaustedError(
       `cannot allocate ${size} bytes: the heap is at maxHeap (${fmt(this.options.maxHeap)}) with ` +
       `${fmt(this.account.liveBytes)} in ${this.account.objects} objects by the last count` +
@@ -538,7 +542,7 @@ export class HeapCore implements RefContext, TypeContext {
     // The pacer decides here, not `scheduled`: that only says an immediate is
     // pending, and in a program that never yields it stays set, which would
     // start a cycle at every safepoint after the first trigger.
-    if (this.options.auto && this.policy.shouldCollect(this.account.allocatedSinceCycle)) {
+    if (this.options.auto && this.cycleDue()) {
       this.startCycle('safepoint', false);
     }
   }
@@ -571,14 +575,19 @@ export class HeapCore implements RefContext, TypeContext {
 
   private scheduleIfDue(): void {
     if (this.scheduled || this.closed || !this.options.auto) return;
-    if (!this.policy.shouldCollect(this.account.allocatedSinceCycle)) return;
+    if (!this.cycleDue()) return;
     this.scheduled = true;
     // From the event loop: a safepoint by the rooting contract.
     setImmediate(() => {
       this.scheduled = false;
       if (this.closed || this.collector.busy) return;
-      if (this.policy.shouldCollect(this.account.allocatedSinceCycle)) this.startCycle('allocation', false);
+      if (this.cycleDue()) this.startCycle('allocation', false);
     }).unref();
+  }
+
+  /** The pacer's trigger was reached, or an allocation failed at maxHeap since the last cycle started. */
+  private cycleDue(): boolean {
+    return this.account.allocationFailed || this.policy.shouldCollect(this.account.allocatedSinceCycle);
   }
 
   stats(): HeapStats {

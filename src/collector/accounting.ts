@@ -23,6 +23,13 @@ export class Accounting {
   liveBytes = 0;
   objects = 0;
   allocatedSinceCycle = 0;
+  /**
+   * An allocation failed at maxHeap since the last cycle started: a cycle is
+   * due whatever the count says (a full heap counts nothing more, and a
+   * program that released roots after a cycle that found everything live
+   * would otherwise wait for one for ever).
+   */
+  allocationFailed = false;
   allocatedTotal = 0;
   cycles = 0;
   aborted = 0;

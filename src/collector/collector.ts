@@ -129,6 +129,13 @@ interface Cycle extends SweepRun {
   streamFailure?: Verdict;
   /** The parent's minor faults at the cycle's start (process.resourceUsage()). */
   faults0: number;
+  /**
+   * Bytes counted since the previous cycle when this one started (the count
+   * starts again from 0): an abort frees nothing, so it adds them back, or
+   * a heap at maxHeap, where failed allocations count nothing, never
+   * reached its trigger again (found in review).
+   */
+  allocatedBefore: number;
 }
 
 export class Collector {
@@ -225,12 +232,14 @@ export class Collector {
       maxSliceNs: 0,
       tally: new SweepTally(),
       faults0: process.resourceUsage().minorPageFault,
+      allocatedBefore: this.account.allocatedSinceCycle,
     };
     this.cycle = c;
     const done = new Promise<CycleStats>((resolve, reject) => c.waiters.push({ resolve, reject }));
     if (keepAlive) this.holdEventLoop();
     h.newEpoch();
     this.account.allocatedSinceCycle = 0;
+    this.account.allocationFailed = false;
     h.publish('cycleStart', {
       heapId: h.regions.id, cycleId: id, mode: h.options.mode, trigger, heapBytes: a.heapBytes,
       liveBytes: this.account.liveBytes, topGranule: c.topGranule, timeMs: performance.now(),
@@ -676,6 +685,7 @@ export class Collector {
     this.stalls.take();
     if (!outcome.closing) {
       this.account.aborted++;
+      this.account.allocatedSinceCycle += c.allocatedBefore;
       h.policy.cycleAborted(h.allocator.heapBytes);
       h.cycleAborted(error);
     }
