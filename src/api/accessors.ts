@@ -90,6 +90,9 @@ export function compileAccessor(
     }
     return refs.diagnose(ref, ${id});`;
   const quotedWhat = JSON.stringify(what);
+  // g < 2^28, so the word, half-word and f64 indices (g << 2, << 3, << 1)
+  // fit in int32; the byte index does not (2 GiB and up in a 4 GiB heap):
+  // it is g * 16, never g << 4 (found in review).
   let src: string;
   if (which === 'get') {
     switch (kind) {
@@ -100,7 +103,7 @@ export function compileAccessor(
       case 'i32': src = `function ${name('get')}(ref) { ${fast(`return i32[(g << 2) + ${w}];`)} }`; break;
       case 'u32': src = `function ${name('get')}(ref) { ${fast(`return u32[(g << 2) + ${w}];`)} }`; break;
       case 'f64': src = `function ${name('get')}(ref) { ${fast(`return f64[(g << 1) + ${int(offset >>> 3)}];`)} }`; break;
-      case 'bool': src = `function ${name('get')}(ref) { ${fast(`return u8[(g << 4) + ${int(offset)}] !== 0;`)} }`; break;
+      case 'bool': src = `function ${name('get')}(ref) { ${fast(`return u8[g * 16 + ${int(offset)}] !== 0;`)} }`; break;
     }
   } else {
     let check: string;
@@ -131,7 +134,7 @@ export function compileAccessor(
         break;
       case 'bool':
         check = `if (typeof value !== 'boolean') badValue(${quotedWhat}, value, 'true or false');`;
-        store = `u8[(g << 4) + ${int(offset)}] = value ? 1 : 0; return;`;
+        store = `u8[g * 16 + ${int(offset)}] = value ? 1 : 0; return;`;
         break;
     }
     src = `function ${name('set')}(ref, value) { ${check} ${fast(store)} }`;
@@ -250,7 +253,7 @@ export function compileAlloc(
         break;
       case 'bool':
         check = `if (typeof ${v} !== 'boolean') ${bad('true or false')};`;
-        store = `u8[(g << 4) + ${int(f.offset)}] = ${v} ? 1 : 0;`;
+        store = `u8[g * 16 + ${int(f.offset)}] = ${v} ? 1 : 0;`;
         break;
     }
     const key = JSON.stringify(f.field);
