@@ -284,3 +284,61 @@ describe('close() from a listener that an allocation ran', () => {
     }, 60_000);
   }
 });
+
+describe('bytes.alloc(data) whose buffer a listener resizes or detaches during the allocation', () => {
+  // The object is sized from the data's length before the allocation, which
+  // may run cycle listeners (see above). One that grew a resizable buffer
+  // behind a length-tracking view made the copy run past the object into
+  // its neighbours (HEAP_CORRUPT at every later cycle); one that detached or
+  // shrank it made the copy throw Node's TypeError (found in review). The
+  // copy is now what the data holds after the allocation, clamped to the
+  // object; the rest stays zero.
+  type Resizable = ArrayBuffer & { resize(n: number): void };
+  const makeResizable = (n: number, max: number) =>
+    new (ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => Resizable)(n, { maxByteLength: max });
+  const variants = {
+    'grown (length-tracking view)': { view: (b: Resizable) => new Uint8Array(b), act: (b: Resizable) => { b.resize(4096); new Uint8Array(b).fill(0x11); }, expected: 40 },
+    'shrunk (length-tracking view)': { view: (b: Resizable) => new Uint8Array(b), act: (b: Resizable) => b.resize(10), expected: 10 },
+    'shrunk under a fixed-length view': { view: (b: Resizable) => new Uint8Array(b, 0, 40), act: (b: Resizable) => b.resize(10), expected: 0 },
+    'detached': { view: (b: Resizable) => new Uint8Array(b), act: (b: Resizable) => { structuredClone(b, { transfer: [b] }); }, expected: 0 },
+  };
+  for (const [name, v] of Object.entries(variants)) {
+    it(`copies only what fits and what is left (${name})`, async () => {
+      const heap = makeHeap({ maxHeap: '64MiB', sweepThreads: 0, inlineSweepUs: 0, mode: 'stw' });
+      const T = heap.defineStruct('T', { next: 'ref', n: 'i32' });
+      const buffer = makeResizable(40, 4096);
+      const data = v.view(buffer);
+      data.fill(0x11);
+      let armed = false;
+      let fired: string | undefined;
+      for (const ev of ['sweepStart', 'sweepProgress', 'sweepEnd', 'cycle'] as const) {
+        heap.on(ev, () => {
+          if (armed && fired === undefined) {
+            fired = ev;
+            v.act(buffer);
+          }
+        });
+      }
+      const keep = heap.root(heap.arrays.alloc(100_000));
+      for (let i = 0; i < 200_000; i++) T.alloc({ n: i });
+      const cycle = heap.collect();
+      let k = 0;
+      let victim = 0;
+      for (; k < 100_000 && fired === undefined; k++) {
+        armed = true;
+        const b = heap.bytes.alloc(data);
+        armed = false;
+        heap.arrays.set(keep.get(), k, b);
+        if (fired !== undefined) victim = b;
+      }
+      expect(fired).toBeDefined();
+      await withTimeout(cycle, 30_000, 'collect');
+      const copy = heap.bytes.copy(victim);
+      expect(copy.length).toBe(40);
+      expect([...copy]).toEqual([...new Array(v.expected).fill(0x11), ...new Array(40 - v.expected).fill(0)]);
+      for (let i = 0; i < k - 1; i++) expect(heap.bytes.copy(heap.arrays.get(keep.get(), i)).every((x) => x === 0x11)).toBe(true);
+      for (let i = 0; i < 50; i++) expect(heap.bytes.copy(heap.bytes.alloc(40)).every((x) => x === 0)).toBe(true);
+      await withTimeout(heap.collect(), 30_000, 'the next collect');
+    }, 60_000);
+  }
+});

@@ -117,9 +117,15 @@ export class RefArrays {
 const typedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
 const typedArrayTag = Object.getOwnPropertyDescriptor(typedArrayProto, Symbol.toStringTag)!.get!;
 const typedArrayLengthGetter = Object.getOwnPropertyDescriptor(typedArrayProto, 'length')!.get!;
+const typedArrayBuffer = Object.getOwnPropertyDescriptor(typedArrayProto, 'buffer')!.get!;
+const typedArrayByteOffset = Object.getOwnPropertyDescriptor(typedArrayProto, 'byteOffset')!.get!;
 /** A real Uint8Array (or Buffer), whatever its prototype chain says. */
 function isUint8Array(x: unknown): x is Uint8Array { return typedArrayTag.call(x) === 'Uint8Array'; }
 function typedArrayLength(a: Uint8Array): number { return typedArrayLengthGetter.call(a) as number; }
+/** The first `n` bytes of `a` as a plain view (subarray() would call a subclass's species constructor). */
+function prefix(a: Uint8Array, n: number): Uint8Array {
+  return new Uint8Array(typedArrayBuffer.call(a) as ArrayBufferLike, typedArrayByteOffset.call(a) as number, n);
+}
 
 /** Byte arrays: `length` bytes after the header. */
 export class ByteArrays {
@@ -141,8 +147,16 @@ export class ByteArrays {
     const length = data ? typedArrayLength(data) : lengthOrData;
     checkLength('bytes.alloc', length);
     const g = this.#ctx.allocate(TYPE_BYTES, HEADER_BYTES + (length as number), length as number);
-    // (A detached array has length 0 and nothing to copy.)
-    if (data && length !== 0) this.#ctx.views.u8.set(data, g * 16 + HEADER_BYTES);
+    // The allocation may run cycle listeners, and one may have resized or
+    // detached the data's buffer: copy what it holds now, at most the
+    // object's length (0 when detached or out of bounds; the rest stays
+    // zero). set() would copy its whole current length, past the object;
+    // a fixed-length view also holds against a growable SharedArrayBuffer
+    // that another thread grows meanwhile.
+    if (data && length !== 0) {
+      const now = typedArrayLength(data);
+      if (now !== 0) this.#ctx.views.u8.set(prefix(data, Math.min(now, length as number)), g * 16 + HEADER_BYTES);
+    }
     return this.#ctx.refs.encode(g) as Ref<'Bytes'>;
   }
 
