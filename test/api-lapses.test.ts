@@ -1,7 +1,7 @@
 // Bad input at the API's edges (issue 13, "API lapses"): each is a
 // ForkGcError with a code, thrown before anything is written or allocated.
 import { describe, expect, it } from 'vitest';
-import { closeHeapsAfterEach, expectError, makeHeap } from './helpers/common.js';
+import { closeHeapsAfterEach, expectError, makeHeap, withTimeout } from './helpers/common.js';
 import { startTrace } from '../src/tools/trace.js';
 import { parsePressure, readPressure, watchMemoryPressure } from '../src/tools/pressure.js';
 import { CowMapper } from '../src/tools/cow-budget.js';
@@ -295,6 +295,51 @@ describe('tools and exported classes refuse what is not theirs', () => {
         InvalidOptionError, 'ERR_INVALID_OPTION', String(bad));
     }
   });
+
+  // Found in the session-16 review: a pool whose run() threw, returned a
+  // non-promise or rejected with null gave an untyped error or an uncaught
+  // exception and left the heap sweeping for ever; one that answered without
+  // running the task left collect() waiting. A pool that cannot run a task
+  // is one whose threads could not start: the main thread sweeps.
+  const hostilePools: Record<string, () => unknown> = {
+    'run() throws': () => { throw new Error('run threw'); },
+    'run() returns undefined': () => undefined,
+    'run() rejects with null': () => Promise.reject(null),
+    'run() rejects with a string': () => Promise.reject('a string'),
+    'run() resolves without running the task': () => Promise.resolve({}),
+    'run() returns a thenable that fulfils at once': () => ({ then(ok: (v: unknown) => void) { ok({}); } }),
+  };
+  for (const [name, run] of Object.entries(hostilePools)) {
+    for (const mode of ['stw', 'fork'] as const) {
+      it(`a shared pool whose ${name}: the main thread sweeps, said once (${mode})`, async () => {
+        const h = makeHeap({ maxHeap: '32MiB', mode, piscina: { run } as never, inlineSweepUs: 0 });
+        const fallbacks: string[] = [];
+        h.on('sweeperFallback', (e) => fallbacks.push(e.reason));
+        const T = h.defineStruct('T', { next: 'ref', n: 'i32' });
+        const keep = h.root(T.alloc({ n: 42 }));
+        for (let i = 0; i < 50_000; i++) T.alloc({ n: i });
+        const first = await withTimeout(h.collect(), 20_000, 'the first collect');
+        expect(first.objectsFreed).toBe(50_000);
+        for (let i = 0; i < 1000; i++) T.alloc({ n: i });
+        expect((await withTimeout(h.collect(), 20_000, 'the second collect')).objectsFreed).toBe(1000);
+        expect(T.get.n(keep.get())).toBe(42);
+        await new Promise((r) => setImmediate(r));
+        expect(fallbacks.length, fallbacks.join('; ')).toBe(1);
+      }, 60_000);
+    }
+  }
+
+  it('a shared pool\'s maxThreads is read once: a getter that answers 1, then 2.5, neither hangs nor crashes', async () => {
+    let reads = 0;
+    const h = makeHeap({
+      maxHeap: '32MiB', mode: 'stw', inlineSweepUs: 0,
+      piscina: { run: () => Promise.reject(new Error('no thread')), get maxThreads() { reads++; return reads === 1 ? 1 : 2.5; } } as never,
+    });
+    const T = h.defineStruct('T', { n: 'i32' });
+    for (let i = 0; i < 10_000; i++) T.alloc({ n: i });
+    expect((await withTimeout(h.collect(), 20_000, 'collect')).objectsFreed).toBe(10_000);
+    expect(reads).toBe(1);
+  }, 30_000);
 
   it('close() from a finalization callback that close() runs gets the same promise, settled once the sweeper threads ended', async () => {
     const h = makeHeap({ sweepThreads: 2 });

@@ -132,8 +132,15 @@ export interface ResolvedOptions {
   maxConsecutiveAborts: number;
   sweepThreads: number;
   inlineSweepUs: number;
-  piscina: PiscinaPool | undefined;
+  piscina: SharedPool | undefined;
   fault: FaultInjection | undefined;
+}
+
+/** An application's pool as the options read it, once: its run method and its thread count. */
+export interface SharedPool {
+  readonly run: (task: unknown, options: { filename: string }) => unknown;
+  /** maxThreads, a whole number (1 when the pool does not say). */
+  readonly maxThreads: number;
 }
 
 const UNITS: Record<string, number> = {
@@ -183,19 +190,23 @@ const KNOWN = new Set([
   'inlineSweepUs',
 ]);
 
-function pool(value: unknown): PiscinaPool | undefined {
+function pool(value: unknown): SharedPool | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'object' || value === null || typeof (value as { run?: unknown }).run !== 'function') {
-    throw new InvalidOptionError('piscina: expected a Piscina instance');
-  }
-  // Read once here: the sweep sizes its tasks from it, and a count that is
-  // not a whole number posted none (collect() never settled) or sized a
-  // buffer wrongly (found in review). A real Piscina reports an integer.
+  const run = typeof value === 'object' && value !== null ? (value as { run?: unknown }).run : undefined;
+  if (typeof run !== 'function') throw new InvalidOptionError('piscina: expected a Piscina instance');
+  // Read once here, and only the values read here are used: the sweep sizes
+  // its tasks from maxThreads, and a count that is not a whole number posted
+  // none (collect() never settled) or sized a buffer wrongly; a getter that
+  // answered differently the second time brought both back (found in
+  // review). A real Piscina reports an integer.
   const maxThreads = (value as { maxThreads?: unknown }).maxThreads;
   if (maxThreads !== undefined && !(typeof maxThreads === 'number' && Number.isInteger(maxThreads) && maxThreads >= 1)) {
     throw new InvalidOptionError(`piscina: maxThreads: expected a whole number of threads, got ${describe(maxThreads)}`);
   }
-  return value as PiscinaPool;
+  return {
+    run: (task, options) => Reflect.apply(run, value, [task, options]),
+    maxThreads: (maxThreads as number | undefined) ?? 1,
+  };
 }
 
 /**

@@ -143,7 +143,17 @@ export class SweepDriver {
     // allocates from.
     for (let slot = 0; slot < slots; slot++) {
       pool!.run({ heapId: this.host.regions.id, cycleId: c.stats.id, slot, control: board.control, tallies: board.tallies, failAfter })
-        .then(() => this.advance(), (e) => this.taskRejected(c, slot, e as Error));
+        .then(() => {
+          // A task that ran said so on the board before it returned. An
+          // application's pool that settled without running it (a wrapper
+          // that swallows failures) has threads that cannot run ours: the
+          // main thread sweeps, or the cycle waited for a sweep nobody did.
+          if (c === this.current && board.state(slot) === SLOT_POSTED) {
+            this.taskRejected(c, slot, new Error("the pool's run() settled a sweep task without running it"));
+          } else {
+            this.advance();
+          }
+        }, (e: Error) => this.taskRejected(c, slot, e));
       failAfter = 0;
     }
     return false;

@@ -6,9 +6,9 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { NativeLoadError } from '../api/errors.js';
+import { NativeLoadError, describe } from '../api/errors.js';
 import { packageRoot } from '../platform/native.js';
-import type { PiscinaPool } from '../api/options.js';
+import type { SharedPool } from '../api/options.js';
 import type { SweepTask, SweepTaskResult } from './sweep-worker.js';
 
 /**
@@ -38,7 +38,7 @@ export function isStartFailure(e: unknown): boolean {
 }
 
 export class SweepPool {
-  private readonly pool: PiscinaPool;
+  private readonly pool: SharedPool | Piscina;
   private readonly ownPool: Piscina | undefined;
   /** Tasks per cycle on an application's pool. */
   private readonly sharedThreads: number;
@@ -64,7 +64,7 @@ export class SweepPool {
    * for it). Throws if piscina cannot even be set up; a thread that fails to
    * start later is reported through `onBroken`, never as an unhandled 'error'.
    */
-  constructor(threads: number, shared: PiscinaPool | undefined, private readonly onBroken: (e: Error) => void) {
+  constructor(threads: number, shared: SharedPool | undefined, private readonly onBroken: (e: Error) => void) {
     this.filename = workerFile();
     this.ownPool = shared ? undefined : new Piscina({
       filename: this.filename,
@@ -81,7 +81,7 @@ export class SweepPool {
       workerData: { forkgcBooted: this.booted },
     });
     this.pool = shared ?? this.ownPool!;
-    // Read once (options.ts checked it is a whole number): the sweep's tasks are sized from it.
+    // (options.ts read it once and checked it is a whole number): the sweep's tasks are sized from it.
     this.sharedThreads = Math.min(4, shared?.maxThreads ?? 1);
     // Piscina emits 'error' when a thread dies with no task on it (a thread
     // that could not start): unhandled, that would end the process.
@@ -121,8 +121,21 @@ export class SweepPool {
     this.onBroken(e);
   }
 
+  /**
+   * Posts a task. Whatever an application's pool does - throw, return
+   * something that is not a promise, reject with a value that is not an
+   * Error - the result is a promise that fulfils or rejects with an Error
+   * (an untyped throw here was an uncaught exception in fork mode, and left
+   * the cycle sweeping for ever; found in review).
+   */
   run(task: Omit<SweepTask, 'cancelled'>): Promise<SweepTaskResult> {
-    const p = this.pool.run({ ...task, cancelled: this.cancelled, release: this.ownPool === undefined }, { filename: this.filename }) as Promise<SweepTaskResult>;
+    let p: Promise<SweepTaskResult>;
+    try {
+      p = Promise.resolve(this.pool.run({ ...task, cancelled: this.cancelled, release: this.ownPool === undefined }, { filename: this.filename }) as SweepTaskResult);
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p = p.catch((e: unknown) => { throw e instanceof Error ? e : new Error(`the pool's run() rejected with ${describe(e)}`); });
     this.pending.add(p);
     const forget = () => { this.pending.delete(p); };
     p.then(forget, forget);
