@@ -429,3 +429,54 @@ describe('the watchdog without the event loop', () => {
     expect(total).toBeLessThan(2500);
   }, 30_000);
 });
+
+// Found in the session-16 review: the deadline was wall-clock time
+// (Date.now()), so a clock step killed a healthy child or kept a hung one;
+// and a child that had finished in time was declared WATCHDOG when the main
+// thread first looked after the deadline, its whole stream in the pipe.
+describe('the watchdog judges the child, not when the main thread looks', () => {
+  for (const how of ['a safepoint', 'the event loop'] as const) {
+    it(`a child that finished in time, read only after its deadline from ${how}: the cycle completes`, async () => {
+      const heap = makeHeap({ maxHeap: '16MiB', auto: false, sweepThreads: 0, childTimeoutMs: 300 });
+      const T = heap.defineStruct('T', { v: 'i32' });
+      for (let i = 0; i < 1000; i++) T.alloc();
+      const aborted: string[] = [];
+      heap.on('abort', (e) => aborted.push(e.reason));
+      const done = heap.collect().then((s) => s.objectsFreed, (e: { reason?: string }) => e.reason);
+      // The child marks 1000 objects in a few ms; the program neither yields
+      // nor reaches a safepoint until well after the deadline.
+      for (const t0 = performance.now(); performance.now() - t0 < 600;);
+      if (how === 'a safepoint') heap.safepoint();
+      expect(await withTimeout(done, 10_000, 'collect')).toBe(1000);
+      expect(aborted).toEqual([]);
+    }, 30_000);
+  }
+
+  it('a wall-clock step after the fork neither kills a healthy child nor keeps a hung one', async () => {
+    const realNow = Date.now;
+    try {
+      const healthy = makeHeap({ maxHeap: '16MiB', auto: false, sweepThreads: 0, childTimeoutMs: 2000,
+        faultInjectionForTesting: { kind: 'delay-before-mark', arg: 50, cycles: () => true } });
+      const forward = healthy.collect().then(() => 'completed', (e: { reason?: string }) => e.reason);
+      Date.now = () => realNow() + 3_600_000;  // the clock steps an hour forward
+      healthy.safepoint();
+      Date.now = realNow;
+      expect(await withTimeout(forward, 10_000, 'the healthy child')).toBe('completed');
+
+      const hung = makeHeap({ maxHeap: '16MiB', auto: false, sweepThreads: 0, childTimeoutMs: 300,
+        faultInjectionForTesting: { kind: 'hang', cycles: () => true } });
+      const back = hung.collect().catch((e: { reason?: string }) => e.reason);
+      Date.now = () => realNow() - 3_600_000;  // an hour back
+      const t0 = performance.now();
+      let reason: string | undefined;
+      hung.on('abort', (e) => { reason = e.reason; });
+      while (reason === undefined && performance.now() - t0 < 5000) hung.safepoint();
+      Date.now = realNow;
+      expect(reason).toBe('WATCHDOG');
+      expect(performance.now() - t0, 'killed at its deadline').toBeLessThan(3000);
+      expect(await back).toBe('WATCHDOG');
+    } finally {
+      Date.now = realNow;
+    }
+  }, 30_000);
+});

@@ -77,9 +77,11 @@ export class ChildSession {
   socket: net.Socket | undefined;
   watchdog: NodeJS.Timeout | undefined;
   /**
-   * When the watchdog is due (Date.now() ms), set when it is armed: the
-   * paths that do not wait for the timer (a safepoint, an allocation at
+   * When the watchdog is due (performance.now() ms), set when it is armed:
+   * the paths that do not wait for the timer (a safepoint, an allocation at
    * maxHeap) hold the child to the same deadline, counted from the fork.
+   * A monotonic clock, as the timer's: on the wall clock (Date.now()) a
+   * clock step killed a healthy child or kept a hung one (found in review).
    */
   deadlineMs = Infinity;
   timeoutMs = 0;
@@ -104,7 +106,7 @@ export class ChildSession {
     this.socket = socket;
     if (!keepAlive) socket.unref();
     this.timeoutMs = timeoutMs;
-    this.deadlineMs = Date.now() + timeoutMs;
+    this.deadlineMs = performance.now() + timeoutMs;
     this.watchdog = setTimeout(onTimeout, timeoutMs);
     if (!keepAlive) this.watchdog.unref();
     return socket;

@@ -317,9 +317,22 @@ export class Collector {
     socket.on('error', (e) => this.fail(c, { reason: 'STREAM_SHORT', message: `pipe error: ${e.message}` }));
   }
 
-  /** The child ran over its time (the timer fired, or a safepoint or an allocation found the deadline passed). */
+  /**
+   * The deadline passed (the timer fired, or a safepoint found it passed).
+   * The child may have finished in time with the main thread looking only
+   * now (a long synchronous stretch; or the timers phase ran before the
+   * poll phase read the pipe): then its whole stream is in the pipe. Read
+   * what is there, as an allocation at maxHeap would with no time left:
+   * the child is killed (WATCHDOG) only if its stream is not complete (a
+   * finished cycle was thrown away as "ran over"; found in review).
+   */
   private watchdogFired(c: Cycle): void {
-    this.fail(c, { reason: 'WATCHDOG', message: `the child ran over ${c.child?.timeoutMs ?? 0} ms and was killed` });
+    if (c !== this.cycle || c.failure) return;
+    if (this.phase === 'marking' && c.child?.socket) {
+      this.finishMarkingSync();
+      if (c !== this.cycle || c.failure) return;  // judged: completed or failed
+    }
+    this.fail(c, { reason: 'WATCHDOG', message: ranOver(c) });
   }
 
   private onData(c: Cycle, data: Uint8Array): void {
@@ -363,7 +376,7 @@ export class Collector {
     // A program that never yields never lets the timer fire: hold the child
     // to its deadline here (found in review: a hung child lived on, and a
     // late one was accepted).
-    if (Date.now() >= child.deadlineMs) {
+    if (performance.now() >= child.deadlineMs) {
       this.watchdogFired(c);
       return;
     }
@@ -547,7 +560,7 @@ export class Collector {
     // in review: the child had up to twice its time, the thread blocked for
     // a whole timeout when the watchdog was nearly due).
     const deadline = Number.isFinite(child.deadlineMs) ? child.deadlineMs
-      : Date.now() + h.policy.childTimeoutMs(h.allocator.heapBytes);
+      : performance.now() + h.policy.childTimeoutMs(h.allocator.heapBytes);
     const stall = this.stalls.begin('syncRead');
     try {
       if (!c.streamEnded) {
@@ -568,10 +581,10 @@ export class Collector {
           // Up to the end of the pipe, not just the trailer: bytes after it
           // fail the stream here as they do on the event-loop path.
           while (!c.streamEnded) {
-            const n = h.addon.readBlocking(child.fd, buf, Math.max(1, deadline - Date.now()));
+            const n = h.addon.readBlocking(child.fd, buf, Math.max(1, deadline - performance.now()));
             if (n === 0) break;  // end of stream: endOfStream() judges it
             if (n === -1) {
-              if (Date.now() >= deadline) throw new StreamError('WATCHDOG', 'the child did not finish in time');
+              if (performance.now() >= deadline) throw new StreamError('WATCHDOG', ranOver(c));
               continue;
             }
             if (n < 0) throw new StreamError('STREAM_SHORT', `pipe read failed (errno ${-n})`);
@@ -588,7 +601,9 @@ export class Collector {
       }
       // (Reaped already: onEnd's first look found it exited, and childEnded has run.)
       if (child.reaped) return this.phaseNow() === 'sweeping';
-      return this.childEnded(c, child.reapSync(deadline - Date.now()), c.streamFailure);
+      // The child closed its pipe in time: it is exiting (tearing down a
+      // large address space takes a while), so it gets at least a grace.
+      return this.childEnded(c, child.reapSync(Math.max(deadline - performance.now(), EXIT_GRACE_MS)), c.streamFailure);
     } finally {
       this.stalls.end(stall);
     }
@@ -709,6 +724,17 @@ export class Collector {
   }
 }
 
+/**
+ * How long a child that closed its pipe by its deadline may take to exit
+ * before it counts as hung (ms): exiting unmaps its copy of the address
+ * space, which takes longer the bigger the heap.
+ */
+const EXIT_GRACE_MS = 1000;
+
+/** The WATCHDOG message. */
+function ranOver(c: Cycle): string {
+  return `the child ran over ${c.child?.timeoutMs ?? 0} ms and was killed`;
+}
 
 /** A stream that failed its checks: its own reason, or INTERNAL for a bug of ours while reading it. */
 function streamVerdict(e: unknown): Verdict {

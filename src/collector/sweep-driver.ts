@@ -348,12 +348,12 @@ export class SweepDriver {
       sweepFromCursor(this.host.views, c.board!, c.tally, this.cancelled);
       a.sweepAllLazily();
       const nap = new Int32Array(new SharedArrayBuffer(4));
-      const deadline = Date.now() + 10_000;
+      const deadline = performance.now() + 10_000;
       // Only a running thread can finish a span it claimed: once none runs,
       // a span still SWEEPING was left by a thread that threw (its slot says
       // FAILED at once, on the board), and advance() below puts it back.
       const board = c.board!;
-      while (a.anySweeping() && !board.quiet && Date.now() < deadline) Atomics.wait(nap, 0, 0, 1);
+      while (a.anySweeping() && !board.quiet && performance.now() < deadline) Atomics.wait(nap, 0, 0, 1);
       a.rebuildFromTable();
     } finally {
       const ns = Number(process.hrtime.bigint() - start);
