@@ -110,10 +110,15 @@ export class HeapFinalizationRegistry<T> {
       out.push({
         granule: g,
         // One entry at a time: a throwing callback does not stop the others.
-        // The list is read as it is when it runs: unregister() may have taken entries out.
+        // The list stays due while it runs, each entry taken off it as it
+        // runs: unregister() from a callback then cancels the entries that
+        // have not run, the same object's included (found in review).
         run: () => {
+          while (list.length > 0) {
+            const e = list.shift()!;
+            callSafely(() => this.#callback(e.held));
+          }
           this.#due.delete(list);
-          for (const e of list) callSafely(() => this.#callback(e.held));
         },
         putBack: () => {
           this.#due.delete(list);
