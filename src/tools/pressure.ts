@@ -103,7 +103,7 @@ export function parsePressure(text: string, source = '', timeMs = performance.no
 export function readPressure(source: string): PressureReading | null {
   // A path only: fs would take a number as a file descriptor (0 reads stdin,
   // blocking until it closes) and -0 aborts Node in its C++ (found in review).
-  if (typeof source !== 'string' || source === '') {
+  if (typeof source !== 'string' || source === '' || source.includes('\0')) {
     throw new InvalidArgumentError(`readPressure: source: expected a file path, got ${describe(source)}`);
   }
   try {

@@ -383,7 +383,7 @@ export function startTrace(heap: Heap, options: TraceOptions = {}): TraceRecorde
     writeTo(path: string): TraceFile {
       // A path only: fs would take a number as a file descriptor (2 writes
       // the trace into stderr) and -0 aborts Node in its C++.
-      if (typeof path !== 'string' || path === '') {
+      if (typeof path !== 'string' || path === '' || path.includes('\0')) {
         throw new InvalidArgumentError(`TraceRecorder.writeTo: expected a file path, got ${describe(path)}`);
       }
       const file = stop();
