@@ -75,3 +75,23 @@ describe('branded references (compile time)', () => {
     expect(thrown(() => h.set(b))).toBeUndefined();
   });
 });
+
+// Found in the session-16 review: the name was checked before the fields'
+// getters ran, so a getter that defined the same name made two types of one
+// name; one that closed the heap got a type of the closed heap back.
+describe('defineStruct re-entered from a getter of its own fields', () => {
+  it('a getter that defines the same name: the outer definition is refused (ERR_TYPE_DEFINITION)', () => {
+    const heap = makeHeap({ maxHeap: '16MiB', sweepThreads: 0 });
+    let inner: unknown;
+    const fields = { get a() { inner ??= heap.defineStruct('Dup', { x: 'f64' }); return 'i32' as const; } };
+    expect(thrown(() => heap.defineStruct('Dup', fields))).toMatchObject({ code: 'ERR_TYPE_DEFINITION' });
+    expect(inner).toBeDefined();
+    expect(thrown(() => heap.defineStruct('Dup', { y: 'i32' }))).toMatchObject({ code: 'ERR_TYPE_DEFINITION' });
+  });
+
+  it('a getter that closes the heap: HeapClosedError', () => {
+    const heap = makeHeap({ maxHeap: '16MiB', sweepThreads: 0 });
+    const fields = { get a() { void heap.close(); return 'i32' as const; } };
+    expect(thrown(() => heap.defineStruct('C', fields))).toMatchObject({ code: 'ERR_HEAP_CLOSED' });
+  });
+});

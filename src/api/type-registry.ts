@@ -98,6 +98,11 @@ export class TypeRegistry {
     // marker sees an integer: its object freed while reachable).
     const entries = Object.entries(fields);
     const spec = Object.freeze(Object.fromEntries(entries)) as F;
+    // Reading them ran the caller's getters, which may have closed the heap
+    // or defined this very name (two types of one name; found in review).
+    // No caller code runs after this point.
+    this.ctx.ensureOpen();
+    if (this.names.has(name)) throw new TypeDefinitionError(`a type named '${name}' is already defined`);
     for (const [field, kind] of entries) {
       if (!NAME.test(field)) throw new TypeDefinitionError(`struct '${name}': field name ${describe(field)} is not an identifier`);
       // get.__proto__ = accessor would set the record's prototype, not make a field.
