@@ -270,6 +270,42 @@ describe('heap maps: errors', () => {
     expect(heap.maps.has(root.get(), 'k')).toBe(true);
   });
 
+  // Found in the session-16 review: the iterator checked the Ref it was
+  // given at every step, which checked mode reports once a cycle has
+  // started, so iterating a rooted map across a yield (which the README
+  // allows) threw StaleReferenceError telling the user to root it.
+  for (const checked of [true, false]) {
+    it(`iterating a rooted map across cycles (${checked ? 'checked' : 'default'} mode): every entry, and the values are current Refs`, async () => {
+      const heap = makeHeap({ checked, auto: false });
+      const T = heap.defineStruct('V', { n: 'i32' });
+      const root = heap.root(heap.maps.alloc());
+      for (let i = 0; i < 20; i++) heap.maps.set(root.get(), `k${i}`, T.alloc({ n: i }));
+      const seen: number[] = [];
+      for (const [k, v] of heap.maps.entries(root.get())) {
+        expect(T.get.n(v as never)).toBe(Number((k as string).slice(1)));
+        seen.push(T.get.n(v as never));
+        await heap.collect();
+      }
+      expect(seen.sort((a, b) => a - b)).toEqual([...Array(20).keys()]);
+    });
+  }
+
+  it('iterating an unrooted map across the cycle that frees it: StaleReferenceError', async () => {
+    const heap = makeHeap({ auto: false });
+    const m = heap.maps.alloc();
+    for (let i = 0; i < 5; i++) heap.maps.set(m, i, 0);
+    const it = heap.maps.keys(m);
+    it.next();
+    await heap.collect();
+    expectError(() => it.next(), StaleReferenceError, 'ERR_STALE_REF', 'a freed map');
+    const root = heap.root(heap.maps.alloc());
+    heap.maps.set(root.get(), 1, 0);
+    const open = heap.maps.keys(root.get());
+    open.next();
+    await closeHeap(heap);
+    expectError(() => open.next(), HeapClosedError, 'ERR_HEAP_CLOSED', 'the heap closed during the pass');
+  });
+
   it('changing the map during iteration throws MapModifiedError', () => {
     const heap = makeHeap();
     const { maps } = heap;

@@ -445,6 +445,14 @@ export class HeapMaps {
 
   /** @internal */ headerOf(m: MapRef): number { return this.ctx.refs.typed(m, TYPE_MAP); }
   /** @internal */ word(g: number, w: number): number { return this.u32[g * 4 + w]; }
+  /**
+   * @internal The first header word (type id and generation) of the live
+   * object at g; -1 when its slot is free or the heap is closed (its views
+   * are empty then).
+   */
+  identityAt(g: number): number {
+    return (this.ctx.views.allocBits[g >>> 5] & (1 << (g & 31))) !== 0 ? this.u32[g * 4] : -1;
+  }
   /** @internal */ hashAt(g: number, i: number): number { return this.u32[this.u32[g * 4 + W_HASHES] * 4 + 2 + i]; }
 
   /** @internal Whether the last change to map g was delete() of slot i, bringing it to `version`. */
@@ -476,6 +484,8 @@ export class HeapMaps {
  */
 class Cursor {
   private readonly g: number;
+  /** The map's header word when the pass began (identityAt). */
+  private readonly identity: number;
   private version: number;
   private readonly start: number;
   private readonly cap: number;
@@ -485,6 +495,7 @@ class Cursor {
   constructor(private readonly maps: HeapMaps, private readonly m: MapRef) {
     const g = maps.headerOf(m);
     this.g = g;
+    this.identity = maps.identityAt(g);
     this.version = maps.word(g, W_VERSION);
     this.cap = maps.word(g, W_CAPACITY);
     let start = 0;
@@ -498,9 +509,16 @@ class Cursor {
   /** Moves to the next entry; false at the end. */
   next(): boolean {
     const { maps, g } = this;
-    // The map must still be the same live object (a freed map, or in checked
-    // mode one held across a safepoint, throws here).
-    if (maps.headerOf(this.m) !== g) throw new MapModifiedError('maps: the map changed identity during iteration');
+    // The map must still be the same live object: its slot allocated, with
+    // the type and generation it had when the pass began. Not the Ref the
+    // pass was given: checked mode reports any Ref once a cycle started, and
+    // a pass over a rooted map may span a yield (found in review). When it
+    // is not, the Ref's own check gives the precise error (a freed map:
+    // StaleReferenceError; a closed heap: HeapClosedError).
+    if (maps.identityAt(g) !== this.identity) {
+      maps.headerOf(this.m);
+      throw new MapModifiedError('maps: the map changed identity during iteration');
+    }
     const now = maps.word(g, W_VERSION);
     if (now !== this.version) {
       if (this.at >= 0 && now === ((this.version + 1) >>> 0) && maps.deletedAt(g, this.at, now)) {
