@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { closeHeapsAfterEach, expectError, makeHeap, withTimeout } from './helpers/common.js';
 import { startTrace } from '../src/tools/trace.js';
 import { parsePressure, readPressure, watchMemoryPressure } from '../src/tools/pressure.js';
-import { CowMapper } from '../src/tools/cow-budget.js';
+import { CowMapper, watchCowBudget } from '../src/tools/cow-budget.js';
 import {
   ByteArrays, FieldValueError, Heap, HeapClosedError, HeapFinalizationRegistry, HeapMaps, InvalidArgumentError, InvalidOptionError, RefArrays,
   RootHandle, Strings, TypeDefinitionError, parseBytes,
@@ -245,6 +245,32 @@ describe('options given as null, and tools\' options (found in review)', () => {
     for (const bad of [null, { onPressure: 'x' }, { source: 0 }, { source: '' }]) {
       expectError(() => watchMemoryPressure(h, bad as never), InvalidOptionError, 'ERR_INVALID_OPTION', `watchMemoryPressure ${JSON.stringify(bad)}`);
     }
+  });
+
+  // Found in the session-16 review: options checked on one read and used
+  // from another, so a getter answering differently got past the checks
+  // (onPressure: undefined, then 42, gave Node's TypeError).
+  it('watchMemoryPressure and watchCowBudget read each option once', () => {
+    const h = makeHeap();
+    const reads = new Map<string, number>();
+    const getter = <T>(name: string, first: T, later: unknown) => ({
+      get() { const n = (reads.get(name) ?? 0) + 1; reads.set(name, n); return n === 1 ? first : later; }, enumerable: true,
+    });
+    const pressureOptions = Object.defineProperties({}, {
+      onPressure: getter('onPressure', undefined, 42), thresholdPercent: getter('thresholdPercent', 50, 'x'),
+      intervalMs: getter('intervalMs', 1000, -1), cooldownMs: getter('cooldownMs', 10, -1), source: getter('source', '/nonexistent', 0),
+    });
+    const watcher = watchMemoryPressure(h, pressureOptions as never);
+    expect(watcher.thresholdPercent).toBe(50);
+    expect(watcher.listenerCount('pressure')).toBe(0);
+    watcher.stop();
+    const live = Object.defineProperties({}, { intervalMs: getter('live.intervalMs', 5, 'x'), abortCycle: getter('live.abortCycle', false, 'yes') });
+    const budgetOptions = Object.defineProperties({}, {
+      budgetBytes: getter('budgetBytes', '1MiB', -1), onExceeded: getter('onExceeded', undefined, 42), live: getter('live', live, 7),
+    });
+    watchCowBudget(h, budgetOptions as never).close();
+    expect(Object.fromEntries(reads)).toEqual(Object.fromEntries([...reads.keys()].map((k) => [k, 1])));
+    expect(reads.size).toBe(10);
   });
 });
 

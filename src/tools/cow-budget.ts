@@ -101,20 +101,23 @@ export class CowBudget extends EventEmitter<CowBudgetEvents> {
     // would kill children the program did not mean to kill.
     if (!(heap instanceof HeapClass)) throw new InvalidArgumentError(`watchCowBudget: expected a Heap, got ${describe(heap)}`);
     if (typeof options !== 'object' || options === null) throw new InvalidOptionError(`watchCowBudget: options must be an object, got ${describe(options)}`);
-    this.budgetBytes = parseBytes('budgetBytes', options.budgetBytes);
-    if (options.onExceeded !== undefined && typeof options.onExceeded !== 'function') {
-      throw new InvalidOptionError(`watchCowBudget: onExceeded must be a function, got ${describe(options.onExceeded)}`);
+    // Each option read once: what was checked is what is used (a getter
+    // answering differently the second time got past the checks; found in review).
+    const { budgetBytes, onExceeded, live: l } = options;
+    this.budgetBytes = parseBytes('budgetBytes', budgetBytes);
+    if (onExceeded !== undefined && typeof onExceeded !== 'function') {
+      throw new InvalidOptionError(`watchCowBudget: onExceeded must be a function, got ${describe(onExceeded)}`);
     }
-    if (options.onExceeded) this.on('exceeded', options.onExceeded);
-    const l = options.live;
+    if (onExceeded) this.on('exceeded', onExceeded);
     if (l !== undefined && (typeof l !== 'object' || l === null)) throw new InvalidOptionError(`watchCowBudget: live must be an object, got ${describe(l)}`);
-    if (l?.intervalMs !== undefined && !(typeof l.intervalMs === 'number' && l.intervalMs >= 1 && l.intervalMs <= 2 ** 31 - 1)) {
-      throw new InvalidOptionError(`watchCowBudget: live.intervalMs must be a number from 1 to 2^31-1, got ${describe(l.intervalMs)}`);
+    const { intervalMs, abortCycle } = l ?? {};
+    if (intervalMs !== undefined && !(typeof intervalMs === 'number' && intervalMs >= 1 && intervalMs <= 2 ** 31 - 1)) {
+      throw new InvalidOptionError(`watchCowBudget: live.intervalMs must be a number from 1 to 2^31-1, got ${describe(intervalMs)}`);
     }
-    if (l?.abortCycle !== undefined && typeof l.abortCycle !== 'boolean') {
-      throw new InvalidOptionError(`watchCowBudget: live.abortCycle must be true or false, got ${describe(l.abortCycle)}`);
+    if (abortCycle !== undefined && typeof abortCycle !== 'boolean') {
+      throw new InvalidOptionError(`watchCowBudget: live.abortCycle must be true or false, got ${describe(abortCycle)}`);
     }
-    const live = l ? { intervalMs: l.intervalMs ?? 20, abortCycle: l.abortCycle ?? false } : null;
+    const live = l ? { intervalMs: intervalMs ?? 20, abortCycle: abortCycle ?? false } : null;
     const page = pageBytes(heap);
     const reported = new Set<number>();   // cycles already reported (once per cycle)
     let watch: { cycleId: number; pid: number; atFork: PageStates; topPage: number; timer?: NodeJS.Timeout } | null = null;

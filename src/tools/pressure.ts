@@ -172,11 +172,14 @@ export class PressureWatcher extends EventEmitter<PressureEvents> {
     if (typeof options !== 'object' || options === null) {
       throw new InvalidOptionError(`watchMemoryPressure: options must be an object, got ${describe(options)}`);
     }
-    if (options.onPressure !== undefined && typeof options.onPressure !== 'function') {
-      throw new InvalidOptionError(`watchMemoryPressure: onPressure: expected a function, got ${describe(options.onPressure)}`);
+    // Each option read once: what was checked is what is used (a getter
+    // answering differently got Node's own TypeError; found in review).
+    const { onPressure, source, thresholdPercent, intervalMs, cooldownMs } = options;
+    if (onPressure !== undefined && typeof onPressure !== 'function') {
+      throw new InvalidOptionError(`watchMemoryPressure: onPressure: expected a function, got ${describe(onPressure)}`);
     }
-    if (options.source !== undefined && (typeof options.source !== 'string' || options.source === '')) {
-      throw new InvalidOptionError(`watchMemoryPressure: source: expected a file path, got ${describe(options.source)}`);
+    if (source !== undefined && (typeof source !== 'string' || source === '' || source.includes('\0'))) {
+      throw new InvalidOptionError(`watchMemoryPressure: source: expected a file path, got ${describe(source)}`);
     }
     const number = (name: string, value: unknown, fallback: number, min: number, max: number): number => {
       if (value === undefined) return fallback;
@@ -185,11 +188,11 @@ export class PressureWatcher extends EventEmitter<PressureEvents> {
       }
       return value;
     };
-    this.thresholdPercent = number('thresholdPercent', options.thresholdPercent, 10, 0, 100);
-    this.intervalMs = Math.max(100, number('intervalMs', options.intervalMs, 2000, 0, 2 ** 31 - 1));
-    this.cooldownMs = number('cooldownMs', options.cooldownMs, 10_000, 0, Number.MAX_SAFE_INTEGER);
-    if (options.onPressure) this.on('pressure', options.onPressure);
-    this.source = options.source ?? pressureSource();
+    this.thresholdPercent = number('thresholdPercent', thresholdPercent, 10, 0, 100);
+    this.intervalMs = Math.max(100, number('intervalMs', intervalMs, 2000, 0, 2 ** 31 - 1));
+    this.cooldownMs = number('cooldownMs', cooldownMs, 10_000, 0, Number.MAX_SAFE_INTEGER);
+    if (onPressure) this.on('pressure', onPressure);
+    this.source = source ?? pressureSource();
     if (this.source === null) return;
     this.timer = setInterval(() => this.poll(), this.intervalMs);
     this.timer.unref();
