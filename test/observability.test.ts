@@ -190,6 +190,25 @@ describe('cycle events', () => {
     });
   }
 
+  // Found in the session-16 review: the 'sweepEnd' and 'cycle' payload is
+  // the object collect() resolves with, and a listener that wrote to it
+  // changed what every awaiting collect() saw. It is frozen.
+  it('a listener cannot change the CycleStats that collect() resolves with', async () => {
+    const heap = makeHeap({ maxHeap: '64MiB', mode: 'stw', auto: false });
+    const T = heap.defineStruct('T', { n: 'i32' });
+    for (let i = 0; i < 1000; i++) T.alloc();
+    const writes: unknown[] = [];
+    for (const ev of ['sweepEnd', 'cycle'] as const) {
+      heap.on(ev, (s) => {
+        try { (s as { objectsFreed: number }).objectsFreed = -1; } catch (e) { writes.push(e); }
+      });
+    }
+    const c = await heap.collect();
+    expect(c.objectsFreed).toBe(1000);
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(writes.length).toBe(2);
+  });
+
   it('fire in order in stw mode: mark instead of fork/childDone/stream', async () => {
     const heap = makeHeap({ maxHeap: '64MiB', mode: 'stw' });
     const t = populate(heap, 5_000);

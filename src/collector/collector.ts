@@ -689,6 +689,9 @@ export class Collector {
       // Counted in the heap's totals before anyone hears of it: stats() in a
       // 'sweepEnd' listener includes this cycle, as in a 'cycle' listener.
       this.account.cycleCompleted(s);
+      // One object goes to the listeners and to every awaiting collect():
+      // none of them may change what the others see (found in review).
+      Object.freeze(s);
       h.publish('sweepEnd', s);
       h.cycleCompleted(s);
       for (const w of c.waiters) w.resolve(s);
