@@ -350,6 +350,18 @@ describe('the trigger after an aborted cycle at maxHeap', () => {
     expect(heap.stats().cycles).toBeGreaterThan(1);
   }, 30_000);
 
+  it('an object larger than the heap can ever hold fails at once, says so, and makes no cycle due', async () => {
+    const heap = makeHeap({ maxHeap: '8MiB', auto: true, sweepThreads: 0, hugePages: false, minTriggerBytes: '1MiB' });
+    let cycles = 0;
+    heap.on('cycle', () => cycles++);
+    for (let i = 0; i < 5; i++) {
+      expect(() => heap.bytes.alloc(16 * 2 ** 20)).toThrow(expect.objectContaining({ code: 'ERR_HEAP_EXHAUSTED', message: expect.stringMatching(/more than the heap can ever hold/) }));
+      heap.safepoint();
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(cycles).toBe(0);
+  }, 30_000);
+
   it('an allocation that failed at maxHeap makes a cycle due: roots released, the next safepoint collects', async () => {
     const heap = makeHeap({ maxHeap: '8MiB', auto: true, sweepThreads: 0, hugePages: false, minTriggerBytes: '1MiB' });
     const kept: ReturnType<typeof heap.root>[] = [];
