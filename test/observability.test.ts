@@ -524,6 +524,23 @@ describe('memory pressure', () => {
     w.stop();
   });
 
+  // Regression (found in review): a 'pressure' listener that closed the heap
+  // made the poll go on to heap.stats(), so the watcher's own timer threw
+  // HeapClosedError as an uncaught exception.
+  it('a pressure listener that closes the heap stops the watcher; the poll does not throw', () => {
+    const heap = makeHeap({ maxHeap: '32MiB' });
+    const file = path.join(tmp, 'memory.pressure.close');
+    writeFileSync(file, 'some avg10=90.00 avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n');
+    const w = watchMemoryPressure(heap, { source: file, thresholdPercent: 1, intervalMs: 60_000 });
+    w.on('pressure', () => { void heap.close(); });
+    expect(w.running).toBe(true);
+    expect(w.poll()?.someAvg10).toBe(90);
+    expect(heap.isClosed).toBe(true);
+    expect(w.running).toBe(false);
+    expect(w.collections).toBe(0);
+    expect(w.poll()).toBeNull();
+  });
+
   // Regression (found in a docs audit): a plain RangeError, and a non-heap
   // accepted until a timer tripped over it.
   it('bad arguments: a typed error with a code, at once', () => {

@@ -209,6 +209,12 @@ export class PressureWatcher extends EventEmitter<PressureEvents> {
     this.last = r;
     if (!r || r.someAvg10 < this.thresholdPercent) return r;
     if (this.listenerCount('pressure') > 0) this.emit('pressure', r);
+    // A listener may have closed the heap (a plausible answer to pressure);
+    // going on to stats() would throw out of the timer.
+    if (this.heap.isClosed) {
+      this.stop();
+      return r;
+    }
     const now = performance.now();
     if (this.collecting || now - this.lastCollectMs < this.cooldownMs) return r;
     if (this.heap.stats().phase !== 'idle') return r;  // a cycle is already under way
