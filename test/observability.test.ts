@@ -201,12 +201,18 @@ describe('cycle events', () => {
     for (const ev of ['sweepEnd', 'cycle'] as const) {
       heap.on(ev, (s) => {
         try { (s as { objectsFreed: number }).objectsFreed = -1; } catch (e) { writes.push(e); }
+        // Its nested parts too (found in the session-17 review: the freeze was shallow).
+        try { (s.stalls.fork as { us: number }).us = -1; } catch (e) { writes.push(e); }
+        try { (s.stalls as { fork: unknown }).fork = null; } catch (e) { writes.push(e); }
+        try { s.workers.push({ threadId: -1, spans: -1, ms: -1 }); } catch (e) { writes.push(e); }
       });
     }
     const c = await heap.collect();
     expect(c.objectsFreed).toBe(1000);
     expect(Object.isFrozen(c)).toBe(true);
-    expect(writes.length).toBe(2);
+    expect(c.stalls.fork.us).toBeGreaterThanOrEqual(0);
+    expect(c.workers.every((w) => w.threadId !== -1)).toBe(true);
+    expect(writes.length).toBe(8);
   });
 
   it('fire in order in stw mode: mark instead of fork/childDone/stream', async () => {

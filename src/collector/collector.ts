@@ -690,7 +690,12 @@ export class Collector {
       // 'sweepEnd' listener includes this cycle, as in a 'cycle' listener.
       this.account.cycleCompleted(s);
       // One object goes to the listeners and to every awaiting collect():
-      // none of them may change what the others see (found in review).
+      // none of them may change what the others see (found in review), so
+      // its nested parts are frozen too.
+      for (const figure of Object.values(s.stalls)) Object.freeze(figure);
+      for (const worker of s.workers) Object.freeze(worker);
+      Object.freeze(s.stalls);
+      Object.freeze(s.workers);
       Object.freeze(s);
       h.publish('sweepEnd', s);
       h.cycleCompleted(s);
