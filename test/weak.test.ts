@@ -231,6 +231,44 @@ describe('finalization', () => {
     expect(h.isClosed).toBe(true);
   });
 
+  // Found in the session-17 review: the nested pass close() runs began after
+  // the running callback's object, so that object's other entries ran after
+  // the heap was gone (HeapClosedError from each).
+  it('a callback that closes the heap: its own object\'s other entries run first too, while the heap is open', async () => {
+    const h = heap({ mode: 'stw' });
+    const P = h.defineStruct('P', { x: 'i32' });
+    const keep = h.root(P.alloc({ x: 5 }));
+    const seen: string[] = [];
+    let closing: Promise<void> | undefined;
+    const reg = h.createFinalizationRegistry<string>((held) => {
+      if (held === 'a1') {
+        closing = h.close();
+        seen.push('a1 closed');
+        return;
+      }
+      seen.push(`${held} read ${P.get.x(keep.get())}`);
+    });
+    const a = P.alloc();
+    reg.register(a, 'a1');
+    reg.register(a, 'a2');
+    reg.register(a, 'a3');
+    reg.register(P.alloc(), 'b1');
+    const errors: unknown[] = [];
+    const onError = (e: unknown) => errors.push(e);
+    process.on('uncaughtException', onError);
+    try {
+      await h.collect();
+      await turn();
+      await turn();
+      await closing;
+    } finally {
+      process.off('uncaughtException', onError);
+    }
+    expect(errors).toEqual([]);
+    expect(seen).toEqual(['a2 read 5', 'a3 read 5', 'b1 read 5', 'a1 closed']);
+    expect(h.isClosed).toBe(true);
+  });
+
   for (const mode of ['fork', 'stw'] as const) {
     it(`${mode}: callbacks run once per freed object, asynchronously, never for a reachable one`, async () => {
       const h = heap({ mode, sweepThreads: mode === 'fork' ? 1 : 0 });

@@ -103,6 +103,8 @@ export class HeapCore implements RefContext, TypeContext {
   private dueFinalizers: TakenEntries[] = [];
   /** How many of dueFinalizers the running runDueFinalizers has taken. */
   private dueHead = 0;
+  /** How many runDueFinalizers passes are running (a callback's close() nests one). */
+  private finalizerPasses = 0;
   private finalizerImmediate: NodeJS.Immediate | undefined;
 
   constructor(options: HeapOptions | undefined, private readonly emitter: CoreEmitter) {
@@ -235,14 +237,21 @@ export class HeapCore implements RefContext, TypeContext {
   private runDueFinalizers(): void {
     // One at a time from the list itself, the batch due when this began: a
     // callback that closes the heap makes close() run the rest while the
-    // heap is still open, and this loop then stops.
+    // heap is still open, and this loop then stops. That nested pass begins
+    // with the running callback's own object: its other entries are due
+    // too (run() takes each entry off as it goes, so calling it again goes
+    // on where the running one is; found in review).
     const end = this.dueFinalizers.length;
+    if (this.finalizerPasses > 0) this.dueHead--;
+    this.finalizerPasses++;
     const stall = this.collector.stalls.begin('finalizers');
     try {
       while (this.dueHead < end && !this.closed) this.dueFinalizers[this.dueHead++].run();
     } finally {
-      this.dueFinalizers = this.dueFinalizers.slice(this.dueHead);
-      this.dueHead = 0;
+      if (--this.finalizerPasses === 0) {
+        this.dueFinalizers = this.dueFinalizers.slice(this.dueHead);
+        this.dueHead = 0;
+      }
       this.collector.stalls.end(stall);
     }
   }
