@@ -45,8 +45,13 @@
 // fork-mode mark are black (invariant 2), and the old arrays stay reachable from
 // the header until the new ones are complete, so a HeapExhaustedError midway
 // leaves the map as it was.
-import { FieldValueError, HeapExhaustedError, InvalidArgumentError, InvalidKeyError, MapModifiedError, describe } from '../api/errors.js';
-import { DESCRIPTOR_WORDS, HEADER_BYTES, KIND_STRUCT, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING } from '../memory/layout.js';
+import {
+  FieldValueError, HeapExhaustedError, InvalidArgumentError, InvalidKeyError, MapModifiedError, StaleReferenceError, describe,
+} from '../api/errors.js';
+import {
+  DESCRIPTOR_WORDS, HEADER_BYTES, KIND_STRUCT, SPAN_GRANULES, SPAN_UNSWEPT, SPAN_WORDS, SW_STATE, TYPE_BYTES, TYPE_REF_ARRAY,
+  TYPE_STRING,
+} from '../memory/layout.js';
 import type { Ref } from '../api/types.js';
 import type { TypeContext } from '../api/type-registry.js';
 import { isHeapMade } from '../api/private-access.js';
@@ -447,11 +452,24 @@ export class HeapMaps {
   /** @internal */ word(g: number, w: number): number { return this.u32[g * 4 + w]; }
   /**
    * @internal The first header word (type id and generation) of the live
-   * object at g; -1 when its slot is free or the heap is closed (its views
-   * are empty then).
+   * object at g; -1 when its slot is free, when the object is dead but not
+   * swept yet, or when the heap is closed (its views are empty then).
    */
   identityAt(g: number): number {
-    return (this.ctx.views.allocBits[g >>> 5] & (1 << (g & 31))) !== 0 ? this.u32[g * 4] : -1;
+    const v = this.ctx.views;
+    const bit = 1 << (g & 31);
+    if ((v.allocBits[g >>> 5] & bit) === 0) return -1;
+    // Dead, not swept yet: the last mark left it unmarked in a span the sweep
+    // has not begun (an object in an UNSWEPT span existed at the mark: the
+    // mutator allocates only in swept spans). Its slot keeps the allocation
+    // bit and header until then, while the objects it referred to may be
+    // freed and reused (found in review). The mark bit is read before the
+    // state: a state still UNSWEPT means no sweeper had touched the span's
+    // bits when the mark bit was read. (A span being swept by a thread is
+    // left to that thread: the next step sees the allocation bit cleared.)
+    if ((Atomics.load(v.markBits, g >>> 5) & bit) === 0
+      && Atomics.load(v.spans, Math.floor(g / SPAN_GRANULES) * SPAN_WORDS + SW_STATE) === SPAN_UNSWEPT) return -1;
+    return this.u32[g * 4];
   }
   /** @internal */ hashAt(g: number, i: number): number { return this.u32[this.u32[g * 4 + W_HASHES] * 4 + 2 + i]; }
 
@@ -482,6 +500,11 @@ export class HeapMaps {
  * its slot, which the pass then looks at again. Every other change ends the pass
  * with MapModifiedError.
  */
+/** A pass over a map that is dead but not swept yet (the Ref's own check passes). */
+function freedDuringPass(): StaleReferenceError {
+  return new StaleReferenceError('maps: the map was freed by a cycle (a map held across a safepoint must be rooted: heap.root())');
+}
+
 class Cursor {
   private readonly g: number;
   /** The map's header word when the pass began (identityAt). */
@@ -496,6 +519,7 @@ class Cursor {
     const g = maps.headerOf(m);
     this.g = g;
     this.identity = maps.identityAt(g);
+    if (this.identity === -1) throw freedDuringPass();
     this.version = maps.word(g, W_VERSION);
     this.cap = maps.word(g, W_CAPACITY);
     let start = 0;
@@ -515,8 +539,11 @@ class Cursor {
     // a pass over a rooted map may span a yield (found in review). When it
     // is not, the Ref's own check gives the precise error (a freed map:
     // StaleReferenceError; a closed heap: HeapClosedError).
-    if (maps.identityAt(g) !== this.identity) {
+    const identity = maps.identityAt(g);
+    if (identity !== this.identity) {
       maps.headerOf(this.m);
+      // The Ref's check passes for a map that is dead but not swept yet.
+      if (identity === -1) throw freedDuringPass();
       throw new MapModifiedError('maps: the map changed identity during iteration');
     }
     const now = maps.word(g, W_VERSION);
