@@ -198,76 +198,52 @@ describe('weak fields and a cycle in flight (fork)', () => {
 describe('finalization', () => {
   // Regression (found in review): the loop had taken the whole batch, so a
   // callback that closed the heap left the others to run on a closed heap.
-  it('a callback that closes the heap: the callbacks still due run first, while the heap is open', async () => {
-    const h = heap({ mode: 'stw' });
-    const P = h.defineStruct('P', { x: 'i32' });
-    const keep = h.root(P.alloc({ x: 5 }));
-    const seen: string[] = [];
-    let closing: Promise<void> | undefined;
-    const reg = h.createFinalizationRegistry<string>((held) => {
-      if (held === 'first') {
-        closing = h.close();
-        seen.push('first closed');
-        return;
-      }
-      seen.push(`${held} read ${P.get.x(keep.get())}`);
-    });
-    reg.register(P.alloc(), 'first');
-    reg.register(P.alloc(), 'second');
-    reg.register(P.alloc(), 'third');
-    const errors: unknown[] = [];
-    const onError = (e: unknown) => errors.push(e);
-    process.on('uncaughtException', onError);
-    try {
-      await h.collect();
-      await turn();
-      await turn();
-      await closing;
-    } finally {
-      process.off('uncaughtException', onError);
-    }
-    expect(errors).toEqual([]);
-    expect(seen).toEqual(['second read 5', 'third read 5', 'first closed']);
-    expect(h.isClosed).toBe(true);
-  });
-
   // Found in the session-17 review: the nested pass close() runs began after
   // the running callback's object, so that object's other entries ran after
   // the heap was gone (HeapClosedError from each).
-  it('a callback that closes the heap: its own object\'s other entries run first too, while the heap is open', async () => {
-    const h = heap({ mode: 'stw' });
-    const P = h.defineStruct('P', { x: 'i32' });
-    const keep = h.root(P.alloc({ x: 5 }));
-    const seen: string[] = [];
-    let closing: Promise<void> | undefined;
-    const reg = h.createFinalizationRegistry<string>((held) => {
-      if (held === 'a1') {
-        closing = h.close();
-        seen.push('a1 closed');
-        return;
+  // Each case: the entries, per object; the callback of the first closes.
+  const closingCases = [
+    { name: 'the callbacks still due run first, while the heap is open',
+      objects: [['first'], ['second'], ['third']], seen: ['second read 5', 'third read 5', 'first closed'] },
+    { name: "its own object's other entries run first too, while the heap is open",
+      objects: [['a1', 'a2', 'a3'], ['b1']], seen: ['a2 read 5', 'a3 read 5', 'b1 read 5', 'a1 closed'] },
+  ];
+  for (const { name, objects, seen: expected } of closingCases) {
+    it(`a callback that closes the heap: ${name}`, async () => {
+      const h = heap({ mode: 'stw' });
+      const P = h.defineStruct('P', { x: 'i32' });
+      const keep = h.root(P.alloc({ x: 5 }));
+      const seen: string[] = [];
+      let closing: Promise<void> | undefined;
+      const closer = objects[0][0];
+      const reg = h.createFinalizationRegistry<string>((held) => {
+        if (held === closer) {
+          closing = h.close();
+          seen.push(`${held} closed`);
+          return;
+        }
+        seen.push(`${held} read ${P.get.x(keep.get())}`);
+      });
+      for (const entries of objects) {
+        const o = P.alloc();
+        for (const held of entries) reg.register(o, held);
       }
-      seen.push(`${held} read ${P.get.x(keep.get())}`);
+      const errors: unknown[] = [];
+      const onError = (e: unknown) => errors.push(e);
+      process.on('uncaughtException', onError);
+      try {
+        await h.collect();
+        await turn();
+        await turn();
+        await closing;
+      } finally {
+        process.off('uncaughtException', onError);
+      }
+      expect(errors).toEqual([]);
+      expect(seen).toEqual(expected);
+      expect(h.isClosed).toBe(true);
     });
-    const a = P.alloc();
-    reg.register(a, 'a1');
-    reg.register(a, 'a2');
-    reg.register(a, 'a3');
-    reg.register(P.alloc(), 'b1');
-    const errors: unknown[] = [];
-    const onError = (e: unknown) => errors.push(e);
-    process.on('uncaughtException', onError);
-    try {
-      await h.collect();
-      await turn();
-      await turn();
-      await closing;
-    } finally {
-      process.off('uncaughtException', onError);
-    }
-    expect(errors).toEqual([]);
-    expect(seen).toEqual(['a2 read 5', 'a3 read 5', 'b1 read 5', 'a1 closed']);
-    expect(h.isClosed).toBe(true);
-  });
+  }
 
   for (const mode of ['fork', 'stw'] as const) {
     it(`${mode}: callbacks run once per freed object, asynchronously, never for a reachable one`, async () => {
