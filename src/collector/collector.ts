@@ -518,7 +518,7 @@ export class Collector {
    * Aborts the cycle in flight (docs/design.md, invariant 3): kill and reap
    * the child, clear every mark bit, free nothing, report.
    */
-  private fail(c: Cycle, verdict: Verdict): void {
+  private fail(c: Cycle, verdict: Verdict, closing = false): void {
     // Once the sweep has begun, the stream was accepted and the child seen to
     // exit 0: nothing can abort the cycle any more (a sweep that fails ends
     // it through the driver, SWEEP_FAILED). A late verdict (a timer, a
@@ -542,7 +542,7 @@ export class Collector {
     // or the next marker would skip objects it has not traced.
     const h = this.host;
     h.views.markBits.fill(0, 0, Math.ceil(h.allocator.topGranule / 32));
-    this.settle(c, { error: new CycleAbortedError(verdict.reason, c.stats.id, verdict.message) });
+    this.settle(c, { error: new CycleAbortedError(verdict.reason, c.stats.id, verdict.message), closing });
   }
 
   /**
@@ -728,7 +728,10 @@ export class Collector {
       this.settle(c, { error: new CycleAbortedError('CLOSED', c.stats.id, 'the heap was closed during the sweep', true), closing: true });
       return;
     }
-    this.fail(c, { reason: 'CLOSED', message: c.child ? 'the heap was closed while the child marked' : 'the heap was closed before the cycle swept' });
+    // As during the sweep: the heap is gone, so no listener hears of it and
+    // nothing counts it (an 'abort' listener that read the heap threw
+    // HeapClosedError; found by an intermittent failure of the suite).
+    this.fail(c, { reason: 'CLOSED', message: c.child ? 'the heap was closed while the child marked' : 'the heap was closed before the cycle swept' }, true);
   }
 }
 
