@@ -193,27 +193,38 @@ describe('cycle events', () => {
   // Found in the session-16 review: the 'sweepEnd' and 'cycle' payload is
   // the object collect() resolves with, and a listener that wrote to it
   // changed what every awaiting collect() saw. It is frozen.
-  it('a listener cannot change the CycleStats that collect() resolves with', async () => {
-    const heap = makeHeap({ maxHeap: '64MiB', mode: 'stw', auto: false });
-    const T = heap.defineStruct('T', { n: 'i32' });
-    for (let i = 0; i < 1000; i++) T.alloc();
-    const writes: unknown[] = [];
-    for (const ev of ['sweepEnd', 'cycle'] as const) {
-      heap.on(ev, (s) => {
-        try { (s as { objectsFreed: number }).objectsFreed = -1; } catch (e) { writes.push(e); }
-        // Its nested parts too (found in the session-17 review: the freeze was shallow).
-        try { (s.stalls.fork as { us: number }).us = -1; } catch (e) { writes.push(e); }
-        try { (s.stalls as { fork: unknown }).fork = null; } catch (e) { writes.push(e); }
-        try { s.workers.push({ threadId: -1, spans: -1, ms: -1 }); } catch (e) { writes.push(e); }
-      });
-    }
-    const c = await heap.collect();
-    expect(c.objectsFreed).toBe(1000);
-    expect(Object.isFrozen(c)).toBe(true);
-    expect(c.stalls.fork.us).toBeGreaterThanOrEqual(0);
-    expect(c.workers.every((w) => w.threadId !== -1)).toBe(true);
-    expect(writes.length).toBe(8);
-  });
+  // (A sweeper thread's sweep too: its 'workers' has entries to write to;
+  // found in the session-18 review, the stw case has none.)
+  for (const threaded of [false, true]) {
+    it(`a listener cannot change the CycleStats that collect() resolves with (${threaded ? 'a sweeper thread' : 'stw, main thread'})`, async () => {
+      const heap = makeHeap(threaded
+        ? { maxHeap: '64MiB', auto: false, sweepThreads: 1, inlineSweepUs: 0 }
+        : { maxHeap: '64MiB', mode: 'stw', auto: false });
+      const T = heap.defineStruct('T', { n: 'i32' });
+      const n = threaded ? 200_000 : 1000;
+      for (let i = 0; i < n; i++) T.alloc();
+      const writes: unknown[] = [];
+      for (const ev of ['sweepEnd', 'cycle'] as const) {
+        heap.on(ev, (s) => {
+          try { (s as { objectsFreed: number }).objectsFreed = -1; } catch (e) { writes.push(e); }
+          // Its nested parts too (found in the session-17 review: the freeze was shallow).
+          try { (s.stalls.fork as { us: number }).us = -1; } catch (e) { writes.push(e); }
+          try { (s.stalls as { fork: unknown }).fork = null; } catch (e) { writes.push(e); }
+          try { s.workers.push({ threadId: -1, spans: -1, ms: -1 }); } catch (e) { writes.push(e); }
+          for (const w of s.workers) {
+            try { (w as { spans: number }).spans = -1; } catch (e) { writes.push(e); }
+          }
+        });
+      }
+      const c = await heap.collect();
+      expect(c.objectsFreed).toBe(n);
+      expect(Object.isFrozen(c)).toBe(true);
+      expect(c.stalls.fork.us).toBeGreaterThanOrEqual(0);
+      if (threaded) expect(c.workers.length, 'a sweeper thread swept').toBeGreaterThan(0);
+      expect(c.workers.every((w) => w.threadId !== -1 && w.spans !== -1)).toBe(true);
+      expect(writes.length).toBe(2 * (4 + c.workers.length));
+    });
+  }
 
   it('fire in order in stw mode: mark instead of fork/childDone/stream', async () => {
     const heap = makeHeap({ maxHeap: '64MiB', mode: 'stw' });
@@ -546,6 +557,44 @@ describe('memory pressure', () => {
     expect(w.collections).toBe(0);
     expect(w.poll()).toBeNull();
   });
+
+  // Found in the session-18 review: the watcher emitted 'collected' and
+  // 'error' inside the collect() promise's callbacks, so a listener that
+  // threw rejected a promise nobody held: an unhandled rejection, which ends
+  // the process. It is rethrown on the next tick instead, as from the heap's
+  // own listeners, and the watcher goes on.
+  for (const event of ['collected', 'error'] as const) {
+    it(`a '${event}' listener that throws: an uncaught exception on the next tick, not an unhandled rejection`, async () => {
+      const heap = makeHeap(event === 'error'
+        ? { maxHeap: '32MiB', faultInjectionForTesting: { kind: 'exit-nonzero', cycles: () => true } }
+        : { maxHeap: '32MiB' });
+      const file = path.join(tmp, `memory.pressure.${event}`);
+      writeFileSync(file, 'some avg10=90.00 avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n');
+      const w = watchMemoryPressure(heap, { source: file, thresholdPercent: 1, intervalMs: 60_000, cooldownMs: 0 });
+      const boom = new Error(`${event} listener threw`);
+      let heard!: () => void;
+      const listened = new Promise<void>((resolve) => { heard = resolve; });
+      w.on(event, () => { heard(); throw boom; });
+      const rejections: unknown[] = [];
+      const uncaught: unknown[] = [];
+      const onRejection = (e: unknown) => rejections.push(e);
+      const onUncaught = (e: unknown) => uncaught.push(e);
+      process.on('unhandledRejection', onRejection);
+      process.prependListener('uncaughtException', onUncaught);
+      try {
+        w.poll();
+        await withTimeout(listened, 20_000, `the '${event}' listener`);
+        await new Promise((r) => setTimeout(r, 50));
+      } finally {
+        process.off('unhandledRejection', onRejection);
+        process.off('uncaughtException', onUncaught);
+        w.stop();
+      }
+      expect(rejections).toEqual([]);
+      expect(uncaught).toEqual([boom]);
+      expect(w.collections).toBe(1);
+    });
+  }
 
   // Regression (found in a docs audit): a plain RangeError, and a non-heap
   // accepted until a timer tripped over it.

@@ -45,7 +45,11 @@ export interface TypeContext {
   /** The same for a small object of size class `cls` (`slotBytes` its slot size) and length 0. */
   allocateSmall(typeId: number, cls: number, slotBytes: number): number;
   /** The allocation fast path's per-class state, which compiled alloc() pops slots from (src/memory/allocator.ts). */
-  readonly allocator: { readonly cacheBits: Int32Array; readonly cacheWord: Int32Array };
+  readonly allocator: {
+    readonly cacheBits: Int32Array; readonly cacheWord: Int32Array;
+    /** Objects a failed sweep left in place, unreachable (src/memory/allocator.ts). */
+    readonly garbageLeft: Uint32Array | undefined;
+  };
   /** A new object has weak fields: register it for clearing (src/api/weak.ts). */
   weakHolderAllocated(g: number): void;
   /** A weak field read returned target g (src/api/weak.ts, the read barrier). */

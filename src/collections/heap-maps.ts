@@ -49,7 +49,7 @@ import {
   FieldValueError, HeapExhaustedError, InvalidArgumentError, InvalidKeyError, MapModifiedError, StaleReferenceError, describe,
 } from '../api/errors.js';
 import {
-  DESCRIPTOR_WORDS, HEADER_BYTES, KIND_STRUCT, SPAN_GRANULES, SPAN_UNSWEPT, SPAN_WORDS, SW_STATE, TYPE_BYTES, TYPE_REF_ARRAY,
+  DESCRIPTOR_WORDS, HEADER_BYTES, KIND_STRUCT, SPAN_GRANULES, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS, SW_STATE, TYPE_BYTES, TYPE_REF_ARRAY,
   TYPE_STRING,
 } from '../memory/layout.js';
 import type { Ref } from '../api/types.js';
@@ -62,6 +62,8 @@ import { readUtf8, utf8Equals, writeUtf8 } from '../memory/utf8.js';
 export const TYPE_MAP = 4;
 export const MAP_TYPE_NAME = 'HeapMap';
 const MAP_BYTES = 48;
+/** What identityAt waits on (nothing wakes it: a timed nap). */
+const NAP = new Int32Array(new SharedArrayBuffer(4));
 const MAP_REFS = 3;
 
 // Header words, from the object's first u32.
@@ -457,18 +459,46 @@ export class HeapMaps {
    */
   identityAt(g: number): number {
     const v = this.ctx.views;
+    const w = g >>> 5;
     const bit = 1 << (g & 31);
-    if ((v.allocBits[g >>> 5] & bit) === 0) return -1;
-    // Dead, not swept yet: the last mark left it unmarked in a span the sweep
-    // has not begun (an object in an UNSWEPT span existed at the mark: the
-    // mutator allocates only in swept spans). Its slot keeps the allocation
-    // bit and header until then, while the objects it referred to may be
-    // freed and reused (found in review). The mark bit is read before the
-    // state: a state still UNSWEPT means no sweeper had touched the span's
-    // bits when the mark bit was read. (A span being swept by a thread is
-    // left to that thread: the next step sees the allocation bit cleared.)
-    if ((Atomics.load(v.markBits, g >>> 5) & bit) === 0
-      && Atomics.load(v.spans, Math.floor(g / SPAN_GRANULES) * SPAN_WORDS + SW_STATE) === SPAN_UNSWEPT) return -1;
+    // (A plain read first: a closed heap's views are empty, and read so
+    // they give -1, where Atomics.load would throw; the Ref's check then
+    // says HeapClosedError.)
+    if ((v.allocBits[w] & bit) === 0) return -1;
+    // Marked by the last mark and not swept since (a sweep clears a span's
+    // marks last): live.
+    if ((Atomics.load(v.markBits, w) & bit) !== 0) return this.u32[g * 4];
+    // Unmarked. In a span the sweep has not begun, it is dead: the last mark
+    // left it, and its slot keeps the allocation bit and header until the
+    // sweep, while the objects it referred to may be freed and reused
+    // (found in review). (An object in an UNSWEPT span existed at the
+    // mark: the mutator allocates only in swept spans, black while a cycle
+    // marks.) The mark is read before the state, and a sweeper clears marks
+    // only after its claim is seen (src/memory/sweeper.ts): a state still
+    // UNSWEPT means the mark read was the cycle's.
+    const e = Math.floor(g / SPAN_GRANULES) * SPAN_WORDS + SW_STATE;
+    let state = Atomics.load(v.spans, e);
+    if (state === SPAN_UNSWEPT) return -1;
+    if (state === SPAN_SWEEPING) {
+      // A sweeper thread has it now: dead, or live with its marks cleared
+      // already. Its answer is microseconds away (found in review: the
+      // step went on with a dead map and handed out a value whose object
+      // had been freed). A thread that died there leaves it SWEEPING until
+      // the main thread puts it back, which it cannot do while it waits
+      // here: after a second, an unmarked object there is taken for dead
+      // (a false StaleReferenceError at worst, never a wrong value).
+      const deadline = performance.now() + 1000;
+      while ((state = Atomics.load(v.spans, e)) === SPAN_SWEEPING) {
+        if (performance.now() >= deadline) return -1;
+        Atomics.wait(NAP, 0, 0, 0.05);
+      }
+    }
+    // Swept (the state's atomic load makes the sweeper's writes visible):
+    // the allocation bit is final. Or put back by a failed sweep, which
+    // says what it left in place.
+    if ((Atomics.load(v.allocBits, w) & bit) === 0) return -1;
+    const left = this.ctx.allocator.garbageLeft;
+    if (left !== undefined && w < left.length && (left[w] & bit) !== 0) return -1;
     return this.u32[g * 4];
   }
   /** @internal */ hashAt(g: number, i: number): number { return this.u32[this.u32[g * 4 + W_HASHES] * 4 + 2 + i]; }

@@ -273,6 +273,9 @@ export class SweepDriver {
     // The spans put back: an unmarked object whose allocation bit is still
     // set in one of them was not freed (its finalization entries go back).
     const notSwept = new Uint8Array(a.topSpan);
+    // Which of them are garbage, said before their marks are cleared (a
+    // heap map's pass asks; src/memory/allocator.ts, garbageLeft).
+    const garbage = new Uint32Array(a.topSpan * SPAN_BITMAP_WORDS);
     for (let s = 1; s < a.topSpan; s++) {
       const e0 = s * SPAN_WORDS;
       const state = Atomics.load(v.spans, e0 + SW_STATE);
@@ -280,7 +283,10 @@ export class SweepDriver {
       notSwept[s] = 1;
       const w0 = s * SPAN_BITMAP_WORDS;
       let live = 0;
-      for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) live += popcount(v.allocBits[w]);
+      for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) {
+        live += popcount(v.allocBits[w]);
+        garbage[w] = v.allocBits[w] & ~v.markBits[w];
+      }
       v.markBits.fill(0, w0, w0 + SPAN_BITMAP_WORDS);
       v.spans[e0 + SW_LIVE] = live;
       if (live === 0 && v.spans[e0 + SW_CLASS] !== LARGE_CLASS) {
@@ -291,6 +297,7 @@ export class SweepDriver {
       }
     }
     a.endSweep();
+    a.garbageLeft = garbage;
     this.account.recount(v, a.topGranule, a.outstanding());
     const alloc = v.allocBits;
     h.sweepFinished((g) => notSwept[Math.floor(g / SPAN_GRANULES)] === 1 && (alloc[g >>> 5] & (1 << (g & 31))) !== 0);

@@ -243,6 +243,17 @@ export class Allocator {
    * marks, and an abort clears every mark bit.
    */
   black = false;
+  /**
+   * Objects a failed sweep left in place (src/collector/sweep-driver.ts,
+   * sweepFailed): one bit per granule, set for each object that was
+   * allocated and unmarked in a span put back unswept. They are garbage
+   * that keeps its allocation bit, and nothing else tells them from live
+   * objects once the marks are cleared (a heap map's pass asks:
+   * src/collections/heap-maps.ts, identityAt). Their slots cannot be reused
+   * before a sweep frees them, so the record holds until the next sweep
+   * begins, whose marks say it again.
+   */
+  garbageLeft: Uint32Array | undefined = undefined;
   /** While the child lives, new spans are taken to avoid its pages only while heapBytes is below this (childForked). */
   private unsharedLimitBytes = 0;
   private closed = false;
@@ -666,6 +677,7 @@ export class Allocator {
     const v = this.v;
     this.childLives = false;
     this.black = false;
+    this.garbageLeft = undefined;
     this.sweeping = true;  // (dropCurrent: the partial lists are rebuilt after the sweep)
     this.dropCurrent();
     for (let c = 0; c < LARGE_CLASS; c++) this.partial[c].length = 0;

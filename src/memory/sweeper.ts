@@ -70,7 +70,12 @@ export function claimSpan(v: HeapViews, s: number): boolean {
 export function sweepClaimedSpan(v: HeapViews, s: number, tally: SweepTally): number {
   const e = s * SPAN_WORDS;
   const spans = v.spans;
-  const cls = spans[e + SW_CLASS];
+  // An atomic load after the claim: no write of this sweep (the cleared
+  // marks above all) can be seen before the claim is, on any CPU (arm64
+  // may show a plain store before an earlier compare-and-swap's). A heap
+  // map's identity check relies on it: a cleared mark means the span is no
+  // longer UNSWEPT (src/collections/heap-maps.ts, identityAt).
+  const cls = Atomics.load(spans, e + SW_CLASS);
   tally.spans++;
   if (cls === LARGE_CLASS) return sweepLarge(v, s, tally);
   const alloc = v.allocBits;

@@ -45,6 +45,7 @@ import type { Heap } from '../index.js';
 import type { CycleStats } from '../index.js';
 import { Heap as HeapClass } from '../api/heap.js';
 import { InvalidArgumentError, InvalidOptionError, describe } from '../api/errors.js';
+import { callSafely } from '../api/listener-errors.js';
 
 export interface PressureReading {
   /** The file read. */
@@ -222,9 +223,16 @@ export class PressureWatcher extends EventEmitter<PressureEvents> {
     this.lastCollectMs = now;
     this.collections++;
     // A poll runs from a timer: a safepoint by the rooting contract.
+    // What a 'collected' or 'error' listener throws is rethrown on the next
+    // tick, as from a heap's own listeners: thrown inside these callbacks,
+    // it rejected a promise nobody holds, and an unhandled rejection ends
+    // the process (found in review).
     this.heap.collect().then(
-      (stats) => { this.collecting = false; this.emit('collected', stats, r); },
-      (e: Error) => { this.collecting = false; if (this.listenerCount('error') > 0) this.emit('error', e); },
+      (stats) => { this.collecting = false; callSafely(() => { this.emit('collected', stats, r); }); },
+      (e: Error) => {
+        this.collecting = false;
+        if (this.listenerCount('error') > 0) callSafely(() => { this.emit('error', e); });
+      },
     );
     return r;
   }
