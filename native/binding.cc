@@ -506,6 +506,7 @@ Napi::Value LayoutConstants(const Napi::CallbackInfo& info) {
   o["faultForkEnomem"] = int32_t(kFaultForkEnomem);
   o["faultBadTrailer"] = int32_t(kFaultBadTrailer);
   o["faultTouchExcluded"] = int32_t(kFaultTouchExcluded);
+  o["faultDelayBeforeExit"] = int32_t(kFaultDelayBeforeExit);
   o["pageSize"] = double(systemPageSize());
   o["hugePageBytes"] = double(kHugePageBytes);
   return o;

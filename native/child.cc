@@ -372,6 +372,8 @@ uint32_t countCopiedPages(const ChildArgs& a, int fd, uint64_t bytes, size_t pag
 
   if (a.fault == kFaultExitNonZero) _exit(3);
   if (a.fault == kFaultSignalAfterStream) kill(getpid(), SIGKILL);
+  // (The pipe stays open until _exit: a child tearing down a large address space.)
+  if (a.fault == kFaultDelayBeforeExit) sleepMs(a.faultArg);
   _exit(wire::kExitOk);
 }
 

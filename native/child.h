@@ -29,6 +29,7 @@ enum Fault : int32_t {
   kFaultForkEnomem = 12,        // fork() "fails" with ENOMEM (no child)
   kFaultBadTrailer = 13,        // trailer checksum off by one
   kFaultTouchExcluded = 14,     // reads a page selective fork excluded (SIGSEGV if it did)
+  kFaultDelayBeforeExit = 15,   // a complete stream, then sleeps faultArg ms before closing it (exiting)
 };
 
 struct ForkRequest {

@@ -452,6 +452,48 @@ describe('the watchdog judges the child, not when the main thread looks', () => 
     }, 30_000);
   }
 
+  // Found in the session-18 review: past the deadline each read waited 1 ms,
+  // so a child whose stream was larger than the pipe (it waits for the
+  // reader: over about 128 MiB of heap) was killed as soon as it took more
+  // than 1 ms to refill it, and one that had written its whole stream but
+  // not yet exited (tearing down a large address space) was killed too.
+  // The faults make both waits certain: a 50 ms pause half-way through a
+  // stream that fills the pipe before then, and 600 ms between the trailer
+  // and the exit.
+  for (const how of ['a safepoint', 'the event loop'] as const) {
+    it(`a stream larger than the pipe, read only after the deadline from ${how}, that pauses half-way: the cycle completes`, async () => {
+      const heap = makeHeap({
+        maxHeap: '512MiB', auto: false, sweepThreads: 0, hugePages: false, childTimeoutMs: 500,
+        faultInjectionForTesting: { kind: 'stall-mid-stream', arg: 50, cycles: () => true },
+      });
+      // 360 MiB of heap: a 2.8 MiB bitmap, its half-way point past the pipe's 1 MiB.
+      for (let i = 0; i < 6000; i++) heap.bytes.alloc(60_000);
+      expect(heap.stats().heapBytes).toBeGreaterThan(340 * 2 ** 20);
+      const aborted: string[] = [];
+      heap.on('abort', (e) => aborted.push(e.reason));
+      const done = heap.collect().then((s) => s.objectsFreed, (e: { reason?: string }) => e.reason);
+      for (const t0 = performance.now(); performance.now() - t0 < 900;);  // the child blocks on the full pipe
+      if (how === 'a safepoint') heap.safepoint();
+      expect(await withTimeout(done, 20_000, 'collect')).toBe(6000);
+      expect(aborted).toEqual([]);
+    }, 60_000);
+  }
+
+  it('a child that wrote its whole stream in time and exits late: the cycle completes', async () => {
+    const heap = makeHeap({
+      maxHeap: '16MiB', auto: false, sweepThreads: 0, childTimeoutMs: 300,
+      faultInjectionForTesting: { kind: 'delay-before-exit', arg: 600, cycles: () => true },
+    });
+    const T = heap.defineStruct('T', { v: 'i32' });
+    for (let i = 0; i < 1000; i++) T.alloc();
+    const done = heap.collect().then((s) => s.objectsFreed, (e: { reason?: string }) => e.reason);
+    // The child is asleep after its trailer (until about 600 ms) when the
+    // deadline passes (300 ms) and the program first looks (350 ms).
+    for (const t0 = performance.now(); performance.now() - t0 < 350;);
+    heap.safepoint();
+    expect(await withTimeout(done, 10_000, 'collect')).toBe(1000);
+  }, 30_000);
+
   it('a wall-clock step after the fork neither kills a healthy child nor keeps a hung one', async () => {
     const realNow = Date.now;
     try {

@@ -578,13 +578,25 @@ export class Collector {
           // spans still to sweep would be freed.
           if (c !== this.cycle || c.failure || this.phaseNow() !== 'marking') return this.phaseNow() === 'sweeping';
           const buf = new Uint8Array(1 << 20);
+          const reader = c.reader;
           // Up to the end of the pipe, not just the trailer: bytes after it
           // fail the stream here as they do on the event-loop path.
           while (!c.streamEnded) {
-            const n = h.addon.readBlocking(child.fd, buf, Math.max(1, deadline - performance.now()));
+            // Past the deadline the child is judged by what it does now,
+            // not by when this thread came to read (found in review: a
+            // stream larger than the pipe waits for its reader, and a child
+            // that has written its trailer may still be exiting): each read
+            // may wait LATE_READ_MS for more of the stream, and a complete
+            // stream EXIT_GRACE_MS for the pipe to close.
+            const start = performance.now();
+            const late = start >= deadline;
+            const wait = !late ? deadline - start : reader.done ? EXIT_GRACE_MS : LATE_READ_MS;
+            const n = h.addon.readBlocking(child.fd, buf, Math.max(1, wait));
             if (n === 0) break;  // end of stream: endOfStream() judges it
             if (n === -1) {
-              if (performance.now() >= deadline) throw new StreamError('WATCHDOG', ranOver(c));
+              // (A read begun before the deadline that reached it holding the
+              // whole stream goes on to the exit grace.)
+              if (late || (performance.now() >= deadline && !reader.done)) throw new StreamError('WATCHDOG', ranOver(c));
               continue;
             }
             if (n < 0) throw new StreamError('STREAM_SHORT', `pipe read failed (errno ${-n})`);
@@ -741,6 +753,13 @@ export class Collector {
  * space, which takes longer the bigger the heap.
  */
 const EXIT_GRACE_MS = 1000;
+
+/**
+ * How long a read past the deadline waits for more of the stream (ms): a
+ * child blocked on a full pipe goes on within a scheduling delay once it is
+ * read; a hung one is killed this long after the main thread first looks.
+ */
+const LATE_READ_MS = 250;
 
 /** The WATCHDOG message. */
 function ranOver(c: Cycle): string {
