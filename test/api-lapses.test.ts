@@ -328,15 +328,21 @@ describe('tools and exported classes refuse what is not theirs', () => {
   // exception and left the heap sweeping for ever; one that answered without
   // running the task left collect() waiting. A pool that cannot run a task
   // is one whose threads could not start: the main thread sweeps.
-  const hostilePools: Record<string, () => unknown> = {
-    'run() throws': () => { throw new Error('run threw'); },
-    'run() returns undefined': () => undefined,
-    'run() rejects with null': () => Promise.reject(null),
-    'run() rejects with a string': () => Promise.reject('a string'),
-    'run() resolves without running the task': () => Promise.resolve({}),
-    'run() returns a thenable that fulfils at once': () => ({ then(ok: (v: unknown) => void) { ok({}); } }),
+  // (Found in the session-18 review: an Error whose message or code getter
+  // throws was an unhandled rejection, and collect() never settled; the
+  // reason is checked too, or a string rejection passed without its fix.)
+  const unreadable = (prop: 'message' | 'code') => Object.defineProperty(new Error('x'), prop, { get() { throw new Error(`${prop} getter`); } });
+  const hostilePools: Record<string, { run: () => unknown; reason: RegExp }> = {
+    'run() throws': { run: () => { throw new Error('run threw'); }, reason: /rejected: run threw/ },
+    'run() returns undefined': { run: () => undefined, reason: /settled a sweep task without running it/ },
+    'run() rejects with null': { run: () => Promise.reject(null), reason: /rejected with null/ },
+    'run() rejects with a string': { run: () => Promise.reject('a string'), reason: /rejected with "a string"/ },
+    'run() resolves without running the task': { run: () => Promise.resolve({}), reason: /without running it/ },
+    'run() returns a thenable that fulfils at once': { run: () => ({ then(ok: (v: unknown) => void) { ok({}); } }), reason: /without running it/ },
+    "run() rejects with an Error whose message getter throws": { run: () => Promise.reject(unreadable('message')), reason: /cannot be read/ },
+    "run() rejects with an Error whose code getter throws": { run: () => Promise.reject(unreadable('code')), reason: /cannot be read/ },
   };
-  for (const [name, run] of Object.entries(hostilePools)) {
+  for (const [name, { run, reason }] of Object.entries(hostilePools)) {
     for (const mode of ['stw', 'fork'] as const) {
       it(`a shared pool whose ${name}: the main thread sweeps, said once (${mode})`, async () => {
         const h = makeHeap({ maxHeap: '32MiB', mode, piscina: { run } as never, inlineSweepUs: 0 });
@@ -352,6 +358,7 @@ describe('tools and exported classes refuse what is not theirs', () => {
         expect(T.get.n(keep.get())).toBe(42);
         await new Promise((r) => setImmediate(r));
         expect(fallbacks.length, fallbacks.join('; ')).toBe(1);
+        expect(fallbacks[0]).toMatch(reason);
       }, 60_000);
     }
   }

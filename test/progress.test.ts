@@ -362,6 +362,21 @@ describe('the trigger after an aborted cycle at maxHeap', () => {
     expect(cycles).toBe(0);
   }, 30_000);
 
+  // Found in the session-18 review: during a sweep, the allocation first
+  // swept every span left on the main thread, looking for room, and only
+  // then failed.
+  it('an object larger than the heap can ever hold, during a sweep: fails without sweeping on', async () => {
+    const heap = makeHeap({ maxHeap: '64MiB', mode: 'stw', auto: false, sweepThreads: 0, inlineSweepUs: 0 });
+    const T = heap.defineStruct('T', { a: 'f64' });
+    for (let i = 0; i < 200_000; i++) T.alloc();
+    const cycle = heap.collect();
+    expect(heap.stats().phase).toBe('sweeping');
+    expect(() => heap.bytes.alloc(100 * 2 ** 20)).toThrow(expect.objectContaining({ code: 'ERR_HEAP_EXHAUSTED', message: expect.stringMatching(/more than the heap can ever hold/) }));
+    const s = await cycle;
+    expect(s.objectsFreed).toBe(200_000);
+    expect(s.stalls.lazySweep.count, 'no span swept for the failed allocation').toBe(0);
+  }, 30_000);
+
   it('an allocation that failed at maxHeap makes a cycle due: roots released, the next safepoint collects', async () => {
     const heap = makeHeap({ maxHeap: '8MiB', auto: true, sweepThreads: 0, hugePages: false, minTriggerBytes: '1MiB' });
     const kept: ReturnType<typeof heap.root>[] = [];

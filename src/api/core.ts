@@ -393,6 +393,16 @@ export class HeapCore implements RefContext, TypeContext {
       return g;
     }
     const size = roundToGranules(bytes);
+    // Larger than every span of the arena together: no cycle can make room,
+    // so none is finished or made due (a program retrying such an object ran
+    // a whole cycle per attempt), and none of a sweep in progress is done
+    // to look for room first (found in review: the rest of the sweep, on
+    // this thread, before the error).
+    if (Math.ceil(size / SPAN_BYTES) > this.views.spanCount - 1) {
+      throw new HeapExhaustedError(
+        `cannot allocate ${size} bytes: more than the heap can ever hold (maxHeap ${fmt(this.options.maxHeap)}, ` +
+        `${fmt((this.views.spanCount - 1) * SPAN_BYTES)} for objects); raise maxHeap`);
+    }
     let g = this.allocator.allocLarge(size, typeId);
     if (g === 0) g = this.allocateSlow(cls, size, typeId);
     this.views.u32[g * 4 + 1] = length;
@@ -482,14 +492,7 @@ export class HeapCore implements RefContext, TypeContext {
   // the child if need be, which is safe because its snapshot was taken at a
   // safepoint), then try again. Never starts a cycle: this is not a safepoint.
   private allocateSlow(cls: number, size: number, typeId: number): number {
-    // Larger than every span of the arena together: no cycle can make room,
-    // so none is finished or made due (a program retrying such an object
-    // ran a whole cycle per attempt).
-    if (cls === LARGE_CLASS && Math.ceil(size / SPAN_BYTES) > this.views.spanCount - 1) {
-      throw new HeapExhaustedError(
-        `cannot allocate ${size} bytes: more than the heap can ever hold (maxHeap ${fmt(this.options.maxHeap)}, ` +
-        `${fmt((this.views.spanCount - 1) * SPAN_BYTES)} for objects); raise maxHeap`);
-    }
+    // (An object larger than the whole arena never gets here: allocate().)
     // First what the cycle in flight can give without waiting. (Not from a
     // listener's allocation: the cycle is in the middle of the step that
     // emitted the event, and cannot move on from there; such an allocation

@@ -201,9 +201,10 @@ export class SweepDriver {
     c.rejected!.add(slot);
     const state = board.state(slot);
     if (state === SLOT_POSTED || (state !== SLOT_FAILED && state !== SLOT_DONE && isStartFailure(e))) {
-      this.hooks.sweeperFailed(e);
+      // The main thread takes over first: nothing the report does may leave the sweep undone.
       this.mainSweeps = true;
       this.scheduleSlice(c);
+      this.hooks.sweeperFailed(e);
     } else {
       c.sweepFailure ??= e;
       board.drain();

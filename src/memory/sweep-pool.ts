@@ -37,6 +37,26 @@ export function isStartFailure(e: unknown): boolean {
     code === 'EMFILE' || code === 'ENFILE' || code === 'ENOMEM';
 }
 
+/**
+ * An Error of ours for what an application's pool rejected with: its
+ * message and a string code copied (isStartFailure reads the code), the
+ * original as the cause; nothing of it that throws when read gets further.
+ */
+function plainError(e: unknown): Error {
+  let message: string;
+  let code: unknown;
+  try {
+    message = e instanceof Error ? `the pool's run() rejected: ${String(e.message)}` : `the pool's run() rejected with ${describe(e)}`;
+    code = (e as { code?: unknown } | null)?.code;
+  } catch {
+    message = "the pool's run() rejected with an error that cannot be read";
+    code = undefined;
+  }
+  const out = new Error(message, { cause: e });
+  if (typeof code === 'string') (out as Error & { code?: string }).code = code;
+  return out;
+}
+
 export class SweepPool {
   private readonly pool: SharedPool | Piscina;
   private readonly ownPool: Piscina | undefined;
@@ -126,7 +146,9 @@ export class SweepPool {
    * something that is not a promise, reject with a value that is not an
    * Error - the result is a promise that fulfils or rejects with an Error
    * (an untyped throw here was an uncaught exception in fork mode, and left
-   * the cycle sweeping for ever; found in review).
+   * the cycle sweeping for ever; found in review). An application's pool
+   * rejects with an Error of ours, holding what could be read of its own:
+   * one whose message or code getter threw did the same (found in review).
    */
   run(task: Omit<SweepTask, 'cancelled'>): Promise<SweepTaskResult> {
     let p: Promise<SweepTaskResult>;
@@ -135,7 +157,8 @@ export class SweepPool {
     } catch (e) {
       p = Promise.reject(e);
     }
-    p = p.catch((e: unknown) => { throw e instanceof Error ? e : new Error(`the pool's run() rejected with ${describe(e)}`); });
+    const own = this.ownPool !== undefined;
+    p = p.catch((e: unknown) => { throw own && e instanceof Error ? e : plainError(e); });
     this.pending.add(p);
     const forget = () => { this.pending.delete(p); };
     p.then(forget, forget);
