@@ -16,7 +16,24 @@ function spin(ms: number): void {
 }
 
 describe.runIf(linux)('thread clock', () => {
+  // A spin counts as "off" only for time the hypervisor stole from the
+  // vCPU: on a busy host that can be most of a 40 ms window (seen once in
+  // the full suite: 40.9 ms of run and wait against 41.0 off). Three tries;
+  // a clock that files a spin as off fails all three.
   it('a sleep is neither running nor waiting for a CPU; a spin is not off', async () => {
+    let failure: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await sleepThenSpin();
+        return;
+      } catch (e) {
+        failure = e;
+      }
+    }
+    throw failure;
+  });
+
+  async function sleepThenSpin(): Promise<void> {
     const c = new ThreadClock();
     c.open();
     c.sample();
@@ -52,7 +69,7 @@ describe.runIf(linux)('thread clock', () => {
     const total = c.total()!;
     expect(total.runMs).toBeGreaterThanOrEqual(spun!.runMs);
     expect(total.runMs).toBeLessThan(slept!.windowMs + spun!.windowMs);
-  });
+  }
 
   it('two gaps back to back: the second one\'s window starts at its own start (samples filed at the time the caller read)', () => {
     // The meter samples at the end of each gap, which is where the next gap
