@@ -24,6 +24,17 @@ import {
 
 closeHeapsAfterEach();
 
+/** The rest of a pass begun with one next(): each value's number is its key, `entries` in all. */
+function expectRestOfPass(pass: Iterator<[MapKey, Ref | 0]>, numberOf: (v: Ref | 0) => number, entries: number): void {
+  let steps = 1;
+  for (let x = pass.next(); !x.done; x = pass.next()) {
+    const [k, v] = x.value;
+    expect(numberOf(v)).toBe(k);
+    steps++;
+  }
+  expect(steps).toBe(entries);
+}
+
 function valueTypes(heap: Heap) {
   const Val = heap.defineStruct('Val', { child: 'ref', id: 'i32' });
   const Leaf = heap.defineStruct('Leaf', { id: 'i32' });
@@ -337,13 +348,7 @@ describe('heap maps: errors', () => {
       expect(heap.stats().phase).toBe('sweeping');
       expectError(() => dead.next(), StaleReferenceError, 'ERR_STALE_REF', 'a dead map not swept yet');
       expectError(() => heap.maps.keys(other).next(), StaleReferenceError, 'ERR_STALE_REF', 'a pass begun over a dead map not swept yet');
-      let steps = 1;
-      for (let x = live.next(); !x.done; x = live.next()) {
-        const [k, v] = x.value;
-        expect(S.get.n(v as never)).toBe(k);
-        steps++;
-      }
-      expect(steps).toBe(200);
+      expectRestOfPass(live, (v) => S.get.n(v as never), 200);
       await cycle;
     });
   }
@@ -385,13 +390,7 @@ describe('heap maps: errors', () => {
       }
       expect(wrong).toEqual([]);
       expect(err).toBeInstanceOf(StaleReferenceError);
-      let steps = 1;
-      for (let x = live.next(); !x.done; x = live.next()) {
-        const [k, v] = x.value;
-        expect(S.get.n(v as never)).toBe(k);
-        steps++;
-      }
-      expect(steps).toBe(200);
+      expectRestOfPass(live, (v) => S.get.n(v as never), 200);
       // The next completed sweep frees what the failed one left: the record goes with it.
       await heap.collect();
       expect(heap.maps.size(kept.get())).toBe(200);
