@@ -507,6 +507,7 @@ Napi::Value LayoutConstants(const Napi::CallbackInfo& info) {
   o["faultBadTrailer"] = int32_t(kFaultBadTrailer);
   o["faultTouchExcluded"] = int32_t(kFaultTouchExcluded);
   o["faultDelayBeforeExit"] = int32_t(kFaultDelayBeforeExit);
+  o["faultSlowStream"] = int32_t(kFaultSlowStream);
   o["pageSize"] = double(systemPageSize());
   o["hugePageBytes"] = double(kHugePageBytes);
   return o;

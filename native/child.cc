@@ -335,6 +335,7 @@ uint32_t countCopiedPages(const ChildArgs& a, int fd, uint64_t bytes, size_t pag
   for (uint32_t i = 0; i < chunkCount; i++) {
     if (a.fault == kFaultTruncate && i == chunkCount / 2) _exit(0);
     if (a.fault == kFaultStallMidStream && i == chunkCount / 2) sleepMs(a.faultArg);
+    if (a.fault == kFaultSlowStream && i > 0) sleepMs(a.faultArg);
     uint32_t offset = i * wire::kChunkBytes;
     uint32_t bytes = bitmapBytes - offset < wire::kChunkBytes ? bitmapBytes - offset : wire::kChunkBytes;
     uint32_t* payload = markBits + offset / 4;

@@ -30,6 +30,7 @@ enum Fault : int32_t {
   kFaultBadTrailer = 13,        // trailer checksum off by one
   kFaultTouchExcluded = 14,     // reads a page selective fork excluded (SIGSEGV if it did)
   kFaultDelayBeforeExit = 15,   // a complete stream, then sleeps faultArg ms before closing it (exiting)
+  kFaultSlowStream = 16,        // sleeps faultArg ms before each chunk but the first (a trickling stream)
 };
 
 struct ForkRequest {

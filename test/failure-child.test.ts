@@ -494,6 +494,26 @@ describe('the watchdog judges the child, not when the main thread looks', () => 
     expect(await withTimeout(done, 10_000, 'collect')).toBe(1000);
   }, 30_000);
 
+  // Found in the session-18 review: with a wait per late read and none in
+  // all, a child whose chunks came less than 250 ms apart was read to its
+  // end however long it took, the main thread blocked throughout (9 s in
+  // the reviewer's run). The rest of the stream gets a second in all.
+  it('a child that trickles its stream past the deadline is killed a second after the program looks (WATCHDOG)', async () => {
+    const heap = makeHeap({
+      maxHeap: '256MiB', auto: false, sweepThreads: 0, hugePages: false, childTimeoutMs: 300,
+      faultInjectionForTesting: { kind: 'slow-stream', arg: 150, cycles: () => true },
+    });
+    // 150 MiB: a 1.2 MiB bitmap, 19 chunks 150 ms apart (2.7 s).
+    for (let i = 0; i < 2500; i++) heap.bytes.alloc(60_000);
+    const done = heap.collect().then(() => 'completed', (e: { reason?: string }) => e.reason);
+    for (const t0 = performance.now(); performance.now() - t0 < 350;);
+    const t0 = performance.now();
+    heap.safepoint();
+    const blocked = performance.now() - t0;
+    expect(await withTimeout(done, 10_000, 'collect')).toBe('WATCHDOG');
+    expect(blocked, 'the rest of the stream gets a second, not the 2.4 s its chunks would take').toBeLessThan(1700);
+  }, 30_000);
+
   it('a wall-clock step after the fork neither kills a healthy child nor keeps a hung one', async () => {
     const realNow = Date.now;
     try {

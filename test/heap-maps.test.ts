@@ -15,7 +15,9 @@ import {
   StaleReferenceError, TypeDefinitionError, WrongTypeError, type Heap, type MapKey,
 } from '../src/index.js';
 import { heapInternals } from '../src/internal.js';
-import { SPAN_GRANULES, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS, SW_STATE } from '../src/memory/layout.js';
+import {
+  LIVE_BITS_FINAL, SPAN_BITMAP_WORDS, SPAN_GRANULES, SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS, SW_LIVE, SW_STATE,
+} from '../src/memory/layout.js';
 import { granuleOf } from './helpers/slots.js';
 import {
   DEAD_CODES, MODES, closeHeap, closeHeapsAfterEach, expectCode, expectError, isFreed, makeHeap,
@@ -397,6 +399,49 @@ describe('heap maps: errors', () => {
     });
   }
 
+  // Found in the session-18 review of the record above: a thread that died
+  // after clearing a span's marks (terminated between two statements) left
+  // its survivors allocated and unmarked, and the failed sweep recorded
+  // them as garbage: a pass over a rooted map there threw. The thread flags
+  // the span once its allocation bits are final, before the marks go; the
+  // thread here is the test, doing each step as sweepClaimedSpan does.
+  for (const cleared of [false, true]) {
+    it(`a rooted map in a span a dead thread left SWEEPING (${cleared ? 'after' : 'before'} it cleared the marks): its pass goes on after SWEEP_FAILED`, async () => {
+      const heap = makeHeap({
+        mode: 'stw', auto: false, sweepThreads: 1, inlineSweepUs: 0,
+        faultInjectionForTesting: { kind: 'sweep-worker-throw', arg: 1, cycles: (id) => id === 1 },
+      });
+      const S = heap.defineStruct('S', { n: 'i32' });
+      for (let i = 0; i < 50; i++) S.alloc({ n: i });  // the first span: the real thread claims it and throws
+      const kept = heap.root(heap.maps.alloc());
+      for (let i = 0; i < 20; i++) heap.maps.set(kept.get(), i, S.alloc({ n: i }));
+      const v = heapInternals(heap).views;
+      const s = Math.floor(granuleOf(heap, kept.get()) / SPAN_GRANULES);
+      expect(s).toBeGreaterThan(1);
+      const cycle = heap.collect();
+      expect(heap.stats().phase).toBe('sweeping');
+      const e = s * SPAN_WORDS;
+      expect(Atomics.compareExchange(v.spans, e + SW_STATE, SPAN_UNSWEPT, SPAN_SWEEPING), "the thread's claim").toBe(SPAN_UNSWEPT);
+      if (cleared) {
+        const w0 = s * SPAN_BITMAP_WORDS;
+        let live = 0;
+        for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) {
+          v.allocBits[w] &= v.markBits[w];
+          for (let b = v.allocBits[w]; b !== 0; b &= b - 1) live++;
+        }
+        Atomics.store(v.spans, e + SW_LIVE, live | LIVE_BITS_FINAL);
+        v.markBits.fill(0, w0, w0 + SPAN_BITMAP_WORDS);  // and dies here, before it publishes the state
+      }
+      await expect(cycle).rejects.toMatchObject({ reason: 'SWEEP_FAILED' });
+      let n = 0;
+      for (const [k, val] of heap.maps.entries(kept.get())) {
+        expect(S.get.n(val as never)).toBe(k);
+        n++;
+      }
+      expect(n).toBe(20);
+    });
+  }
+
   // Found in the session-18 review: a dead map in a span a sweeper thread
   // had claimed but not finished was taken for live, and that step handed
   // out a value whose slot had been reused. The check now waits for the
@@ -428,6 +473,34 @@ describe('heap maps: errors', () => {
     }
     expect(handedOut).toBeUndefined();
     expect(err).toBeInstanceOf(StaleReferenceError);
+    await cycle;
+  });
+
+  it('a rooted map in a span a thread has swept but not published (marks cleared): the pass goes on', async () => {
+    const heap = makeHeap({ mode: 'stw', auto: false, sweepThreads: 0, inlineSweepUs: 0 });
+    const S = heap.defineStruct('S', { n: 'i32' });
+    const kept = heap.root(heap.maps.alloc());
+    for (let i = 0; i < 200; i++) heap.maps.set(kept.get(), i, S.alloc({ n: i }));
+    const pass = heap.maps.entries(kept.get());
+    pass.next();
+    const cycle = heap.collect();
+    const v = heapInternals(heap).views;
+    const s = Math.floor(granuleOf(heap, kept.get()) / SPAN_GRANULES);
+    const e = s * SPAN_WORDS;
+    // The thread's steps (sweepClaimedSpan) up to its last: claim, keep the
+    // marked, flag the bits final, clear the marks; the state not published.
+    expect(Atomics.compareExchange(v.spans, e + SW_STATE, SPAN_UNSWEPT, SPAN_SWEEPING)).toBe(SPAN_UNSWEPT);
+    const w0 = s * SPAN_BITMAP_WORDS;
+    const live0 = v.spans[e + SW_LIVE];
+    for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) v.allocBits[w] &= v.markBits[w];
+    Atomics.store(v.spans, e + SW_LIVE, live0 | LIVE_BITS_FINAL);
+    v.markBits.fill(0, w0, w0 + SPAN_BITMAP_WORDS);
+    try {
+      expectRestOfPass(pass, (x) => S.get.n(x as never), 200);
+    } finally {
+      v.spans[e + SW_LIVE] = live0;
+      Atomics.store(v.spans, e + SW_STATE, SPAN_IN_USE);  // published
+    }
     await cycle;
   });
 

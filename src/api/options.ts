@@ -98,6 +98,8 @@ export type FaultKind =
   | 'touch-excluded'
   /** The child writes its whole stream, then sleeps `arg` ms before it exits (closing the pipe). */
   | 'delay-before-exit'
+  /** The child sleeps `arg` ms before each chunk of its stream but the first. */
+  | 'slow-stream'
   /** Not a child fault: a sweeper worker throws after claiming `arg` spans (default 1). */
   | 'sweep-worker-throw';
 
@@ -106,7 +108,7 @@ export const FAULT_CODES: Record<FaultKind, number> = {
   'exit-before-mark': 1, hang: 2, truncate: 3, 'corrupt-chunk': 4, 'wrong-cycle': 5,
   'zombie-mark': 6, 'exit-nonzero': 7, 'signal-after-stream': 8, 'stall-mid-stream': 9,
   'delay-before-mark': 10, 'fork-eagain': 11, 'fork-enomem': 12, 'bad-trailer': 13, 'touch-excluded': 14,
-  'delay-before-exit': 15,
+  'delay-before-exit': 15, 'slow-stream': 16,
   'sweep-worker-throw': 0,
 };
 

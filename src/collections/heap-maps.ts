@@ -49,7 +49,8 @@ import {
   FieldValueError, HeapExhaustedError, InvalidArgumentError, InvalidKeyError, MapModifiedError, StaleReferenceError, describe,
 } from '../api/errors.js';
 import {
-  DESCRIPTOR_WORDS, HEADER_BYTES, KIND_STRUCT, SPAN_GRANULES, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS, SW_STATE, TYPE_BYTES, TYPE_REF_ARRAY,
+  DESCRIPTOR_WORDS, HEADER_BYTES, KIND_STRUCT, LIVE_BITS_FINAL, SPAN_GRANULES, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS, SW_LIVE, SW_STATE,
+  TYPE_BYTES, TYPE_REF_ARRAY,
   TYPE_STRING,
 } from '../memory/layout.js';
 import type { Ref } from '../api/types.js';
@@ -476,31 +477,48 @@ export class HeapMaps {
     // marks.) The mark is read before the state, and a sweeper clears marks
     // only after its claim is seen (src/memory/sweeper.ts): a state still
     // UNSWEPT means the mark read was the cycle's.
-    const e = Math.floor(g / SPAN_GRANULES) * SPAN_WORDS + SW_STATE;
-    let state = Atomics.load(v.spans, e);
+    const span = Math.floor(g / SPAN_GRANULES);
+    const e = span * SPAN_WORDS;
+    const state = Atomics.load(v.spans, e + SW_STATE);
     if (state === SPAN_UNSWEPT) return -1;
-    if (state === SPAN_SWEEPING) {
-      // A sweeper thread has it now: dead, or live with its marks cleared
-      // already. Its answer is microseconds away (found in review: the
+    if (state === SPAN_SWEEPING && !this.bitsFinal(span)) {
+      // A sweeper thread has it and has not made its allocation bits final
+      // (LIVE_BITS_FINAL, set before it clears the marks): the mark read
+      // above was the cycle's, so the object is dead, unless the thread
+      // went on, clearing the marks and the flag, since the mark was read.
+      // Its answer is microseconds away: wait for it (found in review: the
       // step went on with a dead map and handed out a value whose object
-      // had been freed). A thread that died there leaves it SWEEPING until
-      // the main thread puts it back, which it cannot do while it waits
-      // here: after a second, an unmarked object there is taken for dead
-      // (a false StaleReferenceError at worst, never a wrong value).
-      const deadline = performance.now() + 1000;
-      while ((state = Atomics.load(v.spans, e)) === SPAN_SWEEPING) {
-        if (performance.now() >= deadline) return -1;
-        Atomics.wait(NAP, 0, 0, 0.05);
+      // had been freed). A thread that died there leaves the span SWEEPING
+      // until the main thread puts it back, which it cannot do while it
+      // waits here: after a second the span counts as stuck (for this
+      // sweep: no more waits) and the cycle's mark decides.
+      const sweep = this.ctx.allocator.sweepsBegun;
+      if (this.stuck.get(span) !== sweep) {
+        const deadline = performance.now() + 1000;
+        while (Atomics.load(v.spans, e + SW_STATE) === SPAN_SWEEPING && !this.bitsFinal(span)) {
+          if (performance.now() >= deadline) {
+            this.stuck.set(span, sweep);
+            break;
+          }
+          Atomics.wait(NAP, 0, 0, 0.05);
+        }
       }
+      if (Atomics.load(v.spans, e + SW_STATE) === SPAN_SWEEPING && !this.bitsFinal(span)) return -1;
     }
-    // Swept (the state's atomic load makes the sweeper's writes visible):
-    // the allocation bit is final. Or put back by a failed sweep, which
-    // says what it left in place.
+    // Swept (the state's atomic load makes the sweeper's writes visible), or
+    // its bits made final (so does the flag's): the allocation bit decides.
+    // Or put back by a failed sweep, which says what it left in place.
     if ((Atomics.load(v.allocBits, w) & bit) === 0) return -1;
     const left = this.ctx.allocator.garbageLeft;
     if (left !== undefined && w < left.length && (left[w] & bit) !== 0) return -1;
     return this.u32[g * 4];
   }
+  /** A sweeper thread made span s's allocation bits final (its marks may be cleared). */
+  private bitsFinal(s: number): boolean {
+    return (Atomics.load(this.ctx.views.spans, s * SPAN_WORDS + SW_LIVE) & LIVE_BITS_FINAL) !== 0;
+  }
+  /** Spans found SWEEPING for a second (a thread died there), each with the sweep it was found in (allocator.sweepsBegun). */
+  private readonly stuck = new Map<number, number>();
   /** @internal */ hashAt(g: number, i: number): number { return this.u32[this.u32[g * 4 + W_HASHES] * 4 + 2 + i]; }
 
   /** @internal Whether the last change to map g was delete() of slot i, bringing it to `version`. */

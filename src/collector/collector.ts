@@ -579,6 +579,7 @@ export class Collector {
           if (c !== this.cycle || c.failure || this.phaseNow() !== 'marking') return this.phaseNow() === 'sweeping';
           const buf = new Uint8Array(1 << 20);
           const reader = c.reader;
+          let lateEnd = Infinity;  // when reading the rest of the stream past the deadline must end
           // Up to the end of the pipe, not just the trailer: bytes after it
           // fail the stream here as they do on the event-loop path.
           while (!c.streamEnded) {
@@ -586,11 +587,15 @@ export class Collector {
             // not by when this thread came to read (found in review: a
             // stream larger than the pipe waits for its reader, and a child
             // that has written its trailer may still be exiting): each read
-            // may wait LATE_READ_MS for more of the stream, and a complete
-            // stream EXIT_GRACE_MS for the pipe to close.
+            // may wait LATE_READ_MS for more of the stream, all of them
+            // together LATE_STREAM_MS (a child trickling its stream kept
+            // this thread for as long as it liked; found in review), and a
+            // complete stream EXIT_GRACE_MS for the pipe to close.
             const start = performance.now();
             const late = start >= deadline;
-            const wait = !late ? deadline - start : reader.done ? EXIT_GRACE_MS : LATE_READ_MS;
+            if (late && lateEnd === Infinity) lateEnd = start + LATE_STREAM_MS;
+            const wait = !late ? deadline - start : reader.done ? EXIT_GRACE_MS : Math.min(LATE_READ_MS, lateEnd - start);
+            if (late && wait <= 0) throw new StreamError('WATCHDOG', ranOver(c));
             const n = h.addon.readBlocking(child.fd, buf, Math.max(1, wait));
             if (n === 0) break;  // end of stream: endOfStream() judges it
             if (n === -1) {
@@ -760,6 +765,14 @@ const EXIT_GRACE_MS = 1000;
  * read; a hung one is killed this long after the main thread first looks.
  */
 const LATE_READ_MS = 250;
+
+/**
+ * How long the rest of a stream may take past the deadline, all reads
+ * together (ms): a whole 4 GiB heap's bitmap (32 MiB) is read in tens of
+ * ms, and this bounds how long a child trickling its stream holds the
+ * main thread.
+ */
+const LATE_STREAM_MS = 1000;
 
 /** The WATCHDOG message. */
 function ranOver(c: Cycle): string {

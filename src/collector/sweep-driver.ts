@@ -15,7 +15,7 @@ import { faultsCycle } from '../api/options.js';
 import type { CycleStats } from '../api/stats.js';
 import {
   FREE_DIRTY, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS,
-  SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
+  LIVE_BITS_FINAL, SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from '../memory/layout.js';
 import { SweepTally, popcount } from '../memory/sweeper.js';
 import { BATCH, SLOT_DONE, SLOT_FAILED, SLOT_POSTED, SLOT_RUNNING, SweepBoard, sweepFromCursor } from '../memory/sweep-board.js';
@@ -284,9 +284,12 @@ export class SweepDriver {
       notSwept[s] = 1;
       const w0 = s * SPAN_BITMAP_WORDS;
       let live = 0;
+      // (A thread that died after making the span's allocation bits final
+      // may have cleared its marks: then what is allocated survived.)
+      const final = state === SPAN_SWEEPING && (Atomics.load(v.spans, e0 + SW_LIVE) & LIVE_BITS_FINAL) !== 0;
       for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) {
         live += popcount(v.allocBits[w]);
-        garbage[w] = v.allocBits[w] & ~v.markBits[w];
+        if (!final) garbage[w] = v.allocBits[w] & ~v.markBits[w];
       }
       v.markBits.fill(0, w0, w0 + SPAN_BITMAP_WORDS);
       v.spans[e0 + SW_LIVE] = live;

@@ -254,6 +254,8 @@ export class Allocator {
    * begins, whose marks say it again.
    */
   garbageLeft: Uint32Array | undefined = undefined;
+  /** Sweeps begun in this heap's life (a heap map's identity check keys what it learned of a sweep by it). */
+  sweepsBegun = 0;
   /** While the child lives, new spans are taken to avoid its pages only while heapBytes is below this (childForked). */
   private unsharedLimitBytes = 0;
   private closed = false;
@@ -678,6 +680,7 @@ export class Allocator {
     this.childLives = false;
     this.black = false;
     this.garbageLeft = undefined;
+    this.sweepsBegun++;
     this.sweeping = true;  // (dropCurrent: the partial lists are rebuilt after the sweep)
     this.dropCurrent();
     for (let c = 0; c < LARGE_CLASS; c++) this.partial[c].length = 0;

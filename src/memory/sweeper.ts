@@ -37,7 +37,7 @@
 // when reused, or returned to the OS (pages read back as zero).
 import {
   CLASS_GRANULES, FREE_DIRTY, GRANULE_BYTES, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_BYTES, SPAN_FREE, SPAN_GRANULES,
-  SPAN_IN_USE, SPAN_NEEDZERO, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS, SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
+  LIVE_BITS_FINAL, SPAN_IN_USE, SPAN_NEEDZERO, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS, SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from './layout.js';
 import type { HeapViews } from './views.js';
 
@@ -96,6 +96,11 @@ export function sweepClaimedSpan(v: HeapViews, s: number, tally: SweepTally): nu
   }
   // Mark bits go last: a sweep interrupted before this line (a worker that
   // died) can be redone, or the span reset, without freeing a survivor.
+  // One interrupted after it has left survivors unmarked: the flag says so.
+  Atomics.store(spans, e + SW_LIVE, live | LIVE_BITS_FINAL);
+  // (An atomic load between: the cleared marks cannot be seen before the
+  // flag, on any CPU.)
+  Atomics.load(spans, e + SW_STATE);
   mark.fill(0, w0, w0 + SPAN_BITMAP_WORDS);
   tally.freedObjects += freedSlots;
   tally.freedBytes += freedSlots * CLASS_GRANULES[cls] * GRANULE_BYTES;
@@ -118,6 +123,8 @@ function sweepLarge(v: HeapViews, s: number, tally: SweepTally): number {
   const bit = 1 << (g & 31);
   const w = g >>> 5;
   if ((v.markBits[w] & bit) !== 0) {
+    Atomics.store(v.spans, e + SW_LIVE, 1 | LIVE_BITS_FINAL);  // (as for a small span)
+    Atomics.load(v.spans, e + SW_STATE);
     v.markBits[w] &= ~bit;
     tally.liveObjects++;
     Atomics.store(v.spans, e + SW_STATE, SPAN_IN_USE);
