@@ -458,6 +458,7 @@ Napi::Value LayoutConstants(const Napi::CallbackInfo& info) {
   o["spanInUse"] = kSpanInUse;
   o["spanUnswept"] = kSpanUnswept;
   o["spanSweeping"] = kSpanSweeping;
+  o["spanSwept"] = kSpanSwept;
   o["spanLargeTail"] = kSpanLargeTail;
   o["spanReserved"] = kSpanReserved;
   o["granuleShift"] = kGranuleShift;

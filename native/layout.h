@@ -89,6 +89,7 @@ constexpr int32_t kSpanUnswept = 2;    // awaiting this cycle's sweep
 constexpr int32_t kSpanSweeping = 3;   // claimed by one sweeper
 constexpr int32_t kSpanLargeTail = 4;  // continuation of a large object's run
 constexpr int32_t kSpanReserved = 5;   // span 0
+constexpr int32_t kSpanSwept = 6;      // a sweeper's: allocation bits final, marks being cleared
 
 // Word indices in a span table entry.
 constexpr uint32_t kSwState = 0;

@@ -26,7 +26,7 @@ function numbers(mod: Record<string, unknown>, prefix: string, except: readonly 
 }
 
 // TypeScript-only by design: the size classes (the marker never needs them).
-const LAYOUT_TS_ONLY = ['LARGE_CLASS', 'MAX_SMALL_BYTES', 'LIVE_BITS_FINAL'];
+const LAYOUT_TS_ONLY = ['LARGE_CLASS', 'MAX_SMALL_BYTES'];
 // Names the addon spells its own way (exit statuses are not "wire" constants).
 const EXITS = ['EXIT_ORPHANED', 'EXIT_HEAP_CORRUPT', 'EXIT_WRITE_FAILED', 'EXIT_FAULT'];
 

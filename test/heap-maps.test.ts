@@ -16,7 +16,7 @@ import {
 } from '../src/index.js';
 import { heapInternals } from '../src/internal.js';
 import {
-  LIVE_BITS_FINAL, SPAN_BITMAP_WORDS, SPAN_GRANULES, SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS, SW_LIVE, SW_STATE,
+  SPAN_BITMAP_WORDS, SPAN_GRANULES, SPAN_IN_USE, SPAN_SWEEPING, SPAN_SWEPT, SPAN_UNSWEPT, SPAN_WORDS, SW_LIVE, SW_STATE,
 } from '../src/memory/layout.js';
 import { granuleOf } from './helpers/slots.js';
 import {
@@ -35,6 +35,27 @@ function expectRestOfPass(pass: Iterator<[MapKey, Ref | 0]>, numberOf: (v: Ref |
     steps++;
   }
   expect(steps).toBe(entries);
+}
+
+/**
+ * A sweeper thread's steps on span s (src/memory/sweeper.ts,
+ * sweepClaimedSpan), up to: its claim; the cleared marks; its live count
+ * written (the last step before it publishes the state).
+ */
+function sweepAs(v: { spans: Int32Array; allocBits: Uint32Array; markBits: Uint32Array }, s: number, upTo: 'claim' | 'marks' | 'count'): void {
+  const e = s * SPAN_WORDS;
+  expect(Atomics.compareExchange(v.spans, e + SW_STATE, SPAN_UNSWEPT, SPAN_SWEEPING), "the thread's claim").toBe(SPAN_UNSWEPT);
+  if (upTo === 'claim') return;
+  const w0 = s * SPAN_BITMAP_WORDS;
+  let live = 0;
+  for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) {
+    v.allocBits[w] &= v.markBits[w];
+    for (let b = v.allocBits[w]; b !== 0; b &= b - 1) live++;
+  }
+  Atomics.store(v.spans, e + SW_STATE, SPAN_SWEPT);
+  v.markBits.fill(0, w0, w0 + SPAN_BITMAP_WORDS);
+  if (upTo === 'marks') return;
+  v.spans[e + SW_LIVE] = live;
 }
 
 function valueTypes(heap: Heap) {
@@ -399,14 +420,15 @@ describe('heap maps: errors', () => {
     });
   }
 
-  // Found in the session-18 review of the record above: a thread that died
-  // after clearing a span's marks (terminated between two statements) left
-  // its survivors allocated and unmarked, and the failed sweep recorded
-  // them as garbage: a pass over a rooted map there threw. The thread flags
-  // the span once its allocation bits are final, before the marks go; the
-  // thread here is the test, doing each step as sweepClaimedSpan does.
-  for (const cleared of [false, true]) {
-    it(`a rooted map in a span a dead thread left SWEEPING (${cleared ? 'after' : 'before'} it cleared the marks): its pass goes on after SWEEP_FAILED`, async () => {
+  // Found in the session-18 reviews of the record above: a thread that died
+  // after clearing a span's marks (terminated, or stalled, between two
+  // statements) left its survivors allocated and unmarked, and the failed
+  // sweep recorded them as garbage: a pass over a rooted map there threw.
+  // The thread marks the span SWEPT once its allocation bits are final,
+  // before any mark goes. The thread here is the test, doing each step of
+  // sweepClaimedSpan up to where it dies.
+  for (const diesAt of ['its claim', 'the cleared marks', 'its count, before it publishes the state'] as const) {
+    it(`a rooted map in a span whose thread died after ${diesAt}: its pass goes on after SWEEP_FAILED`, async () => {
       const heap = makeHeap({
         mode: 'stw', auto: false, sweepThreads: 1, inlineSweepUs: 0,
         faultInjectionForTesting: { kind: 'sweep-worker-throw', arg: 1, cycles: (id) => id === 1 },
@@ -415,23 +437,11 @@ describe('heap maps: errors', () => {
       for (let i = 0; i < 50; i++) S.alloc({ n: i });  // the first span: the real thread claims it and throws
       const kept = heap.root(heap.maps.alloc());
       for (let i = 0; i < 20; i++) heap.maps.set(kept.get(), i, S.alloc({ n: i }));
-      const v = heapInternals(heap).views;
       const s = Math.floor(granuleOf(heap, kept.get()) / SPAN_GRANULES);
       expect(s).toBeGreaterThan(1);
       const cycle = heap.collect();
       expect(heap.stats().phase).toBe('sweeping');
-      const e = s * SPAN_WORDS;
-      expect(Atomics.compareExchange(v.spans, e + SW_STATE, SPAN_UNSWEPT, SPAN_SWEEPING), "the thread's claim").toBe(SPAN_UNSWEPT);
-      if (cleared) {
-        const w0 = s * SPAN_BITMAP_WORDS;
-        let live = 0;
-        for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) {
-          v.allocBits[w] &= v.markBits[w];
-          for (let b = v.allocBits[w]; b !== 0; b &= b - 1) live++;
-        }
-        Atomics.store(v.spans, e + SW_LIVE, live | LIVE_BITS_FINAL);
-        v.markBits.fill(0, w0, w0 + SPAN_BITMAP_WORDS);  // and dies here, before it publishes the state
-      }
+      sweepAs(heapInternals(heap).views, s, diesAt === 'its claim' ? 'claim' : diesAt === 'the cleared marks' ? 'marks' : 'count');
       await expect(cycle).rejects.toMatchObject({ reason: 'SWEEP_FAILED' });
       let n = 0;
       for (const [k, val] of heap.maps.entries(kept.get())) {
@@ -444,10 +454,8 @@ describe('heap maps: errors', () => {
 
   // Found in the session-18 review: a dead map in a span a sweeper thread
   // had claimed but not finished was taken for live, and that step handed
-  // out a value whose slot had been reused. The check now waits for the
-  // thread's answer; the claim is made here as a thread's would be, and
-  // nothing finishes it, so the check gives up after a second and takes
-  // the unmarked map for dead.
+  // out a value whose slot had been reused. The claim is made here as a
+  // thread's would be, and nothing finishes it.
   it('a dead map in a span a sweeper thread has claimed: StaleReferenceError, no wrong value', async () => {
     const heap = makeHeap({ mode: 'stw', auto: false, sweepThreads: 0, inlineSweepUs: 0 });
     const S = heap.defineStruct('S', { n: 'i32' });
@@ -486,20 +494,11 @@ describe('heap maps: errors', () => {
     const cycle = heap.collect();
     const v = heapInternals(heap).views;
     const s = Math.floor(granuleOf(heap, kept.get()) / SPAN_GRANULES);
-    const e = s * SPAN_WORDS;
-    // The thread's steps (sweepClaimedSpan) up to its last: claim, keep the
-    // marked, flag the bits final, clear the marks; the state not published.
-    expect(Atomics.compareExchange(v.spans, e + SW_STATE, SPAN_UNSWEPT, SPAN_SWEEPING)).toBe(SPAN_UNSWEPT);
-    const w0 = s * SPAN_BITMAP_WORDS;
-    const live0 = v.spans[e + SW_LIVE];
-    for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) v.allocBits[w] &= v.markBits[w];
-    Atomics.store(v.spans, e + SW_LIVE, live0 | LIVE_BITS_FINAL);
-    v.markBits.fill(0, w0, w0 + SPAN_BITMAP_WORDS);
+    sweepAs(v, s, 'count');
     try {
       expectRestOfPass(pass, (x) => S.get.n(x as never), 200);
     } finally {
-      v.spans[e + SW_LIVE] = live0;
-      Atomics.store(v.spans, e + SW_STATE, SPAN_IN_USE);  // published
+      Atomics.store(v.spans, s * SPAN_WORDS + SW_STATE, SPAN_IN_USE);  // published
     }
     await cycle;
   });

@@ -49,8 +49,6 @@ export interface TypeContext {
     readonly cacheBits: Int32Array; readonly cacheWord: Int32Array;
     /** Objects a failed sweep left in place, unreachable (src/memory/allocator.ts). */
     readonly garbageLeft: Uint32Array | undefined;
-    /** Sweeps begun so far. */
-    readonly sweepsBegun: number;
   };
   /** A new object has weak fields: register it for clearing (src/api/weak.ts). */
   weakHolderAllocated(g: number): void;

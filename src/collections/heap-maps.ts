@@ -49,9 +49,8 @@ import {
   FieldValueError, HeapExhaustedError, InvalidArgumentError, InvalidKeyError, MapModifiedError, StaleReferenceError, describe,
 } from '../api/errors.js';
 import {
-  DESCRIPTOR_WORDS, HEADER_BYTES, KIND_STRUCT, LIVE_BITS_FINAL, SPAN_GRANULES, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS, SW_LIVE, SW_STATE,
-  TYPE_BYTES, TYPE_REF_ARRAY,
-  TYPE_STRING,
+  DESCRIPTOR_WORDS, HEADER_BYTES, KIND_STRUCT, SPAN_GRANULES, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS, SW_STATE, TYPE_BYTES,
+  TYPE_REF_ARRAY, TYPE_STRING,
 } from '../memory/layout.js';
 import type { Ref } from '../api/types.js';
 import type { TypeContext } from '../api/type-registry.js';
@@ -63,8 +62,6 @@ import { readUtf8, utf8Equals, writeUtf8 } from '../memory/utf8.js';
 export const TYPE_MAP = 4;
 export const MAP_TYPE_NAME = 'HeapMap';
 const MAP_BYTES = 48;
-/** What identityAt waits on (nothing wakes it: a timed nap). */
-const NAP = new Int32Array(new SharedArrayBuffer(4));
 const MAP_REFS = 3;
 
 // Header words, from the object's first u32.
@@ -469,56 +466,29 @@ export class HeapMaps {
     // Marked by the last mark and not swept since (a sweep clears a span's
     // marks last): live.
     if ((Atomics.load(v.markBits, w) & bit) !== 0) return this.u32[g * 4];
-    // Unmarked. In a span the sweep has not begun, it is dead: the last mark
-    // left it, and its slot keeps the allocation bit and header until the
-    // sweep, while the objects it referred to may be freed and reused
-    // (found in review). (An object in an UNSWEPT span existed at the
-    // mark: the mutator allocates only in swept spans, black while a cycle
-    // marks.) The mark is read before the state, and a sweeper clears marks
-    // only after its claim is seen (src/memory/sweeper.ts): a state still
-    // UNSWEPT means the mark read was the cycle's.
-    const span = Math.floor(g / SPAN_GRANULES);
-    const e = span * SPAN_WORDS;
-    const state = Atomics.load(v.spans, e + SW_STATE);
-    if (state === SPAN_UNSWEPT) return -1;
-    if (state === SPAN_SWEEPING && !this.bitsFinal(span)) {
-      // A sweeper thread has it and has not made its allocation bits final
-      // (LIVE_BITS_FINAL, set before it clears the marks): the mark read
-      // above was the cycle's, so the object is dead, unless the thread
-      // went on, clearing the marks and the flag, since the mark was read.
-      // Its answer is microseconds away: wait for it (found in review: the
-      // step went on with a dead map and handed out a value whose object
-      // had been freed). A thread that died there leaves the span SWEEPING
-      // until the main thread puts it back, which it cannot do while it
-      // waits here: after a second the span counts as stuck (for this
-      // sweep: no more waits) and the cycle's mark decides.
-      const sweep = this.ctx.allocator.sweepsBegun;
-      if (this.stuck.get(span) !== sweep) {
-        const deadline = performance.now() + 1000;
-        while (Atomics.load(v.spans, e + SW_STATE) === SPAN_SWEEPING && !this.bitsFinal(span)) {
-          if (performance.now() >= deadline) {
-            this.stuck.set(span, sweep);
-            break;
-          }
-          Atomics.wait(NAP, 0, 0, 0.05);
-        }
-      }
-      if (Atomics.load(v.spans, e + SW_STATE) === SPAN_SWEEPING && !this.bitsFinal(span)) return -1;
-    }
-    // Swept (the state's atomic load makes the sweeper's writes visible), or
-    // its bits made final (so does the flag's): the allocation bit decides.
-    // Or put back by a failed sweep, which says what it left in place.
+    // Unmarked. In a span the sweep has not begun or whose sweeper has not
+    // made its allocation bits final (UNSWEPT, SWEEPING), the marks are
+    // still the cycle's, so it is dead: its slot keeps the allocation bit
+    // and header until its sweep, while the objects it referred to may be
+    // freed and reused already (found in review). (An object there existed
+    // at the mark: the mutator allocates only in swept spans, black while a
+    // cycle marks.) The mark is read before the state, and a sweeper stores
+    // SWEPT before it clears any mark, ordered so on any CPU
+    // (src/memory/sweeper.ts): a state read as UNSWEPT or SWEEPING means the
+    // mark read was the cycle's, whether the thread is running or died
+    // there (found in review: a dead map in a span a thread had claimed was
+    // taken for live; then, with a flag in place of SWEPT, a live one in a
+    // span a stalled thread had swept, for dead).
+    const state = Atomics.load(v.spans, Math.floor(g / SPAN_GRANULES) * SPAN_WORDS + SW_STATE);
+    if (state === SPAN_UNSWEPT || state === SPAN_SWEEPING) return -1;
+    // SWEPT or published (the state's atomic load makes the sweeper's
+    // writes visible): the allocation bit is final and decides. Or put back
+    // by a failed sweep, which says what it left in place.
     if ((Atomics.load(v.allocBits, w) & bit) === 0) return -1;
     const left = this.ctx.allocator.garbageLeft;
     if (left !== undefined && w < left.length && (left[w] & bit) !== 0) return -1;
     return this.u32[g * 4];
   }
-  /** A sweeper thread made span s's allocation bits final (its marks may be cleared). */
-  private bitsFinal(s: number): boolean {
-    return (Atomics.load(this.ctx.views.spans, s * SPAN_WORDS + SW_LIVE) & LIVE_BITS_FINAL) !== 0;
-  }
-  /** Spans found SWEEPING for a second (a thread died there), each with the sweep it was found in (allocator.sweepsBegun). */
-  private readonly stuck = new Map<number, number>();
   /** @internal */ hashAt(g: number, i: number): number { return this.u32[this.u32[g * 4 + W_HASHES] * 4 + 2 + i]; }
 
   /** @internal Whether the last change to map g was delete() of slot i, bringing it to `version`. */

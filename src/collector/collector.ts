@@ -588,12 +588,17 @@ export class Collector {
             // stream larger than the pipe waits for its reader, and a child
             // that has written its trailer may still be exiting): each read
             // may wait LATE_READ_MS for more of the stream, all of them
-            // together LATE_STREAM_MS (a child trickling its stream kept
-            // this thread for as long as it liked; found in review), and a
+            // together LATE_STREAM_MS and a second per LATE_MIN_RATE of the
+            // bitmap still to come (a child trickling its stream kept this
+            // thread for as long as it liked; a fixed second killed a 4 GiB
+            // heap's finished child under load; found in review), and a
             // complete stream EXIT_GRACE_MS for the pipe to close.
             const start = performance.now();
             const late = start >= deadline;
-            if (late && lateEnd === Infinity) lateEnd = start + LATE_STREAM_MS;
+            if (late && lateEnd === Infinity) {
+              const toCome = Math.max(0, c.topGranule / 8 - reader.bytesReceived);
+              lateEnd = start + LATE_STREAM_MS + toCome / LATE_MIN_RATE * 1000;
+            }
             const wait = !late ? deadline - start : reader.done ? EXIT_GRACE_MS : Math.min(LATE_READ_MS, lateEnd - start);
             if (late && wait <= 0) throw new StreamError('WATCHDOG', ranOver(c));
             const n = h.addon.readBlocking(child.fd, buf, Math.max(1, wait));
@@ -768,11 +773,13 @@ const LATE_READ_MS = 250;
 
 /**
  * How long the rest of a stream may take past the deadline, all reads
- * together (ms): a whole 4 GiB heap's bitmap (32 MiB) is read in tens of
- * ms, and this bounds how long a child trickling its stream holds the
- * main thread.
+ * together: LATE_STREAM_MS, and a second per LATE_MIN_RATE bytes of the
+ * bitmap still to come. A 4 GiB heap's bitmap (32 MiB) took 230-330 ms
+ * idle and up to 1.5 s with eight CPU hogs (review); this bounds how long
+ * a child trickling its stream holds the main thread.
  */
 const LATE_STREAM_MS = 1000;
+const LATE_MIN_RATE = 8 * 2 ** 20;
 
 /** The WATCHDOG message. */
 function ranOver(c: Cycle): string {

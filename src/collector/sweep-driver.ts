@@ -15,7 +15,7 @@ import { faultsCycle } from '../api/options.js';
 import type { CycleStats } from '../api/stats.js';
 import {
   FREE_DIRTY, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS,
-  LIVE_BITS_FINAL, SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
+  SPAN_SWEPT, SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from '../memory/layout.js';
 import { SweepTally, popcount } from '../memory/sweeper.js';
 import { BATCH, SLOT_DONE, SLOT_FAILED, SLOT_POSTED, SLOT_RUNNING, SweepBoard, sweepFromCursor } from '../memory/sweep-board.js';
@@ -280,13 +280,13 @@ export class SweepDriver {
     for (let s = 1; s < a.topSpan; s++) {
       const e0 = s * SPAN_WORDS;
       const state = Atomics.load(v.spans, e0 + SW_STATE);
-      if (state !== SPAN_UNSWEPT && state !== SPAN_SWEEPING) continue;
+      if (state !== SPAN_UNSWEPT && state !== SPAN_SWEEPING && state !== SPAN_SWEPT) continue;
       notSwept[s] = 1;
       const w0 = s * SPAN_BITMAP_WORDS;
       let live = 0;
       // (A thread that died after making the span's allocation bits final
       // may have cleared its marks: then what is allocated survived.)
-      const final = state === SPAN_SWEEPING && (Atomics.load(v.spans, e0 + SW_LIVE) & LIVE_BITS_FINAL) !== 0;
+      const final = state === SPAN_SWEPT;
       for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) {
         live += popcount(v.allocBits[w]);
         if (!final) garbage[w] = v.allocBits[w] & ~v.markBits[w];

@@ -59,7 +59,7 @@
 // when the sweep ends.
 import {
   CLASS_GRANULES, CLASS_SLOTS, FREE_CLEAN, FREE_DIRTY, FREE_RELEASED, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_BYTES,
-  SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_LARGE_TAIL, SPAN_NEEDZERO, SPAN_RESERVED, SPAN_SWEEPING, SPAN_UNSWEPT,
+  SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_LARGE_TAIL, SPAN_NEEDZERO, SPAN_RESERVED, SPAN_SWEEPING, SPAN_SWEPT, SPAN_UNSWEPT,
   SPAN_WORDS, SPAN_ZEROED, SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from './layout.js';
 import { SweepTally, claimSpan, popcount, sweepClaimedSpan } from './sweeper.js';
@@ -254,8 +254,6 @@ export class Allocator {
    * begins, whose marks say it again.
    */
   garbageLeft: Uint32Array | undefined = undefined;
-  /** Sweeps begun in this heap's life (a heap map's identity check keys what it learned of a sweep by it). */
-  sweepsBegun = 0;
   /** While the child lives, new spans are taken to avoid its pages only while heapBytes is below this (childForked). */
   private unsharedLimitBytes = 0;
   private closed = false;
@@ -644,7 +642,7 @@ export class Allocator {
     let s = this.harvestFrom;
     for (; s < this.sweepTop; s++) {
       const state = Atomics.load(spans, s * SPAN_WORDS + SW_STATE);
-      if (state === SPAN_UNSWEPT || state === SPAN_SWEEPING) break;
+      if (state === SPAN_UNSWEPT || state === SPAN_SWEEPING || state === SPAN_SWEPT) break;
       if (state === SPAN_FREE && !this.known[s]) {
         // Freed by a sweeper thread or a main-thread slice, which do not
         // call afterSweep: no longer in use (counted once more when taken
@@ -680,7 +678,6 @@ export class Allocator {
     this.childLives = false;
     this.black = false;
     this.garbageLeft = undefined;
-    this.sweepsBegun++;
     this.sweeping = true;  // (dropCurrent: the partial lists are rebuilt after the sweep)
     this.dropCurrent();
     for (let c = 0; c < LARGE_CLASS; c++) this.partial[c].length = 0;
@@ -744,7 +741,8 @@ export class Allocator {
   /** Whether any span is being swept by some thread right now. */
   anySweeping(): boolean {
     for (let s = 1; s < this.topSpan; s++) {
-      if (Atomics.load(this.v.spans, s * SPAN_WORDS + SW_STATE) === SPAN_SWEEPING) return true;
+      const state = Atomics.load(this.v.spans, s * SPAN_WORDS + SW_STATE);
+      if (state === SPAN_SWEEPING || state === SPAN_SWEPT) return true;
     }
     return false;
   }

@@ -29,20 +29,20 @@ export const SPAN_UNSWEPT = 2;
 export const SPAN_SWEEPING = 3;
 export const SPAN_LARGE_TAIL = 4;
 export const SPAN_RESERVED = 5;
+/**
+ * A sweeper's span whose allocation bits are final, its marks about to be
+ * cleared: the survivors are what is allocated (SWEEPING: the marks are
+ * still the cycle's). A thread that dies here leaves it so, and a heap
+ * map's identity check and a failed sweep read it (found in review: with
+ * only SWEEPING, a span whose marks were cleared looked all garbage).
+ */
+export const SPAN_SWEPT = 6;
 
 // Span table words (see native/layout.h).
 export const SW_STATE = 0;
 export const SW_CLASS = 1;
 export const SW_LIVE = 2;
 export const SW_AUX = 3;
-/**
- * Set in SW_LIVE by a sweeper while a span is SWEEPING, once the span's
- * allocation bits are final and before its marks are cleared: a sweep that
- * fails with the span still SWEEPING then knows an allocated, unmarked
- * object there is a survivor whose mark was cleared, not garbage
- * (src/collector/sweep-driver.ts, sweepFailed). Never set outside SWEEPING.
- */
-export const LIVE_BITS_FINAL = 0x40000000;
 
 // SW_AUX of a free span: whether its pages still hold (zeroed or dirty) memory.
 export const FREE_CLEAN = 0;     // pages zero, still resident (or never touched)

@@ -23,7 +23,11 @@
 // worker swept either from the task's result message (postMessage orders
 // the worker's writes before the main thread's reads) or by reading that
 // state with Atomics.load (rebuildFromTable), never by a plain read racing
-// with the worker.
+// with the worker. In between, it stores SWEPT once the allocation bits are
+// final and before the first mark is cleared: while a span is SWEEPING its
+// marks are the cycle's, once SWEPT its allocation bits say what survived
+// (a heap map's identity check reads a span mid-sweep, and a failed sweep
+// one a dying thread left; src/collections/heap-maps.ts, identityAt).
 //
 // The sweep reads and writes only the bitmaps and the span table: a freed
 // slot is neither read nor zeroed (in fork mode every page of a dead object
@@ -37,7 +41,7 @@
 // when reused, or returned to the OS (pages read back as zero).
 import {
   CLASS_GRANULES, FREE_DIRTY, GRANULE_BYTES, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_BYTES, SPAN_FREE, SPAN_GRANULES,
-  LIVE_BITS_FINAL, SPAN_IN_USE, SPAN_NEEDZERO, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS, SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
+  SPAN_IN_USE, SPAN_NEEDZERO, SPAN_SWEEPING, SPAN_SWEPT, SPAN_UNSWEPT, SPAN_WORDS, SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from './layout.js';
 import type { HeapViews } from './views.js';
 
@@ -70,12 +74,7 @@ export function claimSpan(v: HeapViews, s: number): boolean {
 export function sweepClaimedSpan(v: HeapViews, s: number, tally: SweepTally): number {
   const e = s * SPAN_WORDS;
   const spans = v.spans;
-  // An atomic load after the claim: no write of this sweep (the cleared
-  // marks above all) can be seen before the claim is, on any CPU (arm64
-  // may show a plain store before an earlier compare-and-swap's). A heap
-  // map's identity check relies on it: a cleared mark means the span is no
-  // longer UNSWEPT (src/collections/heap-maps.ts, identityAt).
-  const cls = Atomics.load(spans, e + SW_CLASS);
+  const cls = spans[e + SW_CLASS];
   tally.spans++;
   if (cls === LARGE_CLASS) return sweepLarge(v, s, tally);
   const alloc = v.allocBits;
@@ -96,11 +95,13 @@ export function sweepClaimedSpan(v: HeapViews, s: number, tally: SweepTally): nu
   }
   // Mark bits go last: a sweep interrupted before this line (a worker that
   // died) can be redone, or the span reset, without freeing a survivor.
-  // One interrupted after it has left survivors unmarked: the flag says so.
-  Atomics.store(spans, e + SW_LIVE, live | LIVE_BITS_FINAL);
-  // (An atomic load between: the cleared marks cannot be seen before the
-  // flag, on any CPU.)
-  Atomics.load(spans, e + SW_STATE);
+  // SWEPT says the allocation bits are final before any mark is cleared,
+  // for one interrupted after; the atomic load after it keeps the cleared
+  // marks from being seen before it on any CPU (arm64 may show a plain
+  // store before an earlier store-release). A heap map's identity check
+  // relies on it: a cleared mark means the span is SWEPT or published.
+  Atomics.store(spans, e + SW_STATE, SPAN_SWEPT);
+  Atomics.load(spans, e + SW_CLASS);
   mark.fill(0, w0, w0 + SPAN_BITMAP_WORDS);
   tally.freedObjects += freedSlots;
   tally.freedBytes += freedSlots * CLASS_GRANULES[cls] * GRANULE_BYTES;
@@ -123,8 +124,8 @@ function sweepLarge(v: HeapViews, s: number, tally: SweepTally): number {
   const bit = 1 << (g & 31);
   const w = g >>> 5;
   if ((v.markBits[w] & bit) !== 0) {
-    Atomics.store(v.spans, e + SW_LIVE, 1 | LIVE_BITS_FINAL);  // (as for a small span)
-    Atomics.load(v.spans, e + SW_STATE);
+    Atomics.store(v.spans, e + SW_STATE, SPAN_SWEPT);  // (as for a small span)
+    Atomics.load(v.spans, e + SW_CLASS);
     v.markBits[w] &= ~bit;
     tally.liveObjects++;
     Atomics.store(v.spans, e + SW_STATE, SPAN_IN_USE);
