@@ -441,8 +441,17 @@ describe('heap maps: errors', () => {
       expect(s).toBeGreaterThan(1);
       const cycle = heap.collect();
       expect(heap.stats().phase).toBe('sweeping');
-      sweepAs(heapInternals(heap).views, s, diesAt === 'its claim' ? 'claim' : diesAt === 'the cleared marks' ? 'marks' : 'count');
+      const v = heapInternals(heap).views;
+      sweepAs(v, s, diesAt === 'its claim' ? 'claim' : diesAt === 'the cleared marks' ? 'marks' : 'count');
       await expect(cycle).rejects.toMatchObject({ reason: 'SWEEP_FAILED' });
+      // Put back in use, its marks cleared, its count that of its allocation bits.
+      expect(Atomics.load(v.spans, s * SPAN_WORDS + SW_STATE)).toBe(SPAN_IN_USE);
+      let allocated = 0;
+      for (let w = s * SPAN_BITMAP_WORDS; w < (s + 1) * SPAN_BITMAP_WORDS; w++) {
+        expect(v.markBits[w]).toBe(0);
+        for (let b = v.allocBits[w]; b !== 0; b &= b - 1) allocated++;
+      }
+      expect(v.spans[s * SPAN_WORDS + SW_LIVE]).toBe(allocated);
       let n = 0;
       for (const [k, val] of heap.maps.entries(kept.get())) {
         expect(S.get.n(val as never)).toBe(k);

@@ -5,7 +5,11 @@ import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { closeHeapsAfterEach, makeHeap, type HeapOptions } from './helpers/common.js';
 import { CycleAbortedError, Heap, HeapExhaustedError, type CycleStats } from '../src/index.js';
-import { LARGE_CLASS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_WORDS, SW_CLASS, SW_LIVE, SW_STATE } from '../src/memory/layout.js';
+import {
+  FREE_DIRTY, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_SWEEPING, SPAN_SWEPT, SPAN_UNSWEPT, SPAN_WORDS,
+  SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
+} from '../src/memory/layout.js';
+import { granuleOf } from './helpers/slots.js';
 import { native } from '../src/platform/native.js';
 import { heapInternals } from '../src/internal.js';
 import { SweepTally, claimSpan, sweepClaimedSpan } from '../src/memory/sweeper.js';
@@ -452,5 +456,124 @@ describe('heapBytes during a sweep (found in review)', () => {
     expect(mid).toBeDefined();
     expect(mid!.heapBytes).toBeLessThanOrEqual(mid!.maxHeap);
     expect(heap.stats().heapBytes).toBeLessThanOrEqual(heap.stats().maxHeap);
+  }, 60_000);
+});
+
+// Found in the fifth session-18 review: the sweeper's own steps on a span,
+// and what a failed sweep makes of a thread that died part-way.
+describe('a span part-way through its sweep', () => {
+  it("the sweeper stores SWEPT, the span's allocation bits final, before it clears any of its marks", async () => {
+    const h = heap({ mode: 'stw', auto: false, sweepThreads: 0, inlineSweepUs: 0 });
+    const S = h.defineStruct('S', { n: 'i32' });
+    const kept = h.root(S.alloc({ n: 1 }));
+    for (let i = 0; i < 100; i++) S.alloc({ n: i });
+    const v = heapInternals(h).views;
+    const s = Math.floor(granuleOf(h, kept.get()) / SPAN_GRANULES);
+    const w0 = s * SPAN_BITMAP_WORDS;
+    const seen: { state: number; final: boolean }[] = [];
+    const fill = v.markBits.fill;
+    (v.markBits as { fill: unknown }).fill = function (this: Uint32Array, value: number, start?: number, end?: number) {
+      if (start === w0) {
+        let final = true;
+        for (let w = w0; w < w0 + SPAN_BITMAP_WORDS; w++) if ((v.allocBits[w] & ~v.markBits[w]) !== 0) final = false;
+        seen.push({ state: Atomics.load(v.spans, s * SPAN_WORDS + SW_STATE), final });
+      }
+      return fill.call(this, value, start, end);
+    };
+    try {
+      await h.collect();
+    } finally {
+      delete (v.markBits as { fill?: unknown }).fill;
+    }
+    expect(seen).toEqual([{ state: SPAN_SWEPT, final: true }]);
+  });
+
+  // A task rejected with a start failure's code after its thread had begun
+  // (a thread over its memory limit) was taken for one that never ran: the
+  // cycle completed, the spans it had claimed stayed SWEEPING for good with
+  // the cycle's marks, and a pass over a map there that later died handed
+  // out freed values.
+  for (const mode of ['stw', 'fork'] as const) {
+    it(`a task whose thread died while it ran (ERR_WORKER_OUT_OF_MEMORY) fails the sweep; its span is put back (${mode})`, async () => {
+      let views: HeapViews | undefined;
+      let target = -1;
+      let calls = 0;
+      const pool = {
+        maxThreads: 1,
+        run(task: { control: Int32Array; slot: number }) {
+          if (++calls > 1) return Promise.reject(new Error('no thread'));  // later cycles: the main thread sweeps
+          Atomics.store(task.control, 2 + task.slot, 1);  // RUNNING, as the worker says first
+          Atomics.compareExchange(views!.spans, target * SPAN_WORDS + SW_STATE, SPAN_UNSWEPT, SPAN_SWEEPING);  // its claim
+          return Promise.reject(Object.assign(new Error('Worker terminated due to reaching memory limit'), { code: 'ERR_WORKER_OUT_OF_MEMORY' }));
+        },
+      };
+      const h = heap({ mode, auto: false, inlineSweepUs: 0, piscina: pool as never });
+      views = heapInternals(h).views;
+      const fallbacks: string[] = [];
+      h.on('sweeperFallback', (e) => fallbacks.push(e.reason));
+      const S = h.defineStruct('S', { n: 'i32' });
+      const root = h.root(h.maps.alloc());
+      for (let i = 0; i < 50; i++) h.maps.set(root.get(), i, S.alloc({ n: i }));
+      target = Math.floor(granuleOf(h, root.get()) / SPAN_GRANULES);
+      await expect(h.collect()).rejects.toMatchObject({ reason: 'SWEEP_FAILED' });
+      expect(Atomics.load(views.spans, target * SPAN_WORDS + SW_STATE)).toBe(SPAN_IN_USE);
+      const pass = h.maps.entries(root.get());
+      pass.next();
+      root.release();
+      await h.collect();  // the map is garbage now, and freed
+      for (let i = 0; i < 5000; i++) S.alloc({ n: -7 });
+      const wrong: number[] = [];
+      let err: unknown;
+      try {
+        for (let x = pass.next(); !x.done; x = pass.next()) if (S.get.n(x.value[1] as never) !== x.value[0]) wrong.push(x.value[0] as number);
+      } catch (e) {
+        err = e;
+      }
+      expect(wrong).toEqual([]);
+      expect((err as { code?: string }).code).toBe('ERR_STALE_REF');
+      await new Promise((r) => setImmediate(r));
+      expect(fallbacks.length, 'the pool is not relied on again').toBe(1);
+    }, 30_000);
+  }
+
+  // A thread that died while it freed a large object (its allocation bit
+  // cleared, the run's last spans freed) left the head IN_USE: the next
+  // sweep freed the whole run again, a tail span reused meanwhile included.
+  it('a large object whose free a dying thread cut short is freed by the failed sweep; a reused tail keeps its objects', async () => {
+    const h = heap({
+      mode: 'stw', auto: false, sweepThreads: 1, inlineSweepUs: 0,
+      faultInjectionForTesting: { kind: 'sweep-worker-throw', arg: 1, cycles: (id) => id === 1 },
+    });
+    const S = h.defineStruct('S', { n: 'i32' });
+    for (let i = 0; i < 50; i++) S.alloc({ n: i });  // the first span: the real thread claims it and throws
+    const big = h.bytes.alloc(200_000);  // 4 spans, garbage
+    const v = heapInternals(h).views;
+    const s = Math.floor(granuleOf(h, big) / SPAN_GRANULES);
+    const e = s * SPAN_WORDS;
+    const run = v.spans[e + SW_AUX];
+    expect(run).toBe(4);
+    const cycle = h.collect();
+    // sweepLarge's steps on the dead object: the claim, its allocation bit, the last span freed; then it dies.
+    expect(Atomics.compareExchange(v.spans, e + SW_STATE, SPAN_UNSWEPT, SPAN_SWEEPING)).toBe(SPAN_UNSWEPT);
+    const g = s * SPAN_GRANULES;
+    v.allocBits[g >>> 5] &= ~(1 << (g & 31));
+    const last = (s + run - 1) * SPAN_WORDS;
+    v.spans[last + SW_CLASS] = LARGE_CLASS;
+    v.spans[last + SW_LIVE] = 0;
+    v.spans[last + SW_AUX] = FREE_DIRTY;
+    Atomics.store(v.spans, last + SW_STATE, SPAN_FREE);
+    await expect(cycle).rejects.toMatchObject({ reason: 'SWEEP_FAILED' });
+    const states = [];
+    for (let t = s; t < s + run; t++) states.push(Atomics.load(v.spans, t * SPAN_WORDS + SW_STATE));
+    expect(states, 'the whole run free').toEqual([SPAN_FREE, SPAN_FREE, SPAN_FREE, SPAN_FREE]);
+    // Spans of the run taken for small objects, rooted; then a sweep.
+    const B = h.defineStruct('B', { a: 'f64', b: 'f64', c: 'f64', d: 'f64', e: 'f64', f: 'f64', n: 'i32' });
+    const rooted = [];
+    for (let i = 0; i < 3000; i++) rooted.push(h.root(B.alloc({ n: i })));
+    expect(rooted.some((r) => Math.floor(granuleOf(h, r.get()) / SPAN_GRANULES) >= s), 'objects in the old run').toBe(true);
+    await h.collect();
+    for (let i = 0; i < 40_000; i++) S.alloc({ n: -1 });
+    const wrong = rooted.filter((r, i) => B.get.n(r.get() as never) !== i).length;
+    expect(wrong).toBe(0);
   }, 60_000);
 });

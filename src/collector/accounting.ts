@@ -13,7 +13,7 @@
 // counts objects' own sizes, header included: it is not in this unit.)
 import {
   CLASS_GRANULES, GRANULE_BYTES, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_BYTES, SPAN_IN_USE, SPAN_UNSWEPT,
-  SPAN_SWEEPING, SPAN_SWEPT, SPAN_WORDS, SW_AUX, SW_CLASS, SW_STATE,
+  SPAN_SWEEPING, SPAN_WORDS, SW_AUX, SW_CLASS, SW_STATE,
 } from '../memory/layout.js';
 import { popcount } from '../memory/sweeper.js';
 import type { HeapViews } from '../memory/views.js';
@@ -62,7 +62,7 @@ export class Accounting {
     for (let s = 1; s < spans; s++) {
       const e = s * SPAN_WORDS;
       const state = Atomics.load(v.spans, e + SW_STATE);
-      if (state !== SPAN_IN_USE && state !== SPAN_UNSWEPT && state !== SPAN_SWEEPING && state !== SPAN_SWEPT) continue;
+      if (state !== SPAN_IN_USE && state !== SPAN_UNSWEPT && state !== SPAN_SWEEPING) continue;
       const cls = v.spans[e + SW_CLASS];
       if (cls === LARGE_CLASS) {
         objects++;

@@ -15,7 +15,7 @@ import { faultsCycle } from '../api/options.js';
 import type { CycleStats } from '../api/stats.js';
 import {
   FREE_DIRTY, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS,
-  SPAN_SWEPT, SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
+  SPAN_LARGE_TAIL, SPAN_SWEPT, SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from '../memory/layout.js';
 import { SweepTally, popcount } from '../memory/sweeper.js';
 import { BATCH, SLOT_DONE, SLOT_FAILED, SLOT_POSTED, SLOT_RUNNING, SweepBoard, sweepFromCursor } from '../memory/sweep-board.js';
@@ -193,14 +193,19 @@ export class SweepDriver {
    * A task settled with an error. One that never ran (its thread could not
    * start) is not a failed sweep: the main thread sweeps the rest from the
    * cursor, and the heap says once that it goes on without threads. One that
-   * ran and threw fails the sweep (SWEEP_FAILED).
+   * ran and threw, or whose thread died while it ran, fails the sweep
+   * (SWEEP_FAILED): only that puts back the spans it had claimed. (A task
+   * that ran and was rejected with a start failure's code - a thread over
+   * its memory limit, ERR_WORKER_OUT_OF_MEMORY - was taken for one that
+   * never ran: the cycle completed with its spans SWEEPING for good and
+   * their marks never cleared; found in review.) Such a code also says the
+   * pool's threads cannot be relied on: the main thread sweeps from then on.
    */
   private taskRejected(c: SweepRun, slot: number, e: Error): void {
     if (c !== this.current) return;
     const board = c.board!;
     c.rejected!.add(slot);
-    const state = board.state(slot);
-    if (state === SLOT_POSTED || (state !== SLOT_FAILED && state !== SLOT_DONE && isStartFailure(e))) {
+    if (board.state(slot) === SLOT_POSTED) {
       // The main thread takes over first: nothing the report does may leave the sweep undone.
       this.mainSweeps = true;
       this.scheduleSlice(c);
@@ -208,6 +213,7 @@ export class SweepDriver {
     } else {
       c.sweepFailure ??= e;
       board.drain();
+      if (isStartFailure(e)) this.hooks.sweeperFailed(e);
     }
     this.advance();
   }
@@ -293,7 +299,23 @@ export class SweepDriver {
       }
       v.markBits.fill(0, w0, w0 + SPAN_BITMAP_WORDS);
       v.spans[e0 + SW_LIVE] = live;
-      if (live === 0 && v.spans[e0 + SW_CLASS] !== LARGE_CLASS) {
+      if (live === 0 && v.spans[e0 + SW_CLASS] === LARGE_CLASS) {
+        // A large object's free cut short (sweepLarge clears its allocation
+        // bit, then frees the run from its end): finish it, or the head
+        // stayed IN_USE and the next sweep freed the whole run again,
+        // a tail span reused meanwhile included (found in review). Tails
+        // already FREE may have been taken since: only LARGE_TAIL ones of
+        // this run are freed.
+        const run = v.spans[e0 + SW_AUX];
+        for (let t = s; t < s + run && t < a.topSpan; t++) {
+          const te = t * SPAN_WORDS;
+          if (t > s && (Atomics.load(v.spans, te + SW_STATE) !== SPAN_LARGE_TAIL || v.spans[te + SW_AUX] !== s)) continue;
+          v.spans[te + SW_CLASS] = LARGE_CLASS;
+          v.spans[te + SW_LIVE] = 0;
+          v.spans[te + SW_AUX] = FREE_DIRTY;
+          Atomics.store(v.spans, te + SW_STATE, SPAN_FREE);
+        }
+      } else if (live === 0) {
         v.spans[e0 + SW_AUX] = FREE_DIRTY;
         Atomics.store(v.spans, e0 + SW_STATE, SPAN_FREE);
       } else {
