@@ -3,7 +3,7 @@
 // ordering the threads rely on, and stress with the mutator running.
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { closeHeapsAfterEach, makeHeap, type HeapOptions } from './helpers/common.js';
+import { closeHeapsAfterEach, makeHeap, withTimeout, type HeapOptions } from './helpers/common.js';
 import { CycleAbortedError, Heap, HeapExhaustedError, type CycleStats } from '../src/index.js';
 import {
   FREE_DIRTY, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_SWEEPING, SPAN_SWEPT, SPAN_UNSWEPT, SPAN_WORDS,
@@ -15,7 +15,7 @@ import { heapInternals } from '../src/internal.js';
 import { SweepTally, claimSpan, sweepClaimedSpan } from '../src/memory/sweeper.js';
 import type { Allocator } from '../src/memory/allocator.js';
 import type { HeapViews } from '../src/memory/views.js';
-import { SLOT_FAILED } from '../src/memory/sweep-board.js';
+import { SLOT_DONE, SLOT_FAILED, SLOT_RUNNING } from '../src/memory/sweep-board.js';
 
 closeHeapsAfterEach();
 /** A test heap (64 MiB, no automatic cycles, main-thread sweeping unless asked), closed after each test. */
@@ -533,8 +533,47 @@ describe('a span part-way through its sweep', () => {
       expect((err as { code?: string }).code).toBe('ERR_STALE_REF');
       await new Promise((r) => setImmediate(r));
       expect(fallbacks.length, 'the pool is not relied on again').toBe(1);
+      expect(fallbacks[0]).toMatch(/^a sweeper thread died while it swept: .*ERR_WORKER_OUT_OF_MEMORY/);
     }, 30_000);
   }
+
+  // A slot whose task was rejected while it ran says RUNNING for good: an
+  // allocation that finished the sweep waited for it until its 10 s
+  // deadline while another thread still swept (found in the sixth review).
+  it('an allocation finishing a sweep does not wait for a thread that died (its task rejected while running)', async () => {
+    let views: HeapViews | undefined;
+    let target = -1;
+    const pool = {
+      maxThreads: 2,
+      run(task: { control: Int32Array; slot: number }) {
+        Atomics.store(task.control, 2 + task.slot, SLOT_RUNNING);
+        if (task.slot === 0) {  // claims a span and dies
+          Atomics.compareExchange(views!.spans, target * SPAN_WORDS + SW_STATE, SPAN_UNSWEPT, SPAN_SWEEPING);
+          return Promise.reject(Object.assign(new Error('Worker terminated due to reaching memory limit'), { code: 'ERR_WORKER_OUT_OF_MEMORY' }));
+        }
+        // Slot 1: a live thread that says DONE 300 ms later, while the main thread waits.
+        const w = new Worker(`const { workerData: c } = require('node:worker_threads'); setTimeout(() => Atomics.store(c, ${2 + task.slot}, ${SLOT_DONE}), 300);`,
+          { eval: true, workerData: task.control });
+        return new Promise((r) => w.on('exit', () => r({ slot: task.slot, heapGone: false })));
+      },
+    };
+    const h = heap({ mode: 'stw', maxHeap: '16MiB', auto: false, inlineSweepUs: 0, piscina: pool as never });
+    views = heapInternals(h).views;
+    const S = h.defineStruct('S', { n: 'i32' });
+    const root = h.root(h.maps.alloc());
+    for (let i = 0; i < 50; i++) h.maps.set(root.get(), i, S.alloc({ n: i }));
+    target = Math.floor(granuleOf(h, root.get()) / SPAN_GRANULES);
+    const keep = [];
+    for (let i = 0; i < 6; i++) keep.push(h.root(h.bytes.alloc(1_000_000)));
+    const cycle = h.collect().then(() => 'completed', (e: { reason?: string }) => e.reason);
+    await new Promise((r) => setImmediate(r));  // slot 0's rejection delivered
+    expect(h.stats().phase).toBe('sweeping');
+    const t0 = performance.now();
+    expect(() => h.bytes.alloc(12_000_000)).toThrow(expect.objectContaining({ code: 'ERR_HEAP_EXHAUSTED' }));
+    const waited = performance.now() - t0;
+    expect(await withTimeout(cycle, 20_000, 'the cycle')).toBe('SWEEP_FAILED');
+    expect(waited, 'the live thread (300 ms), not the dead one\'s 10 s deadline').toBeLessThan(5000);
+  }, 30_000);
 
   // A thread that died while it freed a large object (its allocation bit
   // cleared, the run's last spans freed) left the head IN_USE: the next

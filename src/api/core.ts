@@ -190,12 +190,12 @@ export class HeapCore implements RefContext, TypeContext {
   }
 
   /** Sweeper threads could not start (a pids or thread limit, no descriptors...): the main thread sweeps; said once per heap. */
-  sweeperFailed(error: Error): void {
+  sweeperFailed(error: Error, died = false): void {
     if (this.saidSweeperFallback) return;
     this.saidSweeperFallback = true;
     this.pool?.brokenBy(error);
     const code = (error as { code?: unknown }).code;
-    const reason = `sweeper threads could not start: ${error.message}${typeof code === 'string' ? ` (${code})` : ''}`;
+    const reason = `${died ? 'a sweeper thread died while it swept' : 'sweeper threads could not start'}: ${error.message}${typeof code === 'string' ? ` (${code})` : ''}`;
     // After the constructor has returned (the emitter may not have listeners yet).
     process.nextTick(() => {
       process.emitWarning(`forkgc: ${reason}; sweeping on the main thread instead`, { code: 'FORKGC_SWEEPER_FALLBACK' });

@@ -104,7 +104,7 @@ export interface CycleHost {
   /** A child crashed while selective fork was on: plain fork from now on (reported once). */
   selectiveForkOff(reason: string): void;
   /** Sweeper threads could not run: the main thread sweeps instead (reported once per heap). */
-  sweeperFailed(error: Error): void;
+  sweeperFailed(error: Error, died?: boolean): void;
 }
 
 interface Waiter {
@@ -172,7 +172,7 @@ export class Collector {
     this.sweeper = new SweepDriver(host, this.account, {
       completed: (c) => this.settle(c as Cycle, { stats: c.stats }),
       failed: (c, error) => this.settle(c as Cycle, { error }),
-    }, { stalls: this.stalls, sweeperFailed: (e) => host.sweeperFailed(e) });
+    }, { stalls: this.stalls, sweeperFailed: (e, died) => host.sweeperFailed(e, died) });
     host.allocator.stalls = this.stalls;
   }
 

@@ -74,7 +74,8 @@ export interface SweepEnds {
 /** What the driver needs beyond the host: where stalls go, and the once-only report of threads that could not run. */
 export interface SweepDriverHooks {
   readonly stalls: StallClock;
-  sweeperFailed(error: Error): void;
+  /** Threads cannot be relied on (could not start; `died`: one died while it swept): the main thread sweeps from now on. */
+  sweeperFailed(error: Error, died?: boolean): void;
 }
 
 export class SweepDriver {
@@ -213,7 +214,7 @@ export class SweepDriver {
     } else {
       c.sweepFailure ??= e;
       board.drain();
-      if (isStartFailure(e)) this.hooks.sweeperFailed(e);
+      if (isStartFailure(e)) this.hooks.sweeperFailed(e, true);
     }
     this.advance();
   }
@@ -247,12 +248,9 @@ export class SweepDriver {
         (board.noneStarted && process.hrtime.bigint() - c.sweepStartNs > THREAD_GRACE_NS))) this.sweepSlice(c, SAFEPOINT_SLICE_NS);
     if (this.current !== c) return true;
     if (!board.exhausted && !c.sweepFailure) return false;
-    for (let i = 0; i < board.slots; i++) {
-      const st = board.state(i);
-      if (st === SLOT_FAILED) c.sweepFailure ??= new Error('the sweeper thread threw');
-      // Still sweeping (a slot whose task was rejected while running never will).
-      else if (st === SLOT_RUNNING && !c.rejected!.has(i)) return false;
-    }
+    for (let i = 0; i < board.slots; i++) if (board.state(i) === SLOT_FAILED) c.sweepFailure ??= new Error('the sweeper thread threw');
+    // Still sweeping (a slot whose task was rejected while running never will).
+    if (board.runningBut(c.rejected!)) return false;
     if (c.sweepFailure) {
       this.sweepFailed(c, c.sweepFailure);
     } else {
@@ -309,7 +307,10 @@ export class SweepDriver {
         const run = v.spans[e0 + SW_AUX];
         for (let t = s; t < s + run && t < a.topSpan; t++) {
           const te = t * SPAN_WORDS;
-          if (t > s && (Atomics.load(v.spans, te + SW_STATE) !== SPAN_LARGE_TAIL || v.spans[te + SW_AUX] !== s)) continue;
+          // (A tail whose aux is FREE_DIRTY already was being freed when the
+          // thread died: no other run can hold a span inside this one's.)
+          if (t > s && (Atomics.load(v.spans, te + SW_STATE) !== SPAN_LARGE_TAIL ||
+              (v.spans[te + SW_AUX] !== s && v.spans[te + SW_AUX] !== FREE_DIRTY))) continue;
           v.spans[te + SW_CLASS] = LARGE_CLASS;
           v.spans[te + SW_LIVE] = 0;
           v.spans[te + SW_AUX] = FREE_DIRTY;
@@ -384,9 +385,11 @@ export class SweepDriver {
       const deadline = performance.now() + 10_000;
       // Only a running thread can finish a span it claimed: once none runs,
       // a span still SWEEPING was left by a thread that threw (its slot says
-      // FAILED at once, on the board), and advance() below puts it back.
+      // FAILED at once, on the board) or died (its task rejected while its
+      // slot says RUNNING, for good: not waited for, or an allocation waited
+      // the whole 10 s; found in review), and advance() below puts it back.
       const board = c.board!;
-      while (a.anySweeping() && !board.quiet && performance.now() < deadline) Atomics.wait(nap, 0, 0, 1);
+      while (a.anySweeping() && board.runningBut(c.rejected!) && performance.now() < deadline) Atomics.wait(nap, 0, 0, 1);
       a.rebuildFromTable();
     } finally {
       const ns = Number(process.hrtime.bigint() - start);

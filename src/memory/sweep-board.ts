@@ -127,10 +127,14 @@ export class SweepBoard {
     return true;
   }
 
-  /** No slot is running now (each is posted-but-not-started, done, or failed). */
-  get quiet(): boolean {
-    for (let i = 0; i < this.slots; i++) if (this.state(i) === SLOT_RUNNING) return false;
-    return true;
+  /**
+   * Whether a slot still says RUNNING other than those in `settled`: slots
+   * whose task was rejected while it ran (its thread died, and says
+   * RUNNING for good).
+   */
+  runningBut(settled: ReadonlySet<number>): boolean {
+    for (let i = 0; i < this.slots; i++) if (this.state(i) === SLOT_RUNNING && !settled.has(i)) return true;
+    return false;
   }
 }
 
