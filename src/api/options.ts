@@ -85,6 +85,12 @@ export interface HeapOptions {
  * so a consumer's type check never depends on how piscina's types resolve.
  */
 export interface PiscinaPool {
+  /**
+   * Runs the task on a thread. Its promise must settle only once the thread
+   * has stopped running the task, as piscina's does: one rejected while the
+   * thread still sweeps (a wrapper with a timeout of its own) lets that
+   * thread sweep a span the heap has put back, freeing live objects.
+   */
   run(task: unknown, options: { filename: string }): Promise<unknown>;
   /** How many threads the pool may run (forkgc posts one sweep task per thread, at most 4 on a shared pool). */
   readonly maxThreads?: number;
