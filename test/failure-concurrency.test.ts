@@ -297,17 +297,23 @@ describe('a heap used while piscina workers run', () => {
       // (inlineSweepUs: 0: heaps this small would otherwise be swept inline, without the pools.)
       const shared = tenant(1, 20_000, { maxHeap: '128MiB', piscina: pool, inlineSweepUs: 0 });
       const own = tenant(2, 20_000, { maxHeap: '128MiB', sweepThreads: 2, inlineSweepUs: 0 });
+      // The shared pool's sweep task queues behind the application's: a
+      // round whose task started only after the main thread had swept it
+      // all (it helps after 5 ms) is right too. Across the rounds the pool
+      // must have swept (found once in the full suite: a round with 0).
+      let sharedSpans = 0;
       for (let round = 0; round < 6; round++) {
         for (const t of [shared, own]) { t.garbage.length = 0; t.makeGarbage(3000 + round * 500); }
         const [a, b] = await withTimeout(Promise.all([shared.heap.collect(), own.heap.collect()]), 30_000, `round ${round}`);
         expect(a.objectsFreed, `round ${round}, shared pool`).toBe(shared.garbage.length);
         expect(b.objectsFreed, `round ${round}, own pool`).toBe(own.garbage.length);
-        expect(a.workerSpansSwept, 'the shared pool swept spans').toBeGreaterThan(0);
+        sharedSpans += a.workerSpansSwept;
         expect(b.workerSpansSwept, 'the own pool swept spans').toBeGreaterThan(0);
         expect(shared.garbage.every((g) => isFreed(shared.heap, g))).toBe(true);
         shared.check();
         own.check();
       }
+      expect(sharedSpans, 'the shared pool swept spans').toBeGreaterThan(0);
       expect(tasksDone, 'the application’s tasks ran meanwhile').toBeGreaterThan(3);
       expect(taskErrors).toEqual([]);
       // Closing the heap that borrowed the pool leaves the pool to the application.
