@@ -302,18 +302,23 @@ describe('a heap used while piscina workers run', () => {
       // all (it helps after 5 ms) is right too. Across the rounds the pool
       // must have swept (found once in the full suite: a round with 0).
       let sharedSpans = 0;
+      const sharedThreads = new Set<number>();  // the threads that swept for the shared heap
       for (let round = 0; round < 6; round++) {
         for (const t of [shared, own]) { t.garbage.length = 0; t.makeGarbage(3000 + round * 500); }
         const [a, b] = await withTimeout(Promise.all([shared.heap.collect(), own.heap.collect()]), 30_000, `round ${round}`);
         expect(a.objectsFreed, `round ${round}, shared pool`).toBe(shared.garbage.length);
         expect(b.objectsFreed, `round ${round}, own pool`).toBe(own.garbage.length);
         sharedSpans += a.workerSpansSwept;
+        for (const w of a.workers) if (w.spans > 0) sharedThreads.add(w.threadId);
         expect(b.workerSpansSwept, 'the own pool swept spans').toBeGreaterThan(0);
         expect(shared.garbage.every((g) => isFreed(shared.heap, g))).toBe(true);
         shared.check();
         own.check();
       }
       expect(sharedSpans, 'the shared pool swept spans').toBeGreaterThan(0);
+      // Its threads, not threads of the heap's own (found in review: the test passed either way).
+      const poolThreads = new Set(pool.threads.map((t) => t.threadId));
+      expect([...sharedThreads].some((id) => poolThreads.has(id)), `threads ${[...sharedThreads].join(', ')} of the pool's ${[...poolThreads].join(', ')}`).toBe(true);
       expect(tasksDone, 'the application’s tasks ran meanwhile').toBeGreaterThan(3);
       expect(taskErrors).toEqual([]);
       // Closing the heap that borrowed the pool leaves the pool to the application.

@@ -575,6 +575,28 @@ describe('a span part-way through its sweep', () => {
     expect(waited, 'the live thread (300 ms), not the dead one\'s 10 s deadline').toBeLessThan(5000);
   }, 30_000);
 
+  // A thread that threw says FAILED on the board; an application's pool
+  // that swallows the failure fulfils the task. The failure was looked for
+  // only once the cursor was empty, which nothing then emptied: the cycle
+  // stayed sweeping for good (found in the seventh review).
+  it('a task whose thread threw but whose pool fulfilled it fails the sweep, and the cycle ends', async () => {
+    const pool = {
+      maxThreads: 1,
+      run(task: { control: Int32Array; slot: number }) {
+        Atomics.store(task.control, 2 + task.slot, SLOT_RUNNING);
+        Atomics.store(task.control, 2 + task.slot, SLOT_FAILED);
+        return Promise.resolve({ slot: task.slot, heapGone: false });
+      },
+    };
+    const h = heap({ mode: 'stw', maxHeap: '64MiB', auto: false, inlineSweepUs: 0, piscina: pool as never });
+    const S = h.defineStruct('S', { n: 'i32' });
+    const keep = h.root(S.alloc({ n: 42 }));
+    for (let i = 0; i < 200_000; i++) S.alloc({ n: i });
+    const cycle = h.collect().then(() => 'completed', (e: { reason?: string }) => e.reason);
+    expect(await withTimeout(cycle, 10_000, 'the cycle')).toBe('SWEEP_FAILED');
+    expect(S.get.n(keep.get())).toBe(42);
+  }, 30_000);
+
   // A thread that died while it freed a large object (its allocation bit
   // cleared, the run's last spans freed) left the head IN_USE: the next
   // sweep freed the whole run again, a tail span reused meanwhile included.

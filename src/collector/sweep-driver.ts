@@ -247,8 +247,18 @@ export class SweepDriver {
     if (!board.exhausted && (this.mainSweeps ||
         (board.noneStarted && process.hrtime.bigint() - c.sweepStartNs > THREAD_GRACE_NS))) this.sweepSlice(c, SAFEPOINT_SLICE_NS);
     if (this.current !== c) return true;
+    // A thread that threw says FAILED on the board, and its task may still
+    // fulfil (an application's pool that swallows failures): the sweep
+    // fails here, and nothing more is taken from the cursor (found in
+    // review: looked for only once the cursor was empty, which nothing then
+    // emptied, the cycle stayed sweeping for good).
+    for (let i = 0; i < board.slots && !c.sweepFailure; i++) {
+      if (board.state(i) === SLOT_FAILED) {
+        c.sweepFailure = new Error('the sweeper thread threw');
+        board.drain();
+      }
+    }
     if (!board.exhausted && !c.sweepFailure) return false;
-    for (let i = 0; i < board.slots; i++) if (board.state(i) === SLOT_FAILED) c.sweepFailure ??= new Error('the sweeper thread threw');
     // Still sweeping (a slot whose task was rejected while running never will).
     if (board.runningBut(c.rejected!)) return false;
     if (c.sweepFailure) {
