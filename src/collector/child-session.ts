@@ -85,6 +85,9 @@ export class ChildSession {
    */
   deadlineMs = Infinity;
   timeoutMs = 0;
+  /** Whether the timer holds the event loop (someone awaits the cycle). */
+  private keepAlive = false;
+  private onTimeout: (() => void) | undefined;
   #reaped = false;
   get reaped(): boolean { return this.#reaped; }
   set reaped(yes: boolean) {
@@ -107,15 +110,30 @@ export class ChildSession {
     if (!keepAlive) socket.unref();
     this.timeoutMs = timeoutMs;
     this.deadlineMs = performance.now() + timeoutMs;
-    this.watchdog = setTimeout(onTimeout, timeoutMs);
-    if (!keepAlive) this.watchdog.unref();
+    this.keepAlive = keepAlive;
+    this.onTimeout = onTimeout;
+    this.rearm(timeoutMs);
     return socket;
+  }
+
+  /**
+   * Sets the watchdog to fire in `ms` (replacing any earlier timer): past
+   * the deadline, a late child is looked at again on a timer rather than
+   * waited for (src/collector/collector.ts, judgeLate). No-op once the
+   * channel is closed.
+   */
+  rearm(ms: number): void {
+    if (!this.onTimeout) return;
+    if (this.watchdog) clearTimeout(this.watchdog);
+    this.watchdog = setTimeout(this.onTimeout, Math.max(1, Math.ceil(ms)));
+    if (!this.keepAlive) this.watchdog.unref();
   }
 
   /** Stops the watchdog and closes the pipe; no more data or end events. */
   closeChannel(): void {
     if (this.watchdog) clearTimeout(this.watchdog);
     this.watchdog = undefined;
+    this.onTimeout = undefined;
     if (!this.opened) {
       // Never wrapped in a socket (the cycle ended between the fork and
       // open(): a 'fork' listener closed the heap): the descriptor is ours.

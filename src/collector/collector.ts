@@ -136,6 +136,26 @@ interface Cycle extends SweepRun {
    * reached its trigger again (found in review).
    */
   allocatedBefore: number;
+  /** Bytes of the stream that reached this process so far (the socket's, and a safepoint's direct reads), processed or still queued. */
+  bytesArrived: number;
+  /** Set when the child is first judged past its deadline (judgeLate). */
+  late?: LateChild;
+}
+
+/**
+ * A child past its deadline, judged by what it does from then on rather
+ * than by when the main thread looks (docs/failure-model.md, "The
+ * watchdog"). Every path shares one: the timer, a safepoint, and an
+ * allocation at maxHeap that reads the rest of the stream synchronously.
+ */
+interface LateChild {
+  /** When what is left of the stream must have arrived (performance.now() ms). */
+  streamBy: number;
+  /** bytesArrived at the last look that found more, and when that was. */
+  seen: number;
+  progressAt: number;
+  /** When a child whose whole stream is here must have exited (set when the stream is first seen whole). */
+  exitBy: number;
 }
 
 export class Collector {
@@ -225,6 +245,7 @@ export class Collector {
       topGranule: a.topGranule,
       waiters: [],
       streamEnded: false,
+      bytesArrived: 0,
       stagedObjects: 0,
       firstByteMs: 0,
       sweepStartNs: 0n,
@@ -312,27 +333,83 @@ export class Collector {
     const timeout = h.policy.childTimeoutMs(h.allocator.heapBytes);
     const socket = child.open(keepAlive, timeout, () => this.watchdogFired(c));
     c.intake = new PacedIntake((data) => this.onData(c, data), () => this.onEnd(c), this.stalls);
-    socket.on('data', (data: Buffer) => c.intake!.data(data));
+    socket.on('data', (data: Buffer) => {
+      c.bytesArrived += data.length;
+      c.intake!.data(data);
+    });
     socket.on('end', () => c.intake!.end());
     socket.on('error', (e) => this.fail(c, { reason: 'STREAM_SHORT', message: `pipe error: ${e.message}` }));
   }
 
   /**
-   * The deadline passed (the timer fired, or a safepoint found it passed).
-   * The child may have finished in time with the main thread looking only
-   * now (a long synchronous stretch; or the timers phase ran before the
-   * poll phase read the pipe): then its whole stream is in the pipe. Read
-   * what is there, as an allocation at maxHeap would with no time left:
-   * the child is killed (WATCHDOG) only if its stream is not complete (a
-   * finished cycle was thrown away as "ran over"; found in review).
+   * The watchdog's timer fired: at the deadline, or to look at a late child
+   * again. The child may have finished in time with the main thread looking
+   * only now (a long synchronous stretch; or the timers phase ran before
+   * the poll phase read the pipe): then its whole stream is in the pipe.
+   * So the pipe is read first (without waiting), and the child judged by
+   * what it does from then on (judgeLate): it is killed (WATCHDOG) only if
+   * it stops (a finished cycle was thrown away as "ran over"; found in
+   * review).
    */
   private watchdogFired(c: Cycle): void {
     if (c !== this.cycle || c.failure) return;
     if (this.phase === 'marking' && c.child?.socket) {
-      this.finishMarkingSync();
-      if (c !== this.cycle || c.failure) return;  // judged: completed or failed
+      this.pumpPipe(c);
+      return;
     }
     this.fail(c, { reason: 'WATCHDOG', message: ranOver(c) });
+  }
+
+  /**
+   * Where a late child stands, made when it is first judged late (on
+   * whichever path): what is left of its stream must arrive within
+   * LATE_STREAM_MS plus a second per LATE_MIN_RATE bytes still to come.
+   */
+  private lateState(c: Cycle, now: number): LateChild {
+    if (c.late) return c.late;
+    const toCome = Math.max(0, c.topGranule / 8 - c.bytesArrived);
+    c.late = { streamBy: now + LATE_STREAM_MS + toCome / LATE_MIN_RATE * 1000, seen: c.bytesArrived, progressAt: now, exitBy: Infinity };
+    return c.late;
+  }
+
+  /**
+   * The child is past its deadline (the timer, or a safepoint, found it):
+   * judge it without waiting for it, and look again on the timer. It is
+   * killed (WATCHDOG) when none of its stream arrived for LATE_READ_MS (a
+   * child blocked on a full pipe goes on as soon as the pipe is read, and
+   * the pipe was read just before this), when the rest of its stream has
+   * not arrived by the late budget (lateState), or when its whole stream
+   * is here and it has not exited within EXIT_GRACE_MS. The main thread
+   * goes on meanwhile: the old path read the rest of the stream
+   * synchronously, blocking up to a second or more (found in review); only
+   * an allocation at maxHeap still waits (finishMarkingSync), under the
+   * same bounds.
+   */
+  private judgeLate(c: Cycle): void {
+    const child = c.child!;
+    // What arrived is taken at once (the pacing is for the mutator's sake;
+    // this is the rare path): the trailer may be in the queue.
+    if (c.intake!.queued) c.intake!.drain(BigInt(Number.MAX_SAFE_INTEGER));
+    if (c !== this.cycle || c.failure || this.phase !== 'marking' || child.reaped) return;
+    const now = performance.now();
+    const late = this.lateState(c, now);
+    if (c.streamEnded || c.reader!.done) {
+      // The whole stream is here: the child is exiting (tearing down a large
+      // address space takes a while). onEnd's poll, or the next safepoint's
+      // read, reaps it and moves the cycle on.
+      if (late.exitBy === Infinity) late.exitBy = now + EXIT_GRACE_MS;
+      if (now >= late.exitBy) return this.fail(c, { reason: 'WATCHDOG', message: ranOver(c) });
+      child.rearm(late.exitBy - now);
+      return;
+    }
+    if (c.bytesArrived > late.seen) {
+      late.seen = c.bytesArrived;
+      late.progressAt = now;
+    }
+    if (now - late.progressAt >= LATE_READ_MS || now >= late.streamBy) {
+      return this.fail(c, { reason: 'WATCHDOG', message: ranOver(c) });
+    }
+    child.rearm(Math.min(late.progressAt + LATE_READ_MS, late.streamBy) - now);
   }
 
   private onData(c: Cycle, data: Uint8Array): void {
@@ -373,13 +450,17 @@ export class Collector {
   private pumpPipe(c: Cycle): void {
     const child = c.child;
     if (!child || c.failure) return;
+    this.readPipe(c, child);
     // A program that never yields never lets the timer fire: hold the child
-    // to its deadline here (found in review: a hung child lived on, and a
-    // late one was accepted).
-    if (performance.now() >= child.deadlineMs) {
-      this.watchdogFired(c);
-      return;
+    // to its deadline here too (found in review: a hung child lived on, and
+    // a late one was accepted), after reading what the pipe holds.
+    if (c === this.cycle && !c.failure && this.phase === 'marking' && performance.now() >= child.deadlineMs) {
+      this.judgeLate(c);
     }
+  }
+
+  /** Reads what the pipe holds now, for at most a slice, and reaps a child whose stream is over if it has exited. */
+  private readPipe(c: Cycle, child: ChildSession): void {
     if (!c.streamEnded) {
       if (!child.socket) return;
       const h = this.host;
@@ -412,6 +493,7 @@ export class Collector {
             return;
           }
           if (n === 0) break;  // end of stream
+          c.bytesArrived += n;
           this.onData(c, buf.subarray(0, n));
           if (process.hrtime.bigint() >= deadline) return;
         }
@@ -579,7 +661,6 @@ export class Collector {
           if (c !== this.cycle || c.failure || this.phaseNow() !== 'marking') return this.phaseNow() === 'sweeping';
           const buf = new Uint8Array(1 << 20);
           const reader = c.reader;
-          let lateEnd = Infinity;  // when reading the rest of the stream past the deadline must end
           // Up to the end of the pipe, not just the trailer: bytes after it
           // fail the stream here as they do on the event-loop path.
           while (!c.streamEnded) {
@@ -595,10 +676,8 @@ export class Collector {
             // complete stream EXIT_GRACE_MS for the pipe to close.
             const start = performance.now();
             const late = start >= deadline;
-            if (late && lateEnd === Infinity) {
-              const toCome = Math.max(0, c.topGranule / 8 - reader.bytesReceived);
-              lateEnd = start + LATE_STREAM_MS + toCome / LATE_MIN_RATE * 1000;
-            }
+            // (The budget is the one the timer or a safepoint may have begun.)
+            const lateEnd = late ? this.lateState(c, start).streamBy : Infinity;
             const wait = !late ? deadline - start : reader.done ? EXIT_GRACE_MS : Math.min(LATE_READ_MS, lateEnd - start);
             if (late && wait <= 0) throw new StreamError('WATCHDOG', ranOver(c));
             const n = h.addon.readBlocking(child.fd, buf, Math.max(1, wait));
@@ -610,6 +689,7 @@ export class Collector {
               continue;
             }
             if (n < 0) throw new StreamError('STREAM_SHORT', `pipe read failed (errno ${-n})`);
+            c.bytesArrived += n;
             c.reader.push(buf.subarray(0, n));
           }
         } catch (e) {
