@@ -156,6 +156,8 @@ interface LateChild {
   progressAt: number;
   /** When a child whose whole stream is here must have exited (set when the stream is first seen whole). */
   exitBy: number;
+  /** When the main thread last looked (read the pipe and judged). */
+  lookedAt: number;
 }
 
 export class Collector {
@@ -354,7 +356,14 @@ export class Collector {
   private watchdogFired(c: Cycle): void {
     if (c !== this.cycle || c.failure) return;
     if (this.phase === 'marking' && c.child?.socket) {
+      const child = c.child;
       this.pumpPipe(c);
+      // Timers run on libuv's whole-millisecond clock, so this one may fire
+      // up to a millisecond before deadlineMs: then pumpPipe did not judge,
+      // and nothing would look again (found in review: a hung child lived
+      // on, and collect() never settled, in 27 of 150 tries).
+      const now = performance.now();
+      if (c === this.cycle && !c.failure && this.phase === 'marking' && now < child.deadlineMs) child.rearm(child.deadlineMs - now);
       return;
     }
     this.fail(c, { reason: 'WATCHDOG', message: ranOver(c) });
@@ -368,8 +377,34 @@ export class Collector {
   private lateState(c: Cycle, now: number): LateChild {
     if (c.late) return c.late;
     const toCome = Math.max(0, c.topGranule / 8 - c.bytesArrived);
-    c.late = { streamBy: now + LATE_STREAM_MS + toCome / LATE_MIN_RATE * 1000, seen: c.bytesArrived, progressAt: now, exitBy: Infinity };
+    c.late = {
+      streamBy: now + LATE_STREAM_MS + toCome / LATE_MIN_RATE * 1000, seen: c.bytesArrived, progressAt: now, exitBy: Infinity, lookedAt: now,
+    };
     return c.late;
+  }
+
+  /**
+   * A look at a late child, the pipe just read: whatever arrived since the
+   * last look is progress. Time in which nobody looked is not charged to
+   * its stream: a stream larger than the pipe waits for its reader, and a
+   * program busy for a second between two looks would otherwise have its
+   * finished child killed (found in review). A look that finds nothing new
+   * extends nothing, so a hung child still dies.
+   */
+  private lookedLate(c: Cycle, late: LateChild, now: number): void {
+    const gap = now - late.lookedAt;
+    late.lookedAt = now;
+    if (c.bytesArrived > late.seen) {
+      if (gap > LATE_READ_MS) late.streamBy += gap - LATE_READ_MS;
+      late.seen = c.bytesArrived;
+      late.progressAt = now;
+    }
+  }
+
+  /** When a late child whose whole stream is here must have exited (from the first look that found it whole). */
+  private exitDeadline(late: LateChild, now: number): number {
+    if (late.exitBy === Infinity) late.exitBy = now + EXIT_GRACE_MS;
+    return late.exitBy;
   }
 
   /**
@@ -393,18 +428,15 @@ export class Collector {
     if (c !== this.cycle || c.failure || this.phase !== 'marking' || child.reaped) return;
     const now = performance.now();
     const late = this.lateState(c, now);
+    this.lookedLate(c, late, now);
     if (c.streamEnded || c.reader!.done) {
       // The whole stream is here: the child is exiting (tearing down a large
       // address space takes a while). onEnd's poll, or the next safepoint's
       // read, reaps it and moves the cycle on.
-      if (late.exitBy === Infinity) late.exitBy = now + EXIT_GRACE_MS;
-      if (now >= late.exitBy) return this.fail(c, { reason: 'WATCHDOG', message: ranOver(c) });
-      child.rearm(late.exitBy - now);
+      const exitBy = this.exitDeadline(late, now);
+      if (now >= exitBy) return this.fail(c, { reason: 'WATCHDOG', message: ranOver(c) });
+      child.rearm(exitBy - now);
       return;
-    }
-    if (c.bytesArrived > late.seen) {
-      late.seen = c.bytesArrived;
-      late.progressAt = now;
     }
     if (now - late.progressAt >= LATE_READ_MS || now >= late.streamBy) {
       return this.fail(c, { reason: 'WATCHDOG', message: ranOver(c) });
@@ -667,20 +699,30 @@ export class Collector {
             // Past the deadline the child is judged by what it does now,
             // not by when this thread came to read (found in review: a
             // stream larger than the pipe waits for its reader, and a child
-            // that has written its trailer may still be exiting): each read
-            // may wait LATE_READ_MS for more of the stream, all of them
-            // together LATE_STREAM_MS and a second per LATE_MIN_RATE of the
-            // bitmap still to come (a child trickling its stream kept this
-            // thread for as long as it liked; a fixed second killed a 4 GiB
-            // heap's finished child under load; found in review), and a
-            // complete stream EXIT_GRACE_MS for the pipe to close.
+            // that has written its trailer may still be exiting), under the
+            // bounds the timer and the safepoints apply (judgeLate), whose
+            // late state this shares: more of the stream within LATE_READ_MS
+            // of the last that came, the rest by the late budget
+            // (a child trickling its stream kept this thread for as long as
+            // it liked; a fixed second killed a 4 GiB heap's finished child
+            // under load; found in review), and a complete stream
+            // EXIT_GRACE_MS for the pipe to close.
             const start = performance.now();
             const late = start >= deadline;
-            // (The budget is the one the timer or a safepoint may have begun.)
-            const lateEnd = late ? this.lateState(c, start).streamBy : Infinity;
-            const wait = !late ? deadline - start : reader.done ? EXIT_GRACE_MS : Math.min(LATE_READ_MS, lateEnd - start);
-            if (late && wait <= 0) throw new StreamError('WATCHDOG', ranOver(c));
-            const n = h.addon.readBlocking(child.fd, buf, Math.max(1, wait));
+            let wait = deadline - start;
+            if (late) {
+              const bounds = this.lateState(c, start);
+              this.lookedLate(c, bounds, start);
+              if (reader.done) {
+                wait = this.exitDeadline(bounds, start) - start;
+              } else {
+                if (start >= bounds.streamBy) throw new StreamError('WATCHDOG', ranOver(c));
+                wait = Math.min(bounds.progressAt + LATE_READ_MS, bounds.streamBy) - start;
+              }
+            }
+            // Past a bound, one read that does not wait: a child blocked on
+            // a full pipe (nobody read it meanwhile) has left something there.
+            const n = h.addon.readBlocking(child.fd, buf, late ? Math.max(0, wait) : Math.max(1, wait));
             if (n === 0) break;  // end of stream: endOfStream() judges it
             if (n === -1) {
               // (A read begun before the deadline that reached it holding the
@@ -703,9 +745,12 @@ export class Collector {
       }
       // (Reaped already: onEnd's first look found it exited, and childEnded has run.)
       if (child.reaped) return this.phaseNow() === 'sweeping';
-      // The child closed its pipe in time: it is exiting (tearing down a
-      // large address space takes a while), so it gets at least a grace.
-      return this.childEnded(c, child.reapSync(Math.max(deadline - performance.now(), EXIT_GRACE_MS)), c.streamFailure);
+      // The child closed its pipe: it is exiting (tearing down a large
+      // address space takes a while), so it gets at least a grace; past the
+      // deadline, the one the late state already set, if any.
+      const now = performance.now();
+      const exitBy = now >= deadline ? this.exitDeadline(this.lateState(c, now), now) : Math.max(deadline, now + EXIT_GRACE_MS);
+      return this.childEnded(c, child.reapSync(Math.max(1, exitBy - now)), c.streamFailure);
     } finally {
       this.stalls.end(stall);
     }
