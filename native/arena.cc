@@ -95,6 +95,9 @@ HeapMemory* createHeapMemory(const HeapOptions& o) {
     return nullptr;
   }
   h->hugePages = o.hugePages && madvise(h->arena.base, h->arena.bytes, MADV_HUGEPAGE) == 0;
+  // Asked for 4 KiB pages: a system with transparent huge pages "always"
+  // would back the arena with huge pages all the same.
+  if (!o.hugePages) madvise(h->arena.base, h->arena.bytes, MADV_NOHUGEPAGE);
   h->wipeOnFork = madvise(h->markBits.base, h->markBits.bytes, MADV_WIPEONFORK) == 0 &&
                   madvise(h->markStack.base, h->markStack.bytes, MADV_WIPEONFORK) == 0 &&
                   madvise(h->scratch.base, h->scratch.bytes, MADV_WIPEONFORK) == 0;

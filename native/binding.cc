@@ -390,17 +390,21 @@ Napi::Value ReleaseArena(const Napi::CallbackInfo& info) {
   return Napi::Number::New(a.env(), releaseArenaRange(h, offset, bytes));
 }
 
-// restoreHugePages(id, Uint8Array wanted) -> whether the kernel can
-// (huge_page_restore.cc): merge the wanted 2 MiB ranges back, in the background.
-Napi::Value RestoreHugePages(const Napi::CallbackInfo& info) {
-  Args a(info, "restoreHugePages", 2);
+// restorePages(id, Uint8Array writable, Uint8Array wanted) -> whether the
+// kernel can (huge_page_restore.cc): once the child is reaped, make the
+// writable spans' pages writable again and merge the wanted 2 MiB ranges back,
+// in the background.
+Napi::Value RestorePages(const Napi::CallbackInfo& info) {
+  Args a(info, "restorePages", 3);
   HeapMemory* h = a.heap(0);
-  Napi::Uint8Array wanted = a.typedArray<Napi::Uint8Array>(1, napi_uint8_array);
+  Napi::Uint8Array writable = a.typedArray<Napi::Uint8Array>(1, napi_uint8_array);
+  Napi::Uint8Array wanted = a.typedArray<Napi::Uint8Array>(2, napi_uint8_array);
   if (!a.ok()) return a.fail();
-  return Napi::Boolean::New(a.env(), restoreHugePages(h, wanted.Data(), wanted.ElementLength()));
+  return Napi::Boolean::New(a.env(), restorePages(h, writable.Data(), writable.ElementLength(), wanted.Data(), wanted.ElementLength()));
 }
 
-// hugePageRestoreFigures(id) -> { rangesCollapsed, rangesFailed, ns } so far.
+// hugePageRestoreFigures(id) -> { rangesCollapsed, rangesFailed, ns,
+// bytesMadeWritable, writableNs, writableFaults } so far.
 Napi::Value HugePageRestoreFiguresOf(const Napi::CallbackInfo& info) {
   Args a(info, "hugePageRestoreFigures", 1);
   HeapMemory* h = a.heap(0);
@@ -410,6 +414,9 @@ Napi::Value HugePageRestoreFiguresOf(const Napi::CallbackInfo& info) {
   o["rangesCollapsed"] = double(f.rangesCollapsed);
   o["rangesFailed"] = double(f.rangesFailed);
   o["ns"] = double(f.ns);
+  o["bytesMadeWritable"] = double(f.bytesMadeWritable);
+  o["writableNs"] = double(f.writableNs);
+  o["writableFaults"] = double(f.writableFaults);
   return o;
 }
 
@@ -543,7 +550,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["adoptChildPipe"] = Napi::Function::New(env, AdoptChildPipe);
   exports["readBlocking"] = Napi::Function::New(env, ReadBlocking);
   exports["releaseArena"] = Napi::Function::New(env, ReleaseArena);
-  exports["restoreHugePages"] = Napi::Function::New(env, RestoreHugePages);
+  exports["restorePages"] = Napi::Function::New(env, RestorePages);
   exports["hugePageRestoreFigures"] = Napi::Function::New(env, HugePageRestoreFiguresOf);
   exports["stageChunk"] = Napi::Function::New(env, StageChunk);
   exports["checksumWords"] = Napi::Function::New(env, ChecksumWords);

@@ -34,11 +34,23 @@
 // out over the time until the next fork was measured and is worse: the
 // ranges stay split and write-protected longer, and the application took
 // twice the page faults (docs/how-it-works.md).
+//
+// Its second job, with 4 KiB pages: fork() write-protects every page the
+// child shares, and the protection outlives the child, so the application's
+// first write to each page after a cycle faults (20-44 us measured here,
+// mostly the other CPU's TLB flush). The thread makes the resident spans
+// and their allocation bits writable first (MADV_POPULATE_WRITE, Linux
+// 5.14: 0.2-0.3 us a page), 2 MiB per call, stopping at a fork like the
+// merges. A span given back to the OS is skipped (populating it would fault
+// it back in); one given back while the thread works it is faulted in as
+// zero pages, which costs memory, never contents. On huge pages the heap
+// does not ask for it: it measured worse there (docs/performance-log.md).
 #include "huge_page_restore.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <stdio.h>
 #include <time.h>
@@ -50,9 +62,13 @@
 #include <vector>
 
 #include "arena.h"
+#include "layout.h"
 
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
 #endif
 
 namespace forkgc {
@@ -62,10 +78,16 @@ struct HugePageRestorer {
   std::condition_variable wake;
   pthread_t thread;
   uint8_t* base = nullptr;
+  const int32_t* spans = nullptr;  // the heap's span table (read to skip released spans)
+  uint8_t* allocBits = nullptr;
+  std::vector<uint8_t> writable;  // per 64 KiB span: make its pages writable
+  size_t writeCursor = 0;         // next span to look at
+  size_t bitsCursor = 0;          // bytes of allocBits made writable so far
+  size_t bitsBytes = 0;           // allocBits bytes that cover the spans in `writable`
   std::vector<uint8_t> wanted;  // per 2 MiB range: collapse it
   size_t cursor = 0;            // next range to look at
   bool held = true;       // a child may share the arena: do nothing
-  bool collapsing = false;  // a range taken and not yet done (holds wait for it)
+  bool collapsing = false;  // a piece of work taken and not yet done (holds wait for it)
   bool stopping = false;
   HugePageRestoreFigures figures;
   cpu_set_t creatorCpus;  // HeapMemory::creatorCpus, if known
@@ -95,6 +117,98 @@ uint64_t nowNs() {
   return uint64_t(t.tv_sec) * 1000000000u + uint64_t(t.tv_nsec);
 }
 
+// A piece of the restore thread's work, taken under the mutex.
+struct Job {
+  uint8_t* at = nullptr;
+  size_t bytes = 0;
+  bool collapse = false;
+};
+
+// Making pages writable goes 2 MiB at a time (about 0.1 ms of 4 KiB pages
+// measured here), so that a fork waits for at most that much.
+constexpr size_t kWritableChunkBytes = kHugePageBytes;
+
+bool kernelPopulates();
+
+// The next piece of work, or an empty job when there is none: first the
+// allocation bitmap, then the arena's spans (skipping one the heap gave back
+// to the OS: making it writable would fault it back in), then the ranges to
+// collapse.
+Job nextJob(HugePageRestorer* r) {
+  Job j;
+  if (kernelPopulates()) {
+    if (r->bitsCursor < r->bitsBytes) {
+      j.at = r->allocBits + r->bitsCursor;
+      j.bytes = std::min(kWritableChunkBytes, r->bitsBytes - r->bitsCursor);
+      r->bitsCursor += j.bytes;
+      return j;
+    }
+    const size_t spansPerChunk = kWritableChunkBytes / kSpanBytes;
+    while (r->writeCursor < r->writable.size()) {
+      size_t s = r->writeCursor;
+      auto resident = [r](size_t t) {
+        const int32_t* e = r->spans + t * kSpanWords;
+        return r->writable[t] && !(__atomic_load_n(e + kSwState, __ATOMIC_RELAXED) == kSpanFree &&
+                                   __atomic_load_n(e + kSwAux, __ATOMIC_RELAXED) == kFreeReleased);
+      };
+      if (!resident(s)) {
+        r->writeCursor++;
+        continue;
+      }
+      size_t end = s + 1;
+      while (end < r->writable.size() && end - s < spansPerChunk && resident(end)) end++;
+      r->writeCursor = end;
+      j.at = r->base + s * kSpanBytes;
+      j.bytes = (end - s) * kSpanBytes;
+      return j;
+    }
+  }
+  while (r->cursor < r->wanted.size()) {
+    size_t i = r->cursor++;
+    if (!r->wanted[i]) continue;
+    j.at = r->base + i * kHugePageBytes;
+    j.bytes = kHugePageBytes;
+    j.collapse = true;
+    return j;
+  }
+  return j;
+}
+
+bool hasWork(HugePageRestorer* r) {
+  return (kernelPopulates() && (r->bitsCursor < r->bitsBytes || r->writeCursor < r->writable.size())) ||
+         r->cursor < r->wanted.size();
+}
+
+// Makes writable the pages of [at, at + bytes) that are resident, and only
+// those: a span in use may hold pages the application never touched (a size
+// class's slack, an object's unwritten tail), and populating them would
+// cost memory the heap never asked for (under a memory limit, enough to get
+// the application killed; test/oom-order.test.ts). mincore() says which
+// pages are mapped; each run of them gets one MADV_POPULATE_WRITE. A page
+// given back to the OS between the two calls is faulted in as a zero page:
+// memory, never contents. Returns 0 or the first failure's errno; `made`
+// gets the bytes made writable.
+int makeResidentWritable(uint8_t* at, size_t bytes, size_t* made) {
+  const size_t page = systemPageSize();
+  const size_t pages = bytes / page;
+  unsigned char resident[kWritableChunkBytes / 4096];
+  if (pages > sizeof resident) return EINVAL;
+  if (mincore(at, bytes, resident) != 0) return errno;
+  int failed = 0;
+  for (size_t i = 0; i < pages;) {
+    if (!(resident[i] & 1)) {
+      i++;
+      continue;
+    }
+    size_t end = i + 1;
+    while (end < pages && (resident[end] & 1)) end++;
+    if (madvise(at + i * page, (end - i) * page, MADV_POPULATE_WRITE) == 0) *made += (end - i) * page;
+    else if (!failed) failed = errno;
+    i = end;
+  }
+  return failed;
+}
+
 void* run(void* arg) {
   HugePageRestorer* r = static_cast<HugePageRestorer*>(arg);
   // Named, so that top, perf and /proc/PID/task/*/comm tell it from V8's
@@ -114,29 +228,42 @@ void* run(void* arg) {
   std::unique_lock<std::mutex> lock(r->mutex);
   for (;;) {
     r->wake.wait(lock, [r] {
-      return r->stopping || (!r->held && childrenSharingAll.load() == 0 && r->cursor < r->wanted.size());
+      return r->stopping || (!r->held && childrenSharingAll.load() == 0 && hasWork(r));
     });
     if (r->stopping) return nullptr;
-    size_t i = r->cursor++;
-    if (!r->wanted[i]) continue;
-    uint8_t* range = r->base + i * kHugePageBytes;
-    // Taken: a hold now waits until this range is done (the thread might be
-    // preempted between here and madvise, and collapse after the fork).
+    Job job = nextJob(r);
+    if (!job.at) continue;
+    // Taken: a hold now waits until this piece is done (the thread might be
+    // preempted between here and madvise, and work after the fork: a range
+    // collapsed, or a page made writable, while a child shares it would be
+    // copied for nothing).
     r->collapsing = true;
     lock.unlock();
     uint64_t t0 = nowNs();
-    int rc = madvise(range, kHugePageBytes, MADV_COLLAPSE);
-    int err = errno;
+    // Each page made writable counts as a minor fault of this thread (the
+    // kernel's fault handler, reached without an exception): counted apart,
+    // so the heap can tell the application's faults from these.
+    rusage before, after;
+    bool counted = !job.collapse && getrusage(RUSAGE_THREAD, &before) == 0;
+    size_t madeWritable = 0;
+    int rc = job.collapse ? madvise(job.at, job.bytes, MADV_COLLAPSE) : makeResidentWritable(job.at, job.bytes, &madeWritable);
     uint64_t spent = nowNs() - t0;
+    uint64_t faults = counted && getrusage(RUSAGE_THREAD, &after) == 0 ? uint64_t(after.ru_minflt - before.ru_minflt) : 0;
     lock.lock();
     r->collapsing = false;
     r->wake.notify_all();
-    r->figures.ns += spent;
-    // A failure (no huge page free now, a range the kernel will not merge)
-    // costs nothing but the try: later cycles ask again.
-    if (rc == 0) r->figures.rangesCollapsed++;
-    else r->figures.rangesFailed++;
-    (void)err;
+    // A failure (no huge page free now, a range the kernel will not merge;
+    // memory short for a page to make writable) costs nothing but the try:
+    // later cycles ask again.
+    if (job.collapse) {
+      r->figures.ns += spent;
+      if (rc == 0) r->figures.rangesCollapsed++;
+      else r->figures.rangesFailed++;
+    } else {
+      r->figures.writableNs += spent;
+      r->figures.writableFaults += faults;
+      r->figures.bytesMadeWritable += madeWritable;
+    }
   }
 }
 
@@ -151,15 +278,30 @@ bool kernelCollapses() {
   return yes;
 }
 
+// MADV_POPULATE_WRITE came with Linux 5.14 (EINVAL before).
+bool kernelPopulates() {
+  static const bool yes = [] {
+    utsname u;
+    int major = 0, minor = 0;
+    return uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2 && (major > 5 || (major == 5 && minor >= 14));
+  }();
+  return yes;
+}
+
 }  // namespace
 
-bool restoreHugePages(HeapMemory* h, const uint8_t* wanted, size_t count) {
-  if (!h->hugePages || !kernelCollapses()) return false;
+bool restorePages(HeapMemory* h, const uint8_t* writable, size_t spanCount, const uint8_t* wanted, size_t count) {
+  if (!h->hugePages || !kernelCollapses()) count = 0;
+  if (!kernelPopulates()) spanCount = 0;
+  if (spanCount == 0 && count == 0) return false;
   if (count > h->arena.bytes / kHugePageBytes) count = h->arena.bytes / kHugePageBytes;
+  if (spanCount > h->arena.bytes / kSpanBytes) spanCount = h->arena.bytes / kSpanBytes;
   HugePageRestorer* r = h->hugePageRestorer;
   if (!r) {
     r = new HugePageRestorer();
     r->base = h->arena.base;
+    r->spans = reinterpret_cast<const int32_t*>(h->spans.base);
+    r->allocBits = h->allocBits.base;
     r->creatorCpus = h->creatorCpus;
     r->creatorCpusKnown = h->creatorCpusKnown;
     // pthread_create, not std::thread: built without exceptions, a thread
@@ -175,6 +317,14 @@ bool restoreHugePages(HeapMemory* h, const uint8_t* wanted, size_t count) {
     restorers.push_back(r);
   }
   std::lock_guard<std::mutex> lock(r->mutex);
+  r->writable.assign(writable, writable + spanCount);
+  r->writeCursor = 0;
+  r->bitsCursor = 0;
+  // The allocation bits of those spans (whole pages: the sweepers and the
+  // allocator write them).
+  size_t bits = spanCount * kSpanBitmapWords * 4;
+  size_t page = systemPageSize();
+  r->bitsBytes = std::min(h->allocBits.bytes, (bits + page - 1) / page * page);
   r->wanted.assign(wanted, wanted + count);
   r->cursor = 0;
   r->held = false;

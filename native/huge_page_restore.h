@@ -11,15 +11,26 @@ struct HugePageRestoreFigures {
   uint64_t rangesCollapsed = 0;  // 2 MiB ranges MADV_COLLAPSE made huge again
   uint64_t rangesFailed = 0;     // ranges the kernel refused (no huge page free, pinned pages...)
   uint64_t ns = 0;               // time spent in MADV_COLLAPSE, on the restore thread
+  uint64_t bytesMadeWritable = 0;  // arena and allocation-bitmap bytes MADV_POPULATE_WRITE made writable
+  uint64_t writableNs = 0;         // time spent in MADV_POPULATE_WRITE
+  uint64_t writableFaults = 0;     // the minor faults that took (this thread's, in the kernel: no exception)
 };
 
-// Starts (or restarts from the beginning) collapsing the 2 MiB ranges of the
-// arena whose byte in `wanted` is non-zero (range i = bytes [i*2 MiB, (i+1)*2 MiB)),
-// on the heap's restore thread. The caller leaves out ranges it gave back to
-// the OS: collapsing one would fill it again. Only for a heap with huge pages,
-// only when no child shares the arena (after the child was reaped). Returns
-// false when the kernel has no MADV_COLLAPSE (before Linux 6.1).
-bool restoreHugePages(HeapMemory* heap, const uint8_t* wanted, size_t count);
+// Starts (or restarts from the beginning), on the heap's restore thread,
+// undoing what a fork left in the parent's mappings, once the child is
+// reaped (only then: no child may share the arena):
+//   - the pages of the spans whose byte in `writable` is non-zero (span i =
+//     arena bytes [i*64 KiB, (i+1)*64 KiB)), and the allocation bits that
+//     cover spans [0, spanCount), are made writable again (MADV_POPULATE_WRITE,
+//     Linux 5.14): fork() write-protected them, and each first write would
+//     otherwise fault on the application's thread;
+//   - the 2 MiB ranges whose byte in `wanted` is non-zero (range i = bytes
+//     [i*2 MiB, (i+1)*2 MiB)) are merged back into huge pages (MADV_COLLAPSE,
+//     Linux 6.1; a heap with huge pages only).
+// The caller leaves out spans and ranges it gave back to the OS: either
+// would fill them again (and the thread skips a span released since).
+// Returns false when the kernel can do neither.
+bool restorePages(HeapMemory* heap, const uint8_t* writable, size_t spanCount, const uint8_t* wanted, size_t count);
 
 // Called right before fork(): the restore thread stops before its next range,
 // and this waits for a range it has already taken (picked but not yet in

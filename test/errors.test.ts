@@ -96,6 +96,7 @@ describe('errors: InvalidOptionError (ERR_INVALID_OPTION)', () => {
     ['mode of a wrong type', { mode: 1 }],
     ['hugePages of a wrong type', { hugePages: 'yes' }],
     ['restoreHugePages of a wrong type', { restoreHugePages: 1 }],
+    ['restoreWritable of a wrong type', { restoreWritable: 'yes' }],
     ["minTriggerBytes '12 parsecs'", { minTriggerBytes: '12 parsecs' }],
     ['gcPercent not a number', { gcPercent: 'lots' }],
     ['negative childTimeoutMs', { childTimeoutMs: -5 }],

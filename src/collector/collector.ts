@@ -51,14 +51,14 @@
 import { Accounting } from './accounting.js';
 import { CycleAbortedError, type AbortReason } from '../api/errors.js';
 import type { Allocator } from '../memory/allocator.js';
-import type { ChildEnd, NativeAddon, RegionViews } from '../platform/native.js';
+import type { ChildEnd, NativeAddon, RegionViews, RestoreFigures } from '../platform/native.js';
 import { FAULT_CODES, faultsCycle, type ResolvedOptions } from '../api/options.js';
 import type { Policy } from './policy.js';
 import type { RootTable } from '../api/root-table.js';
 import type { CycleStats, Trigger } from '../api/stats.js';
 import { SweepTally, claimSpan, popcount, sweepClaimedSpan } from '../memory/sweeper.js';
 import type { HeapViews } from '../memory/views.js';
-import { hugeRangesToRestore } from '../memory/huge-pages.js';
+import { hugeRangesToRestore, residentSpans } from '../memory/huge-pages.js';
 import type { CycleEventMap, CycleEventName } from '../api/events.js';
 import type { SweepPool } from '../memory/sweep-pool.js';
 import type { SweepTaskResult } from '../memory/sweep-worker.js';
@@ -127,8 +127,13 @@ interface Cycle extends SweepRun {
   failure?: Verdict;
   /** What the end of the stream said (checked once, on whichever path saw the end first). */
   streamFailure?: Verdict;
-  /** The parent's minor faults at the cycle's start (process.resourceUsage()). */
+  /**
+   * The parent's minor faults at the cycle's start (process.resourceUsage()),
+   * and how many of them the restore thread took making pages writable
+   * (counted apart: src/api/stats.ts, parentMinorFaults).
+   */
   faults0: number;
+  restoreFaults0: number;
   /**
    * Bytes counted since the previous cycle when this one started (the count
    * starts again from 0): an abort frees nothing, so it adds them back, or
@@ -176,7 +181,7 @@ export class Collector {
 
   private readonly sweeper: SweepDriver;
   /** The restore thread's totals at the last fork (native/huge_page_restore.cc). */
-  private hugeRestoreSeen = { rangesCollapsed: 0, rangesFailed: 0, ns: 0 };
+  private restoreSeen: RestoreFigures = NO_RESTORE;
   /** Selective fork, until a child crashes with it (then plain fork for good). */
   private selectiveFork: boolean;
   /**
@@ -254,7 +259,9 @@ export class Collector {
       mainSweepNs: 0,
       maxSliceNs: 0,
       tally: new SweepTally(),
+      // In this order: see parentMinorFaults at the cycle's end.
       faults0: process.resourceUsage().minorPageFault,
+      restoreFaults0: this.restoreFigures().writableFaults,
       allocatedBefore: this.account.allocatedSinceCycle,
     };
     this.cycle = c;
@@ -288,7 +295,7 @@ export class Collector {
     const h = this.host;
     const fault = h.options.fault;
     const faulty = fault && faultsCycle(fault, c.stats.id);
-    this.countHugePagesRestored(c);
+    this.countPagesRestored(c);
     const stall = this.stalls.begin('fork');
     const t0 = process.hrtime.bigint();
     const r = h.addon.forkCycle(
@@ -596,30 +603,42 @@ export class Collector {
     });
   }
 
+  /** The restore thread's totals so far (all 0 before it first runs). */
+  private restoreFigures(): RestoreFigures {
+    return this.host.addon.hugePageRestoreFigures(this.host.regions.id);
+  }
+
   /** What the restore thread did since the last fork (it stops at this one). */
-  private countHugePagesRestored(c: Cycle): void {
-    const h = this.host;
-    if (!h.regions.hugePages || !h.options.restoreHugePages) return;
-    const f = h.addon.hugePageRestoreFigures(h.regions.id);
-    c.stats.hugeRangesRestored = f.rangesCollapsed - this.hugeRestoreSeen.rangesCollapsed;
-    c.stats.hugeRestoreMs = (f.ns - this.hugeRestoreSeen.ns) / 1e6;
-    this.hugeRestoreSeen = f;
+  private countPagesRestored(c: Cycle): void {
+    const f = this.restoreFigures();
+    const was = this.restoreSeen;
+    c.stats.hugeRangesRestored = f.rangesCollapsed - was.rangesCollapsed;
+    c.stats.hugeRestoreMs = (f.ns - was.ns) / 1e6;
+    c.stats.bytesMadeWritable = f.bytesMadeWritable - was.bytesMadeWritable;
+    c.stats.makeWritableMs = (f.writableNs - was.writableNs) / 1e6;
+    this.restoreSeen = f;
   }
 
   /**
-   * The child is reaped, so no page of the arena is shared any more: merge
-   * back, in the background, the huge pages its sharing split (native/huge_page_restore.cc).
+   * The child is reaped, so no page of the arena is shared any more: in the
+   * background, make writable again the pages fork() write-protected, and
+   * merge back the huge pages the child's sharing split
+   * (native/huge_page_restore.cc).
    */
-  private restoreHugePages(): void {
+  private restorePages(): void {
     const h = this.host;
-    if (!h.regions.hugePages || !h.options.restoreHugePages) return;
-    h.addon.restoreHugePages(h.regions.id, hugeRangesToRestore(h.views.spans, h.allocator.topSpan));
+    const top = h.allocator.topSpan;
+    // Only on 4 KiB pages: on huge pages the populate measured worse (a longer
+    // next fork and child mark; docs/performance-log.md, session 19).
+    const writable = h.options.restoreWritable && !h.regions.hugePages ? residentSpans(h.views.spans, top) : NONE;
+    const huge = h.regions.hugePages && h.options.restoreHugePages ? hugeRangesToRestore(h.views.spans, top) : NONE;
+    if (writable.length > 0 || huge.length > 0) h.addon.restorePages(h.regions.id, writable, huge);
   }
 
   /** The stream validated and the child exited 0: nothing can abort this cycle now. */
   private streamAccepted(c: Cycle): void {
     c.child!.closeChannel();
-    this.restoreHugePages();
+    this.restorePages();
     this.host.publish('stream', {
       heapId: this.host.regions.id, cycleId: c.stats.id, pid: c.child!.pid, bitmapBytes: c.stats.bitmapBytes,
       streamBytes: c.stats.streamBytes, firstByteMs: c.firstByteMs, timeMs: performance.now(),
@@ -650,7 +669,7 @@ export class Collector {
     if (c.child) {
       c.child.closeChannel();
       c.child.kill();
-      if (c.child.reaped) this.restoreHugePages();
+      if (c.child.reaped) this.restorePages();
     }
     // Black bits and any staged child bits: none of it may outlive the cycle,
     // or the next marker would skip objects it has not traced.
@@ -829,7 +848,13 @@ export class Collector {
       s.stallUs = w.stallUs;
       s.maxStallUs = w.maxStallUs;
       s.stalls = w.stalls;
-      s.parentMinorFaults = process.resourceUsage().minorPageFault - c.faults0;
+      // The restore thread's count first, the process's after it (and the
+      // other way round at the start): its faults in between then count as
+      // the application's, never twice as its own, so the difference cannot
+      // go below the truth by more than the chunk in flight at the start
+      // (its count grows a chunk at a time).
+      const restoreFaults = this.restoreFigures().writableFaults - c.restoreFaults0;
+      s.parentMinorFaults = Math.max(0, process.resourceUsage().minorPageFault - c.faults0 - restoreFaults);
       h.policy.cycleCompleted(s.liveBytesAfter, s.heapBytesAfter, {
         markMs: Number(c.sweepStartNs - c.startNs) / 1e6, sweepMs: s.sweepMs, allocatedBytes: this.account.allocatedSinceCycle,
       });
@@ -906,6 +931,9 @@ const LATE_READ_MS = 250;
 const LATE_STREAM_MS = 1000;
 const LATE_MIN_RATE = 8 * 2 ** 20;
 
+const NO_RESTORE: RestoreFigures = { rangesCollapsed: 0, rangesFailed: 0, ns: 0, bytesMadeWritable: 0, writableNs: 0, writableFaults: 0 };
+const NONE = new Uint8Array(0);
+
 /** The WATCHDOG message. */
 function ranOver(c: Cycle): string {
   return `the child ran over ${c.child?.timeoutMs ?? 0} ms and was killed`;
@@ -927,7 +955,7 @@ function emptyStats(id: number, mode: 'fork' | 'stw', trigger: Trigger, heapByte
     bitmapBytes: 0, streamBytes: 0, objectsFreed: 0, bytesFreed: 0, sweepMs: 0, mainThreadSweepMs: 0, mainThreadSweepMaxMs: 0,
     spansSwept: 0, workerSweepMs: 0, workerSpansSwept: 0, workers: [], heapBytesBefore: heapBytes, heapBytesAfter: heapBytes, liveBytesAfter: 0,
     bytesReturned: 0, totalMs: 0, stallUs: 0, maxStallUs: 0, stalls: emptyBreakdown(), parentMinorFaults: 0,
-    hugeRangesRestored: 0, hugeRestoreMs: 0,
+    hugeRangesRestored: 0, hugeRestoreMs: 0, bytesMadeWritable: 0, makeWritableMs: 0,
   };
 }
 

@@ -12,6 +12,15 @@ import { FREE_RELEASED, SPAN_BYTES, SPAN_FREE, SPAN_WORDS, SW_AUX, SW_STATE } fr
 export const HUGE_PAGE_BYTES = 2 * 1024 * 1024;
 const SPANS_PER_HUGE_PAGE = HUGE_PAGE_BYTES / SPAN_BYTES;
 
+/** Per span below `topSpan`: 1 if it is still resident (in use, or free and not given back to the OS). */
+export function residentSpans(spans: Int32Array, topSpan: number): Uint8Array {
+  const out = new Uint8Array(topSpan);
+  for (let s = 1; s < topSpan; s++) {
+    if (!(spans[s * SPAN_WORDS + SW_STATE] === SPAN_FREE && spans[s * SPAN_WORDS + SW_AUX] === FREE_RELEASED)) out[s] = 1;
+  }
+  return out;
+}
+
 /** Per 2 MiB range below `topSpan`: 1 if it holds a span still resident (or in use). */
 export function hugeRangesToRestore(spans: Int32Array, topSpan: number): Uint8Array {
   const ranges = new Uint8Array(Math.ceil(topSpan / SPANS_PER_HUGE_PAGE));

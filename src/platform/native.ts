@@ -44,6 +44,16 @@ export type ChildEnd =
   | { state: 'signaled'; signal: number }
   | { state: 'gone'; errno: number };
 
+/** What a heap's restore thread has done so far (native/huge_page_restore.cc). */
+export interface RestoreFigures {
+  rangesCollapsed: number;
+  rangesFailed: number;
+  ns: number;
+  bytesMadeWritable: number;
+  writableNs: number;
+  writableFaults: number;
+}
+
 export interface NativeAddon {
   createHeap(arenaBytes: number, hugePages: boolean, markStackEntries: number, maxRoots: number):
     RegionViews | { errno: number; message: string };
@@ -60,10 +70,19 @@ export interface NativeAddon {
   waitChild(pid: number, timeoutMs: number): ChildEnd | null;
   readBlocking(fd: number, into: Uint8Array, timeoutMs: number): number;
   releaseArena(id: number, offset: number, bytes: number): number;
-  /** Merges the wanted 2 MiB ranges back into huge pages, on a thread of the heap's; false if the kernel cannot. */
-  restoreHugePages(id: number, wanted: Uint8Array): boolean;
-  /** Totals of restoreHugePages so far: ranges merged, ranges refused, time spent (ns). */
-  hugePageRestoreFigures(id: number): { rangesCollapsed: number; rangesFailed: number; ns: number };
+  /**
+   * Once the child is reaped, on a thread of the heap's: makes the pages of
+   * the `writable` spans (one byte per 64 KiB span) and their allocation bits
+   * writable again, and merges the `wanted` 2 MiB ranges back into huge pages
+   * (native/huge_page_restore.cc); false if the kernel can do neither.
+   */
+  restorePages(id: number, writable: Uint8Array, wanted: Uint8Array): boolean;
+  /**
+   * Totals of restorePages so far: ranges merged, ranges refused, time spent
+   * merging (ns); bytes made writable, time spent on it (ns), and the minor
+   * faults the restore thread took for it.
+   */
+  hugePageRestoreFigures(id: number): RestoreFigures;
   /**
    * Checks a bitmap chunk against its checksum and stages it into the heap's
    * mark bitmap at `wordOffset`: the marks staged, or a STAGE_* code (< 0).
