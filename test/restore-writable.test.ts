@@ -19,10 +19,15 @@
  *     parentMinorFaults never goes below 0 (it did: found in review), and a
  *     close while the thread works joins it;
  *   - a heap asked for 4 KiB pages opts out of huge pages (VmFlags nh);
+ *   - a restore thread refused (pthread_create EAGAIN) costs nothing;
  *   - a heap on huge pages is left alone (there it measured worse);
  *   - spans given back to the OS are left out (residentSpans).
  */
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { heapInternals } from '../src/internal.js';
 import { residentSpans } from '../src/memory/huge-pages.js';
@@ -180,6 +185,26 @@ describe.skipIf(!populates)('making the heap writable again after a cycle (resto
     const core = heapInternals(heap);
     expect(core.regions.hugePages).toBe(false);
     expect(vmFlagsAt(core.regions.arenaAddress)).toContain('nh');
+  });
+
+  it('a restore thread that cannot be created costs a 4 KiB heap nothing: cycles complete, the heap closes', { timeout: 60_000 }, () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'forkgc-nothreads-'));
+    try {
+      const shim = path.join(dir, 'no-addon-threads.so');
+      const cc = spawnSync('cc', ['-shared', '-fPIC', '-O2', '-o', shim, fileURLToPath(new URL('./fixtures/no-addon-threads.c', import.meta.url)), '-ldl'], { encoding: 'utf8' });
+      expect(cc.status, `cc: ${cc.stderr}`).toBe(0);
+      const run = spawnSync(process.execPath, [fileURLToPath(new URL('./fixtures/restore-thread-refused.mjs', import.meta.url)), 'small'], {
+        encoding: 'utf8', env: { ...process.env, LD_PRELOAD: shim }, timeout: 30_000,
+      });
+      expect(run.signal, run.stderr).toBe(null);
+      expect(run.status, run.stderr).toBe(0);
+      expect(run.stdout).toContain('cycle 3 freed 10000');
+      expect(run.stdout).toContain('closed');
+      const refused = /no-addon-threads: refused (\d+)/.exec(run.stderr);
+      expect(Number(refused?.[1]), 'the heap asked for its restore thread and was refused').toBeGreaterThanOrEqual(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('stop-the-world heaps have nothing to restore', async () => {
