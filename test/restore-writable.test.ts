@@ -23,16 +23,13 @@
  *   - a heap on huge pages is left alone (there it measured worse);
  *   - spans given back to the OS are left out (residentSpans).
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { heapInternals } from '../src/internal.js';
 import { residentSpans } from '../src/memory/huge-pages.js';
 import { FREE_RELEASED, SPAN_FREE, SPAN_IN_USE, SPAN_WORDS, SW_AUX, SW_STATE } from '../src/memory/layout.js';
 import { closeHeapsAfterEach, makeHeap } from './helpers/common.js';
+import { expectRefusedRestoreThreadHarmless } from './helpers/restore-thread-refused.js';
 
 closeHeapsAfterEach();
 
@@ -188,23 +185,7 @@ describe.skipIf(!populates)('making the heap writable again after a cycle (resto
   });
 
   it('a restore thread that cannot be created costs a 4 KiB heap nothing: cycles complete, the heap closes', { timeout: 60_000 }, () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'forkgc-nothreads-'));
-    try {
-      const shim = path.join(dir, 'no-addon-threads.so');
-      const cc = spawnSync('cc', ['-shared', '-fPIC', '-O2', '-o', shim, fileURLToPath(new URL('./fixtures/no-addon-threads.c', import.meta.url)), '-ldl'], { encoding: 'utf8' });
-      expect(cc.status, `cc: ${cc.stderr}`).toBe(0);
-      const run = spawnSync(process.execPath, [fileURLToPath(new URL('./fixtures/restore-thread-refused.mjs', import.meta.url)), 'small'], {
-        encoding: 'utf8', env: { ...process.env, LD_PRELOAD: shim }, timeout: 30_000,
-      });
-      expect(run.signal, run.stderr).toBe(null);
-      expect(run.status, run.stderr).toBe(0);
-      expect(run.stdout).toContain('cycle 3 freed 10000');
-      expect(run.stdout).toContain('closed');
-      const refused = /no-addon-threads: refused (\d+)/.exec(run.stderr);
-      expect(Number(refused?.[1]), 'the heap asked for its restore thread and was refused').toBeGreaterThanOrEqual(1);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    expectRefusedRestoreThreadHarmless('small');
   });
 
   it('stop-the-world heaps have nothing to restore', async () => {
