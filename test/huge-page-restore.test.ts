@@ -23,25 +23,12 @@ import { hugeRangesToRestore } from '../src/memory/huge-pages.js';
 import { FREE_RELEASED, SPAN_FREE, SPAN_IN_USE, SPAN_WORDS, SW_AUX, SW_STATE } from '../src/memory/layout.js';
 import { closeHeap, closeHeapsAfterEach, makeHeap, type Ref } from './helpers/common.js';
 import { expectRefusedRestoreThreadHarmless } from './helpers/restore-thread-refused.js';
+import { anonHugeBytesAt } from './helpers/smaps.js';
 
 closeHeapsAfterEach();
 
 const MiB = 1024 * 1024;
 
-/** AnonHugePages (bytes) of the mapping that holds `address`, from /proc/self/smaps. */
-function anonHugeBytesAt(address: bigint): number {
-  let inside = false;
-  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
-    const range = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
-    if (range) {
-      inside = BigInt(`0x${range[1]}`) <= address && address < BigInt(`0x${range[2]}`);
-      continue;
-    }
-    const huge = /^AnonHugePages:\s+(\d+) kB/.exec(line);
-    if (inside && huge) return Number(huge[1]) * 1024;
-  }
-  return 0;
-}
 
 const thpEnabled = (() => {
   try {

@@ -30,6 +30,7 @@ import { residentSpans } from '../src/memory/huge-pages.js';
 import { FREE_RELEASED, SPAN_FREE, SPAN_IN_USE, SPAN_WORDS, SW_AUX, SW_STATE } from '../src/memory/layout.js';
 import { closeHeapsAfterEach, makeHeap } from './helpers/common.js';
 import { expectRefusedRestoreThreadHarmless } from './helpers/restore-thread-refused.js';
+import { vmFlagsAt } from './helpers/smaps.js';
 
 closeHeapsAfterEach();
 
@@ -63,19 +64,6 @@ async function restoreSettled(core: ReturnType<typeof heapInternals>, since: num
   }
 }
 
-/** The VmFlags of the mapping that holds `address` (/proc/self/smaps). */
-function vmFlagsAt(address: bigint): string[] {
-  let inside = false;
-  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
-    const range = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
-    if (range) {
-      inside = BigInt(`0x${range[1]}`) <= address && address < BigInt(`0x${range[2]}`);
-      continue;
-    }
-    if (inside && line.startsWith('VmFlags:')) return line.slice('VmFlags:'.length).trim().split(/\s+/);
-  }
-  return [];
-}
 
 const populates = (() => {
   const [major, minor] = readFileSync('/proc/sys/kernel/osrelease', 'utf8').split('.').map(Number);
