@@ -19,7 +19,6 @@ import { SweepPool } from '../memory/sweep-pool.js';
 import { warmIntake } from '../collector/warm.js';
 import { HeapViews } from '../memory/views.js';
 import { native, type NativeAddon, type RegionViews } from '../platform/native.js';
-import { hugePagesPossible, readHugePageSetting } from '../platform/transparent-huge-pages.js';
 import {
   HeapClosedError, HeapCorruptError, HeapExhaustedError, InvalidArgumentError, InvalidOptionError, describe,
 } from './errors.js';
@@ -112,8 +111,7 @@ export class HeapCore implements RefContext, TypeContext {
     this.options = resolveOptions(options);
     this.addon = native();
     const o = this.options;
-    const hugePages = o.hugePages && hugePagesPossible(readHugePageSetting());
-    const made = this.addon.createHeap(o.maxHeap, hugePages, o.markStackEntries, o.maxRoots);
+    const made = this.addon.createHeap(o.maxHeap, o.hugePages, o.markStackEntries, o.maxRoots);
     if (!('arena' in made)) {
       throw new InvalidOptionError(`maxHeap: could not reserve ${o.maxHeap} bytes of address space: ${made.message}`);
     }

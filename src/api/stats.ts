@@ -90,8 +90,10 @@ export interface CycleStats {
    * (getrusage, all threads), less those this heap's restore thread took
    * making pages writable again (HeapOptions.restoreWritable: handled in the
    * kernel without an exception, about 0.2-0.3 µs a page; bytesMadeWritable
-   * says how much it did). That thread's count grows 2 MiB of pages at a
-   * time, so the figure can be off by up to 512 faults (never below 0).
+   * says how much it did). The two counts are read one after the other, so
+   * the figure may include a few of that thread's faults, or miss up to 512
+   * of the application's (a chunk in flight when the cycle starts); never
+   * below 0 (src/collector/parent-faults.ts).
    */
   parentMinorFaults: number;
   /**

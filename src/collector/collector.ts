@@ -59,6 +59,7 @@ import type { CycleStats, Trigger } from '../api/stats.js';
 import { SweepTally, claimSpan, popcount, sweepClaimedSpan } from '../memory/sweeper.js';
 import type { HeapViews } from '../memory/views.js';
 import { hugeRangesToRestore, residentSpans } from '../memory/huge-pages.js';
+import { faultsSince, markFaults, type FaultMark, type FaultReaders } from './parent-faults.js';
 import type { CycleEventMap, CycleEventName } from '../api/events.js';
 import type { SweepPool } from '../memory/sweep-pool.js';
 import type { SweepTaskResult } from '../memory/sweep-worker.js';
@@ -127,13 +128,8 @@ interface Cycle extends SweepRun {
   failure?: Verdict;
   /** What the end of the stream said (checked once, on whichever path saw the end first). */
   streamFailure?: Verdict;
-  /**
-   * The parent's minor faults at the cycle's start (process.resourceUsage()),
-   * and how many of them the restore thread took making pages writable
-   * (counted apart: src/api/stats.ts, parentMinorFaults).
-   */
-  faults0: number;
-  restoreFaults0: number;
+  /** The parent's minor faults at the cycle's start, and its restore thread's (parent-faults.ts). */
+  faults0: FaultMark;
   /**
    * Bytes counted since the previous cycle when this one started (the count
    * starts again from 0): an abort frees nothing, so it adds them back, or
@@ -259,9 +255,7 @@ export class Collector {
       mainSweepNs: 0,
       maxSliceNs: 0,
       tally: new SweepTally(),
-      // In this order: see parentMinorFaults at the cycle's end.
-      faults0: process.resourceUsage().minorPageFault,
-      restoreFaults0: this.restoreFigures().writableFaults,
+      faults0: markFaults(this.faultReaders),
       allocatedBefore: this.account.allocatedSinceCycle,
     };
     this.cycle = c;
@@ -603,6 +597,11 @@ export class Collector {
     });
   }
 
+  private readonly faultReaders: FaultReaders = {
+    process: () => process.resourceUsage().minorPageFault,
+    restore: () => this.restoreFigures().writableFaults,
+  };
+
   /** The restore thread's totals so far (all 0 before it first runs). */
   private restoreFigures(): RestoreFigures {
     return this.host.addon.hugePageRestoreFigures(this.host.regions.id);
@@ -848,13 +847,7 @@ export class Collector {
       s.stallUs = w.stallUs;
       s.maxStallUs = w.maxStallUs;
       s.stalls = w.stalls;
-      // The restore thread's count first, the process's after it (and the
-      // other way round at the start): its faults in between then count as
-      // the application's, never twice as its own, so the difference cannot
-      // go below the truth by more than the chunk in flight at the start
-      // (its count grows a chunk at a time).
-      const restoreFaults = this.restoreFigures().writableFaults - c.restoreFaults0;
-      s.parentMinorFaults = Math.max(0, process.resourceUsage().minorPageFault - c.faults0 - restoreFaults);
+      s.parentMinorFaults = faultsSince(c.faults0, this.faultReaders);
       h.policy.cycleCompleted(s.liveBytesAfter, s.heapBytesAfter, {
         markMs: Number(c.sweepStartNs - c.startNs) / 1e6, sweepMs: s.sweepMs, allocatedBytes: this.account.allocatedSinceCycle,
       });
