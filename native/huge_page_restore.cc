@@ -48,12 +48,14 @@
 #include "huge_page_restore.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -179,29 +181,45 @@ bool hasWork(HugePageRestorer* r) {
          r->cursor < r->wanted.size();
 }
 
-// Makes writable the pages of [at, at + bytes) that are resident, and only
-// those: a span in use may hold pages the application never touched (a size
-// class's slack, an object's unwritten tail), and populating them would
-// cost memory the heap never asked for (under a memory limit, enough to get
-// the application killed; test/oom-order.test.ts). mincore() says which
-// pages are mapped; each run of them gets one MADV_POPULATE_WRITE. A page
-// given back to the OS between the two calls is faulted in as a zero page:
-// memory, never contents. Returns 0 or the first failure's errno; `made`
-// gets the bytes made writable.
-int makeResidentWritable(uint8_t* at, size_t bytes, size_t* made) {
+// Makes writable the pages of [at, at + bytes) that this process alone maps,
+// and only those. A span in use may hold pages the application never
+// touched (a size class's slack, an object's unwritten tail), and populating
+// them would cost memory the heap never asked for (under a memory limit,
+// enough to get the application killed; test/oom-order.test.ts). Nor may it
+// populate a page the application has only read: on most kernels that maps
+// the shared zero page, which a write fault would replace with a page of
+// its own. /proc/self/pagemap says both per page: present (bit 63) and
+// exclusively mapped (bit 56, Linux 4.2), which a page written since the
+// child exited is and the zero page never is. Where pagemap cannot be read,
+// mincore() says which pages are mapped (the zero page included). Each run
+// of such pages gets one MADV_POPULATE_WRITE. A page given back to the OS
+// between the two calls is faulted in as a zero-filled page: memory, never
+// contents. Returns 0 or the first failure's errno; `made` gets the bytes
+// made writable.
+int makeResidentWritable(int pagemap, uint8_t* at, size_t bytes, size_t* made) {
   const size_t page = systemPageSize();
   const size_t pages = bytes / page;
-  unsigned char resident[kWritableChunkBytes / 4096];
-  if (pages > sizeof resident) return EINVAL;
-  if (mincore(at, bytes, resident) != 0) return errno;
+  constexpr size_t kMaxPages = kWritableChunkBytes / 4096;
+  if (pages > kMaxPages) return EINVAL;
+  bool wanted[kMaxPages];
+  uint64_t entries[kMaxPages];
+  const size_t entryBytes = pages * sizeof(uint64_t);
+  const off_t offset = off_t(reinterpret_cast<uintptr_t>(at) / page * sizeof(uint64_t));
+  if (pagemap >= 0 && pread(pagemap, entries, entryBytes, offset) == ssize_t(entryBytes)) {
+    for (size_t i = 0; i < pages; i++) wanted[i] = (entries[i] >> 63 & 1) && (entries[i] >> 56 & 1);
+  } else {
+    unsigned char resident[kMaxPages];
+    if (mincore(at, bytes, resident) != 0) return errno;
+    for (size_t i = 0; i < pages; i++) wanted[i] = resident[i] & 1;
+  }
   int failed = 0;
   for (size_t i = 0; i < pages;) {
-    if (!(resident[i] & 1)) {
+    if (!wanted[i]) {
       i++;
       continue;
     }
     size_t end = i + 1;
-    while (end < pages && (resident[end] & 1)) end++;
+    while (end < pages && wanted[end]) end++;
     if (madvise(at + i * page, (end - i) * page, MADV_POPULATE_WRITE) == 0) *made += (end - i) * page;
     else if (!failed) failed = errno;
     i = end;
@@ -225,12 +243,17 @@ void* run(void* arg) {
       pthread_setaffinity_np(pthread_self(), sizeof(mine), &mine);
     }
   }
+  // Which pages to make writable (makeResidentWritable); -1: mincore() instead.
+  const int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   std::unique_lock<std::mutex> lock(r->mutex);
   for (;;) {
     r->wake.wait(lock, [r] {
       return r->stopping || (!r->held && childrenSharingAll.load() == 0 && hasWork(r));
     });
-    if (r->stopping) return nullptr;
+    if (r->stopping) {
+      if (pagemap >= 0) close(pagemap);
+      return nullptr;
+    }
     Job job = nextJob(r);
     if (!job.at) continue;
     // Taken: a hold now waits until this piece is done (the thread might be
@@ -246,7 +269,7 @@ void* run(void* arg) {
     rusage before, after;
     bool counted = !job.collapse && getrusage(RUSAGE_THREAD, &before) == 0;
     size_t madeWritable = 0;
-    int rc = job.collapse ? madvise(job.at, job.bytes, MADV_COLLAPSE) : makeResidentWritable(job.at, job.bytes, &madeWritable);
+    int rc = job.collapse ? madvise(job.at, job.bytes, MADV_COLLAPSE) : makeResidentWritable(pagemap, job.at, job.bytes, &madeWritable);
     uint64_t spent = nowNs() - t0;
     uint64_t faults = counted && getrusage(RUSAGE_THREAD, &after) == 0 ? uint64_t(after.ru_minflt - before.ru_minflt) : 0;
     lock.lock();
