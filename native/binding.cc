@@ -172,6 +172,7 @@ Napi::Value CreateHeap(const Napi::CallbackInfo& info) {
     return a.fail();
   HeapMemory* h = createHeapMemory(o);
   if (!h) return errnoResult(a.env(), errno);
+  openPagemap();
   napi_add_env_cleanup_hook(a.env(), destroyOwnedHeap, h);
   return views(a.env(), h);
 }

@@ -181,6 +181,12 @@ bool hasWork(HugePageRestorer* r) {
          r->cursor < r->wanted.size();
 }
 
+// /proc/self/pagemap, opened once per process when its first heap is made
+// (openPagemap), or -1. One descriptor for the process's life: opened per
+// call instead, it would come and go while the application works, and
+// opened by the thread, at a moment nobody chose.
+std::atomic<int> pagemapFd{-1};
+
 // Makes writable the pages of [at, at + bytes) that this process alone maps,
 // and only those. A span in use may hold pages the application never
 // touched (a size class's slack, an object's unwritten tail), and populating
@@ -196,7 +202,7 @@ bool hasWork(HugePageRestorer* r) {
 // between the two calls is faulted in as a zero-filled page: memory, never
 // contents. Returns 0 or the first failure's errno; `made` gets the bytes
 // made writable.
-int makeResidentWritable(int pagemap, uint8_t* at, size_t bytes, size_t* made) {
+int makeResidentWritable(uint8_t* at, size_t bytes, size_t* made) {
   const size_t page = systemPageSize();
   const size_t pages = bytes / page;
   constexpr size_t kMaxPages = kWritableChunkBytes / 4096;
@@ -205,6 +211,7 @@ int makeResidentWritable(int pagemap, uint8_t* at, size_t bytes, size_t* made) {
   uint64_t entries[kMaxPages];
   const size_t entryBytes = pages * sizeof(uint64_t);
   const off_t offset = off_t(reinterpret_cast<uintptr_t>(at) / page * sizeof(uint64_t));
+  const int pagemap = pagemapFd.load(std::memory_order_relaxed);
   if (pagemap >= 0 && pread(pagemap, entries, entryBytes, offset) == ssize_t(entryBytes)) {
     for (size_t i = 0; i < pages; i++) wanted[i] = (entries[i] >> 63 & 1) && (entries[i] >> 56 & 1);
   } else {
@@ -243,17 +250,12 @@ void* run(void* arg) {
       pthread_setaffinity_np(pthread_self(), sizeof(mine), &mine);
     }
   }
-  // Which pages to make writable (makeResidentWritable); -1: mincore() instead.
-  const int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   std::unique_lock<std::mutex> lock(r->mutex);
   for (;;) {
     r->wake.wait(lock, [r] {
       return r->stopping || (!r->held && childrenSharingAll.load() == 0 && hasWork(r));
     });
-    if (r->stopping) {
-      if (pagemap >= 0) close(pagemap);
-      return nullptr;
-    }
+    if (r->stopping) return nullptr;
     Job job = nextJob(r);
     if (!job.at) continue;
     // Taken: a hold now waits until this piece is done (the thread might be
@@ -269,7 +271,7 @@ void* run(void* arg) {
     rusage before, after;
     bool counted = !job.collapse && getrusage(RUSAGE_THREAD, &before) == 0;
     size_t madeWritable = 0;
-    int rc = job.collapse ? madvise(job.at, job.bytes, MADV_COLLAPSE) : makeResidentWritable(pagemap, job.at, job.bytes, &madeWritable);
+    int rc = job.collapse ? madvise(job.at, job.bytes, MADV_COLLAPSE) : makeResidentWritable(job.at, job.bytes, &madeWritable);
     uint64_t spent = nowNs() - t0;
     uint64_t faults = counted && getrusage(RUSAGE_THREAD, &after) == 0 ? uint64_t(after.ru_minflt - before.ru_minflt) : 0;
     lock.lock();
@@ -312,6 +314,11 @@ bool kernelPopulates() {
 }
 
 }  // namespace
+
+void openPagemap() {
+  static std::once_flag once;
+  std::call_once(once, [] { pagemapFd.store(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)); });
+}
 
 bool restorePages(HeapMemory* h, const uint8_t* writable, size_t spanCount, const uint8_t* wanted, size_t count) {
   if (!h->hugePages || !kernelCollapses()) count = 0;

@@ -30,6 +30,12 @@ struct HugePageRestoreFigures {
 // The caller leaves out spans and ranges it gave back to the OS: either
 // would fill them again (and the thread skips a span released since).
 // Returns false when the kernel can do neither.
+// Opens /proc/self/pagemap for the restore thread, once per process (it
+// tells which pages to make writable); called when a heap is made, so the
+// descriptor exists from the first heap on. Without it the thread uses
+// mincore().
+void openPagemap();
+
 bool restorePages(HeapMemory* heap, const uint8_t* writable, size_t spanCount, const uint8_t* wanted, size_t count);
 
 // Called right before fork(): the restore thread stops before its next range,
