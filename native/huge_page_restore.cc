@@ -292,24 +292,24 @@ void* run(void* arg) {
   }
 }
 
+// Whether the running kernel is at least major.minor (uname).
+bool kernelAtLeast(int wantMajor, int wantMinor) {
+  utsname u;
+  int major = 0, minor = 0;
+  return uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+         (major > wantMajor || (major == wantMajor && minor >= wantMinor));
+}
+
 // MADV_COLLAPSE came with Linux 6.1. Older kernels answer EINVAL, which
 // newer ones also give for a range they will not merge, so ask uname.
 bool kernelCollapses() {
-  static const bool yes = [] {
-    utsname u;
-    int major = 0, minor = 0;
-    return uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2 && (major > 6 || (major == 6 && minor >= 1));
-  }();
+  static const bool yes = kernelAtLeast(6, 1);
   return yes;
 }
 
 // MADV_POPULATE_WRITE came with Linux 5.14 (EINVAL before).
 bool kernelPopulates() {
-  static const bool yes = [] {
-    utsname u;
-    int major = 0, minor = 0;
-    return uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2 && (major > 5 || (major == 5 && minor >= 14));
-  }();
+  static const bool yes = kernelAtLeast(5, 14);
   return yes;
 }
 
