@@ -41,10 +41,10 @@
 // mostly the other CPU's TLB flush). The thread makes the resident spans
 // and their allocation bits writable first (MADV_POPULATE_WRITE, Linux
 // 5.14: 0.2-0.3 us a page), 2 MiB per call, stopping at a fork like the
-// merges. A span given back to the OS is skipped (populating it would fault
-// it back in); one given back while the thread works it is faulted in as
-// zero pages, which costs memory, never contents. On huge pages the heap
-// does not ask for it: it measured worse there (docs/performance-log.md).
+// merges. Only pages already mapped by this process alone are touched
+// (makeResidentWritable), so a span given back to the OS stays unbacked. On
+// huge pages the heap does not ask for it: it measured worse there
+// (docs/performance-log.md).
 #include "huge_page_restore.h"
 
 #include <errno.h>
@@ -80,7 +80,6 @@ struct HugePageRestorer {
   std::condition_variable wake;
   pthread_t thread;
   uint8_t* base = nullptr;
-  const int32_t* spans = nullptr;  // the heap's span table (read to skip released spans)
   uint8_t* allocBits = nullptr;
   std::vector<uint8_t> writable;  // per 64 KiB span: make its pages writable
   size_t writeCursor = 0;         // next span to look at
@@ -130,40 +129,32 @@ struct Job {
 // measured here), so that a fork waits for at most that much.
 constexpr size_t kWritableChunkBytes = kHugePageBytes;
 
-bool kernelPopulates();
-
 // The next piece of work, or an empty job when there is none: first the
-// allocation bitmap, then the arena's spans (skipping one the heap gave back
-// to the OS: making it writable would fault it back in), then the ranges to
-// collapse.
+// allocation bitmap, then runs of the listed spans (at most 2 MiB), then the
+// ranges to collapse. (restorePages lists nothing to make writable where the
+// kernel cannot; a span given back to the OS since it was listed has no page
+// mapped, which makeResidentWritable skips.)
 Job nextJob(HugePageRestorer* r) {
   Job j;
-  if (kernelPopulates()) {
-    if (r->bitsCursor < r->bitsBytes) {
-      j.at = r->allocBits + r->bitsCursor;
-      j.bytes = std::min(kWritableChunkBytes, r->bitsBytes - r->bitsCursor);
-      r->bitsCursor += j.bytes;
-      return j;
+  if (r->bitsCursor < r->bitsBytes) {
+    j.at = r->allocBits + r->bitsCursor;
+    j.bytes = std::min(kWritableChunkBytes, r->bitsBytes - r->bitsCursor);
+    r->bitsCursor += j.bytes;
+    return j;
+  }
+  const size_t spansPerChunk = kWritableChunkBytes / kSpanBytes;
+  while (r->writeCursor < r->writable.size()) {
+    size_t s = r->writeCursor;
+    if (!r->writable[s]) {
+      r->writeCursor++;
+      continue;
     }
-    const size_t spansPerChunk = kWritableChunkBytes / kSpanBytes;
-    while (r->writeCursor < r->writable.size()) {
-      size_t s = r->writeCursor;
-      auto resident = [r](size_t t) {
-        const int32_t* e = r->spans + t * kSpanWords;
-        return r->writable[t] && !(__atomic_load_n(e + kSwState, __ATOMIC_RELAXED) == kSpanFree &&
-                                   __atomic_load_n(e + kSwAux, __ATOMIC_RELAXED) == kFreeReleased);
-      };
-      if (!resident(s)) {
-        r->writeCursor++;
-        continue;
-      }
-      size_t end = s + 1;
-      while (end < r->writable.size() && end - s < spansPerChunk && resident(end)) end++;
-      r->writeCursor = end;
-      j.at = r->base + s * kSpanBytes;
-      j.bytes = (end - s) * kSpanBytes;
-      return j;
-    }
+    size_t end = s + 1;
+    while (end < r->writable.size() && end - s < spansPerChunk && r->writable[end]) end++;
+    r->writeCursor = end;
+    j.at = r->base + s * kSpanBytes;
+    j.bytes = (end - s) * kSpanBytes;
+    return j;
   }
   while (r->cursor < r->wanted.size()) {
     size_t i = r->cursor++;
@@ -177,8 +168,7 @@ Job nextJob(HugePageRestorer* r) {
 }
 
 bool hasWork(HugePageRestorer* r) {
-  return (kernelPopulates() && (r->bitsCursor < r->bitsBytes || r->writeCursor < r->writable.size())) ||
-         r->cursor < r->wanted.size();
+  return r->bitsCursor < r->bitsBytes || r->writeCursor < r->writable.size() || r->cursor < r->wanted.size();
 }
 
 // /proc/self/pagemap, opened once per process when its first heap is made
@@ -330,7 +320,6 @@ bool restorePages(HeapMemory* h, const uint8_t* writable, size_t spanCount, cons
   if (!r) {
     r = new HugePageRestorer();
     r->base = h->arena.base;
-    r->spans = reinterpret_cast<const int32_t*>(h->spans.base);
     r->allocBits = h->allocBits.base;
     r->creatorCpus = h->creatorCpus;
     r->creatorCpusKnown = h->creatorCpusKnown;

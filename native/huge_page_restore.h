@@ -27,16 +27,17 @@ struct HugePageRestoreFigures {
 //   - the 2 MiB ranges whose byte in `wanted` is non-zero (range i = bytes
 //     [i*2 MiB, (i+1)*2 MiB)) are merged back into huge pages (MADV_COLLAPSE,
 //     Linux 6.1; a heap with huge pages only).
-// The caller leaves out spans and ranges it gave back to the OS: either
-// would fill them again (and the thread skips a span released since).
+// The caller leaves out ranges it gave back to the OS (a merge would fill
+// them again) and, to spare the thread the look, such spans (only pages
+// still mapped are made writable, so a span released since stays unbacked).
 // Returns false when the kernel can do neither.
+bool restorePages(HeapMemory* heap, const uint8_t* writable, size_t spanCount, const uint8_t* wanted, size_t count);
+
 // Opens /proc/self/pagemap for the restore thread, once per process (it
 // tells which pages to make writable); called when a heap is made, so the
 // descriptor exists from the first heap on. Without it the thread uses
 // mincore().
 void openPagemap();
-
-bool restorePages(HeapMemory* heap, const uint8_t* writable, size_t spanCount, const uint8_t* wanted, size_t count);
 
 // Called right before fork(): the restore thread stops before its next range,
 // and this waits for a range it has already taken (picked but not yet in
