@@ -334,9 +334,8 @@ export class Collector {
       { cycleId: c.stats.id, topGranule: c.topGranule, granuleBytes: GRANULE_BYTES },
       nativeChunkSink(h.addon, h.regions.id, v.allocBits, v.markBits, (n) => { c.stagedObjects += n; }));
     const timeout = h.policy.childTimeoutMs(h.allocator.heapBytes);
-    const socket = child.open(keepAlive, timeout, () => this.watchdogFired(c));
     c.intake = new PacedIntake((data) => this.onData(c, data), () => this.onEnd(c), this.stalls);
-    socket.on('data', (data: Buffer) => {
+    const socket = child.open(keepAlive, timeout, () => this.watchdogFired(c), (data) => {
       c.bytesArrived += data.length;
       c.intake!.data(data);
     });
@@ -499,9 +498,9 @@ export class Collector {
       const h = this.host;
       const buf = (this.readBuf ??= new Uint8Array(CHUNK_BYTES));
       // The socket flows: whatever it took off the pipe went to the paced
-      // intake at once (no socket buffer to drain first), so once the
-      // intake's queue is empty, reading the fd directly keeps the order.
-      // (socket.read() would emit 'data' for what it returns.)
+      // intake at once, through its onread callback (no socket buffer to
+      // drain first), so once the intake's queue is empty, reading the fd
+      // directly keeps the order.
       // At most INTAKE_SLICE_NS of it per call: the child refills the pipe
       // as fast as it is read, so "until the pipe is empty" meant the whole
       // stream at once, 13-30 ms at the end of an 800 MiB heap's marking

@@ -8,7 +8,7 @@
 import type { NativeAddon } from '../platform/native.js';
 import type { StallClock } from './stalls.js';
 import {
-  STAGE_BAD_CHECKSUM, STAGE_OUT_OF_RANGE, StreamError, stageMarks, type ChunkSink,
+  CHUNK_BYTES, STAGE_BAD_CHECKSUM, STAGE_OUT_OF_RANGE, StreamError, stageMarks, type ChunkSink,
 } from './stream.js';
 
 export function nativeChunkSink(
@@ -31,6 +31,9 @@ export function nativeChunkSink(
   };
 }
 
+/** Buffers of queued pieces a PacedIntake keeps for reuse (64 KiB each: 2 MiB, a turn's worth of libuv's reads). */
+export const SPARE_BUFFERS = 32;
+
 /** How long one event-loop turn or one safepoint may spend staging the child's stream. */
 export const INTAKE_SLICE_NS = 1_000_000n;
 
@@ -47,6 +50,13 @@ export const INTAKE_SLICE_NS = 1_000_000n;
  */
 export class PacedIntake {
   private readonly queue: Uint8Array[] = [];
+  /**
+   * Buffers a queued piece was copied into, free again once taken: a piece
+   * from the socket lives in a buffer the next read reuses
+   * (child-session.ts, readBuffer), and new buffers would bring the fresh
+   * pages that reuse is there to avoid. At most SPARE_BUFFERS are kept.
+   */
+  private readonly spare: Uint8Array[] = [];
   private turnStart = 0n;
   private drainScheduled = false;
   private endQueued = false;
@@ -66,15 +76,32 @@ export class PacedIntake {
   /** Whether pieces wait to be taken (then new data goes behind them). */
   get queued(): boolean { return this.queue.length > 0; }
 
-  /** A piece from the socket (the caller no longer uses it): taken now if this turn has time, else queued. */
+  /**
+   * A piece from the socket, valid only during this call: taken now if this
+   * turn has time, else copied and queued.
+   */
   data(piece: Uint8Array): void {
     if (this.stopped) return;
     if (this.queue.length === 0 && !this.turnSpent()) {
       this.take(piece);
       return;
     }
-    this.queue.push(piece);
+    this.queue.push(this.copy(piece));
     this.scheduleDrain();
+  }
+
+  private copy(piece: Uint8Array): Uint8Array {
+    let into = this.spare.pop();
+    if (!into || into.length < piece.length) into = new Uint8Array(Math.max(piece.length, CHUNK_BYTES));
+    into.set(piece);
+    return into.subarray(0, piece.length);
+  }
+
+  /** Takes the first queued piece and keeps its buffer for the next copy. */
+  private takeQueued(): void {
+    const piece = this.queue.shift()!;
+    this.take(piece);
+    if (this.spare.length < SPARE_BUFFERS) this.spare.push(new Uint8Array(piece.buffer, piece.byteOffset, piece.buffer.byteLength - piece.byteOffset));
   }
 
   /** The socket ended. */
@@ -95,7 +122,7 @@ export class PacedIntake {
     const stall = this.stalls?.begin('intake') ?? 0;
     try {
       while (this.queue.length > 0 && !this.stopped) {
-        this.take(this.queue.shift()!);
+        this.takeQueued();
         if (process.hrtime.bigint() >= deadline) break;
       }
     } finally {
@@ -114,6 +141,7 @@ export class PacedIntake {
   stop(): void {
     this.stopped = true;
     this.queue.length = 0;
+    this.spare.length = 0;
   }
 
   /** Whether this event-loop turn's time for the intake is spent (the first piece of a turn opens it). */
