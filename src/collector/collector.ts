@@ -172,7 +172,7 @@ export class Collector {
 
   /** Every wait of the main thread on the collector (src/collector/stalls.ts). */
   readonly stalls = new StallClock();
-  /** A buffer for non-blocking reads of the pipe at safepoints. */
+  /** The buffer every direct read of the pipe reuses (a safepoint's, or an allocation that waits for the child). */
   private readBuf: Uint8Array | undefined;
 
   private readonly sweeper: SweepDriver;
@@ -708,7 +708,9 @@ export class Collector {
           // sweep runs on its marks, clearing them: every live object in the
           // spans still to sweep would be freed.
           if (c !== this.cycle || c.failure || this.phaseNow() !== 'marking') return this.phaseNow() === 'sweeping';
-          const buf = new Uint8Array(1 << 20);
+          // The buffer the safepoints' reads reuse: a new one would bring
+          // fresh pages, each a fault inside the kernel's copy into it.
+          const buf = (this.readBuf ??= new Uint8Array(CHUNK_BYTES));
           const reader = c.reader;
           // Up to the end of the pipe, not just the trailer: bytes after it
           // fail the stream here as they do on the event-loop path.
