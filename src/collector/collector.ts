@@ -698,8 +698,8 @@ export class Collector {
         if (!child.socket) return false;
         try {
           // Everything the socket took off the pipe is in the paced intake
-          // (a flowing socket buffers nothing): take it all, then read the
-          // rest of the pipe directly.
+          // (its onread callback hands each read over; the socket buffers
+          // nothing): take it all, then read the rest of the pipe directly.
           c.intake!.drain(BigInt(Number.MAX_SAFE_INTEGER));
           // The queue may have held the end of the stream: onEnd judged it
           // and, when the child had exited already, reaped it and began the

@@ -31,8 +31,24 @@ export function nativeChunkSink(
   };
 }
 
-/** Buffers of queued pieces a PacedIntake keeps for reuse (64 KiB each: 2 MiB, a turn's worth of libuv's reads). */
+/** Spare buffers the thread keeps for queued pieces (64 KiB each: at most 2 MiB, a turn's worth of libuv's reads). */
 export const SPARE_BUFFERS = 32;
+
+/**
+ * The buffers queued pieces are copied into, free again once taken, shared
+ * by every heap's intake on this thread and kept from cycle to cycle: a
+ * piece from the socket lives in a buffer the next read reuses
+ * (child-session.ts, readBuffer), and a new buffer for each copy would
+ * bring the fresh pages that reuse is there to avoid.
+ */
+const spareBuffers: Uint8Array[] = [];
+
+/** Gives a taken or dropped piece's buffer back to the spares, if it is one of theirs and there is room. */
+function keepSpare(piece: Uint8Array): void {
+  if (piece.buffer.byteLength === CHUNK_BYTES && spareBuffers.length < SPARE_BUFFERS) {
+    spareBuffers.push(new Uint8Array(piece.buffer, 0, CHUNK_BYTES));
+  }
+}
 
 /** How long one event-loop turn or one safepoint may spend staging the child's stream. */
 export const INTAKE_SLICE_NS = 1_000_000n;
@@ -50,22 +66,15 @@ export const INTAKE_SLICE_NS = 1_000_000n;
  */
 export class PacedIntake {
   private readonly queue: Uint8Array[] = [];
-  /**
-   * Buffers a queued piece was copied into, free again once taken: a piece
-   * from the socket lives in a buffer the next read reuses
-   * (child-session.ts, readBuffer), and new buffers would bring the fresh
-   * pages that reuse is there to avoid. At most SPARE_BUFFERS are kept.
-   */
-  private readonly spare: Uint8Array[] = [];
   private turnStart = 0n;
   private drainScheduled = false;
   private endQueued = false;
   private stopped = false;
 
   /**
-   * `take` stages one piece of the stream (it handles its own errors);
-   * `ended` is told once the stream has ended and everything before the end
-   * was taken.
+   * `take` stages one piece of the stream (it handles its own errors; the
+   * piece is valid only during the call); `ended` is told once the stream
+   * has ended and everything before the end was taken.
    */
   constructor(
     private readonly take: (data: Uint8Array) => void,
@@ -90,18 +99,23 @@ export class PacedIntake {
     this.scheduleDrain();
   }
 
+  /**
+   * A copy of a piece to queue: a read of a whole buffer goes into one of
+   * the thread's spare buffers (spareBuffers), a short one (a chunk's
+   * 16-byte head, the end of a write) into a buffer of its own size.
+   */
   private copy(piece: Uint8Array): Uint8Array {
-    let into = this.spare.pop();
-    if (!into || into.length < piece.length) into = new Uint8Array(Math.max(piece.length, CHUNK_BYTES));
+    if (piece.length < CHUNK_BYTES / 4) return piece.slice();
+    const into = piece.length <= CHUNK_BYTES ? spareBuffers.pop() ?? new Uint8Array(CHUNK_BYTES) : new Uint8Array(piece.length);
     into.set(piece);
     return into.subarray(0, piece.length);
   }
 
-  /** Takes the first queued piece and keeps its buffer for the next copy. */
+  /** Takes the first queued piece; its buffer goes back to the spares. */
   private takeQueued(): void {
     const piece = this.queue.shift()!;
     this.take(piece);
-    if (this.spare.length < SPARE_BUFFERS) this.spare.push(new Uint8Array(piece.buffer, piece.byteOffset, piece.buffer.byteLength - piece.byteOffset));
+    keepSpare(piece);
   }
 
   /** The socket ended. */
@@ -140,8 +154,8 @@ export class PacedIntake {
   /** The cycle is over (or aborted): drop what is queued, take nothing more. */
   stop(): void {
     this.stopped = true;
+    for (const piece of this.queue) keepSpare(piece);
     this.queue.length = 0;
-    this.spare.length = 0;
   }
 
   /** Whether this event-loop turn's time for the intake is spent (the first piece of a turn opens it). */
