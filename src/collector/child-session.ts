@@ -17,9 +17,10 @@ import { CHUNK_BYTES, EXIT_HEAP_CORRUPT } from './stream.js';
  * The buffer every read of a child's pipe goes into, on this thread. A
  * socket left to allocate its own takes a new 64 KiB buffer for each read,
  * and on a machine where a page fault is dear the kernel's copy into it is
- * mostly faults on its fresh pages: 70% of the samples in the longest
+ * mostly faults on its fresh pages: 55-68% of the samples in the longest
  * mutator stalls of a full splay run (30-50 ms each, the main thread on its
- * CPU throughout) were page faults inside read() (docs/performance-log.md).
+ * CPU throughout) were page faults inside read(), 5-12% more in malloc
+ * (docs/performance-log.md).
  * Reused, its pages stay mapped. One for all heaps on the thread: a read's
  * data is taken or copied before its callback returns, and callbacks do not
  * nest.
@@ -117,7 +118,7 @@ export class ChildSession {
   /**
    * Opens the pipe as a socket (unref'd unless someone awaits the cycle) and
    * arms the watchdog. Each read of the pipe goes to `onRead`, in a view of
-   * one buffer that every read of the process reuses (readBuffer): valid
+   * one buffer that every read on this thread reuses (readBuffer): valid
    * only during the call, so whoever keeps the data copies it.
    */
   open(keepAlive: boolean, timeoutMs: number, onTimeout: () => void, onRead: (data: Uint8Array) => void): net.Socket {
