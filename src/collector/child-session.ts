@@ -14,7 +14,9 @@ import type { ChildEnd, NativeAddon } from '../platform/native.js';
 import { CHUNK_BYTES, EXIT_HEAP_CORRUPT } from './stream.js';
 
 /**
- * The buffer every read of a child's pipe goes into, on this thread. A
+ * The buffer every read of a child's pipe goes into, on this thread: the
+ * socket's, and the collector's own direct reads (a safepoint's, or an
+ * allocation that waits for the child). A
  * socket left to allocate its own takes a new 64 KiB buffer for each read,
  * and on a machine where a page fault is dear the kernel's copy into it is
  * mostly faults on its fresh pages: 55-68% of the samples in the longest
@@ -22,10 +24,12 @@ import { CHUNK_BYTES, EXIT_HEAP_CORRUPT } from './stream.js';
  * CPU throughout) were page faults inside read(), 5-12% more in malloc
  * (docs/performance-log.md).
  * Reused, its pages stay mapped. One for all heaps on the thread: a read's
- * data is taken or copied before its callback returns, and callbacks do not
- * nest.
+ * data is taken or copied before its callback (or the direct read's caller)
+ * goes on, and no read starts while another's data is in use (libuv's
+ * callbacks do not nest; code that runs inside a take, a failure's
+ * listeners, runs after the data's last use).
  */
-const readBuffer = new Uint8Array(CHUNK_BYTES);
+export const readBuffer = new Uint8Array(CHUNK_BYTES);
 
 /** Why a cycle aborts, as the collector reports it. */
 export interface Verdict {

@@ -67,10 +67,10 @@ import {
   FREE_CLEAN, GRANULE_BYTES, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_IN_USE, SPAN_SWEEPING, SPAN_UNSWEPT, SPAN_WORDS,
   SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from '../memory/layout.js';
-import { CHUNK_BYTES, StreamError, StreamReader, checkTrailerClaims } from './stream.js';
+import { StreamError, StreamReader, checkTrailerClaims } from './stream.js';
 import { INTAKE_SLICE_NS, PacedIntake, nativeChunkSink } from './intake.js';
 import { SweepDriver, type SweepRun } from './sweep-driver.js';
-import { ChildSession, childVerdict, type Verdict } from './child-session.js';
+import { ChildSession, childVerdict, readBuffer, type Verdict } from './child-session.js';
 import { StallClock, emptyBreakdown } from './stalls.js';
 
 export type Phase = 'idle' | 'marking' | 'sweeping';
@@ -172,8 +172,6 @@ export class Collector {
 
   /** Every wait of the main thread on the collector (src/collector/stalls.ts). */
   readonly stalls = new StallClock();
-  /** The buffer every direct read of the pipe reuses (a safepoint's, or an allocation that waits for the child). */
-  private readBuf: Uint8Array | undefined;
 
   private readonly sweeper: SweepDriver;
   /** The restore thread's totals at the last fork (native/huge_page_restore.cc). */
@@ -496,7 +494,7 @@ export class Collector {
     if (!c.streamEnded) {
       if (!child.socket) return;
       const h = this.host;
-      const buf = (this.readBuf ??= new Uint8Array(CHUNK_BYTES));
+      const buf = readBuffer;
       // The socket flows: whatever it took off the pipe went to the paced
       // intake at once, through its onread callback (no socket buffer to
       // drain first), so once the intake's queue is empty, reading the fd
@@ -708,9 +706,9 @@ export class Collector {
           // sweep runs on its marks, clearing them: every live object in the
           // spans still to sweep would be freed.
           if (c !== this.cycle || c.failure || this.phaseNow() !== 'marking') return this.phaseNow() === 'sweeping';
-          // The buffer the safepoints' reads reuse: a new one would bring
-          // fresh pages, each a fault inside the kernel's copy into it.
-          const buf = (this.readBuf ??= new Uint8Array(CHUNK_BYTES));
+          // (Reused: a new buffer would bring fresh pages, each a fault
+          // inside the kernel's copy into it; child-session.ts.)
+          const buf = readBuffer;
           const reader = c.reader;
           // Up to the end of the pipe, not just the trailer: bytes after it
           // fail the stream here as they do on the event-loop path.
