@@ -20,7 +20,8 @@ import { native } from '../src/platform/native.js';
 import {
   CHUNK_BYTES, STAGE_BAD_CHECKSUM, STAGE_OUT_OF_RANGE, STAGE_ZOMBIE, StreamError, checkThenStage, checksumWords, stageMarks,
 } from '../src/collector/stream.js';
-import { PacedIntake, SPARE_BUFFERS, nativeChunkSink } from '../src/collector/intake.js';
+import { INTAKE_SLICE_NS, PacedIntake, SPARE_BUFFERS, nativeChunkSink } from '../src/collector/intake.js';
+import { StallClock } from '../src/collector/stalls.js';
 import { ChildSession } from '../src/collector/child-session.js';
 import type { NativeAddon } from '../src/platform/native.js';
 
@@ -217,6 +218,21 @@ describe('queued pieces and the reused read buffer', () => {
     expect(secondRound.length).toBeGreaterThan(0);
     for (const b of secondRound) expect(firstRound.has(b)).toBe(true);
     expect(SPARE_BUFFERS).toBeGreaterThanOrEqual(12);
+  });
+
+  it('copying a piece to queue it counts as an intake stall, as taking one does', async () => {
+    const clock = new StallClock();
+    const slowTake = () => busy(Number(INTAKE_SLICE_NS) / 1e6 + 0.2);
+    const intake = new PacedIntake(slowTake, () => {}, clock);
+    await turn();  // a fresh turn
+    intake.data(new Uint8Array(CHUNK_BYTES));  // taken at once (the take's own bracket is the caller's)
+    clock.take();
+    intake.data(new Uint8Array(CHUNK_BYTES));  // the turn is spent: copied and queued
+    const queuing = clock.take().stalls.intake;
+    expect(intake.queued).toBe(true);
+    expect(queuing.count).toBe(1);
+    expect(queuing.us).toBeGreaterThan(0);
+    intake.stop();
   });
 
   it("every read of the child's pipe comes in a view of one buffer, in order, whole", async () => {
