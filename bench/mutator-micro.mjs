@@ -16,6 +16,7 @@
 //   check only       the gets of one built tree
 //   alloc(init) 4f   alloc({left, right, i, j})
 //   alloc+set 4f     alloc() and 4 setters
+//   make 4f          make(left, right, i, j)
 //   bt swept spans   binary-trees into spans a cycle swept empty
 //   bt half-free     binary-trees into swept spans with every other slot live (NEEDZERO)
 //   bt unchecked     bt build+check with the StructType.unchecked accessors
@@ -64,6 +65,7 @@ measure('check only', N * T, () => { for (let i = 0; i < T; i++) check(t); });
 const gi = G.set.i, gl = G.set.left;
 measure('alloc(init) 4f', 3e5, () => { let p = 0; for (let i = 0; i < 3e5; i++) p = G.alloc({ left: p, right: 0, i, j: i }); });
 measure('alloc+set 4f', 3e5, () => { let p = 0; for (let i = 0; i < 3e5; i++) { const n = G.alloc(); gl(n, p); G.set.right(n, 0); gi(n, i); G.set.j(n, i); p = n; } });
+measure('make 4f', 3e5, () => { let p = 0; for (let i = 0; i < 3e5; i++) p = G.make(p, 0, i, i); });
 // steady state: trees built into swept (NEEDZERO) spans; collect() outside the timed part
 {
   const keep = heap.root(bottomUp(14));

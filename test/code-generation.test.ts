@@ -21,7 +21,7 @@ describe('without code generation from strings', () => {
     expect(out.error).toBeUndefined();
     // 4 rounds x 2000 kept nodes; values 0, 10, ..., 19990 each round.
     expect(out.result).toEqual({
-      count: 8000, sum: 4 * 19_990_000, zeros: 1000, stale: expect.stringMatching(/^ERR_/), string: 'String for key 12 in leaf node, a rope', map: true,
+      count: 8000, sum: 4 * 19_990_000, zeros: 1000, make: [true, 7, 0.5, true, 'ERR_FIELD_VALUE'], stale: expect.stringMatching(/^ERR_/), string: 'String for key 12 in leaf node, a rope', map: true,
     });
   }, 90_000);
 });

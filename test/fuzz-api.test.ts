@@ -37,7 +37,7 @@ interface Val {
   pick: Pick;
 }
 type Op =
-  | { t: 'allocStruct'; type: number; fields: { include: boolean; val: Val }[]; noInit: boolean }
+  | { t: 'allocStruct'; type: number; fields: { include: boolean; val: Val }[]; noInit: boolean; viaMake: boolean }
   | { t: 'allocArray'; len: number }
   | { t: 'allocBytes'; data: Uint8Array | number }
   | { t: 'allocString'; s: string | number }
@@ -74,7 +74,7 @@ const valArb: fc.Arbitrary<Val> = fc.record({
 const indexArb = fc.oneof({ arbitrary: fc.integer({ min: 0, max: 14 }), weight: 6 }, { arbitrary: fc.constantFrom(-1, 1000, 2 ** 32), weight: 1 });
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { arbitrary: fc.record({ t: fc.constant('allocStruct' as const), type: fc.nat(), fields: fc.array(fc.record({ include: fc.boolean(), val: valArb }), { minLength: 7, maxLength: 7 }), noInit: fc.boolean() }), weight: 8 },
+  { arbitrary: fc.record({ t: fc.constant('allocStruct' as const), type: fc.nat(), fields: fc.array(fc.record({ include: fc.boolean(), val: valArb }), { minLength: 7, maxLength: 7 }), noInit: fc.boolean(), viaMake: fc.boolean() }), weight: 8 },
   { arbitrary: fc.record({ t: fc.constant('allocArray' as const), len: fc.oneof(fc.integer({ min: 0, max: 12 }), fc.constantFrom(-1, 1.5, NaN)) }), weight: 3 },
   { arbitrary: fc.record({ t: fc.constant('allocBytes' as const), data: fc.oneof(fc.uint8Array({ maxLength: 40 }), fc.integer({ min: 0, max: 40 }), fc.constant(-1)) }), weight: 2 },
   { arbitrary: fc.record({ t: fc.constant('allocString' as const), s: fc.oneof({ arbitrary: fc.string({ unit: 'grapheme', maxLength: 30 }), weight: 9 }, { arbitrary: fc.constant(5), weight: 1 }) }), weight: 2 },
@@ -233,10 +233,12 @@ class Run {
         });
         const useInit = !op.noInit || errs.length > 0;
         if (errs.length > 0) {
-          this.expectOutcome(what, errs, () => sh.schema.byName.get(type)!.type.alloc(init));
+          const T = sh.schema.byName.get(type)!.type;
+          const byPosition = () => fieldsOf(type).map(([f]) => init[f] as number | boolean | undefined);
+          this.expectOutcome(what, errs, () => (op.viaMake ? T.make(...byPosition()) : T.alloc(init)));
         } else {
           let ref = 0;
-          this.expectOutcome(what, [], () => (ref = sh.allocStruct(type, useInit ? (init as Record<string, number | boolean>) : undefined)));
+          this.expectOutcome(what, [], () => (ref = sh.allocStruct(type, useInit ? (init as Record<string, number | boolean>) : undefined, op.viaMake)));
           this.noteAllocated(ref);
           this.checkObject(what, ref);
         }
@@ -480,7 +482,7 @@ describe('fuzz: random API call sequences agree with the shadow model, with only
       const run = new Run(heap);
       // some objects of every kind, then hammer every granule of the first spans and random far ones
       for (let i = 0; i < 200; i++) {
-        await run.step({ t: 'allocStruct', type: i, fields: [], noInit: true });
+        await run.step({ t: 'allocStruct', type: i, fields: [], noInit: true, viaMake: i % 2 === 1 });
         if (i % 4 === 0) await run.step({ t: 'allocArray', len: i % 13 });
         if (i % 5 === 0) await run.step({ t: 'allocString', s: 'é'.repeat(i % 17) });
         if (i % 6 === 0) await run.step({ t: 'allocBytes', data: i % 41 });

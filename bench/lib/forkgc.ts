@@ -23,6 +23,7 @@ export interface StructType<F extends Record<string, FieldKind>> {
   readonly id: number;
   readonly size: number;
   alloc(init?: Partial<{ [K in keyof F]: FieldValue<F[K]> }>): Ref;
+  make(...values: Array<number | boolean | undefined>): Ref;
   readonly get: { readonly [K in keyof F]: (ref: Ref) => FieldValue<F[K]> };
   readonly set: { readonly [K in keyof F]: (ref: Ref, v: FieldValue<F[K]>) => void };
   /** The accessors without reference checks (the library's StructType.unchecked). */

@@ -214,16 +214,11 @@ async function forkgc(ctx: RunContext<LruParams>): Promise<WorkloadResult> {
     const tagList = tagsOf(k, version);
     const tags = arrays.alloc(3);
     for (let i = 0; i < 3; i++) arrays.set(tags, i, strings.alloc(tagList[i]));
-    const owner = Owner.alloc({ age: k % 90 });
-    OwnerA.set.name(owner, strings.alloc(ownerNameOf(k)));
-    const meta = Meta.alloc({ id: k, score: version * 0.5 });
-    MetaA.set.tags(meta, tags);
-    MetaA.set.owner(meta, owner);
-    e = Entry.alloc({ hash: h });
-    ES.key(e, strings.alloc(key));
-    ES.value(e, strings.alloc(valueOf(k, version)));
-    ES.meta(e, meta);
-    ES.chain(e, arrays.get(buckets, b));
+    // Fields in declaration order (make): Owner {name, age}, Meta {id, score,
+    // tags, owner}, Entry {key, value, meta, chain, prev, next, hash}.
+    const owner = Owner.make(strings.alloc(ownerNameOf(k)), k % 90);
+    const meta = Meta.make(k, version * 0.5, tags, owner);
+    e = Entry.make(strings.alloc(key), strings.alloc(valueOf(k, version)), meta, arrays.get(buckets, b), 0, 0, h);
     arrays.set(buckets, b, e);
     pushFront(t, e);
     const size = T.size(t) + 1;

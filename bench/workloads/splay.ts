@@ -210,8 +210,6 @@ async function forkgc(ctx: RunContext<SplayParams>): Promise<WorkloadResult> {
   const Holder = heap.defineStruct('SplayHolder', { root: 'ref' });
   const { get: G, set: S } = accessorsOf(Node, ctx.system);
   const HolderA = accessorsOf(Holder, ctx.system);
-  const LeafA = accessorsOf(Leaf, ctx.system);
-  const PayloadA = accessorsOf(Payload, ctx.system);
   const holder = heap.root(Holder.alloc());
   const DIGITS = Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
 
@@ -220,11 +218,7 @@ async function forkgc(ctx: RunContext<SplayParams>): Promise<WorkloadResult> {
   const getRoot = (): Ref => HolderA.get.root(holder.get());
   const setRoot = (r: Ref): void => HolderA.set.root(holder.get(), r);
 
-  const newNode = (key: number, value: Ref): Ref => {
-    const n = Node.alloc({ key });
-    if (value !== 0) S.value(n, value);
-    return n;
-  };
+  const newNode = (key: number, value: Ref): Ref => Node.make(key, value);
 
   const splay = (key: number): void => {
     const root = getRoot();
@@ -333,18 +327,11 @@ async function forkgc(ctx: RunContext<SplayParams>): Promise<WorkloadResult> {
   };
 
   const generatePayload = (depth: number, tag: string): Ref => {
-    if (depth === 0) {
-      const leaf = Leaf.alloc();
-      LeafA.set.array(leaf, heap.bytes.alloc(DIGITS));
-      LeafA.set.string(leaf, heap.strings.alloc('String for key ' + tag + ' in leaf node'));
-      return leaf;
-    }
-    const l = generatePayload(depth - 1, tag);
-    const r = generatePayload(depth - 1, tag);
-    const p = Payload.alloc();
-    PayloadA.set.left(p, l);
-    PayloadA.set.right(p, r);
-    return p;
+    // Each object made with its fields' values (make), as the plain variant's
+    // object literals are; the values' raw Refs are held only while their
+    // siblings are allocated (no yield, no safepoint).
+    if (depth === 0) return Leaf.make(heap.bytes.alloc(DIGITS), heap.strings.alloc('String for key ' + tag + ' in leaf node'));
+    return Payload.make(generatePayload(depth - 1, tag), generatePayload(depth - 1, tag));
   };
 
   const insertNewNode = (): number => {

@@ -159,6 +159,12 @@ export function compileAccessor(
 const keyMask = (f: RefFormat) => 0xffff | ((2 ** f.generationBits - 1) << 16);
 const genKeyMask = (f: RefFormat) => (2 ** f.generationBits - 1) << 16;
 
+/** What compileAlloc makes for a type: alloc(init?) and make(...values). */
+export interface CompiledAlloc {
+  readonly alloc: (init?: unknown) => number;
+  readonly make: (...values: unknown[]) => number;
+}
+
 /** One field as compileAlloc needs it. */
 export interface AllocField {
   readonly field: string;
@@ -207,8 +213,9 @@ export function compileAlloc(
     badValue: (what: string, value: unknown, expected: string) => never;
     notAnObject: () => never;
     noField: (key: string) => never;
+    tooMany: (count: number) => never;
   },
-): (init?: unknown) => number {
+): CompiledAlloc {
   const int = (n: number) => {
     if (!Number.isInteger(n)) throw new Error(`internal: ${n} is not an integer`);
     return String(n);
@@ -298,7 +305,79 @@ export function compileAlloc(
     ${weak}
     return ${tagged};`
     : `return allocSlow();`;
-  const src = `function allocSlow() {
+  // make(v0, v1, ...): the fields' values in declaration order, each
+  // checked inline before anything is allocated (undefined: left zero).
+  // A reference value's check leaves its granule in t<k>, which the fast
+  // path stores as it is: nothing runs between the check and the store (no
+  // call, so no cycle can move on). makeSlow() allocates through the heap,
+  // which may move a cycle in flight on, so there each reference value is
+  // checked again as it is stored, as allocInit does.
+  const makeChecks: string[] = [];
+  const makeStores: string[] = [];
+  const makeSlowStores: string[] = [];
+  const params = fields.map((_, k) => `v${k}`).join(', ');
+  fields.forEach((f, k) => {
+    const v = `v${k}`;
+    const w = int(f.offset >>> 2);
+    const bad = (expected: string) => `badValue(W[${k}], ${v}, ${JSON.stringify(expected)})`;
+    let store: string;
+    switch (f.kind) {
+      case 'ref': case 'weak':
+        makeChecks.push(`let t${k} = 0;
+    if (${v} !== undefined && ${v} !== 0) {
+      if (typeof ${v} === 'number' && (${v} >>> 0) === ${v}) t${k} = (${v} << ${gs}) >>> ${gs};
+      if (!((ab[t${k} >>> 5] & (1 << t${k})) !== 0 &&
+          (i32[t${k} << 2] & GEN_KEY_MASK) === ((${v} >>> ${gb}) << 16))) stale(${v});
+    }`);
+        makeStores.push(`u32[(g << 2) + ${w}] = t${k};`);
+        makeSlowStores.push(`if (t${k} !== 0) u32[(g << 2) + ${w}] = refs.any(${v});`);
+        return;
+      case 'i32':
+        makeChecks.push(`if (${v} !== undefined && (typeof ${v} !== 'number' || (${v} | 0) !== ${v})) ${bad('an integer in [-2^31, 2^31)')};`);
+        store = `if (${v} !== undefined) i32[(g << 2) + ${w}] = ${v};`;
+        break;
+      case 'u32':
+        makeChecks.push(`if (${v} !== undefined && (typeof ${v} !== 'number' || (${v} >>> 0) !== ${v})) ${bad('an integer in [0, 2^32)')};`);
+        store = `if (${v} !== undefined) u32[(g << 2) + ${w}] = ${v};`;
+        break;
+      case 'f64':
+        makeChecks.push(`if (${v} !== undefined && typeof ${v} !== 'number') ${bad('a number')};`);
+        store = `if (${v} !== undefined) f64[(g << 1) + ${int(f.offset >>> 3)}] = ${v};`;
+        break;
+      case 'bool':
+        makeChecks.push(`if (${v} !== undefined && typeof ${v} !== 'boolean') ${bad('true or false')};`);
+        store = `if (${v} === true) u8[g * 16 + ${int(f.offset)}] = 1;`;
+        break;
+    }
+    makeStores.push(store);
+    makeSlowStores.push(store);
+  });
+  const makeFast = small
+    ? `const bits = cacheBits[${int(cls)}];
+    if (!bits) return makeSlow(${params});
+    cacheBits[${int(cls)}] = bits & (bits - 1);
+    const low = bits & -bits;
+    const w = cacheWord[${int(cls)}];
+    ab[w] |= low;
+    const g = (w << 5) | (clz32(low) ^ 31);
+    u16[g << 3] = ${int(typeId)};
+    ${weak}
+    ${makeStores.join('\n    ')}
+    return ${tagged};`
+    : `return makeSlow(${params});`;
+  const src = `function makeSlow(${params}) {
+    ${fields.map((f, k) => f.kind === 'ref' || f.kind === 'weak' ? `const t${k} = v${k} === undefined ? 0 : v${k};` : '').join(' ')}
+    const g = ${allocate};
+    ${weak}
+    ${makeSlowStores.join('\n    ')}
+    return ${tagged};
+  }
+  function make(${params}) {
+    if (arguments.length > ${int(fields.length)}) tooMany(arguments.length);
+    ${makeChecks.join('\n    ')}
+    ${makeFast}
+  }
+  function allocSlow() {
     const g = ${allocate};
     ${weak}
     return ${tagged};
@@ -316,16 +395,17 @@ export function compileAlloc(
     ${stores.join('\n    ')}
     return ${tagged};
   }
-  return function alloc(init) {
+  return { make, alloc: function alloc(init) {
     if (init !== undefined) return allocInit(init);
     ${fast}
-  };`;
+  } };`;
   const v = env.views;
   const whats = fields.map((f) => f.what);
   const { cacheBits, cacheWord } = env.ctx.allocator;
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const make = new Function('ctx', 'refs', 'ab', 'u8', 'u16', 'u32', 'i32', 'f64', 'badValue', 'notAnObject', 'noField', 'W',
-    'cacheBits', 'cacheWord', 'clz32', 'GEN_KEY_MASK', `'use strict'; ${src}`);
-  return make(env.ctx, env.refs, v.allocBits, v.u8, v.u16, v.u32, v.i32, v.f64, env.badValue, env.notAnObject, env.noField,
-    whats, cacheBits, cacheWord, Math.clz32, genKeyMask(format)) as (init?: unknown) => number;
+  const stale = (value: unknown) => env.refs.diagnose(value, -1);
+  const build = new Function('ctx', 'refs', 'ab', 'u8', 'u16', 'u32', 'i32', 'f64', 'badValue', 'notAnObject', 'noField',
+    'tooMany', 'stale', 'W', 'cacheBits', 'cacheWord', 'clz32', 'GEN_KEY_MASK', `'use strict'; ${src}`);
+  return build(env.ctx, env.refs, v.allocBits, v.u8, v.u16, v.u32, v.i32, v.f64, env.badValue, env.notAnObject, env.noField,
+    env.tooMany, stale, whats, cacheBits, cacheWord, Math.clz32, genKeyMask(format)) as CompiledAlloc;
 }

@@ -277,8 +277,21 @@ export class TypeRegistry {
       }
       return refs.encode(g) as Ref;
     };
-    // Default mode: alloc(init) compiled for this type (src/api/accessors.ts);
-    // checked mode keeps the generic one above.
+    // make(v0, v1, ...): alloc() with the values in declaration order (the
+    // generic one builds the init object; same checks, same errors).
+    const tooMany = (count: number): never => {
+      throw new FieldValueError(`${name}.make: ${count} values for ${fieldCount} field${fieldCount === 1 ? '' : 's'}`);
+    };
+    const make = (...values: unknown[]): Ref => {
+      if (values.length > fieldCount) tooMany(values.length);
+      const init: Record<string, unknown> = {};
+      for (let k = 0; k < values.length; k++) {
+        if (values[k] !== undefined) init[fieldNames[k]] = values[k];
+      }
+      return alloc(init as Partial<StructValues<F>>);
+    };
+    // Default mode: alloc(init) and make() compiled for this type
+    // (src/api/accessors.ts); checked mode keeps the generic ones above.
     const compiledAlloc = compiled && compileAlloc(
       fieldNames.map((field, k) => ({ field, kind: fieldKinds[k], offset: offsets.get(field)!, what: fieldWhats[k] })),
       id, cls, slotBytes, size, cls < LARGE_CLASS, hasWeak, refs.format!,
@@ -286,6 +299,7 @@ export class TypeRegistry {
         ctx, refs, views: v, badValue,
         notAnObject: () => { throw new FieldValueError(`${name}.alloc: init must be an object of field values`); },
         noField: (key) => { throw new FieldValueError(`${name}.alloc: no field '${key}'`); },
+        tooMany,
       });
     const is = (ref: unknown): boolean => {
       try {
@@ -310,7 +324,8 @@ export class TypeRegistry {
       return Object.freeze({ get: Object.freeze(uget), set: Object.freeze(uset) });
     };
     return Object.freeze({
-      name, id, size, fields: Object.freeze({ ...fields }), alloc: compiledAlloc || alloc, is,
+      name, id, size, fields: Object.freeze({ ...fields }), alloc: compiledAlloc ? compiledAlloc.alloc : alloc,
+      make: compiledAlloc ? compiledAlloc.make : make, is,
       get: frozenGet, set: frozenSet,
       get unchecked() { return (unchecked ??= makeUnchecked()); },
     }) as unknown as StructType<F>;

@@ -52,6 +52,16 @@ export interface StructType<F extends FieldSpec, N extends string = string> {
   readonly fields: Readonly<F>;
   /** A new object; fields not in `init` are 0, false or null. */
   alloc(init?: Partial<StructValues<F>>): Ref<N>;
+  /**
+   * A new object with its fields set from `values`, in the order the fields
+   * were declared (the key order of `fields`): `Node.make(left, right)` for
+   * `{ left: 'ref', right: 'ref' }`. A value left out or `undefined` leaves
+   * its field 0, false or null. Checked as `alloc(init)` checks: every value
+   * before anything is allocated, a reference value again if the
+   * allocation moved a cycle on; more values than fields is a
+   * FieldValueError.
+   */
+  make(...values: Array<number | boolean | undefined>): Ref<N>;
   readonly get: { readonly [K in keyof F]: <R extends number>(ref: RefTo<R, N>) => FieldValue<F[K]> };
   readonly set: { readonly [K in keyof F]: <R extends number>(ref: RefTo<R, N>, value: FieldInput<F[K]>) => void };
   /**

@@ -44,6 +44,7 @@ export interface AnyStruct {
   readonly id: number;
   readonly size: number;
   alloc(init?: Record<string, unknown>): Ref;
+  make(...values: Array<number | boolean | undefined>): Ref;
   readonly get: Record<string, (ref: Ref) => unknown>;
   readonly set: Record<string, (ref: Ref, v: unknown) => void>;
   is(ref: Ref): boolean;

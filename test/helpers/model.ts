@@ -81,9 +81,11 @@ export class Shadow {
 
   // --- allocation --------------------------------------------------------
 
-  allocStruct(type: StructName, init?: Record<string, Scalar | Ref>): Ref {
+  /** `viaMake`: the same values given to make(), by position (declaration order). */
+  allocStruct(type: StructName, init?: Record<string, Scalar | Ref>, viaMake = false): Ref {
     const info = this.schema.byName.get(type)!;
-    const ref = init === undefined ? info.type.alloc() : info.type.alloc(init);
+    const ref = viaMake ? info.type.make(...info.fields.map(([f]) => init?.[f] as number | boolean | undefined))
+      : init === undefined ? info.type.alloc() : info.type.alloc(init);
     const values: Record<string, Scalar | null> = {};
     for (const [f, kind] of info.fields) {
       if (init && f in init) {
