@@ -7,12 +7,15 @@
 //   node bench/mutator-micro.mjs ./dist 5
 //
 // Run the two alternately several times and compare minima: the figure is
-// the main thread's own on-CPU time (/proc/thread-self/schedstat), which is
-// less sensitive than wall time to other load on the machine, not immune.
+// wall time (process.hrtime), on a quiet machine. (It was the main thread's
+// on-CPU time from /proc/thread-self/schedstat, but a running thread's
+// figure there is brought up to date only at scheduler ticks, every 4 ms on
+// a CONFIG_HZ=250 kernel: a section of 3e5 allocations, 4-40 ms, read as
+// multiples of 13.3 ns per object, off by up to a tick at each end.)
 // Sections:
 //   bt build+check   binary-trees depth 16 (alloc + 2 ref sets per node, then 2 ref gets)
 //   v8 plain bt      the same with plain JS objects (V8's GC included)
-//   alloc only       alloc() of a 2-ref struct
+//   alloc only       alloc() of a 2-ref struct (into swept spans, as the three below)
 //   check only       the gets of one built tree
 //   alloc(init) 4f   alloc({left, right, i, j})
 //   alloc+set 4f     alloc() and 4 setters
@@ -25,7 +28,6 @@
 //   splay unchecked  the same with the unchecked accessors
 //   v8 plain splay   the same with plain JS objects
 
-import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 const dist = path.resolve(process.argv[2] ?? 'dist');
@@ -42,10 +44,16 @@ const bottomUp = (d) => {
   const n = alloc(); setLeft(n, l); setRight(n, r); return n;
 };
 const check = (t) => { const l = getLeft(t); return l === 0 ? 1 : 1 + check(l) + check(getRight(t)); };
-const cpu = () => Number(fs.readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]);  // main thread's on-CPU ns
-function measure(name, nodes, fn) {
+const cpu = () => Number(process.hrtime.bigint());  // wall ns (see the top of the file)
+// swept: a cycle before each round, so that the round allocates into the
+// spans the last one left garbage (the steady state of a program that
+// allocates and drops) rather than into memory the process never touched,
+// whose first-touch faults can cost more than the code measured (4-9 µs a
+// page on some VMs: docs/performance-log.md).
+async function measure(name, nodes, fn, swept = false) {
   const res = [];
   for (let r = 0; r < reps; r++) {
+    if (swept) await heap.collect();
     const c0 = cpu();
     fn();
     res.push((cpu() - c0) / nodes);
@@ -57,15 +65,15 @@ class TN { constructor(l, r) { this.left = l; this.right = r; } }
 const pbu = (d) => d > 0 ? new TN(pbu(d - 1), pbu(d - 1)) : new TN(null, null);
 const pch = (t) => (t.left === null ? 1 : 1 + pch(t.left) + pch(t.right));
 const D = 16, N = 2 ** (D + 1) - 1, T = 8;
-measure('bt build+check', N * T, () => { let s = 0; for (let i = 0; i < T; i++) s += check(bottomUp(D)); if (s !== N * T) throw new Error('bad'); });
-measure('v8 plain bt', N * T, () => { let s = 0; for (let i = 0; i < T; i++) s += pch(pbu(D)); if (s !== N * T) throw new Error('bad'); });
-measure('alloc only', 1e6, () => { for (let i = 0; i < 1e6; i++) alloc(); });
+await measure('bt build+check', N * T, () => { let s = 0; for (let i = 0; i < T; i++) s += check(bottomUp(D)); if (s !== N * T) throw new Error('bad'); });
+await measure('v8 plain bt', N * T, () => { let s = 0; for (let i = 0; i < T; i++) s += pch(pbu(D)); if (s !== N * T) throw new Error('bad'); });
+await measure('alloc only', 1e6, () => { for (let i = 0; i < 1e6; i++) alloc(); }, true);
 const t = bottomUp(D);
-measure('check only', N * T, () => { for (let i = 0; i < T; i++) check(t); });
+await measure('check only', N * T, () => { for (let i = 0; i < T; i++) check(t); });
 const gi = G.set.i, gl = G.set.left;
-measure('alloc(init) 4f', 3e5, () => { let p = 0; for (let i = 0; i < 3e5; i++) p = G.alloc({ left: p, right: 0, i, j: i }); });
-measure('alloc+set 4f', 3e5, () => { let p = 0; for (let i = 0; i < 3e5; i++) { const n = G.alloc(); gl(n, p); G.set.right(n, 0); gi(n, i); G.set.j(n, i); p = n; } });
-measure('make 4f', 3e5, () => { let p = 0; for (let i = 0; i < 3e5; i++) p = G.make(p, 0, i, i); });
+await measure('alloc(init) 4f', 1e6, () => { let p = 0; for (let i = 0; i < 1e6; i++) p = G.alloc({ left: p, right: 0, i, j: i }); }, true);
+await measure('alloc+set 4f', 1e6, () => { let p = 0; for (let i = 0; i < 1e6; i++) { const n = G.alloc(); gl(n, p); G.set.right(n, 0); gi(n, i); G.set.j(n, i); p = n; } }, true);
+await measure('make 4f', 1e6, () => { let p = 0; for (let i = 0; i < 1e6; i++) p = G.make(p, 0, i, i); }, true);
 // steady state: trees built into swept (NEEDZERO) spans; collect() outside the timed part
 {
   const keep = heap.root(bottomUp(14));
@@ -108,7 +116,7 @@ measure('make 4f', 3e5, () => { let p = 0; for (let i = 0; i < 3e5; i++) p = G.m
     const n = alloc(); uSetLeft(n, l); uSetRight(n, r); return n;
   };
   const uch = (t) => { const l = uGetLeft(t); return l === 0 ? 1 : 1 + uch(l) + uch(uGetRight(t)); };
-  measure('bt unchecked', N * T, () => { let s = 0; for (let i = 0; i < T; i++) s += uch(ubu(D)); if (s !== N * T) throw new Error('bad'); });
+  await measure('bt unchecked', N * T, () => { let s = 0; for (let i = 0; i < T; i++) s += uch(ubu(D)); if (s !== N * T) throw new Error('bad'); });
 }
 // splay(): one source, compiled three times (distinct functions, so that each
 // has its own type feedback): checked accessors, unchecked ones, plain objects.
