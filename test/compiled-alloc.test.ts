@@ -5,7 +5,8 @@
 // bad init allocates nothing. Random inits, both heaps side by side.
 import { describe, expect, it } from 'vitest';
 import type { Heap } from '../src/index.js';
-import { closeHeapsAfterEach, makeHeap } from './helpers/common.js';
+import { closeHeapsAfterEach, makeHeap, outcome } from './helpers/common.js';
+import { Rng } from './helpers/graph.js';
 
 closeHeapsAfterEach();
 
@@ -20,24 +21,10 @@ function setup(heap: Heap) {
   return { T, Empty, target };
 }
 
-/** A small deterministic PRNG (mulberry32). */
+/** A deterministic PRNG (mulberry32). */
 function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
-function outcome(fn: () => unknown): unknown {
-  try {
-    return { ok: fn() };
-  } catch (e) {
-    const err = e as { name?: string; code?: string; message?: string };
-    return { error: err.name, code: err.code, message: err.message?.replace(/reference \d+/g, 'reference N') };
-  }
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 describe('compiled alloc(init) behaves as its setters do', () => {

@@ -7,7 +7,8 @@
 // allocates nothing.
 import { describe, expect, it } from 'vitest';
 import { FieldValueError, StaleReferenceError, type Heap } from '../src/index.js';
-import { closeHeapsAfterEach, makeHeap, withTimeout } from './helpers/common.js';
+import { closeHeapsAfterEach, makeHeap, outcome, withTimeout } from './helpers/common.js';
+import { Rng } from './helpers/graph.js';
 
 closeHeapsAfterEach();
 
@@ -15,24 +16,10 @@ const FIELDS = { a: 'ref', w: 'weak', i: 'i32', u: 'u32', x: 'f64', b: 'bool' } 
 type Name = keyof typeof FIELDS;
 const NAMES = Object.keys(FIELDS) as Name[];
 
-/** A small deterministic PRNG (mulberry32). */
+/** A deterministic PRNG (mulberry32). */
 function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
-function outcome(fn: () => unknown): unknown {
-  try {
-    return { ok: fn() };
-  } catch (e) {
-    const err = e as { name?: string; code?: string; message?: string };
-    return { error: err.name, code: err.code, message: err.message?.replace(/reference \d+/g, 'reference N') };
-  }
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 async function setup(heap: Heap) {

@@ -293,9 +293,10 @@ export function compileAlloc(
   // Nothing is left to check after the object is made: the heap's
   // `attention` is raised only where the cached words are dropped or
   // refilled (src/api/core.ts, counted()), so with a word cached it is clear.
-  const fast = small
-    ? `const bits = cacheBits[${int(cls)}];
-    if (!bits) return allocSlow();
+  // The pop itself, shared with make() below: `slowCall` when the word is
+  // empty, `stores` once the object is made.
+  const pop = (slowCall: string, stores: string) => `const bits = cacheBits[${int(cls)}];
+    if (!bits) return ${slowCall};
     cacheBits[${int(cls)}] = bits & (bits - 1);
     const low = bits & -bits;
     const w = cacheWord[${int(cls)}];
@@ -303,8 +304,9 @@ export function compileAlloc(
     const g = (w << 5) | (clz32(low) ^ 31);
     u16[g << 3] = ${int(typeId)};
     ${weak}
-    return ${tagged};`
-    : `return allocSlow();`;
+    ${stores}
+    return ${tagged};`;
+  const fast = small ? pop('allocSlow()', '') : `return allocSlow();`;
   // make(v0, v1, ...): the fields' values in declaration order, each
   // checked inline before anything is allocated (undefined: left zero).
   // A reference value's check leaves its granule in t<k>, which the fast
@@ -352,19 +354,7 @@ export function compileAlloc(
     makeStores.push(store);
     makeSlowStores.push(store);
   });
-  const makeFast = small
-    ? `const bits = cacheBits[${int(cls)}];
-    if (!bits) return makeSlow(${params});
-    cacheBits[${int(cls)}] = bits & (bits - 1);
-    const low = bits & -bits;
-    const w = cacheWord[${int(cls)}];
-    ab[w] |= low;
-    const g = (w << 5) | (clz32(low) ^ 31);
-    u16[g << 3] = ${int(typeId)};
-    ${weak}
-    ${makeStores.join('\n    ')}
-    return ${tagged};`
-    : `return makeSlow(${params});`;
+  const makeFast = small ? pop(`makeSlow(${params})`, makeStores.join('\n    ')) : `return makeSlow(${params});`;
   const src = `function makeSlow(${params}) {
     ${fields.map((f, k) => f.kind === 'ref' || f.kind === 'weak' ? `const t${k} = v${k} === undefined ? 0 : v${k};` : '').join(' ')}
     const g = ${allocate};

@@ -44,6 +44,19 @@ export function closeHeapsAfterEach(): void {
 // Errors.
 
 /** Runs fn and returns what it threw (undefined if it returned). */
+/**
+ * What a call did, comparable across implementations: its value, or its
+ * error's class, code and message (a Ref in the message made generic).
+ */
+export function outcome(fn: () => unknown): unknown {
+  try {
+    return { ok: fn() };
+  } catch (e) {
+    const err = e as { name?: string; code?: string; message?: string };
+    return { error: err.name, code: err.code, message: err.message?.replace(/reference \d+/g, 'reference N') };
+  }
+}
+
 export function thrown(fn: () => unknown): unknown {
   try {
     fn();
