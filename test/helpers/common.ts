@@ -43,7 +43,6 @@ export function closeHeapsAfterEach(): void {
 // ---------------------------------------------------------------------------
 // Errors.
 
-/** Runs fn and returns what it threw (undefined if it returned). */
 /**
  * What a call did, comparable across implementations: its value, or its
  * error's class, code and message (a Ref in the message made generic).
@@ -57,6 +56,7 @@ export function outcome(fn: () => unknown): unknown {
   }
 }
 
+/** Runs fn and returns what it threw (undefined if it returned). */
 export function thrown(fn: () => unknown): unknown {
   try {
     fn();
@@ -141,10 +141,11 @@ export function isFreed(heap: Heap, ref: Ref): boolean {
 
 export const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+/** `what` may be a function, called at the timeout: what was going on then. */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string | (() => string)): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timeout after ${ms} ms: ${what}`)), ms);
+    timer = setTimeout(() => reject(new Error(`timeout after ${ms} ms: ${typeof what === 'function' ? what() : what}`)), ms);
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
