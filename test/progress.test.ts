@@ -304,6 +304,50 @@ describe('the pacer after an aborted cycle', () => {
   }, 60_000);
 });
 
+// Found in 2026-12 as a flaky failure of the test above: the first cycle's
+// child exited at once (exit-nonzero), but on a loaded machine the parent
+// saw it only when the heap was full, inside an allocation, which may not
+// start a cycle: HeapExhaustedError with the heap all garbage. A safepoint
+// past the pacer's soft limit (90% of maxHeap) now waits for the child and,
+// after an abort, starts the next cycle there. A hung child whose watchdog
+// ends it makes the same case without depending on the scheduler.
+describe('a safepoint near maxHeap waits for the child', () => {
+  it('a garbage-only program whose first child hangs until the watchdog never runs out', () => {
+    const heap = makeHeap({
+      maxHeap: '30MiB', auto: true, sweepThreads: 1, hugePages: false, childTimeoutMs: 300,
+      faultInjectionForTesting: { kind: 'hang', cycles: (id) => id === 1 },
+    });
+    const N = heap.defineStruct('N', { next: 'ref', a: 'f64', b: 'f64' });
+    const aborted: string[] = [];
+    heap.on('abort', (e) => aborted.push(e.reason));
+    let allocated = 0;
+    for (let round = 0; round < 1500; round++) {  // 96 MiB of garbage, no event-loop turn
+      for (let i = 0; i < 2000; i++) N.alloc();
+      allocated += 2000;
+      heap.safepoint();
+    }
+    expect(allocated).toBe(3_000_000);
+    expect(aborted).toEqual(['WATCHDOG']);
+    expect(heap.stats().cycles).toBeGreaterThan(1);
+  }, 60_000);
+
+  it('below the soft limit a safepoint does not wait for a hung child', () => {
+    const heap = makeHeap({
+      maxHeap: '64MiB', auto: false, sweepThreads: 0, hugePages: false, childTimeoutMs: 5_000,
+      faultInjectionForTesting: { kind: 'hang' },
+    });
+    const N = heap.defineStruct('N', { next: 'ref', a: 'f64' });
+    const done = heap.collect();
+    done.catch(() => {});  // (the watchdog's abort, after this test: close() settles it)
+    for (let round = 0; round < 50; round++) {  // 2 MiB, far below 90% of 64 MiB
+      for (let i = 0; i < 2000; i++) N.alloc();
+      heap.safepoint();
+    }
+    // (A safepoint that waited would have seen the watchdog end the cycle.)
+    expect(heap.stats().phase, 'the safepoints returned while the child hangs').toBe('marking');
+  }, 30_000);
+});
+
 // Found in the session-16 review: a cycle's start set the bytes allocated
 // since the last cycle to 0, and an abort left them there. At maxHeap every
 // allocation failed and so counted nothing: no cycle ever started again on

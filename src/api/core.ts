@@ -557,6 +557,13 @@ export class HeapCore implements RefContext, TypeContext {
     if (this.collector.busy) {
       // Move the cycle in flight on without waiting (src/collector/collector.ts, advance()).
       this.collector.advance();
+      // Past the pacer's soft limit, wait for the child here, where a cycle
+      // may start: after an abort the next one starts below, before the heap
+      // is full (src/collector/policy.ts, safepointWaits).
+      if (this.collector.phase === 'marking' && this.policy.safepointWaits(this.account.liveBytes)) {
+        this.collector.finishMarkingSync();
+        this.ensureOpen();  // (a listener of the cycle's end may have closed the heap)
+      }
       if (this.collector.busy) return;
     }
     // The pacer decides here, not `scheduled`: that only says an immediate is

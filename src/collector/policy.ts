@@ -18,13 +18,17 @@
 // (a cycle that cannot keep up runs back to back rather than never). A soft
 // limit at 90% of maxHeap pulls the trigger earlier still so a cycle has room
 // to finish before the heap is full. maxHeap itself stays a hard limit; below
-// it, allocation never waits for the collector.
+// it, allocation never waits for the collector. Past the soft limit a
+// safepoint does (Policy.safepointWaits): a cycle that cannot keep up has
+// the mutator wait at a place where waiting is safe, before the heap fills.
 import type { ResolvedOptions } from '../api/options.js';
 
 /** The trigger never falls below this share of the goal (Go: ~0.7 of the runway; lower here, forked marking is slow to start). */
 export const MIN_TRIGGER_RATIO = 0.25;
 /** ...nor rises above this share: some room is always left for the cycle itself. */
 export const MAX_TRIGGER_RATIO = 0.95;
+/** The soft limit's share of maxHeap: the trigger stays under it, and past it a safepoint waits for the child. */
+export const SOFT_LIMIT_RATIO = 0.9;
 /** Weight of the newest cycle in the expected allocation per cycle. */
 export const PACER_SMOOTHING = 0.5;
 
@@ -44,7 +48,7 @@ export function paceTrigger(p: PacerInputs): { goal: number; trigger: number } {
   const goal = Math.max(p.minTriggerBytes, p.liveBytes * (p.gcPercent / 100));
   let trigger = goal - p.expectedCycleAllocBytes;
   trigger = Math.min(goal * MAX_TRIGGER_RATIO, Math.max(goal * MIN_TRIGGER_RATIO, trigger));
-  const softLimit = p.maxHeap * 0.9;
+  const softLimit = p.maxHeap * SOFT_LIMIT_RATIO;
   const used = Math.max(p.heapBytes, p.liveBytes);
   // The floor keeps cycles from coming back to back on a nearly full heap,
   // but never past half the room left: a trigger beyond it would let the
@@ -147,6 +151,20 @@ export class Policy {
 
   shouldCollect(allocatedSinceCycle: number): boolean {
     return allocatedSinceCycle >= this.triggerBytes;
+  }
+
+  /**
+   * Whether a safepoint that finds the child still marking waits for it
+   * (Collector.finishMarkingSync, bounded by the watchdog): when the heap's
+   * counted bytes are past the soft limit. Below it the mutator runs on, as
+   * forked marking is meant to let it; past it, the heap may fill before the
+   * cycle ends, and an allocation at maxHeap cannot start the next cycle
+   * after an abort (it is no safepoint), only fail. A synchronous program
+   * whose child was slow to run or aborted late filled a 30 MiB heap with
+   * garbage that way (a flaky test, 2026-12).
+   */
+  safepointWaits(countedBytes: number): boolean {
+    return countedBytes >= this.o.maxHeap * SOFT_LIMIT_RATIO;
   }
 
   /** After too many failed children in a row, collect stop-the-world once. */
