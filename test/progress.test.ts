@@ -4,9 +4,10 @@
 // lazy sweeping, every stall accounted, and the pacer with a real heap.
 // (The pacer as pure policy: test/pacer.test.ts. Sweeper threads under real
 // resource limits: test/sweeper-limits.test.ts.)
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { heapInternals } from '../src/internal.js';
-import { CycleAbortedError } from '../src/index.js';
+import { CycleAbortedError, type FaultKind } from '../src/index.js';
 import { startTrace, TRACE_NAMES } from '../src/tools/trace.js';
 import { LAZY_SWEEP_BUDGET } from '../src/memory/allocator.js';
 import { SPAN_UNSWEPT, SPAN_WORDS, SW_CLASS, SW_STATE } from '../src/memory/layout.js';
@@ -330,6 +331,64 @@ describe('a safepoint near maxHeap waits for the child', () => {
     expect(aborted).toEqual(['WATCHDOG']);
     expect(heap.stats().cycles).toBeGreaterThan(1);
   }, 60_000);
+
+  // The property: whatever the children do (a fault of each kind on any of
+  // the first cycles, or none), a synchronous program with a small live set
+  // that allocates three times maxHeap of garbage, a little between
+  // safepoints, never runs out, and every live value is as the shadow
+  // model says.
+  const FAULTS: readonly FaultKind[] = [
+    'exit-before-mark', 'hang', 'truncate', 'corrupt-chunk', 'exit-nonzero', 'delay-before-mark',
+    'delay-before-exit', 'bad-trailer', 'wrong-cycle', 'zombie-mark', 'signal-after-stream',
+  ];
+  it('whatever the children do, a program that reaches safepoints never runs out and loses nothing (property)', () => {
+    fc.assert(fc.property(
+      // (A hung child, whose abort comes late, is the case a safepoint that
+      // never waited lost: weighted so that 16 runs without the wait fail.)
+      fc.oneof(
+        { arbitrary: fc.constantFrom(...FAULTS), weight: 4 },
+        { arbitrary: fc.constant<FaultKind>('hang'), weight: 4 },
+        { arbitrary: fc.constant(undefined), weight: 1 },
+      ),
+      fc.uniqueArray(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 4 }),
+      fc.integer({ min: 1000, max: 20_000 }),
+      fc.integer({ min: 200, max: 3000 }),
+      fc.integer({ min: 1, max: 50 }),
+      fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+      (fault, faulty, live, perRound, replaced, seed) => {
+        const heap = makeHeap({
+          maxHeap: '16MiB', auto: true, sweepThreads: seed % 2, hugePages: false, childTimeoutMs: 150,
+          ...(fault ? { faultInjectionForTesting: { kind: fault, arg: 30, cycles: (id: number) => faulty.includes(id) } } : {}),
+        });
+        try {
+          const N = heap.defineStruct('N', { next: 'ref', v: 'i32' });
+          const keep = heap.root(heap.arrays.alloc(live));
+          const shadow = new Int32Array(live);
+          for (let i = 0; i < live; i++) {
+            shadow[i] = i;
+            heap.arrays.set(keep.get(), i, N.make(0, i));
+          }
+          let x = seed;
+          const next = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0);
+          const garbage = 3 * 16 * 2 ** 20 / N.size;
+          for (let made = 0, round = 0; made < garbage; made += perRound, round++) {
+            for (let i = 0, chain = 0; i < perRound; i++) chain = N.make(chain, -1);
+            for (let r = 0; r < replaced; r++) {
+              const k = next() % live;
+              shadow[k] = round;
+              heap.arrays.set(keep.get(), k, N.make(0, round));
+            }
+            heap.safepoint();
+          }
+          for (let i = 0; i < live; i++) {
+            if (N.get.v(heap.arrays.get(keep.get(), i)) !== shadow[i]) throw new Error(`entry ${i} lost`);
+          }
+          if (heap.stats().cycles < 1) throw new Error('no cycle completed');
+        } finally {
+          void heap.close();
+        }
+      }), { numRuns: 16 });
+  }, 180_000);
 
   it('below the soft limit a safepoint does not wait for a hung child', () => {
     const heap = makeHeap({
