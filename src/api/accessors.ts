@@ -6,7 +6,7 @@
 // src/api/refs.ts written out inline (V8 then compiles each to a handful of
 // instructions: no call, no closure-variable loads):
 //
-//   typeof ref === 'number' && (ref >>> 0) === ref     a uint32 number
+//   typeof ref === 'number' && ref === (ref >>> 0)     a uint32 number
 //   g = ref's low granuleBits
 //   allocation bit of g set                              a live object start
 //   (header & keyMask) === (typeId | generation << 16)   its type, and the
@@ -35,8 +35,9 @@
 // object's granule is the Ref's low bits and a reference value is stored as
 // its low bits, trusted. Values of number and boolean fields are still
 // checked. They exist because the checks cost, and most of all in bytecode:
-// a checked getter is 125-149 bytes and a reference setter 244, against
-// 24-48 and 38 unchecked, so a function that makes more than five or six
+// a checked getter is 108-135 bytes and a reference setter 210, against
+// 24-51 and 38 unchecked (125-152 and 244 checked before the failure calls
+// took only what varies and the bit tests were written shorter), so a function that makes more than five or six
 // checked accesses exceeds TurboFan's inlining budget (920 bytes) and calls
 // the rest (README, "Unchecked accessors"). A wrong Ref reads or writes
 // somewhere in the heap's object memory: never outside the arena's views
@@ -65,6 +66,12 @@ interface Env {
 
 const IDENT = /^[A-Za-z_$][\w$]*$/;
 
+type ValueKind = Exclude<FieldKind, 'ref' | 'weak'>;
+/** What a field of each value kind takes, as FieldValueError says it. */
+const EXPECTED: Record<ValueKind, string> = {
+  i32: 'an integer in [-2^31, 2^31)', u32: 'an integer in [0, 2^32)', f64: 'a number', bool: 'true or false',
+};
+
 export function compileAccessor(
   which: 'get' | 'set', kind: Exclude<FieldKind, 'weak'>, field: string, what: string, typeId: number, offset: number,
   format: RefFormat, env: { refs: RefOps; views: HeapViews;
@@ -83,13 +90,12 @@ export function compileAccessor(
   const w = int(offset >>> 2);
   const name = (prefix: string) => `${prefix}_${field}${unchecked ? '_unchecked' : ''}`;
   const fast = (body: string) => unchecked ? `const g = (ref << ${gs}) >>> ${gs}; ${body}` :
-    `if (typeof ref === 'number' && (ref >>> 0) === ref) {
+    `if (typeof ref === 'number' && ref === (ref >>> 0)) {
       const g = (ref << ${gs}) >>> ${gs};
-      if ((ab[g >>> 5] & (1 << g)) !== 0 &&
+      if ((ab[g >>> 5] >>> g) & 1 &&
           (i32[g << 2] & KEY_MASK) === (${id} | ((ref >>> ${gb}) << 16))) { ${body} }
     }
-    return refs.diagnose(ref, ${id});`;
-  const quotedWhat = JSON.stringify(what);
+    return diagnose(ref, ${id});`;
   // g < 2^28, so the word, half-word and f64 indices (g << 2, << 3, << 1)
   // fit in int32; the byte index does not (2 GiB and up in a 4 GiB heap):
   // it is g * 16, never g << 4 (found in review).
@@ -114,26 +120,26 @@ export function compileAccessor(
         // live, of its generation); only a failure calls out, to throw.
         check = unchecked ? `const t = (value << ${gs}) >>> ${gs};` : `let t = 0;
           if (value !== 0) {
-            if (typeof value === 'number' && (value >>> 0) === value) t = (value << ${gs}) >>> ${gs};
-            if (!((ab[t >>> 5] & (1 << t)) !== 0 &&
-                (i32[t << 2] & GEN_KEY_MASK) === ((value >>> ${gb}) << 16))) refs.diagnose(value, -1);
+            if (typeof value === 'number' && value === (value >>> 0)) t = (value << ${gs}) >>> ${gs};
+            if (!((ab[t >>> 5] >>> t) & 1 &&
+                (i32[t << 2] & GEN_KEY_MASK) === ((value >>> ${gb}) << 16))) diagnose(value, -1);
           }`;
         store = `u32[(g << 2) + ${w}] = t; return;`;
         break;
       case 'i32':
-        check = `if (typeof value !== 'number' || (value | 0) !== value) badValue(${quotedWhat}, value, 'an integer in [-2^31, 2^31)');`;
+        check = `if (typeof value !== 'number' || value !== (value | 0)) bad(value);`;
         store = `i32[(g << 2) + ${w}] = value; return;`;
         break;
       case 'u32':
-        check = `if (typeof value !== 'number' || (value >>> 0) !== value) badValue(${quotedWhat}, value, 'an integer in [0, 2^32)');`;
+        check = `if (typeof value !== 'number' || value !== (value >>> 0)) bad(value);`;
         store = `u32[(g << 2) + ${w}] = value; return;`;
         break;
       case 'f64':
-        check = `if (typeof value !== 'number') badValue(${quotedWhat}, value, 'a number');`;
+        check = `if (typeof value !== 'number') bad(value);`;
         store = `f64[(g << 1) + ${int(offset >>> 3)}] = value; return;`;
         break;
       case 'bool':
-        check = `if (typeof value !== 'boolean') badValue(${quotedWhat}, value, 'true or false');`;
+        check = `if (typeof value !== 'boolean') bad(value);`;
         store = `u8[g * 16 + ${int(offset)}] = value ? 1 : 0; return;`;
         break;
     }
@@ -145,9 +151,15 @@ export function compileAccessor(
     badValue: env.badValue,
   };
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const make = new Function('refs', 'ab', 'u8', 'u16', 'u32', 'i32', 'f64', 'badValue', 'KEY_MASK', 'GEN_KEY_MASK',
+  const make = new Function('diagnose', 'ab', 'u8', 'u16', 'u32', 'i32', 'f64', 'bad', 'KEY_MASK', 'GEN_KEY_MASK',
     `'use strict'; return ${src};`);
-  return make(e.refs, e.ab, e.u8, e.u16, e.u32, e.i32, e.f64, e.badValue, keyMask(format), genKeyMask(format)) as
+  // The calls that throw take one or two arguments: the rest (the field's
+  // name, what it expects) is in the closure, not the bytecode (every byte
+  // counts against V8's inlining budget, above).
+  const refs = e.refs;
+  const badValue = e.badValue;
+  return make((ref: unknown, typeId: number) => refs.diagnose(ref, typeId), e.ab, e.u8, e.u16, e.u32, e.i32, e.f64,
+    (value: unknown) => badValue(what, value, EXPECTED[kind as ValueKind]), keyMask(format), genKeyMask(format)) as
     Getter | Setter;
 }
 
@@ -228,16 +240,16 @@ export function compileAlloc(
   const generationMask = int(2 ** format.generationBits - 1);
   const refCheck = (v: string) => `if (${v} !== 0) {
       let t = 0;
-      if (typeof ${v} === 'number' && (${v} >>> 0) === ${v}) t = (${v} << ${gs}) >>> ${gs};
-      if (!((ab[t >>> 5] & (1 << t)) !== 0 &&
-          (i32[t << 2] & GEN_KEY_MASK) === ((${v} >>> ${gb}) << 16))) refs.diagnose(${v}, -1);
+      if (typeof ${v} === 'number' && ${v} === (${v} >>> 0)) t = (${v} << ${gs}) >>> ${gs};
+      if (!((ab[t >>> 5] >>> t) & 1 &&
+          (i32[t << 2] & GEN_KEY_MASK) === ((${v} >>> ${gb}) << 16))) stale(${v});
     }`;
   const checks: string[] = [];
   const stores: string[] = [];
   fields.forEach((f, k) => {
     const v = `v${k}`;
     const w = int(f.offset >>> 2);
-    const bad = (expected: string) => `badValue(W[${k}], ${v}, ${JSON.stringify(expected)})`;
+    const bad = () => `badField(${k}, ${v})`;
     let check: string;
     let store: string;
     switch (f.kind) {
@@ -247,19 +259,19 @@ export function compileAlloc(
         store = `u32[(g << 2) + ${w}] = ${v} === 0 ? 0 : refs.any(${v});`;
         break;
       case 'i32':
-        check = `if (typeof ${v} !== 'number' || (${v} | 0) !== ${v}) ${bad('an integer in [-2^31, 2^31)')};`;
+        check = `if (typeof ${v} !== 'number' || ${v} !== (${v} | 0)) ${bad()};`;
         store = `i32[(g << 2) + ${w}] = ${v};`;
         break;
       case 'u32':
-        check = `if (typeof ${v} !== 'number' || (${v} >>> 0) !== ${v}) ${bad('an integer in [0, 2^32)')};`;
+        check = `if (typeof ${v} !== 'number' || ${v} !== (${v} >>> 0)) ${bad()};`;
         store = `u32[(g << 2) + ${w}] = ${v};`;
         break;
       case 'f64':
-        check = `if (typeof ${v} !== 'number') ${bad('a number')};`;
+        check = `if (typeof ${v} !== 'number') ${bad()};`;
         store = `f64[(g << 1) + ${int(f.offset >>> 3)}] = ${v};`;
         break;
       case 'bool':
-        check = `if (typeof ${v} !== 'boolean') ${bad('true or false')};`;
+        check = `if (typeof ${v} !== 'boolean') ${bad()};`;
         store = `u8[g * 16 + ${int(f.offset)}] = ${v} ? 1 : 0;`;
         break;
     }
@@ -321,33 +333,33 @@ export function compileAlloc(
   fields.forEach((f, k) => {
     const v = `v${k}`;
     const w = int(f.offset >>> 2);
-    const bad = (expected: string) => `badValue(W[${k}], ${v}, ${JSON.stringify(expected)})`;
+    const bad = () => `badField(${k}, ${v})`;
     let store: string;
     switch (f.kind) {
       case 'ref': case 'weak':
         makeChecks.push(`let t${k} = 0;
     if (${v} !== undefined && ${v} !== 0) {
-      if (typeof ${v} === 'number' && (${v} >>> 0) === ${v}) t${k} = (${v} << ${gs}) >>> ${gs};
-      if (!((ab[t${k} >>> 5] & (1 << t${k})) !== 0 &&
+      if (typeof ${v} === 'number' && ${v} === (${v} >>> 0)) t${k} = (${v} << ${gs}) >>> ${gs};
+      if (!((ab[t${k} >>> 5] >>> t${k}) & 1 &&
           (i32[t${k} << 2] & GEN_KEY_MASK) === ((${v} >>> ${gb}) << 16))) stale(${v});
     }`);
         makeStores.push(`u32[(g << 2) + ${w}] = t${k};`);
         makeSlowStores.push(`if (t${k} !== 0) u32[(g << 2) + ${w}] = refs.any(${v});`);
         return;
       case 'i32':
-        makeChecks.push(`if (${v} !== undefined && (typeof ${v} !== 'number' || (${v} | 0) !== ${v})) ${bad('an integer in [-2^31, 2^31)')};`);
+        makeChecks.push(`if (${v} !== undefined && (typeof ${v} !== 'number' || ${v} !== (${v} | 0))) ${bad()};`);
         store = `if (${v} !== undefined) i32[(g << 2) + ${w}] = ${v};`;
         break;
       case 'u32':
-        makeChecks.push(`if (${v} !== undefined && (typeof ${v} !== 'number' || (${v} >>> 0) !== ${v})) ${bad('an integer in [0, 2^32)')};`);
+        makeChecks.push(`if (${v} !== undefined && (typeof ${v} !== 'number' || ${v} !== (${v} >>> 0))) ${bad()};`);
         store = `if (${v} !== undefined) u32[(g << 2) + ${w}] = ${v};`;
         break;
       case 'f64':
-        makeChecks.push(`if (${v} !== undefined && typeof ${v} !== 'number') ${bad('a number')};`);
+        makeChecks.push(`if (${v} !== undefined && typeof ${v} !== 'number') ${bad()};`);
         store = `if (${v} !== undefined) f64[(g << 1) + ${int(f.offset >>> 3)}] = ${v};`;
         break;
       case 'bool':
-        makeChecks.push(`if (${v} !== undefined && typeof ${v} !== 'boolean') ${bad('true or false')};`);
+        makeChecks.push(`if (${v} !== undefined && typeof ${v} !== 'boolean') ${bad()};`);
         store = `if (${v} === true) u8[g * 16 + ${int(f.offset)}] = 1;`;
         break;
     }
@@ -363,7 +375,7 @@ export function compileAlloc(
     return ${tagged};
   }
   function make(${params}) {
-    if (arguments.length > ${int(fields.length)}) tooMany(arguments.length);
+    if (arguments.length > ${int(fields.length)}) tooMany(arguments);
     ${makeChecks.join('\n    ')}
     ${makeFast}
   }
@@ -394,8 +406,11 @@ export function compileAlloc(
   const { cacheBits, cacheWord } = env.ctx.allocator;
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
   const stale = (value: unknown) => env.refs.diagnose(value, -1);
-  const build = new Function('ctx', 'refs', 'ab', 'u8', 'u16', 'u32', 'i32', 'f64', 'badValue', 'notAnObject', 'noField',
-    'tooMany', 'stale', 'W', 'cacheBits', 'cacheWord', 'clz32', 'GEN_KEY_MASK', `'use strict'; ${src}`);
-  return build(env.ctx, env.refs, v.allocBits, v.u8, v.u16, v.u32, v.i32, v.f64, env.badValue, env.notAnObject, env.noField,
-    env.tooMany, stale, whats, cacheBits, cacheWord, Math.clz32, genKeyMask(format)) as CompiledAlloc;
+  // (As in compileAccessor, the calls that throw take only what varies.)
+  const badField = (k: number, value: unknown) => env.badValue(whats[k], value, EXPECTED[fields[k].kind as ValueKind]);
+  const tooMany = (args: ArrayLike<unknown>) => env.tooMany(args.length);
+  const build = new Function('ctx', 'refs', 'ab', 'u8', 'u16', 'u32', 'i32', 'f64', 'badField', 'notAnObject', 'noField',
+    'tooMany', 'stale', 'cacheBits', 'cacheWord', 'clz32', 'GEN_KEY_MASK', `'use strict'; ${src}`);
+  return build(env.ctx, env.refs, v.allocBits, v.u8, v.u16, v.u32, v.i32, v.f64, badField, env.notAnObject, env.noField,
+    tooMany, stale, cacheBits, cacheWord, Math.clz32, genKeyMask(format)) as CompiledAlloc;
 }
