@@ -1,6 +1,6 @@
 // Every wait of the main thread on the collector, timed. Each place the
 // mutator can be held by GC work - the fork call, stop-the-world marking, reading and staging the
-// child's stream, synchronous reads at maxHeap, starting and ending a sweep,
+// child's stream, synchronous reads (at maxHeap, or at a safepoint past the soft limit), starting and ending a sweep,
 // sweeping on the main thread (slices, lazy sweeping in an allocation,
 // finishing a sweep synchronously), finalization callbacks, the weak read
 // barrier's marking from a target read while the marks are taken - brackets itself
