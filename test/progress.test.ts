@@ -390,6 +390,25 @@ describe('a safepoint near maxHeap waits for the child', () => {
       }), { numRuns: 16 });
   }, 180_000);
 
+  it('a listener that closes the heap while a safepoint waits: the safepoint returns and starts no cycle on it', async () => {
+    const heap = makeHeap({
+      maxHeap: '30MiB', auto: true, sweepThreads: 0, hugePages: false, childTimeoutMs: 300,
+      faultInjectionForTesting: { kind: 'hang', cycles: (id) => id === 1 },
+    });
+    const N = heap.defineStruct('N', { next: 'ref', a: 'f64', b: 'f64' });
+    let forks = 0;
+    heap.on('fork', () => forks++);
+    let closing: Promise<void> | undefined;
+    heap.on('abort', () => { closing ??= heap.close(); });
+    for (let round = 0; round < 1500 && !closing; round++) {
+      for (let i = 0; i < 2000; i++) N.alloc();
+      heap.safepoint();
+    }
+    expect(closing, 'the hung child was aborted at a safepoint').toBeDefined();
+    expect(forks).toBe(1);
+    await closing;
+  }, 60_000);
+
   it('below the soft limit a safepoint does not wait for a hung child', () => {
     const heap = makeHeap({
       maxHeap: '64MiB', auto: false, sweepThreads: 0, hugePages: false, childTimeoutMs: 5_000,

@@ -37,10 +37,11 @@
 // checked. They exist because the checks cost, and most of all in bytecode:
 // a checked getter is 108-135 bytes and a reference setter 210, against
 // 24-51 and 38 unchecked (125-152 and 244 checked before the failure calls
-// took only what varies and the bit tests were written shorter), so a function that makes more than five or six
-// checked accesses exceeds TurboFan's inlining budget (920 bytes) and calls
-// the rest (README, "Unchecked accessors"). A wrong Ref reads or writes
-// somewhere in the heap's object memory: never outside the arena's views
+// took only what varies and the bit tests were written shorter), so a
+// function that makes more than five or six checked accesses exceeds
+// TurboFan's inlining budget (920 bytes) and calls the rest (README,
+// "Unchecked accessors"). A wrong Ref reads or writes somewhere in the
+// heap's object memory: never outside the arena's views
 // (typed-array indexing), never the heap's metadata (the bitmaps, span table
 // and roots are other buffers), but it may corrupt objects: a cycle that
 // meets a reference that is no object aborts (HEAP_CORRUPT, nothing freed);
@@ -404,11 +405,11 @@ export function compileAlloc(
   const v = env.views;
   const whats = fields.map((f) => f.what);
   const { cacheBits, cacheWord } = env.ctx.allocator;
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const stale = (value: unknown) => env.refs.diagnose(value, -1);
   // (As in compileAccessor, the calls that throw take only what varies.)
+  const stale = (value: unknown) => env.refs.diagnose(value, -1);
   const badField = (k: number, value: unknown) => env.badValue(whats[k], value, EXPECTED[fields[k].kind as ValueKind]);
   const tooMany = (args: ArrayLike<unknown>) => env.tooMany(args.length);
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval
   const build = new Function('ctx', 'refs', 'ab', 'u8', 'u16', 'u32', 'i32', 'f64', 'badField', 'notAnObject', 'noField',
     'tooMany', 'stale', 'cacheBits', 'cacheWord', 'clz32', 'GEN_KEY_MASK', `'use strict'; ${src}`);
   return build(env.ctx, env.refs, v.allocBits, v.u8, v.u16, v.u32, v.i32, v.f64, badField, env.notAnObject, env.noField,

@@ -562,9 +562,10 @@ export class HeapCore implements RefContext, TypeContext {
       // is full (src/collector/policy.ts, safepointWaits).
       if (this.collector.phase === 'marking' && this.policy.safepointWaits(this.account.liveBytes)) {
         this.collector.finishMarkingSync();
-        this.ensureOpen();  // (a listener of the cycle's end may have closed the heap)
       }
-      if (this.collector.busy) return;
+      // A listener of the cycle's events may have closed the heap: no cycle
+      // starts on it (the next call on the heap says it is closed).
+      if (this.closed || this.collector.busy) return;
     }
     // The pacer decides here, not `scheduled`: that only says an immediate is
     // pending, and in a program that never yields it stays set, which would

@@ -212,6 +212,21 @@ export class Shadow {
     return { garbage: c.garbage.size, notFreed, mismatches: this.mismatches(), reused: c.reused.size };
   }
 
+  /**
+   * Call when the cycle's promise rejected (an abort): nothing may have been
+   * freed. Returns the objects of the fork's snapshot that read as freed and
+   * the live objects whose contents differ from the model; the garbage stays
+   * in the model for the next cycle.
+   */
+  abortCycle(): { freed: Ref[]; mismatches: [Ref, string, string][] } {
+    const c = this.cycle;
+    if (!c) throw new Error('model: abortCycle without beginCycle');
+    this.cycle = null;
+    if (c.reused.size > 0) throw new Error(`model: ${c.reused.size} slots of an aborted cycle's garbage handed out again`);
+    const freed = [...c.all].filter((r) => this.objs.has(r) && isFreed(this.heap, r));
+    return { freed, mismatches: this.mismatches() };
+  }
+
   forget(refs: Iterable<Ref>): void {
     for (const r of refs) this.objs.delete(r);
   }
