@@ -457,6 +457,20 @@ function allocBitsOutsideObjects(heap: Heap): number[] {
   return out;
 }
 
+/** Runs `ops` and a last cycle on `heap`, checks everything against the model, and closes the heap. */
+async function runProgram(heap: Heap, ops: Op[], faulty = false): Promise<Run> {
+  const run = new Run(heap, faulty);
+  try {
+    for (const op of ops) await run.step(op);
+    // a last cycle, and everything agrees
+    await run.step({ t: 'collect' });
+    run.finalCheck();
+  } finally {
+    await closeHeap(heap);
+  }
+  return run;
+}
+
 describe('fuzz: random API call sequences agree with the shadow model, with only typed errors', () => {
   it(
     'valid and invalid calls, forged/stale/interior refs, collects — in both modes',
@@ -464,15 +478,7 @@ describe('fuzz: random API call sequences agree with the shadow model, with only
       await fc.assert(
         fc.asyncProperty(fc.constantFrom<Mode>('fork', 'stw'), fc.array(opArb, { minLength: 10, maxLength: 150 }), async (mode, ops) => {
           const heap = makeHeap({ mode, maxHeap: MAX_HEAP });
-          const run = new Run(heap);
-          try {
-            for (const op of ops) await run.step(op);
-            // a last cycle, and everything agrees
-            await run.step({ t: 'collect' });
-            run.finalCheck();
-          } finally {
-            await closeHeap(heap);
-          }
+          await runProgram(heap, ops);
           // a closed heap refuses politely
           let e: unknown;
           try {
@@ -511,15 +517,7 @@ describe('fuzz: random API call sequences agree with the shadow model, with only
               mode: 'fork', maxHeap: MAX_HEAP, childTimeoutMs: 200,
               faultInjectionForTesting: { kind, arg: 20, cycles: (id) => cycles.includes(id) },
             });
-            const run = new Run(heap, true);
-            try {
-              for (const op of ops) await run.step(op);
-              await run.step({ t: 'collect' });
-              run.finalCheck();
-            } finally {
-              await closeHeap(heap);
-            }
-            aborts += run.aborts;
+            aborts += (await runProgram(heap, ops, true)).aborts;
           }),
         { numRuns: 60, interruptAfterTimeLimit: 25_000 },
       );
