@@ -189,3 +189,22 @@ describe('heap.strings', () => {
     for (let i = 0; i < n; i++) expect(heap.strings.read(heap.arrays.get(list.get(), i) as Ref<'String'>)).toBe(want(i));
   });
 });
+
+// bytes.alloc(data) copies up to 64 bytes with a loop and longer data with a
+// view and set() (src/api/types.ts, SHORT_COPY_BYTES): both must copy the
+// view's own bytes (any offset into its buffer), and nothing beyond them.
+describe('heap.bytes.alloc(data): the copy, short and long', () => {
+  it('copies exactly the view\'s bytes, at any offset into its buffer (property)', () => {
+    const heap = makeHeap({ maxHeap: '64MiB', auto: false, sweepThreads: 0 });
+    fc.assert(fc.property(fc.uint8Array({ minLength: 0, maxLength: 400 }), fc.nat(), fc.nat(), (bytes, a, b) => {
+      const start = bytes.length === 0 ? 0 : a % bytes.length;
+      const length = Math.min(bytes.length - start, b % 200);
+      const view = bytes.subarray(start, start + length);
+      const r = heap.bytes.alloc(view);
+      expect(heap.bytes.length(r)).toBe(length);
+      expect([...heap.bytes.copy(r)]).toEqual([...view]);
+      const next = heap.bytes.alloc(8);  // the slot after is untouched by the copy
+      expect([...heap.bytes.copy(next)]).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
+    }), { numRuns: 300 });
+  });
+});
