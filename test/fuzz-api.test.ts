@@ -14,8 +14,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CycleAbortedError, ForkGcError, type FaultKind, type Heap } from '../src/index.js';
-import { closeHeap, describeError, isFreed, makeHeap, MiB, type Mode, type RootHandle } from './helpers/common.js';
+import { CycleAbortedError, ForkGcError, type Heap } from '../src/index.js';
+import { CHILD_FAULTS, closeHeap, describeError, isFreed, makeHeap, MiB, type Mode, type RootHandle } from './helpers/common.js';
 import { STRUCT_NAMES, defineSchema, fieldsOf, type FieldKind, type StructName } from './helpers/graph.js';
 import { Shadow } from './helpers/model.js';
 import { heapInternals } from '../src/internal.js';
@@ -496,14 +496,8 @@ describe('fuzz: random API call sequences agree with the shadow model, with only
 
   // The same programs with a child fault injected into some of their cycles
   // (fork mode): a cycle that completes agrees with the model as above; one
-  // that aborts freed nothing and changed nothing. Every kind of child fault
-  // but a sweeper thread's (which frees part of a cycle's garbage, by design)
-  // and a selective fork's (which turns selective forking off for good).
-  const CHILD_FAULTS: readonly FaultKind[] = [
-    'exit-before-mark', 'hang', 'truncate', 'corrupt-chunk', 'wrong-cycle', 'zombie-mark', 'exit-nonzero',
-    'signal-after-stream', 'stall-mid-stream', 'delay-before-mark', 'fork-eagain', 'fork-enomem', 'bad-trailer',
-    'delay-before-exit', 'slow-stream',
-  ];
+  // that aborts freed nothing and changed nothing (CHILD_FAULTS: every
+  // child fault that ends a cycle whole).
   it(
     'with child faults injected into random cycles, a completed cycle agrees with the model and an aborted one frees nothing',
     async () => {

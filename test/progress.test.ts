@@ -12,7 +12,8 @@ import { startTrace, TRACE_NAMES } from '../src/tools/trace.js';
 import { LAZY_SWEEP_BUDGET } from '../src/memory/allocator.js';
 import { SPAN_UNSWEPT, SPAN_WORDS, SW_CLASS, SW_STATE } from '../src/memory/layout.js';
 import { STALL_KINDS } from '../src/collector/stalls.js';
-import { closeHeapsAfterEach, makeHeap } from './helpers/common.js';
+import { CHILD_FAULTS, closeHeapsAfterEach, makeHeap } from './helpers/common.js';
+import { Rng } from './helpers/graph.js';
 
 closeHeapsAfterEach();
 
@@ -337,16 +338,12 @@ describe('a safepoint near maxHeap waits for the child', () => {
   // that allocates three times maxHeap of garbage, a little between
   // safepoints, never runs out, and every live value is as the shadow
   // model says.
-  const FAULTS: readonly FaultKind[] = [
-    'exit-before-mark', 'hang', 'truncate', 'corrupt-chunk', 'exit-nonzero', 'delay-before-mark',
-    'delay-before-exit', 'bad-trailer', 'wrong-cycle', 'zombie-mark', 'signal-after-stream',
-  ];
   it('whatever the children do, a program that reaches safepoints never runs out and loses nothing (property)', () => {
     fc.assert(fc.property(
       // (A hung child, whose abort comes late, is the case a safepoint that
       // never waited lost: weighted so that 16 runs without the wait fail.)
       fc.oneof(
-        { arbitrary: fc.constantFrom(...FAULTS), weight: 4 },
+        { arbitrary: fc.constantFrom(...CHILD_FAULTS), weight: 4 },
         { arbitrary: fc.constant<FaultKind>('hang'), weight: 4 },
         { arbitrary: fc.constant(undefined), weight: 1 },
       ),
@@ -368,13 +365,12 @@ describe('a safepoint near maxHeap waits for the child', () => {
             shadow[i] = i;
             heap.arrays.set(keep.get(), i, N.make(0, i));
           }
-          let x = seed;
-          const next = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0);
+          const rng = new Rng(seed);
           const garbage = 3 * 16 * 2 ** 20 / N.size;
           for (let made = 0, round = 0; made < garbage; made += perRound, round++) {
             for (let i = 0, chain = 0; i < perRound; i++) chain = N.make(chain, -1);
             for (let r = 0; r < replaced; r++) {
-              const k = next() % live;
+              const k = rng.int(live);
               shadow[k] = round;
               heap.arrays.set(keep.get(), k, N.make(0, round));
             }

@@ -72,6 +72,25 @@ type ValueKind = Exclude<FieldKind, 'ref' | 'weak'>;
 const EXPECTED: Record<ValueKind, string> = {
   i32: 'an integer in [-2^31, 2^31)', u32: 'an integer in [0, 2^32)', f64: 'a number', bool: 'true or false',
 };
+/** The condition, in generated source, under which `v` is no value for a field of each kind (EXPECTED says what is). */
+const NOT_A: Record<ValueKind, (v: string) => string> = {
+  i32: (v) => `typeof ${v} !== 'number' || ${v} !== (${v} | 0)`,
+  u32: (v) => `typeof ${v} !== 'number' || ${v} !== (${v} >>> 0)`,
+  f64: (v) => `typeof ${v} !== 'number'`,
+  bool: (v) => `typeof ${v} !== 'boolean'`,
+};
+
+/**
+ * refs.any() written out, in generated source, for a reference value `v`
+ * other than 0 (a Ref of any type, live, of its generation): its granule
+ * goes into `t` (a variable the caller declared, 0), and `fail` runs when
+ * it names no such object. `gs` and `gb` are the format's shifts (numbers).
+ */
+function liveRefTest(v: string, t: string, gs: string, gb: string, fail: string): string {
+  return `if (typeof ${v} === 'number' && ${v} === (${v} >>> 0)) ${t} = (${v} << ${gs}) >>> ${gs};
+      if (!((ab[${t} >>> 5] >>> ${t}) & 1 &&
+          (i32[${t} << 2] & GEN_KEY_MASK) === ((${v} >>> ${gb}) << 16))) ${fail};`;
+}
 
 export function compileAccessor(
   which: 'get' | 'set', kind: Exclude<FieldKind, 'weak'>, field: string, what: string, typeId: number, offset: number,
@@ -113,37 +132,22 @@ export function compileAccessor(
       case 'bool': src = `function ${name('get')}(ref) { ${fast(`return u8[g * 16 + ${int(offset)}] !== 0;`)} }`; break;
     }
   } else {
-    let check: string;
+    let check = '';
     let store: string;
     switch (kind) {
       case 'ref':
         // The value's check is refs.any() written out (a Ref of any type,
         // live, of its generation); only a failure calls out, to throw.
         check = unchecked ? `const t = (value << ${gs}) >>> ${gs};` : `let t = 0;
-          if (value !== 0) {
-            if (typeof value === 'number' && value === (value >>> 0)) t = (value << ${gs}) >>> ${gs};
-            if (!((ab[t >>> 5] >>> t) & 1 &&
-                (i32[t << 2] & GEN_KEY_MASK) === ((value >>> ${gb}) << 16))) diagnose(value, -1);
-          }`;
+          if (value !== 0) { ${liveRefTest('value', 't', gs, gb, 'diagnose(value, -1)')} }`;
         store = `u32[(g << 2) + ${w}] = t; return;`;
         break;
-      case 'i32':
-        check = `if (typeof value !== 'number' || value !== (value | 0)) bad(value);`;
-        store = `i32[(g << 2) + ${w}] = value; return;`;
-        break;
-      case 'u32':
-        check = `if (typeof value !== 'number' || value !== (value >>> 0)) bad(value);`;
-        store = `u32[(g << 2) + ${w}] = value; return;`;
-        break;
-      case 'f64':
-        check = `if (typeof value !== 'number') bad(value);`;
-        store = `f64[(g << 1) + ${int(offset >>> 3)}] = value; return;`;
-        break;
-      case 'bool':
-        check = `if (typeof value !== 'boolean') bad(value);`;
-        store = `u8[g * 16 + ${int(offset)}] = value ? 1 : 0; return;`;
-        break;
+      case 'i32': store = `i32[(g << 2) + ${w}] = value; return;`; break;
+      case 'u32': store = `u32[(g << 2) + ${w}] = value; return;`; break;
+      case 'f64': store = `f64[(g << 1) + ${int(offset >>> 3)}] = value; return;`; break;
+      case 'bool': store = `u8[g * 16 + ${int(offset)}] = value ? 1 : 0; return;`; break;
     }
+    if (kind !== 'ref') check = `if (${NOT_A[kind]('value')}) bad(value);`;
     src = `function ${name('set')}(ref, value) { ${check} ${fast(store)} }`;
   }
   const v = env.views;
@@ -239,42 +243,24 @@ export function compileAlloc(
   const gb = int(format.granuleBits);
   const gs = int(32 - format.granuleBits);
   const generationMask = int(2 ** format.generationBits - 1);
-  const refCheck = (v: string) => `if (${v} !== 0) {
-      let t = 0;
-      if (typeof ${v} === 'number' && ${v} === (${v} >>> 0)) t = (${v} << ${gs}) >>> ${gs};
-      if (!((ab[t >>> 5] >>> t) & 1 &&
-          (i32[t << 2] & GEN_KEY_MASK) === ((${v} >>> ${gb}) << 16))) stale(${v});
-    }`;
   const checks: string[] = [];
   const stores: string[] = [];
   fields.forEach((f, k) => {
     const v = `v${k}`;
     const w = int(f.offset >>> 2);
-    const bad = () => `badField(${k}, ${v})`;
-    let check: string;
+    const isRef = f.kind === 'ref' || f.kind === 'weak';
+    const check = isRef ? `if (${v} !== 0) { let t = 0; ${liveRefTest(v, 't', gs, gb, `stale(${v})`)} }`
+      : `if (${NOT_A[f.kind as ValueKind](v)}) badField(${k}, ${v});`;
     let store: string;
     switch (f.kind) {
       case 'ref': case 'weak':
-        check = refCheck(v);
         // Checked again: the allocation may have moved a cycle on (refs.field semantics).
         store = `u32[(g << 2) + ${w}] = ${v} === 0 ? 0 : refs.any(${v});`;
         break;
-      case 'i32':
-        check = `if (typeof ${v} !== 'number' || ${v} !== (${v} | 0)) ${bad()};`;
-        store = `i32[(g << 2) + ${w}] = ${v};`;
-        break;
-      case 'u32':
-        check = `if (typeof ${v} !== 'number' || ${v} !== (${v} >>> 0)) ${bad()};`;
-        store = `u32[(g << 2) + ${w}] = ${v};`;
-        break;
-      case 'f64':
-        check = `if (typeof ${v} !== 'number') ${bad()};`;
-        store = `f64[(g << 1) + ${int(f.offset >>> 3)}] = ${v};`;
-        break;
-      case 'bool':
-        check = `if (typeof ${v} !== 'boolean') ${bad()};`;
-        store = `u8[g * 16 + ${int(f.offset)}] = ${v} ? 1 : 0;`;
-        break;
+      case 'i32': store = `i32[(g << 2) + ${w}] = ${v};`; break;
+      case 'u32': store = `u32[(g << 2) + ${w}] = ${v};`; break;
+      case 'f64': store = `f64[(g << 1) + ${int(f.offset >>> 3)}] = ${v};`; break;
+      case 'bool': store = `u8[g * 16 + ${int(f.offset)}] = ${v} ? 1 : 0;`; break;
     }
     const key = JSON.stringify(f.field);
     const read = namedLikeInherited(f.field) ? `(Object.hasOwn(init, ${key}) ? init[${key}] : undefined)` : `init[${key}]`;
@@ -334,36 +320,20 @@ export function compileAlloc(
   fields.forEach((f, k) => {
     const v = `v${k}`;
     const w = int(f.offset >>> 2);
-    const bad = () => `badField(${k}, ${v})`;
     let store: string;
     switch (f.kind) {
       case 'ref': case 'weak':
         makeChecks.push(`let t${k} = 0;
-    if (${v} !== undefined && ${v} !== 0) {
-      if (typeof ${v} === 'number' && ${v} === (${v} >>> 0)) t${k} = (${v} << ${gs}) >>> ${gs};
-      if (!((ab[t${k} >>> 5] >>> t${k}) & 1 &&
-          (i32[t${k} << 2] & GEN_KEY_MASK) === ((${v} >>> ${gb}) << 16))) stale(${v});
-    }`);
+    if (${v} !== undefined && ${v} !== 0) { ${liveRefTest(v, `t${k}`, gs, gb, `stale(${v})`)} }`);
         makeStores.push(`u32[(g << 2) + ${w}] = t${k};`);
         makeSlowStores.push(`if (t${k} !== 0) u32[(g << 2) + ${w}] = refs.any(${v});`);
         return;
-      case 'i32':
-        makeChecks.push(`if (${v} !== undefined && (typeof ${v} !== 'number' || ${v} !== (${v} | 0))) ${bad()};`);
-        store = `if (${v} !== undefined) i32[(g << 2) + ${w}] = ${v};`;
-        break;
-      case 'u32':
-        makeChecks.push(`if (${v} !== undefined && (typeof ${v} !== 'number' || ${v} !== (${v} >>> 0))) ${bad()};`);
-        store = `if (${v} !== undefined) u32[(g << 2) + ${w}] = ${v};`;
-        break;
-      case 'f64':
-        makeChecks.push(`if (${v} !== undefined && typeof ${v} !== 'number') ${bad()};`);
-        store = `if (${v} !== undefined) f64[(g << 1) + ${int(f.offset >>> 3)}] = ${v};`;
-        break;
-      case 'bool':
-        makeChecks.push(`if (${v} !== undefined && typeof ${v} !== 'boolean') ${bad()};`);
-        store = `if (${v} === true) u8[g * 16 + ${int(f.offset)}] = 1;`;
-        break;
+      case 'i32': store = `if (${v} !== undefined) i32[(g << 2) + ${w}] = ${v};`; break;
+      case 'u32': store = `if (${v} !== undefined) u32[(g << 2) + ${w}] = ${v};`; break;
+      case 'f64': store = `if (${v} !== undefined) f64[(g << 1) + ${int(f.offset >>> 3)}] = ${v};`; break;
+      case 'bool': store = `if (${v} === true) u8[g * 16 + ${int(f.offset)}] = 1;`; break;
     }
+    makeChecks.push(`if (${v} !== undefined && (${NOT_A[f.kind](v)})) badField(${k}, ${v});`);
     makeStores.push(store);
     makeSlowStores.push(store);
   });

@@ -4,7 +4,7 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { afterEach, expect } from 'vitest';
-import { Heap, ForkGcError } from '../../src/index.js';
+import { Heap, ForkGcError, type FaultKind } from '../../src/index.js';
 
 export type Ref = number;
 export type HeapOptions = NonNullable<ConstructorParameters<typeof Heap>[0]>;
@@ -12,6 +12,18 @@ export type RootHandle = ReturnType<Heap['root']>;
 export type CycleStats = Awaited<ReturnType<Heap['collect']>>;
 export type Mode = 'fork' | 'stw';
 export const MODES: readonly Mode[] = ['fork', 'stw'];
+
+/**
+ * Every child fault that ends a cycle whole, completed or aborted (for
+ * faultInjectionForTesting): all but a sweeper thread's (which frees part of
+ * a cycle's garbage, by design) and a selective fork's (which turns
+ * selective forking off for good).
+ */
+export const CHILD_FAULTS: readonly FaultKind[] = [
+  'exit-before-mark', 'hang', 'truncate', 'corrupt-chunk', 'wrong-cycle', 'zombie-mark', 'exit-nonzero',
+  'signal-after-stream', 'stall-mid-stream', 'delay-before-mark', 'fork-eagain', 'fork-enomem', 'bad-trailer',
+  'delay-before-exit', 'slow-stream',
+];
 
 // ---------------------------------------------------------------------------
 // Heaps: made small, cycles explicit unless asked otherwise, always closed.
