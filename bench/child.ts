@@ -8,7 +8,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { initHistograms, percentileOf, percentileTable, round } from './lib/histogram.js';
+import { percentileOf, percentileTable, round } from './lib/histogram.js';
 import { Heartbeat, Meter, V8GcObserver, coveredMs } from './lib/meter.js';
 import { machineStealMs, peakRssBytes } from './lib/proc.js';
 import { loadForkgc, type CycleStats, type Heap } from './lib/forkgc.js';
@@ -102,7 +102,6 @@ async function main(): Promise<void> {
   const output: string[] = [];
   /** When each output line was printed (ms since the run's start): the workload's phases, for diagnosis. */
   const outputAt: number[] = [];
-  await initHistograms();
   const meter = new Meter(workload.unit);
   const heartbeat = new Heartbeat(() => meter.recording);
   const v8gc = new V8GcObserver();

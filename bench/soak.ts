@@ -15,7 +15,6 @@
 import { writeFileSync } from 'node:fs';
 import { Progress } from '../src/tools/progress.js';
 import { performance } from 'node:perf_hooks';
-import { initHistograms } from './lib/histogram.js';
 import { Meter } from './lib/meter.js';
 import { loadForkgc, type CycleStats } from './lib/forkgc.js';
 import { childPids, currentRssBytes, openFdCount, openFds, peakRssBytes, zombieChildren } from './lib/proc.js';
@@ -106,7 +105,6 @@ async function main(): Promise<void> {
   }, 1000);
   childTimer.unref();
 
-  await initHistograms();
   const meter = new Meter(lruCache.unit);
   meter.start();
   let verified: boolean | null = null;

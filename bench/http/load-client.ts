@@ -21,7 +21,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { LogHistogram, initHistograms, percentileTable, round } from '../lib/histogram.js';
+import { LogHistogram, percentileTable, round } from '../lib/histogram.js';
 import { mulberry32 } from '../lib/rng.js';
 
 export interface LoadSpec {
@@ -97,7 +97,6 @@ class Conn {
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const rnd = mulberry32(spec.seed);
   const nextPath = () => `/item/${Math.floor(rnd() * spec.keySpace)}`;
-  await initHistograms();  // the client is its own process: load the histogram's WebAssembly here too
   const hist = new LogHistogram();
   let measureFrom = Infinity;
   let measureTo = Infinity;
