@@ -102,6 +102,16 @@ async function main(): Promise<void> {
   const output: string[] = [];
   /** When each output line was printed (ms since the run's start): the workload's phases, for diagnosis. */
   const outputAt: number[] = [];
+  // A program that has detached any ArrayBuffer (fetch() does on Node 20,
+  // as do WebAssembly memories that grow and transfers) has lost V8's
+  // ArrayBufferDetaching protector, and every typed-array access it
+  // compiles checks its buffer: forkgc's accessors cost more there
+  // (bench/lib/histogram.ts says how the harness once did this by
+  // accident). FORKGC_BENCH_DETACH_BUFFER=1 measures that case, on every system.
+  if (process.env.FORKGC_BENCH_DETACH_BUFFER === '1') {
+    const b = new ArrayBuffer(8);
+    structuredClone(b, { transfer: [b] });
+  }
   const meter = new Meter(workload.unit);
   const heartbeat = new Heartbeat(() => meter.recording);
   const v8gc = new V8GcObserver();

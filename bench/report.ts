@@ -18,6 +18,8 @@ export interface ResultsFile {
   repeat?: number;
   /** The CPU every Node run's main thread was held to (run.ts --main-cpu, lib/main-cpu.ts); null or absent: free. */
   mainCpu?: number | null;
+  /** FORKGC_BENCH_DETACH_BUFFER=1: every Node run detached an ArrayBuffer first (bench/child.ts says why). */
+  detachedBuffer?: boolean;
   skipped: string[];
   results: Row[];
 }
@@ -74,6 +76,10 @@ export function markdown(f: ResultsFile): string {
     L.push('Threads that existed by then (V8\'s helpers, forkgc\'s sweepers), forkgc\'s marking child and the peers (D, Boehm) were free.');
   } else if (f.mainCpu === null) {
     L.push('Main threads were free to run on any CPU (the default; --main-cpu N holds them to one); see "main thread\'s CPUs".');
+  }
+  if (f.detachedBuffer) {
+    L.push('Every Node run detached an ArrayBuffer before its workload (FORKGC_BENCH_DETACH_BUFFER=1), as a program that has');
+    L.push('called fetch() has: V8\'s ArrayBufferDetaching protector is gone, and every typed-array access checks its buffer.');
   }
   if ((f.repeat ?? 1) > 1) {
     L.push(`Every row is the run of median wall time of ${f.repeat} runs, the rounds interleaved (every figure of a row from that one run;`);

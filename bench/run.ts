@@ -310,6 +310,7 @@ async function main(): Promise<void> {
     mode: opts.full ? 'full' : 'quick',
     repeat: opts.repeat,
     mainCpu: opts.mainCpu,
+    ...(process.env.FORKGC_BENCH_DETACH_BUFFER === '1' ? { detachedBuffer: true } : {}),
     skipped,
     results,
   };
