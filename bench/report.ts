@@ -58,6 +58,19 @@ function verifiedMark(r: Row): string {
 
 const MAIN = ['binary-trees', 'gcbench', 'lru-cache', 'splay'];
 
+/**
+ * The walls of all runs of a repeated row; a V8 row's with the scavenges of
+ * each run in brackets, which tell V8's two modes apart (a pretenured splay
+ * makes 1-2, one that is not 60 and more).
+ */
+function repeatWalls(r: Row): string {
+  const walls = r.repeats?.wallMs as number[] | undefined;
+  if (!walls) return '–';
+  const scavenges = r.repeats?.scavenges as (number | null)[] | undefined;
+  if (r.system !== 'v8' || !scavenges) return walls.join(', ');
+  return walls.map((w, i) => (scavenges[i] === null ? String(w) : `${w} [${scavenges[i]}]`)).join(', ');
+}
+
 export function markdown(f: ResultsFile): string {
   const L: string[] = [];
   const m = f.machine as Record<string, any>;
@@ -83,7 +96,7 @@ export function markdown(f: ResultsFile): string {
   }
   if ((f.repeat ?? 1) > 1) {
     L.push(`Every row is the run of median wall time of ${f.repeat} runs, the rounds interleaved (every figure of a row from that one run;`);
-    L.push('the walls of all runs are in the last column).');
+    L.push('the walls of all runs are in the last column; for V8 rows, each with its scavenges in brackets).');
   }
   L.push('');
   if (f.skipped.length) {
@@ -106,7 +119,7 @@ export function markdown(f: ResultsFile): string {
         `| ${w} | ${r.case} | ${r.system} | ${num(r.wallMs, 0)} | ${ratio} | ${num(r.p50PauseMs, 2)} / ${num(r.p99PauseMs, 2)} / ${num(r.maxPauseMs, 2)} | ` +
           `${num(r.forkgcPauseMaxMs, 2)} | ${num(r.forkgcStallMaxMs, 2)} / ${num(r.forkgcStallTotalMs, 0)} | ${num(r.opP99Us)} | ${num(r.opMaxMs, 2)} | ${gapSplit(r)} | ${num(r.heartbeatMaxGapMs, 2)} | ${num(r.mainRunMs, 0)} / ${num(r.mainRunDelayMs, 0)} | ${num(r.machineStealMs, 0)} | ${cpuShares(r.mainCpuShares)} | ${mibStr(r.peakRssBytes)} | ${r.cycles ?? '–'} | ` +
           `${num(r.gcTotalMs, 1)} | ${num(r.forkgcSweepTotalMs, 0)} | ${num(r.markNsPerObject, 1)} | ${verifiedMark(r)} |` +
-          (repeated ? ` ${(r.repeats?.wallMs as number[] | undefined)?.join(', ') ?? '–'} |` : ''),
+          (repeated ? ` ${repeatWalls(r)} |` : ''),
       );
     }
   }

@@ -2,6 +2,7 @@
 // runs of each workload × case × system to the row it reports.
 import { describe, expect, it } from 'vitest';
 import { medianRuns } from '../bench/lib/median-runs.js';
+import { markdown } from '../bench/report.js';
 
 const run = (system: string, wallMs: number, extra: Record<string, unknown> = {}) =>
   ({ workload: 'gcbench', case: 'quick', system, ok: true, wallMs, mainRunMs: wallMs - 10, machineStealMs: 0, marker: `${system}@${wallMs}`, ...extra });
@@ -22,9 +23,23 @@ describe('medianRuns', () => {
     expect(v8.marker).toBe('v8@510');
     expect(v8.mainRunMs).toBe(500);
     expect(fork.marker).toBe('forkgc-fork@1250');
-    expect(fork.repeats).toEqual({ runs: 3, wallMs: [1300, 1100, 1250], mainRunMs: [1290, 1090, 1240], stealMs: [0, 0, 0] });
+    expect(fork.repeats).toEqual({ runs: 3, wallMs: [1300, 1100, 1250], mainRunMs: [1290, 1090, 1240], stealMs: [0, 0, 0],
+      scavenges: [null, null, null] });
     // An even count takes the lower of the two middle runs.
     expect(medianRuns([run('v8', 600), run('v8', 400)], 2)[0].marker).toBe('v8@400');
+  });
+
+  it('keeps each run\'s V8 scavenges, which the report shows beside a V8 row\'s walls', () => {
+    const minor = (count: number) => ({ v8GcByKind: { minor: { count, totalMs: count * 10 } } });
+    const rows = [run('v8', 1529, minor(61)), run('v8', 695, minor(1)), run('v8', 1522, minor(60)),
+      run('forkgc-fork', 1900, minor(80)), run('forkgc-fork', 1950, minor(85)), run('forkgc-fork', 2000, minor(90))];
+    const out = medianRuns(rows, 3);
+    const v8 = out.find((r) => r.system === 'v8')!;
+    expect(v8.repeats.scavenges).toEqual([61, 1, 60]);
+    const md = markdown({ machine: {}, node: 'v20', kernel: '6.x', date: 'd', mode: 'quick', repeat: 3, skipped: [],
+      results: out.map((r) => ({ ...r, case: 'quick' })) });
+    expect(md).toContain('1529 [61], 695 [1], 1522 [60]');
+    expect(md).toContain('1900, 1950, 2000');  // forkgc's rows: walls alone
   });
 
   it('reports a failed run when any run of the job failed', () => {

@@ -33,6 +33,9 @@ export function medianRuns(runs: Row[], repeat: number): Row[] {
         wallMs: g.map((r) => Math.round(r.wallMs)),
         mainRunMs: g.map((r) => (typeof r.mainRunMs === 'number' ? Math.round(r.mainRunMs) : null)),
         stealMs: g.map((r) => (typeof r.machineStealMs === 'number' ? Math.round(r.machineStealMs) : null)),
+        // V8's scavenges in each run: which of its two modes a V8 splay run
+        // was in (pretenured or not; README, Benchmarks) shows here.
+        scavenges: g.map((r) => (typeof r.v8GcByKind?.minor?.count === 'number' ? r.v8GcByKind.minor.count as number : null)),
       },
     };
   });
