@@ -117,6 +117,36 @@ describe.skipIf(!populates)('making the heap writable again after a cycle (resto
     });
   }
 
+  it('pages are made writable once the sweep is over, not during it (the sweep would share its CPUs with the thread)', { timeout: 60_000 }, async () => {
+    const heap = makeHeap({ maxHeap: '256MiB', mode: 'fork', hugePages: false, auto: false });
+    const core = heapInternals(heap);
+    const objects = 8192;  // about 32 MiB, every page resident
+    const list = heap.root(heap.arrays.alloc(objects));
+    for (let i = 0; i < objects; i++) heap.arrays.set(list.get(), i, heap.bytes.alloc(4000));
+    for (let i = 0; i < objects; i++) heap.bytes.set(heap.arrays.get(list.get(), i), 0, 1);
+    const made = () => core.addon.hugePageRestoreFigures(core.regions.id).bytesMadeWritable;
+    const since = made();
+    // The child is reaped when 'stream' fires, and the sweep starts right
+    // after. Hold the main thread there, and as the sweep starts, for 200
+    // ms each: a restore thread started with the stream (as it was) made
+    // pages writable meanwhile, on the other CPU.
+    const hold = () => {
+      const until = performance.now() + 200;
+      while (performance.now() < until) { /* hold */ }
+      return made();
+    };
+    let atStream = -1;
+    let atSweepStart = -1;
+    heap.on('stream', () => { atStream = hold(); });
+    heap.on('sweepStart', () => { atSweepStart = hold(); });
+    await heap.collect();
+    expect(atStream).toBe(since);
+    expect(atSweepStart).toBe(since);
+    await restoreSettled(core, since, true);
+    expect(made()).toBeGreaterThanOrEqual(since + 30 * MiB);
+    list.release();
+  });
+
   it('pages the application never touched stay untouched (no memory is added)', { timeout: 60_000 }, async () => {
     const heap = makeHeap({ maxHeap: '512MiB', mode: 'fork', hugePages: false, auto: false });
     const core = heapInternals(heap);

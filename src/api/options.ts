@@ -29,9 +29,10 @@ export interface HeapOptions {
    */
   restoreHugePages?: boolean;
   /**
-   * Fork mode: once each child is reaped, a thread of the heap's makes the
-   * heap's resident pages writable again (MADV_POPULATE_WRITE, Linux 5.14)
-   * before the application writes them. fork() write-protects every page
+   * Fork mode: once each cycle's sweep is over (its child long reaped), a
+   * thread of the heap's makes the heap's resident pages writable again
+   * (MADV_POPULATE_WRITE, Linux 5.14) before the application writes them
+   * (not during the sweep, whose CPUs it would take). fork() write-protects every page
    * the child shares, and after the child is gone the application's first
    * write to each still faults (measured on the project's VM: 20-44 µs a
    * fault with 4 KiB pages; the thread does it for 0.2-0.3 µs a page). The
