@@ -18,7 +18,8 @@ struct HugePageRestoreFigures {
 
 // Starts (or restarts from the beginning), on the heap's restore thread,
 // undoing what a fork left in the parent's mappings, once the child is
-// reaped (only then: no child may share the arena):
+// reaped (only then: no child may share the arena; the collector calls it
+// when the cycle's sweep is over, src/collector/collector.ts says why):
 //   - the pages of the spans whose byte in `writable` is non-zero (span i =
 //     arena bytes [i*64 KiB, (i+1)*64 KiB)), and the allocation bits that
 //     cover spans [0, spanCount), are made writable again (MADV_POPULATE_WRITE,

@@ -106,11 +106,29 @@ describe.skipIf(!thpEnabled)('restoring huge pages after a cycle', () => {
         console.warn(`skipped: the kernel gave the arena ${before / MiB} MiB of huge pages`);
         return;
       }
+      // Nothing is merged back while the sweep runs (it would take a CPU
+      // from it): the main thread held for 200 ms as the sweep starts, the
+      // thread has merged no range since the fork stopped it.
+      const core = heapInternals(heap);
+      const collapsed = () => core.addon.hugePageRestoreFigures(core.regions.id).rangesCollapsed;
+      let atFork = -1;
+      let atSweepStart = -2;
+      const onFork = () => { atFork = collapsed(); };
+      const onSweepStart = () => {
+        const until = performance.now() + 200;
+        while (performance.now() < until) { /* hold */ }
+        atSweepStart = collapsed();
+      };
+      heap.on('fork', onFork);
+      heap.on('sweepStart', onSweepStart);
       await cycleWithWrites(heap, write);
+      heap.off('fork', onFork);
+      heap.off('sweepStart', onSweepStart);
+      expect(atSweepStart).toBe(atFork);
       const split = anonHugeBytesAt(arena);
       const after = await hugeAfter(arena, before * 0.9, 5000);
       if (restore) {
-        // Split by the writes (or already merged back: the thread starts when the child is reaped).
+        // Split by the writes (or already merged back: the thread starts when the sweep is over).
         expect(after).toBeGreaterThanOrEqual(before * 0.9);
         const next = await heap.collect();
         expect(next.hugeRangesRestored).toBeGreaterThanOrEqual(Math.floor((before * 0.9) / (2 * MiB)));

@@ -636,14 +636,14 @@ export class Collector {
   /** The stream validated and the child exited 0: nothing can abort this cycle now. */
   private streamAccepted(c: Cycle): void {
     c.child!.closeChannel();
-    // Huge pages are merged back from now on. Pages made writable again
-    // (4 KiB pages only) wait for the sweep's end: the restore thread
+    // The pages are restored (huge pages merged back, 4 KiB pages made
+    // writable) once the sweep is over, not from here: the restore thread
     // otherwise takes a CPU from the sweeper thread and the mutator right
-    // when the sweep needs it (1 GiB live: the fork-mode sweep 32-39 ms a
-    // cycle against 16-19 without it), and the mutator's writes during
-    // the sweep are the few it still faults on.
-    if (this.host.regions.hugePages) this.restorePages();
-    else this.restoreAfterSweep = true;
+    // when the sweep needs it (1 GiB live, three interleaved pairs each:
+    // the fork-mode sweep 26-34 ms a cycle against 13-16 with 4 KiB pages,
+    // 20-30 against 15-18 with huge pages, back to back; the fork pauses,
+    // the mutator's faults and its operations the same).
+    this.restoreAfterSweep = true;
     this.host.publish('stream', {
       heapId: this.host.regions.id, cycleId: c.stats.id, pid: c.child!.pid, bitmapBytes: c.stats.bitmapBytes,
       streamBytes: c.stats.streamBytes, firstByteMs: c.firstByteMs, timeMs: performance.now(),
