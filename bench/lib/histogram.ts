@@ -14,7 +14,7 @@
  * in a process invalidates V8's ArrayBufferDetaching protector for good.
  * Without it, every typed-array access in optimized code checks its
  * buffer's detached bit, and forkgc's accessors are typed-array accesses
- * (binary-trees was about 6% slower in fork mode; docs/performance-log.md,
+ * (binary-trees, gcbench and splay 6-7% slower in fork mode; docs/performance-log.md,
  * "The benchmark's histogram no longer detaches a buffer"). V8's own objects
  * do not care, so the old histogram slowed one side of the comparison only.
  */

@@ -176,7 +176,7 @@ export class Collector {
   private readonly sweeper: SweepDriver;
   /** The restore thread's totals at the last fork (native/huge_page_restore.cc). */
   private restoreSeen: RestoreFigures = NO_RESTORE;
-  /** The child was reaped and the sweep runs: make pages writable when it ends (streamAccepted says why). */
+  /** The child was reaped and the sweep runs: restore the pages when the cycle ends (streamAccepted says why). */
   private restoreAfterSweep = false;
   /** Selective fork, until a child crashes with it (then plain fork for good). */
   private selectiveFork: boolean;
