@@ -92,6 +92,25 @@ function liveRefTest(v: string, t: string, gs: string, gb: string, fail: string)
           (i32[${t} << 2] & GEN_KEY_MASK) === ((${v} >>> ${gb}) << 16))) ${fail};`;
 }
 
+/** A number as it is written into generated source: an integer, or an internal error. */
+function int(n: number): string {
+  if (!Number.isInteger(n)) throw new Error(`internal: ${n} is not an integer`);
+  return String(n);
+}
+
+/**
+ * The store, in generated source, of `v` (checked already) into a value
+ * field of kind `kind` at byte `offset` of the object at granule `g`.
+ */
+function storeValue(kind: ValueKind, v: string, offset: number): string {
+  switch (kind) {
+    case 'i32': return `i32[(g << 2) + ${int(offset >>> 2)}] = ${v}`;
+    case 'u32': return `u32[(g << 2) + ${int(offset >>> 2)}] = ${v}`;
+    case 'f64': return `f64[(g << 1) + ${int(offset >>> 3)}] = ${v}`;
+    case 'bool': return `u8[g * 16 + ${int(offset)}] = ${v} ? 1 : 0`;
+  }
+}
+
 export function compileAccessor(
   which: 'get' | 'set', kind: Exclude<FieldKind, 'weak'>, field: string, what: string, typeId: number, offset: number,
   format: RefFormat, env: { refs: RefOps; views: HeapViews;
@@ -99,10 +118,6 @@ export function compileAccessor(
   unchecked = false,
 ): Getter | Setter {
   if (!IDENT.test(field)) throw new Error(`internal: field name ${JSON.stringify(field)} is not an identifier`);
-  const int = (n: number) => {
-    if (!Number.isInteger(n)) throw new Error(`internal: ${n} is not an integer`);
-    return String(n);
-  };
   const gb = int(format.granuleBits);
   const gs = int(32 - format.granuleBits);
   const generationMask = int(2 ** format.generationBits - 1);
@@ -142,10 +157,7 @@ export function compileAccessor(
           if (value !== 0) { ${liveRefTest('value', 't', gs, gb, 'diagnose(value, -1)')} }`;
         store = `u32[(g << 2) + ${w}] = t; return;`;
         break;
-      case 'i32': store = `i32[(g << 2) + ${w}] = value; return;`; break;
-      case 'u32': store = `u32[(g << 2) + ${w}] = value; return;`; break;
-      case 'f64': store = `f64[(g << 1) + ${int(offset >>> 3)}] = value; return;`; break;
-      case 'bool': store = `u8[g * 16 + ${int(offset)}] = value ? 1 : 0; return;`; break;
+      default: store = `${storeValue(kind, 'value', offset)}; return;`;
     }
     if (kind !== 'ref') check = `if (${NOT_A[kind]('value')}) bad(value);`;
     src = `function ${name('set')}(ref, value) { ${check} ${fast(store)} }`;
@@ -233,10 +245,6 @@ export function compileAlloc(
     tooMany: (count: number) => never;
   },
 ): CompiledAlloc {
-  const int = (n: number) => {
-    if (!Number.isInteger(n)) throw new Error(`internal: ${n} is not an integer`);
-    return String(n);
-  };
   for (const f of fields) {
     if (!IDENT.test(f.field)) throw new Error(`internal: field name ${JSON.stringify(f.field)} is not an identifier`);
   }
@@ -257,10 +265,7 @@ export function compileAlloc(
         // Checked again: the allocation may have moved a cycle on (refs.field semantics).
         store = `u32[(g << 2) + ${w}] = ${v} === 0 ? 0 : refs.any(${v});`;
         break;
-      case 'i32': store = `i32[(g << 2) + ${w}] = ${v};`; break;
-      case 'u32': store = `u32[(g << 2) + ${w}] = ${v};`; break;
-      case 'f64': store = `f64[(g << 1) + ${int(f.offset >>> 3)}] = ${v};`; break;
-      case 'bool': store = `u8[g * 16 + ${int(f.offset)}] = ${v} ? 1 : 0;`; break;
+      default: store = `${storeValue(f.kind, v, f.offset)};`;
     }
     const key = JSON.stringify(f.field);
     const read = namedLikeInherited(f.field) ? `(Object.hasOwn(init, ${key}) ? init[${key}] : undefined)` : `init[${key}]`;
@@ -328,10 +333,8 @@ export function compileAlloc(
         makeStores.push(`u32[(g << 2) + ${w}] = t${k};`);
         makeSlowStores.push(`if (t${k} !== 0) u32[(g << 2) + ${w}] = refs.any(${v});`);
         return;
-      case 'i32': store = `if (${v} !== undefined) i32[(g << 2) + ${w}] = ${v};`; break;
-      case 'u32': store = `if (${v} !== undefined) u32[(g << 2) + ${w}] = ${v};`; break;
-      case 'f64': store = `if (${v} !== undefined) f64[(g << 1) + ${int(f.offset >>> 3)}] = ${v};`; break;
       case 'bool': store = `if (${v} === true) u8[g * 16 + ${int(f.offset)}] = 1;`; break;
+      default: store = `if (${v} !== undefined) ${storeValue(f.kind, v, f.offset)};`;
     }
     makeChecks.push(`if (${v} !== undefined && (${NOT_A[f.kind](v)})) badField(${k}, ${v});`);
     makeStores.push(store);
