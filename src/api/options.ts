@@ -65,7 +65,11 @@ export interface HeapOptions {
   auto?: boolean;
   /** Kill a child that has not finished after this long. Default: 10 s plus 20 ms per MiB of heap in use at the fork. */
   childTimeoutMs?: number;
-  /** Capacity of the marker's explicit stack (entries). Default: one per 64 granules, at least 64 Ki. */
+  /**
+   * Capacity of the marker's explicit stack (entries). Default: one per 16 granules, at least 64 Ki (reserved, not
+   * committed: a page costs memory only once the marker reaches it). The stack holds edges, references not yet
+   * tested (native/marker.cc), which a long list of many-field objects piles up: a 1M-record LRU cache reached 4.5M.
+   */
   markStackEntries?: number;
   /** Maximum number of live root handles. Default 4 Mi. */
   maxRoots?: number;
@@ -313,7 +317,7 @@ export function resolveOptions(options: HeapOptions | undefined): ResolvedOption
     minTriggerBytes,
     auto: bool('auto', o.auto, true),
     childTimeoutMs: o.childTimeoutMs === undefined ? null : int('childTimeoutMs', o.childTimeoutMs, 0, 1, 2 ** 31 - 1),
-    markStackEntries: int('markStackEntries', o.markStackEntries, Math.max(65536, Math.ceil(granules / 64)), 1, 2 ** 28),
+    markStackEntries: int('markStackEntries', o.markStackEntries, Math.max(65536, Math.ceil(granules / 16)), 1, 2 ** 28),
     maxRoots: int('maxRoots', o.maxRoots, 2 ** 22, 1, 2 ** 28),
     maxConsecutiveAborts: int('maxConsecutiveAborts', o.maxConsecutiveAborts, 3, 1, 1000),
     sweepThreads: int('sweepThreads', o.sweepThreads, Math.min(4, Math.max(1, os.availableParallelism() - 1)), 0, 64),
