@@ -174,27 +174,31 @@ describe('invariant: the freed set is exactly the unreachable set', () => {
     'a tiny mark stack (overflow path) marks the same set: deep chain and wide arrays',
     async () => {
       const p: GraphParams = { seed: 77, objects: 1500, chain: 3000, rootFraction: 0.6, clusterSize: 200 };
-      await bothModesAgree(genGraphSpec(p), { markStackEntries: 4 });
+      const f = await buildCollectCheck(genGraphSpec(p), 'fork', { markStackEntries: 4 });
+      const s = await buildCollectCheck(genGraphSpec(p), 'stw', { markStackEntries: 4 });
+      expect(f.freed).toEqual(s.freed);
+      // The overflow path is what this test is about: edges queued past the
+      // stack are marked at once and the heap rescanned (native/marker.cc).
+      expect(f.stats.overflowRescans).toBeGreaterThan(0);
+      expect(s.stats.overflowRescans).toBeGreaterThan(0);
     },
     60_000,
   );
 
   it(
-    'property: with a mark stack of 1-64 entries (edges queued past it are marked at once and rescanned) random graphs free exactly the unreachable set (fast-check)',
+    'property: with a mark stack of 1-8 entries random graphs free exactly the unreachable set (fast-check)',
     async () => {
-      let rescanned = 0;
+      // (The 32 edges in the marker's prefetch ring are off the stack, so a
+      // small random graph may never fill it; the test below always does.)
       await fc.assert(
-        fc.asyncProperty(graphParamsArb({ minObjects: 50, maxObjects: 1500 }), fc.integer({ min: 1, max: 64 }),
+        fc.asyncProperty(graphParamsArb({ minObjects: 50, maxObjects: 1500 }), fc.integer({ min: 1, max: 8 }),
           async (p: GraphParams, entries: number) => {
             const f = await buildCollectCheck(genGraphSpec(p), 'fork', { markStackEntries: entries });
             const s = await buildCollectCheck(genGraphSpec(p), 'stw', { markStackEntries: entries });
             expect(f.freed).toEqual(s.freed);
-            if (f.stats.overflowRescans > 0) rescanned++;
           }),
         { numRuns: 12 },
       );
-      // The overflow path is what this property is about: it must have run.
-      expect(rescanned).toBeGreaterThan(0);
     },
     120_000,
   );
