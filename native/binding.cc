@@ -238,6 +238,18 @@ Napi::Value HeapDestroyed(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(args.env(), lookupHeapMemory(id) == nullptr);
 }
 
+// heapAttachments(id) -> the threads holding views of a live heap (its owner's
+// and each sweeper thread's, attachHeap), or 0 once it is destroyed. For tests
+// and diagnostics: a sweeper thread of the heap's own pool attaches as it
+// boots (src/memory/sweep-worker.ts), not at its first sweep.
+Napi::Value HeapAttachments(const Napi::CallbackInfo& info) {
+  Args args(info, "heapAttachments", 1);
+  int32_t id = args.i32(0);
+  if (!args.ok()) return args.fail();
+  HeapMemory* h = lookupHeapMemory(id);
+  return Napi::Number::New(args.env(), h ? h->attachments.load() : 0);
+}
+
 // destroyHeap(views): detaches the owner's views and drops its reference.
 Napi::Value DestroyHeap(const Napi::CallbackInfo& info) {
   Args args(info, "destroyHeap", 1);
@@ -544,6 +556,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["attachHeap"] = Napi::Function::New(env, AttachHeap);
   exports["detachHeap"] = Napi::Function::New(env, DetachHeap);
   exports["heapDestroyed"] = Napi::Function::New(env, HeapDestroyed);
+  exports["heapAttachments"] = Napi::Function::New(env, HeapAttachments);
   exports["destroyHeap"] = Napi::Function::New(env, DestroyHeap);
   exports["forkCycle"] = Napi::Function::New(env, ForkCycle);
   exports["markInProcess"] = Napi::Function::New(env, MarkInProcess);

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { describe, expect, it } from 'vitest';
 import { heapInternals } from '../src/internal.js';
+import { native } from '../src/platform/native.js';
 import { closeHeapsAfterEach, makeHeap, withTimeout } from './helpers/common.js';
 
 closeHeapsAfterEach();
@@ -25,6 +26,24 @@ describe('heap.ready()', () => {
     const c = await withTimeout(heap.collect(), 30_000, 'collect');
     expect(c.objectsFreed).toBe(300_000);
     expect(c.workerSpansSwept).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('each booted thread of the heap\'s own pool already holds the heap\'s views (attached as it booted, not at its first sweep); an application\'s pool attaches only at a task', async () => {
+    const heap = makeHeap({ sweepThreads: 2 });
+    await withTimeout(heap.ready(), 30_000, 'ready');
+    const id = heapInternals(heap).views.regions.id;
+    // The heap's own attachment and one per thread, before any cycle.
+    expect(native().heapAttachments(id)).toBe(3);
+    const pool = new Piscina({ filename: fileURLToPath(new URL('./fixtures/piscina-task.mjs', import.meta.url)), minThreads: 1, maxThreads: 1 });
+    try {
+      const shared = makeHeap({ piscina: pool });
+      await withTimeout(shared.ready(), 1_000, 'ready (shared pool)');
+      expect(native().heapAttachments(heapInternals(shared).views.regions.id)).toBe(1);
+    } finally {
+      await pool.destroy();
+    }
+    await heap.close();
+    expect(native().heapAttachments(id)).toBe(0);
   }, 60_000);
 
   it('resolves at once without threads of its own: sweepThreads 0, or an application\'s pool', async () => {

@@ -168,7 +168,7 @@ export class HeapCore implements RefContext, TypeContext {
       // program dropped without close() must still be collectable (its
       // finalizer gives the memory back and ends the pool: src/api/heap.ts).
       const core = new WeakRef(this);
-      this.pool = new SweepPool(o.sweepThreads, o.piscina, (e) => core.deref()?.sweeperFailed(e));
+      this.pool = new SweepPool(o.sweepThreads, o.piscina, (e) => core.deref()?.sweeperFailed(e), this.regions.id);
     } catch (e) {
       this.sweeperFailed(e as Error);
     }

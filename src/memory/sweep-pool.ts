@@ -71,9 +71,10 @@ export class SweepPool {
    */
   private readonly cancelled = new Int32Array(new SharedArrayBuffer(4));
   /**
-   * Threads of our own pool whose sweep code is loaded and warm: each adds 1
-   * at the end of its worker module's top level (sweep-worker.ts), which
-   * piscina runs when the thread starts. heap.ready() waits for all of them.
+   * Threads of our own pool whose sweep code is loaded and warm, and that
+   * hold views of the heap: each adds 1 at the end of its worker module's top
+   * level (sweep-worker.ts), which piscina runs when the thread starts.
+   * heap.ready() waits for all of them.
    */
   private readonly booted = new Int32Array(new SharedArrayBuffer(4));
   /** Why our threads cannot be used (first failure), if they cannot. */
@@ -84,7 +85,7 @@ export class SweepPool {
    * for it). Throws if piscina cannot even be set up; a thread that fails to
    * start later is reported through `onBroken`, never as an unhandled 'error'.
    */
-  constructor(threads: number, shared: SharedPool | undefined, private readonly onBroken: (e: Error) => void) {
+  constructor(threads: number, shared: SharedPool | undefined, private readonly onBroken: (e: Error) => void, heapId?: number) {
     this.filename = workerFile();
     this.ownPool = shared ? undefined : new Piscina({
       filename: this.filename,
@@ -98,7 +99,10 @@ export class SweepPool {
       // last cycle's task and get the next one queued, unswept. The thread
       // runs its tasks in order either way.
       concurrentTasksPerWorker: 16,
-      workerData: { forkgcBooted: this.booted },
+      // The heap's id: each thread attaches to the heap as it boots, so that
+      // the first sweep does not pay for making the views (6-13 ms measured
+      // in a fresh thread, 64 MiB to 4 GiB arenas: native/binding.cc, attachHeap).
+      workerData: { forkgcBooted: this.booted, forkgcHeapId: heapId },
     });
     this.pool = shared ?? this.ownPool!;
     // (options.ts read it once and checked it is a whole number): the sweep's tasks are sized from it.

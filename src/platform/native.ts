@@ -60,6 +60,8 @@ export interface NativeAddon {
   attachHeap(id: number): RegionViews | null;
   detachHeap(views: RegionViews): void;
   heapDestroyed(id: number): boolean;
+  /** Threads holding views of a live heap (its owner's and each attached sweeper thread's); 0 once destroyed. */
+  heapAttachments(id: number): number;
   destroyHeap(views: RegionViews): void;
   /** JS owns the child's pipe from now on: the environment's cleanup hook no longer closes it. */
   adoptChildPipe(pid: number): void;
