@@ -189,7 +189,7 @@ describe('invariant: the freed set is exactly the unreachable set', () => {
     'property: with a mark stack of 1-8 entries random graphs free exactly the unreachable set (fast-check)',
     async () => {
       // (The 32 edges in the marker's prefetch ring are off the stack, so a
-      // small random graph may never fill it; the test below always does.)
+      // small random graph may never fill it; the test above always does.)
       await fc.assert(
         fc.asyncProperty(graphParamsArb({ minObjects: 50, maxObjects: 1500 }), fc.integer({ min: 1, max: 8 }),
           async (p: GraphParams, entries: number) => {
