@@ -1,7 +1,7 @@
 // Micro-benchmark of the marker (native/marker.cc): marking time per object
 // for two graph shapes, the mutator idle, four collections in one process.
 //
-//   node bench/mark-micro.mjs [dist] [shape] [mode] [size]
+//   node bench/mark-micro.mjs [dist] [shape] [mode] [size] [parent] [pages]
 //
 // shape `trees` (default): complete binary trees of 8191 nodes of 32 bytes
 // ({left, right, i32, f64}, the pause-scaling workload's), built depth-first
@@ -11,6 +11,10 @@
 // chain, prev and next; meta with a tags array of three strings and an
 // owner with a name), a bucket array of twice as many slots, and the LRU
 // list through the entries in random order. mode: stw (default) or fork.
+// parent (fork mode, trees): what the main thread does while the child
+// marks: `idle` (default: waits on timers), `spin` (arithmetic only),
+// `read` or `write` (a random tree node, read or incremented, as the
+// pause-scaling workload's mutator). pages: `huge` (default) or `4k`.
 // Prints ns per marked object for each collection, the mark stack's high
 // water and overflow rescans. Run it against two builds' dist directories
 // (and their addons) in turn to compare them.
@@ -20,10 +24,14 @@ import { pathToFileURL } from 'node:url';
 const dist = path.resolve(process.argv[2] ?? 'dist');
 const shape = process.argv[3] ?? 'trees';
 const mode = process.argv[4] ?? 'stw';
+const parent = process.argv[6] ?? 'idle';
+const hugePages = (process.argv[7] ?? 'huge') !== '4k';
 const { Heap } = await import(pathToFileURL(path.join(dist, 'index.js')).href);
 
 let seed = 1;
 const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+
+let tree;
 
 function trees(heap, mib) {
   const Node = heap.defineStruct('PNode', { left: 'ref', right: 'ref', value: 'i32', w: 'f64' });
@@ -40,6 +48,25 @@ function trees(heap, mib) {
   const chunks = Math.ceil((mib * 2 ** 20) / (8191 * Node.size));
   const spine = heap.root(heap.arrays.alloc(chunks));
   for (let i = 0; i < chunks; i++) heap.arrays.set(spine.get(), i, build(12));
+  tree = { Node, spine, chunks };
+}
+
+/** One 2 ms slice of the parent's work while the child marks (see `parent` above). */
+function parentSlice(heap) {
+  const t = performance.now();
+  let x = 0;
+  while (performance.now() - t < 2) {
+    if (parent === 'spin') {
+      for (let i = 0; i < 1000; i++) x = (x * 31 + i) | 0;
+      continue;
+    }
+    const { Node, spine, chunks } = tree;
+    let n = heap.arrays.get(spine.get(), Math.floor(rnd() * chunks));
+    for (let d = 0; d < 12; d++) n = rnd() < 0.5 ? Node.get.left(n) : Node.get.right(n);
+    if (parent === 'write') Node.set.w(n, Node.get.w(n) + 1);
+    else x += Node.get.w(n);
+  }
+  return x;
 }
 
 function lru(heap, n) {
@@ -69,14 +96,27 @@ function lru(heap, n) {
   }
 }
 
-const heap = new Heap({ maxHeap: '3GiB', mode, auto: false });
+const heap = new Heap({ maxHeap: '3GiB', mode, auto: false, hugePages });
 if (shape === 'trees') trees(heap, Number(process.argv[5] ?? 512));
 else if (shape === 'lru') lru(heap, Number(process.argv[5] ?? 1_000_000));
 else throw new Error(`unknown shape ${shape}: trees or lru`);
 const cycles = [];
 heap.on('cycle', (c) => cycles.push(c));
-for (let i = 0; i < 4; i++) await heap.collect();
+for (let i = 0; i < 4; i++) {
+  if (parent === 'idle' || !tree || mode !== 'fork') {
+    await heap.collect();
+    continue;
+  }
+  let done = false;
+  const cycle = heap.collect().then(() => { done = true; });
+  while (!done) {
+    parentSlice(heap);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  await cycle;
+}
 const c = cycles[0];
-console.log(`${shape} ${mode}: ${cycles.map((x) => ((x.markMs * 1e6) / x.objectsMarked).toFixed(2)).join(' ')} ns an object; ` +
-  `${c.objectsMarked} objects, mark stack high water ${c.markStackHighWater}, overflow rescans ${c.overflowRescans}`);
+console.log(`${shape} ${mode}${parent !== 'idle' ? `, parent ${parent}` : ''}${hugePages ? '' : ', 4 KiB pages'}: ${cycles.map((x) => ((x.markMs * 1e6) / x.objectsMarked).toFixed(2)).join(' ')} ns an object; ` +
+  `${c.objectsMarked} objects, mark stack high water ${c.markStackHighWater}, overflow rescans ${c.overflowRescans}, ` +
+  `copy-on-write ${cycles.map((x) => (x.cowBytes / 2 ** 20).toFixed(0)).join(' ')} MiB`);
 await heap.close();
