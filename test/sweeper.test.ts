@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { closeHeapsAfterEach, makeHeap, withTimeout, type HeapOptions } from './helpers/common.js';
 import { CycleAbortedError, Heap, HeapExhaustedError, type CycleStats } from '../src/index.js';
 import {
-  FREE_DIRTY, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_SWEEPING, SPAN_SWEPT, SPAN_UNSWEPT, SPAN_WORDS,
+  FREE_DIRTY, LARGE_CLASS, SPAN_BITMAP_WORDS, SPAN_BYTES, SPAN_FREE, SPAN_GRANULES, SPAN_IN_USE, SPAN_SWEEPING, SPAN_SWEPT, SPAN_UNSWEPT, SPAN_WORDS,
   SW_AUX, SW_CLASS, SW_LIVE, SW_STATE,
 } from '../src/memory/layout.js';
 import { granuleOf } from './helpers/slots.js';
@@ -410,32 +410,68 @@ describe('heapBytes during a sweep (found in review)', () => {
   // heapBytes read up to twice maxHeap until the sweep's end.
   for (const sweepThreads of [0, 2]) {
     it(`stays within maxHeap while the mutator allocates into a sweep (${sweepThreads} threads)`, async () => {
-      const max = 64 * 2 ** 20;
+      const max = 512 * 2 ** 20;
       const heap = makeHeap({ maxHeap: max, mode: 'stw', sweepThreads, inlineSweepUs: 0, auto: false, hugePages: false });
       await heap.ready();
       const P = heap.defineStruct('P', { a: 'u32' });
-      const n = Math.floor((60 * 2 ** 20) / 16);
+      const n = Math.floor((500 * 2 ** 20) / 16);
       for (let i = 0; i < n; i++) P.alloc();
-      const p = heap.collect();
-      p.catch(() => {});  // (awaited below; a failed expect closes the heap first)
-      // Sweeper threads take their tasks when the event loop turns. Without
-      // them, no turn: one main-thread slice (2 ms) could sweep this whole
-      // heap once the code is warm, and the loop below would meet no sweep
-      // (it failed so, about one run of the file in four); the allocations
-      // below sweep in slices of their own.
-      if (sweepThreads > 0) await new Promise((r) => setImmediate(r));
       let worst = 0;
       let sampled = 0;
-      for (let i = 0; i < n; i++) {
-        P.alloc();
-        if ((i & 1023) === 0) {
-          const s = heap.stats();
-          if (s.phase === 'sweeping') sampled++;
-          worst = Math.max(worst, s.heapBytes);
+      // heapBytes over the spans below the top (the most that can be in use):
+      // a span counted twice shows here long before heapBytes passes
+      // maxHeap (one slice's 160 spans did not get it there).
+      let overTop = -Infinity;
+      const allocator = heapInternals(heap).allocator;
+      const allocateAndSample = () => {
+        for (let i = 0; i < n; i++) {
+          P.alloc();
+          if ((i & 1023) === 0) {
+            const s = heap.stats();
+            if (s.phase === 'sweeping') sampled++;
+            worst = Math.max(worst, s.heapBytes);
+            overTop = Math.max(overTop, s.heapBytes - (allocator.topSpan - 1) * SPAN_BYTES);
+          }
         }
-      }
+      };
+      // With threads: allocate from the sweep's start, in its own listener's
+      // microtask, after giving the threads 100 ms to free spans the main
+      // thread has not yet heard of (their results need an event-loop turn),
+      // so the allocations take those spans while the sweep is still on. (A
+      // loop after a yield met no sweep once the threads attached to the heap
+      // as they booted: they swept the whole heap in that turn.) Without
+      // threads: after one main-thread slice (2 ms: 'sweepStart' comes before
+      // the sweep schedules its first slice, so the second of two immediates
+      // runs after it), which frees spans the allocator has not heard of;
+      // the allocations find them (harvestFreed) and sweep the rest
+      // themselves. 500 MiB of garbage, so that no slice sweeps it whole (a
+      // 60 MiB heap was, about one run of the file in four).
+      const allocated = new Promise<void>((resolve, reject) => {
+        const run = () => {
+          try {
+            allocateAndSample();
+            resolve();
+          } catch (e) {
+            reject(e);
+          }
+        };
+        heap.once('sweepStart', () => {
+          if (sweepThreads > 0) {
+            queueMicrotask(() => {
+              Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+              run();
+            });
+          } else {
+            setImmediate(() => setImmediate(run));
+          }
+        });
+      });
+      const p = heap.collect();
+      p.catch(() => {});  // (awaited below; a failed expect closes the heap first)
+      await allocated;
       await p;
       expect(sampled).toBeGreaterThan(0);
+      expect(overTop).toBeLessThanOrEqual(0);
       expect(worst).toBeLessThanOrEqual(max);
       const s = heap.stats();
       expect(s.heapBytes).toBeLessThanOrEqual(max);
