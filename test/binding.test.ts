@@ -108,6 +108,19 @@ describe('wire checksum (native/wire.h = src/collector/stream.ts)', () => {
     expect(wire.checksumWords(flipped, 1)).not.toBe(base);
     expect(wire.checksumWords(swapped, 1)).not.toBe(base);
     expect(wire.checksumWords(zeros, 1)).not.toBe(wire.checksumWords(zeros.subarray(0, 63), 1));
+    // Four lanes since wire version 2: words four apart share a lane, and
+    // neighbours do not; either swap is seen, and so are lanes swapped whole.
+    const sameLane = words.slice(); [sameLane[5], sameLane[9]] = [sameLane[9], sameLane[5]];
+    expect(wire.checksumWords(sameLane, 1)).not.toBe(base);
+    const lanesSwapped = words.slice();
+    for (let i = 0; i < 64; i += 4) [lanesSwapped[i], lanesSwapped[i + 1]] = [lanesSwapped[i + 1], lanesSwapped[i]];
+    expect(wire.checksumWords(lanesSwapped, 1)).not.toBe(base);
+  });
+  it('a range of words sums as the same words alone, whatever its start (the reader sums inside a larger buffer)', () => {
+    const words = new Uint32Array(80).map((_, i) => Math.imul(i + 1, 2654435761) >>> 0);
+    for (const [start, end] of [[0, 9], [3, 12], [1, 2], [5, 5], [7, 80], [2, 79]]) {
+      expect(wire.checksumWords(words, 99, start, end)).toBe(native().checksumWords(words.slice(start, end), 99));
+    }
   });
 });
 

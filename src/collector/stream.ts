@@ -9,7 +9,7 @@ import { popcount } from '../memory/sweeper.js';
 export const HEADER_MAGIC = 0x43474b46;
 export const CHUNK_MAGIC = 0x4b4e4843;
 export const TRAILER_MAGIC = 0x45474b46;
-export const VERSION = 1;
+export const VERSION = 2;
 export const HEADER_BYTES = 40;
 export const CHUNK_HEAD_BYTES = 16;
 export const TRAILER_BYTES = 64;
@@ -40,22 +40,56 @@ export function finish(h: number): number {
   return h >>> 0;
 }
 
+/**
+ * The wire checksum of words [start, end) (native/wire.h, checksumWords, says
+ * why four lanes): the first (end - start) % 4 words one each into lanes 0,
+ * 1, 2, then every group of four one into each lane, each lane a chain of
+ * mix(), the lanes mixed together in order at the end.
+ */
 export function checksumWords(words: Uint32Array, seed: number, start = 0, end = words.length): number {
-  return finish(mixWords(words, seed >>> 0, start, end));
+  const h0 = mixLanes(words, seed >>> 0, start, end);
+  return finish(mix(mix(mix(h0, lanes[1]), lanes[2]), lanes[3]));
 }
 
-// The loop alone, with nothing after it but the return. A long first call
-// (warmIntake's 64 KiB chunk) gets the loop compiled on the spot (OSR), and
-// V8 enters that code again from every later call; a call after the loop,
+/** Lanes 1-3 of mixLanes' result (lane 0 is its return value). */
+const lanes = new Uint32Array(4);
+
+// The loop with nothing after it but the return: lanes 1-3 are stored in
+// the loop (and before it, for a call with no group of four). A long first
+// call (warmIntake's 64 KiB chunk) gets the loop compiled on the spot (OSR),
+// and V8 enters that code again from every later call; code after the loop,
 // never reached when it was compiled, had no feedback there and deoptimized
 // it on every call: twice a cycle (the header and the trailer), about 1 ms
-// each (binary-trees 16: 135 deoptimizations, 1.4% of the main thread).
-function mixWords(words: Uint32Array, h: number, start: number, end: number): number {
-  for (let i = start; i < end; i++) {
-    const x = (h ^ words[i]) >>> 0;
-    h = (Math.imul(((x << 5) | (x >>> 27)) >>> 0, 0x85ebca6b) + 0x6b43a9b5) >>> 0;
+// each (binary-trees 16: 135 deoptimizations, 1.4% of the main thread;
+// test/deopt-loops.test.ts, which caught it again for a first version of
+// these lanes).
+function mixLanes(words: Uint32Array, seed: number, start: number, end: number): number {
+  let h0 = seed;
+  let h1 = (seed ^ 0x9e3779b9) >>> 0;
+  let h2 = (seed ^ 0x7f4a7c15) >>> 0;
+  let h3 = (seed ^ 0xf39cc060) >>> 0;
+  let i = start;
+  const head = (end - start) & 3;
+  if (head > 0) h0 = mix(h0, words[i++]);
+  if (head > 1) h1 = mix(h1, words[i++]);
+  if (head > 2) h2 = mix(h2, words[i++]);
+  lanes[1] = h1;
+  lanes[2] = h2;
+  lanes[3] = h3;
+  for (; i < end; i += 4) {
+    let x = (h0 ^ words[i]) >>> 0;
+    h0 = (Math.imul(((x << 5) | (x >>> 27)) >>> 0, 0x85ebca6b) + 0x6b43a9b5) >>> 0;
+    x = (h1 ^ words[i + 1]) >>> 0;
+    h1 = (Math.imul(((x << 5) | (x >>> 27)) >>> 0, 0x85ebca6b) + 0x6b43a9b5) >>> 0;
+    x = (h2 ^ words[i + 2]) >>> 0;
+    h2 = (Math.imul(((x << 5) | (x >>> 27)) >>> 0, 0x85ebca6b) + 0x6b43a9b5) >>> 0;
+    x = (h3 ^ words[i + 3]) >>> 0;
+    h3 = (Math.imul(((x << 5) | (x >>> 27)) >>> 0, 0x85ebca6b) + 0x6b43a9b5) >>> 0;
+    lanes[1] = h1;
+    lanes[2] = h2;
+    lanes[3] = h3;
   }
-  return h;
+  return h0;
 }
 
 export function chunkSeed(cycleId: number, index: number): number {
