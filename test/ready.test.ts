@@ -59,6 +59,14 @@ describe('heap.ready()', () => {
     }
   }, 30_000);
 
+  it('close() right after new Heap() ends the threads only once they have booted (Node can abort a process whose thread is terminated while it loads the worker module)', async () => {
+    const heap = makeHeap({ sweepThreads: 2 });
+    const pool = heapInternals(heap).sweepPool();
+    expect(pool?.bootedThreads).toBeLessThan(2);  // (they boot in the background: not yet)
+    await withTimeout(heap.close(), 30_000, 'close');
+    expect(pool?.bootedThreads).toBe(2);
+  }, 60_000);
+
   it('resolves when the heap is closed before its threads booted', async () => {
     const heap = makeHeap({ sweepThreads: 1 });
     const ready = heap.ready();

@@ -169,7 +169,11 @@ export class SweepPool {
     return p;
   }
 
-  /** Makes queued and running tasks stop at their next span, waits for them (bounded), and ends our own threads. */
+  /**
+   * Makes queued and running tasks stop at their next span, waits for them
+   * (bounded), waits for our threads to finish booting (bounded), and ends
+   * them.
+   */
   async close(): Promise<void> {
     Atomics.store(this.cancelled, 0, 1);
     let timer: NodeJS.Timeout | undefined;
@@ -177,6 +181,20 @@ export class SweepPool {
     const bound = new Promise<void>((resolve) => { timer = setTimeout(resolve, this.broken ? 0 : 10_000); timer.unref(); });
     await Promise.race([Promise.allSettled([...this.pending]), bound]);
     clearTimeout(timer);
-    if (this.ownPool) await this.ownPool.destroy().catch(() => undefined);
+    const own = this.ownPool;
+    if (!own) return;
+    // A thread terminated while Node is still loading its worker module
+    // (piscina require()s it: an ES module, instantiated and evaluated
+    // synchronously) can abort the whole process: "v8::Module::IsGraphAsync
+    // must be used on an instantiated module", seen once in a fresh clone's
+    // package test, whose program closes its heap right after one cycle.
+    // So the threads are ended only once they have booted (the module's last
+    // statement counts them), or broke, or after a bound.
+    const deadline = performance.now() + 10_000;
+    // (A ref'd timer, as ready()'s: a program awaiting close() must not exit under it.)
+    while (!this.broken && Atomics.load(this.booted, 0) < own.maxThreads && performance.now() < deadline) {
+      await new Promise<void>((resolve) => { setTimeout(resolve, 2); });
+    }
+    await own.destroy().catch(() => undefined);
   }
 }
