@@ -1,15 +1,19 @@
-// How piscina loads the sweeper worker module. Piscina require()s it; for an
-// ES module with a default export, Node 20.19+ then builds a facade module
-// around it unless the module exports `__esModule`, and aborts the process
-// if the thread is terminated while it builds one (which heap.close() did
-// when it came right after heap.ready()). sweep-worker.ts exports
-// `__esModule`, so require() returns the module's own namespace.
+// How piscina loads the sweeper worker module, and when its threads may be
+// ended. Piscina require()s it; for an ES module with a default export,
+// Node 20.19+ then builds a facade module around it unless the module
+// exports `__esModule`, and aborts the process if the thread is terminated
+// while it builds one (which heap.close() did when it came right after
+// heap.ready()). sweep-worker.ts exports `__esModule`, so require() returns
+// the module's own namespace. Node aborts too if the thread is terminated
+// while it instantiates the module, so close() ends the threads only once
+// they have booted (src/memory/sweep-pool.ts).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const WORKER = fileURLToPath(new URL('../dist/memory/sweep-worker.js', import.meta.url));
 const FIXTURE = fileURLToPath(new URL('./fixtures/close-after-boot.mjs', import.meta.url));
+const DURING_BOOT = fileURLToPath(new URL('./fixtures/close-during-boot.mjs', import.meta.url));
 
 describe('the sweeper worker module', () => {
   it('is require()d as its own namespace, with no facade around it, and its default export is the task', () => {
@@ -30,6 +34,17 @@ describe('the sweeper worker module', () => {
     const r = spawnSync(process.execPath, [FIXTURE, '30'], { encoding: 'utf8', timeout: 90_000 });
     expect(r.error).toBeUndefined();
     expect(r.stderr).not.toContain('Assertion failed');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('done');
+  }, 120_000);
+
+  it('survives heaps closed while their threads are still starting, at staggered moments, round after round', () => {
+    // close() waits for the threads to boot before it ends them; terminated
+    // while Node instantiated the module, a thread aborted the process (the
+    // fixture, 60 rounds: 2 runs in 10 before).
+    const r = spawnSync(process.execPath, [DURING_BOOT, '60'], { encoding: 'utf8', timeout: 90_000 });
+    expect(r.error).toBeUndefined();
+    expect(r.stderr).not.toContain('FATAL ERROR');
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain('done');
   }, 120_000);
