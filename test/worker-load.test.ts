@@ -15,6 +15,16 @@ const WORKER = fileURLToPath(new URL('../dist/memory/sweep-worker.js', import.me
 const FIXTURE = fileURLToPath(new URL('./fixtures/close-after-boot.mjs', import.meta.url));
 const DURING_BOOT = fileURLToPath(new URL('./fixtures/close-during-boot.mjs', import.meta.url));
 
+/** Runs a fixture of `rounds` heaps in a Node process of its own: it must end normally, Node's aborts included. */
+function survivesRounds(fixture: string, rounds: number): void {
+  const r = spawnSync(process.execPath, [fixture, String(rounds)], { encoding: 'utf8', timeout: 90_000 });
+  expect(r.error).toBeUndefined();
+  expect(r.stderr).not.toContain('Assertion failed');
+  expect(r.stderr).not.toContain('FATAL ERROR');
+  expect(r.status, r.stderr).toBe(0);
+  expect(r.stdout).toContain('done');
+}
+
 describe('the sweeper worker module', () => {
   it('is require()d as its own namespace, with no facade around it, and its default export is the task', () => {
     // In a plain Node process, as in piscina's threads (vitest's own loader
@@ -31,21 +41,13 @@ describe('the sweeper worker module', () => {
   }, 60_000);
 
   it('survives heaps closed the moment their threads have booted, round after round', () => {
-    const r = spawnSync(process.execPath, [FIXTURE, '30'], { encoding: 'utf8', timeout: 90_000 });
-    expect(r.error).toBeUndefined();
-    expect(r.stderr).not.toContain('Assertion failed');
-    expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toContain('done');
+    survivesRounds(FIXTURE, 30);
   }, 120_000);
 
   it('survives heaps closed while their threads are still starting, at staggered moments, round after round', () => {
     // close() waits for the threads to boot before it ends them; terminated
     // while Node instantiated the module, a thread aborted the process (the
     // fixture, 60 rounds: 2 runs in 10 before).
-    const r = spawnSync(process.execPath, [DURING_BOOT, '60'], { encoding: 'utf8', timeout: 90_000 });
-    expect(r.error).toBeUndefined();
-    expect(r.stderr).not.toContain('FATAL ERROR');
-    expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toContain('done');
+    survivesRounds(DURING_BOOT, 60);
   }, 120_000);
 });
