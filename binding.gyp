@@ -9,6 +9,7 @@
         "native/child_registry.cc",
         "native/fork_exclusion.cc",
         "native/huge_page_restore.cc",
+        "native/growth_prefault.cc",
         "native/stage_marks.cc",
         "native/string_encode.cc",
         "native/binding.cc"
@@ -50,6 +51,7 @@
               "native/child_registry.cc",
               "native/fork_exclusion.cc",
               "native/huge_page_restore.cc",
+              "native/growth_prefault.cc",
               "native/stage_marks.cc",
               "native/string_encode.cc",
               "native/binding.cc"

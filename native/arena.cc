@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "fork_exclusion.h"
+#include "growth_prefault.h"
 #include "huge_page_restore.h"
 #include "layout.h"
 
@@ -66,6 +67,14 @@ void unmapAll(HeapMemory* h) {
 size_t systemPageSize() {
   static const size_t size = size_t(sysconf(_SC_PAGESIZE));
   return size;
+}
+
+void widenToCreatorCpus(const HeapMemory& h, pthread_t thread) {
+  if (!h.creatorCpusKnown) return;
+  cpu_set_t cpus;
+  if (pthread_getaffinity_np(thread, sizeof(cpus), &cpus) != 0) return;
+  CPU_OR(&cpus, &cpus, &h.creatorCpus);
+  pthread_setaffinity_np(thread, sizeof(cpus), &cpus);
 }
 
 uint32_t HeapMemory::spanCount() const { return uint32_t(arena.bytes / kSpanBytes); }
@@ -132,6 +141,7 @@ void detachHeapMemory(HeapMemory* h) {
 void destroyHeapMemory(HeapMemory* h) {
   h->destroyed = true;
   stopHugePageRestore(h);
+  stopGrowthPrefault(h);
   detachHeapMemory(h);
 }
 

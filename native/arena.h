@@ -2,6 +2,7 @@
 // layout.h for the regions) and a process-wide registry of heaps, so that a
 // worker thread's copy of the addon can attach to a heap the main thread made.
 #pragma once
+#include <pthread.h>
 #include <sched.h>
 
 #include <atomic>
@@ -11,6 +12,7 @@
 namespace forkgc {
 
 struct HugePageRestorer;  // huge_page_restore.cc
+struct GrowthPrefaulter;  // growth_prefault.cc
 
 struct Region {
   uint8_t* base = nullptr;
@@ -36,6 +38,7 @@ struct HeapMemory {
   cpu_set_t creatorCpus;
   bool creatorCpusKnown = false;
   HugePageRestorer* hugePageRestorer = nullptr;  // made on first use, main thread only
+  GrowthPrefaulter* growthPrefaulter = nullptr;  // made on first use (growth_prefault.cc's lock)
   std::atomic<int> attachments{0};
   std::atomic<bool> destroyed{false};
 
@@ -69,6 +72,9 @@ void destroyHeapMemory(HeapMemory* heap);
 int releaseArenaRange(HeapMemory* heap, uint64_t offset, uint64_t bytes);
 
 size_t systemPageSize();
+// Lets a thread of the heap's run on the CPUs the heap's creator could
+// (creatorCpus) as well as on its own; nothing when they are unknown.
+void widenToCreatorCpus(const HeapMemory& heap, pthread_t thread);
 constexpr size_t kHugePageBytes = 2u << 20;
 
 }  // namespace forkgc

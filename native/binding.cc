@@ -27,6 +27,7 @@
 #include "child.h"
 #include "child_registry.h"
 #include "fork_exclusion.h"
+#include "growth_prefault.h"
 #include "huge_page_restore.h"
 #include "layout.h"
 #include "marker.h"
@@ -433,6 +434,50 @@ Napi::Value HugePageRestoreFiguresOf(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// prefaultGrowth(id, from, to) -> whether the kernel can (growth_prefault.cc):
+// the heap's prefault thread faults arena bytes [from, to) in, in the
+// background, instead of what it was asked before.
+Napi::Value PrefaultGrowth(const Napi::CallbackInfo& info) {
+  Args a(info, "prefaultGrowth", 3);
+  HeapMemory* h = a.heap(0);
+  int64_t from = a.i64(1);
+  int64_t to = a.i64(2);
+  if (!a.ok()) return a.fail();
+  if (from < 0 || to < 0) return a.fail();
+  return Napi::Boolean::New(a.env(), prefaultGrowth(h, uint64_t(from), uint64_t(to)));
+}
+
+// prefaultQuiesce(id) -> whether a chunk is in flight: the heap's prefault
+// thread takes no new chunk until prefaultResume(id) (growth_prefault.cc).
+Napi::Value PrefaultQuiesce(const Napi::CallbackInfo& info) {
+  Args a(info, "prefaultQuiesce", 1);
+  HeapMemory* h = a.heap(0);
+  if (!a.ok()) return a.fail();
+  return Napi::Boolean::New(a.env(), prefaultQuiesce(h));
+}
+
+Napi::Value PrefaultResume(const Napi::CallbackInfo& info) {
+  Args a(info, "prefaultResume", 1);
+  HeapMemory* h = a.heap(0);
+  if (!a.ok()) return a.fail();
+  prefaultResume(h);
+  return a.env().Undefined();
+}
+
+// growthPrefaultFigures(id) -> { bytes, ns, calls, failures } so far.
+Napi::Value GrowthPrefaultFiguresOf(const Napi::CallbackInfo& info) {
+  Args a(info, "growthPrefaultFigures", 1);
+  HeapMemory* h = a.heap(0);
+  if (!a.ok()) return a.fail();
+  GrowthPrefaultFigures f = growthPrefaultFigures(h);
+  Napi::Object o = Napi::Object::New(a.env());
+  o["bytes"] = double(f.bytes);
+  o["ns"] = double(f.ns);
+  o["calls"] = double(f.calls);
+  o["failures"] = double(f.failures);
+  return o;
+}
+
 // stageChunk(id, Uint32Array payload, seed, sum, wordOffset) -> marks staged,
 // or kStage* (< 0): the parent's check and staging of one chunk (stage_marks.cc).
 Napi::Value StageChunk(const Napi::CallbackInfo& info) {
@@ -566,6 +611,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["releaseArena"] = Napi::Function::New(env, ReleaseArena);
   exports["restorePages"] = Napi::Function::New(env, RestorePages);
   exports["hugePageRestoreFigures"] = Napi::Function::New(env, HugePageRestoreFiguresOf);
+  exports["prefaultGrowth"] = Napi::Function::New(env, PrefaultGrowth);
+  exports["growthPrefaultFigures"] = Napi::Function::New(env, GrowthPrefaultFiguresOf);
+  exports["prefaultQuiesce"] = Napi::Function::New(env, PrefaultQuiesce);
+  exports["prefaultResume"] = Napi::Function::New(env, PrefaultResume);
   exports["stageChunk"] = Napi::Function::New(env, StageChunk);
   exports["checksumWords"] = Napi::Function::New(env, ChecksumWords);
   // string_encode.cc owns this module's N-API instance data (the per-thread

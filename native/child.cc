@@ -59,6 +59,7 @@
 #include <mutex>
 
 #include "fork_exclusion.h"
+#include "growth_prefault.h"
 #include "huge_page_restore.h"
 #include "layout.h"
 #include "marker.h"
@@ -477,6 +478,22 @@ ForkResult startForkCycle(const ForkRequest& request) {
   // restore thread may collapse until it is reaped (child_registry.cc).
   const bool sharesAll = !result.selective;
   if (sharesAll) holdEveryHugePageRestore();
+  // No heap's prefault thread faults pages in across the fork (it would hold
+  // the mmap lock fork() needs), nor, for a child that shares every arena,
+  // until that child is reaped (growth_prefault.cc).
+  holdEveryGrowthPrefault();
+  // The arena above the top is the parent's alone: the child marks below it,
+  // and pages faulted in there ahead of the allocator (growth_prefault.cc)
+  // would otherwise be shared, and copied at the parent's first write. From
+  // the first whole huge page up, so that no huge page is split.
+  Region tail;
+  if (result.selective) {
+    const size_t unit = h.hugePages ? kHugePageBytes : systemPageSize();
+    const uint64_t top = (uint64_t(req.topGranule) * 16 + unit - 1) / unit * unit;
+    if (top < h.arena.bytes && madvise(h.arena.base + top, h.arena.bytes - top, MADV_DONTFORK) == 0) {
+      tail = Region{h.arena.base + top, size_t(h.arena.bytes - top)};
+    }
+  }
 
   // Block every signal across fork(), so that no handler of the parent's can
   // run in the child before it has its own mask (it keeps this one).
@@ -498,6 +515,8 @@ ForkResult startForkCycle(const ForkRequest& request) {
   int forkErrno = errno;
   if (pid > 0) volunteerChild(pid);
   if (plan) result.restoreNs = restoreForkExclusions(threadCpuNs() - forkCpuStart);
+  if (tail.base) madvise(tail.base, tail.bytes, MADV_DOFORK);
+  if (!sharesAll || pid < 0) releaseEveryGrowthPrefault();
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
 
   close(fds[1]);

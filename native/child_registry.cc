@@ -15,6 +15,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "growth_prefault.h"
 #include "huge_page_restore.h"
 #include "marker.h"
 
@@ -59,7 +60,10 @@ void reapOrphanedChild(void* arg) {
   // of the heaps that go on (a child still there shares nothing anyone
   // will fork or collapse for long: the process is ending or the thread is).
   waitPidFor(w->pid, &status, 5000);
-  if (w->sharesAll) releaseEveryHugePageRestore();
+  if (w->sharesAll) {
+    releaseEveryHugePageRestore();
+    releaseEveryGrowthPrefault();
+  }
   delete w;
 }
 
@@ -73,7 +77,10 @@ void childReaped(napi_env env, pid_t pid) {
     children.erase(it);
   }
   napi_remove_env_cleanup_hook(env, reapOrphanedChild, w);
-  if (w->sharesAll) releaseEveryHugePageRestore();
+  if (w->sharesAll) {
+    releaseEveryHugePageRestore();
+    releaseEveryGrowthPrefault();
+  }
   delete w;
 }
 

@@ -91,8 +91,6 @@ struct HugePageRestorer {
   bool collapsing = false;  // a piece of work taken and not yet done (holds wait for it)
   bool stopping = false;
   HugePageRestoreFigures figures;
-  cpu_set_t creatorCpus;  // HeapMemory::creatorCpus, if known
-  bool creatorCpusKnown = false;
 };
 
 namespace {
@@ -229,17 +227,6 @@ void* run(void* arg) {
   // Named, so that top, perf and /proc/PID/task/*/comm tell it from V8's
   // threads (it takes the mmap lock the application's faults need).
   pthread_setname_np(pthread_self(), "forkgc-restore");
-  // Made by the main thread at a cycle's end, it would inherit that thread's
-  // CPUs: a main thread pinned to one CPU after making the heap would have
-  // it collapse ranges in the mutator's time. It may also run where the
-  // heap's creator could (as the marking child may, child.cc).
-  if (r->creatorCpusKnown) {
-    cpu_set_t mine;
-    if (pthread_getaffinity_np(pthread_self(), sizeof(mine), &mine) == 0) {
-      CPU_OR(&mine, &mine, &r->creatorCpus);
-      pthread_setaffinity_np(pthread_self(), sizeof(mine), &mine);
-    }
-  }
   std::unique_lock<std::mutex> lock(r->mutex);
   for (;;) {
     r->wake.wait(lock, [r] {
@@ -321,8 +308,6 @@ bool restorePages(HeapMemory* h, const uint8_t* writable, size_t spanCount, cons
     r = new HugePageRestorer();
     r->base = h->arena.base;
     r->allocBits = h->allocBits.base;
-    r->creatorCpus = h->creatorCpus;
-    r->creatorCpusKnown = h->creatorCpusKnown;
     // pthread_create, not std::thread: built without exceptions, a thread
     // that cannot start (EAGAIN under a pids limit) would abort the process.
     // Without the thread the heap goes on with split huge pages (bigger
@@ -331,6 +316,11 @@ bool restorePages(HeapMemory* h, const uint8_t* writable, size_t spanCount, cons
       delete r;
       return false;
     }
+    // Made by the main thread at a cycle's end, it would inherit that
+    // thread's CPUs: a main thread pinned to one CPU after making the heap
+    // would have it collapse ranges in the mutator's time. It may also run
+    // where the heap's creator could (as the marking child may, child.cc).
+    widenToCreatorCpus(*h, r->thread);
     h->hugePageRestorer = r;
     std::lock_guard<std::mutex> all(restorersMutex);
     restorers.push_back(r);

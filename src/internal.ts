@@ -11,6 +11,7 @@
 //     .policy             the collection policy (src/collector/policy.ts)
 //     .collector          the cycle state machine; .account holds live bytes/objects
 //     .options            the resolved options
+//     .prefault           the growth prefault (src/memory/growth-prefault.ts), undefined when off
 //   heapId(heap)          the native heap id, as in every event's heapId
 //   pageSize(heap)        the kernel's page size, as the addon saw it
 //

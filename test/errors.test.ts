@@ -97,6 +97,7 @@ describe('errors: InvalidOptionError (ERR_INVALID_OPTION)', () => {
     ['hugePages of a wrong type', { hugePages: 'yes' }],
     ['restoreHugePages of a wrong type', { restoreHugePages: 1 }],
     ['restoreWritable of a wrong type', { restoreWritable: 'yes' }],
+    ['prefaultGrowth of a wrong type', { prefaultGrowth: 1 }],
     ["minTriggerBytes '12 parsecs'", { minTriggerBytes: '12 parsecs' }],
     ['gcPercent not a number', { gcPercent: 'lots' }],
     ['negative childTimeoutMs', { childTimeoutMs: -5 }],

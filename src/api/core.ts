@@ -14,7 +14,8 @@ import { Collector } from '../collector/collector.js';
 import { Policy } from '../collector/policy.js';
 import { Allocator } from '../memory/allocator.js';
 import { typeIdAt } from '../memory/header.js';
-import { LARGE_CLASS, SIZE_CLASSES, SPAN_BYTES, SPAN_GRANULES, roundToGranules, sizeClassOf } from '../memory/layout.js';
+import { GRANULE_BYTES, LARGE_CLASS, SIZE_CLASSES, SPAN_BYTES, SPAN_GRANULES, roundToGranules, sizeClassOf } from '../memory/layout.js';
+import { GrowthPrefault } from '../memory/growth-prefault.js';
 import { SweepPool } from '../memory/sweep-pool.js';
 import { warmIntake } from '../collector/warm.js';
 import { HeapViews } from '../memory/views.js';
@@ -95,6 +96,8 @@ export class HeapCore implements RefContext, TypeContext {
    */
   private attention = false;
   private pool: SweepPool | undefined;
+  /** Faults the arena in ahead of the allocator's growth (undefined when off; src/internal.ts lists it for tests). */
+  readonly prefault: GrowthPrefault | undefined;
   private readonly weakHolders: WeakHolders;
   private readonly finalizers: Array<HeapFinalizationRegistry<unknown>> = [];
   /** Entries of objects the sweep in progress is expected to free. */
@@ -119,13 +122,28 @@ export class HeapCore implements RefContext, TypeContext {
     this.views = new HeapViews(made);
     this.alloc = this.views.allocBits;
     this.marks = this.views.markBits;
+    // In fork mode only when the arena above the top stays out of the child
+    // (selective fork: native/growth_prefault.cc says why).
+    const prefault = o.prefaultGrowth && (o.mode === 'stw' || o.selectiveFork)
+      ? new GrowthPrefault({
+        ask: (from, to) => !this.closed && this.addon.prefaultGrowth(made.id, from, to),
+        quiesce: () => !this.closed && this.addon.prefaultQuiesce(made.id),
+        resume: () => { if (!this.closed) this.addon.prefaultResume(made.id); },
+      }, made.arena.byteLength)
+      : undefined;
+    this.prefault = prefault;
     this.allocator = new Allocator(this.views, (top) => {
       if (this.closed) return;
       this.topGranule = top;
+      prefault?.grown(top * GRANULE_BYTES, this.allocator.heapBytes);
       // A new span while a cycle is in flight: the allocation moves the cycle on.
       if (this.collector?.busy) this.grewInCycle = this.attention = true;
     }, (objects, bytes) => this.counted(objects, bytes),
-    (offset, bytes) => !this.closed && this.addon.releaseArena(this.regions.id, offset, bytes) === 0);
+    (offset, bytes) => {
+      if (this.closed || this.addon.releaseArena(this.regions.id, offset, bytes) !== 0) return false;
+      prefault?.released(offset);
+      return true;
+    });
     this.auto = this.options.auto;
     this.topGranule = this.allocator.topGranule;
     this.roots = new RootTable(this.views.roots, o.maxRoots);
@@ -314,6 +332,8 @@ export class HeapCore implements RefContext, TypeContext {
 
   /** A child crashed while selective fork was on: plain fork for the rest of this heap's life. */
   selectiveForkOff(reason: string): void {
+    // A page faulted in above the top would be shared with every child now.
+    this.prefault?.stop();
     process.emitWarning(`forkgc: ${reason}; forking plainly (selectiveFork off) for the rest of this heap's life`,
       { code: 'FORKGC_SELECTIVE_FORK_OFF' });
     const event = { heapId: this.regions.id, reason: `selective fork off: ${reason}`, timeMs: performance.now() };
@@ -571,6 +591,10 @@ export class HeapCore implements RefContext, TypeContext {
     // pending, and in a program that never yields it stays set, which would
     // start a cycle at every safepoint after the first trigger.
     if (this.options.auto && this.cycleDue()) {
+      if (this.prefaultDefers()) {
+        this.scheduleIfDue();
+        return;
+      }
       this.startCycle('safepoint', false);
     }
   }
@@ -592,13 +616,30 @@ export class HeapCore implements RefContext, TypeContext {
       // one cycle ran 20 more one after another.)
       if (this.collector.busy) return this.collector.join();
     }
-    return this.collector.start('explicit', true);
+    const cycle = this.collector.start('explicit', true);
+    this.prefault?.resume();
+    return cycle;
   }
 
   private startCycle(trigger: Trigger, keepAlive: boolean): void {
     this.collector.start(trigger, keepAlive).catch(() => {
       // Reported through the 'abort' event.
     });
+    // Forked (or marked, or failed): the prefault thread may go on.
+    this.prefault?.resume();
+  }
+
+  /**
+   * Whether a cycle the pacer wants now should wait for the prefault
+   * thread's chunk in flight (src/memory/growth-prefault.ts): its fork
+   * would wait for that chunk in the pause. Never once the heap is short of
+   * room (past the pacer's soft limit, or after a failed allocation): then
+   * the cycle goes first, and the fork waits.
+   */
+  private prefaultDefers(): boolean {
+    if (this.prefault === undefined || this.account.allocationFailed) return false;
+    if (this.policy.safepointWaits(this.account.liveBytes)) return false;
+    return this.prefault.busy();
   }
 
   private scheduleIfDue(): void {
@@ -609,7 +650,10 @@ export class HeapCore implements RefContext, TypeContext {
     setImmediate(() => {
       this.scheduled = false;
       if (this.closed || this.collector.busy) return;
-      if (this.cycleDue()) this.startCycle('allocation', false);
+      if (!this.cycleDue()) return;
+      // The prefault thread's chunk in flight: next turn (it takes no other).
+      if (this.prefaultDefers()) this.scheduleIfDue();
+      else this.startCycle('allocation', false);
     }).unref();
   }
 

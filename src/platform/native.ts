@@ -54,6 +54,14 @@ export interface RestoreFigures {
   writableFaults: number;
 }
 
+/** What a heap's prefault thread has done so far (native/growth_prefault.cc). */
+export interface PrefaultFigures {
+  bytes: number;
+  ns: number;
+  calls: number;
+  failures: number;
+}
+
 export interface NativeAddon {
   createHeap(arenaBytes: number, hugePages: boolean, markStackEntries: number, maxRoots: number):
     RegionViews | { errno: number; message: string };
@@ -85,6 +93,17 @@ export interface NativeAddon {
    * faults the restore thread took for it.
    */
   hugePageRestoreFigures(id: number): RestoreFigures;
+  /**
+   * On a thread of the heap's, faults in arena bytes [from, to) (whole
+   * chunks, within the arena), instead of what it was asked before
+   * (native/growth_prefault.cc); false if the kernel cannot.
+   */
+  prefaultGrowth(id: number, from: number, to: number): boolean;
+  /** Totals of prefaultGrowth so far: bytes faulted in, time spent (ns), calls, failed calls. */
+  growthPrefaultFigures(id: number): PrefaultFigures;
+  /** The prefault thread takes no new chunk until prefaultResume; whether a chunk is in flight now. */
+  prefaultQuiesce(id: number): boolean;
+  prefaultResume(id: number): void;
   /**
    * Checks a bitmap chunk against its checksum and stages it into the heap's
    * mark bitmap at `wordOffset`: the marks staged, or a STAGE_* code (< 0).
