@@ -478,9 +478,10 @@ ForkResult startForkCycle(const ForkRequest& request) {
   // restore thread may collapse until it is reaped (child_registry.cc).
   const bool sharesAll = !result.selective;
   if (sharesAll) holdEveryHugePageRestore();
-  // No heap's prefault thread faults pages in across the fork (it would hold
-  // the mmap lock fork() needs), nor, for a child that shares every arena,
-  // until that child is reaped (growth_prefault.cc).
+  // No heap's prefault thread faults pages in across the fork (fork() waits
+  // for a fault in flight in a mapping it copies; a chunk already taken is
+  // waited for here), nor, for a child that shares every arena, until that
+  // child is reaped (growth_prefault.cc).
   holdEveryGrowthPrefault();
   // The arena above the top is the parent's alone: the child marks below it,
   // and pages faulted in there ahead of the allocator (growth_prefault.cc)
