@@ -264,6 +264,7 @@ describe('the window ahead of the top (GrowthPrefault)', () => {
     p.grown(1 * MiB, 1 * MiB);
     p.grown(100 * MiB, 100 * MiB);
     expect(refused.asked.length).toBe(1);
+    expect(p.on).toBe(false);
     expect(p.busy()).toBe(false);
     const { asked, log, thread } = fake();
     const q = new GrowthPrefault(thread, 1024 * MiB);
@@ -273,8 +274,10 @@ describe('the window ahead of the top (GrowthPrefault)', () => {
     q.resume();
     q.resume();
     expect(log).toEqual(['quiesce', 'resume']);
+    expect(q.on).toBe(true);
     q.stop();
+    expect(q.on).toBe(false);
     q.grown(1 * MiB, 1 * MiB);
-    expect(asked).toEqual([]);
+    expect(asked, 'stop() has the thread drop what it was asked, and nothing is asked after').toEqual([[0, 0]]);
   });
 });

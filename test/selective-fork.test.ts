@@ -15,10 +15,10 @@
  *     which also shows the parent restored MADV_DOFORK on it.
  */
 import { readFileSync } from 'node:fs';
-import { heapInternals } from '../src/internal.js';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { CycleAbortedError, type Heap } from '../src/index.js';
+import { heapInternals } from '../src/internal.js';
 import { closeHeapsAfterEach, describeError, isFreed, makeHeap, type Ref } from './helpers/common.js';
 
 closeHeapsAfterEach();
@@ -120,6 +120,10 @@ describe('selective fork', () => {
     process.on('warning', onWarning);
     try {
       const heap = makeHeap({ sweepThreads: 0, faultInjectionForTesting: { kind: 'touch-excluded' } });
+      // The growth prefault needs the arena above the top left out of the
+      // child (src/memory/growth-prefault.ts): it stops with selective fork.
+      const prefault = heapInternals(heap).prefault!;
+      expect(prefault.on).toBe(true);
       const fallbacks: { reason: string }[] = [];
       heap.on('fallback', (e) => fallbacks.push(e));
       const aborts: CycleAbortedError[] = [];
@@ -156,6 +160,7 @@ describe('selective fork', () => {
       expect(warnings[0].message).toMatch(/crashed \(signal 11\) while forked selectively/);
       expect(fallbacks).toHaveLength(1);
       expect(fallbacks[0].reason).toMatch(/selective fork off/);
+      expect(prefault.on).toBe(false);
       expect(ballast.length).toBe(401);
     } finally {
       process.off('warning', onWarning);

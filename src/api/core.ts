@@ -330,6 +330,16 @@ export class HeapCore implements RefContext, TypeContext {
     this.emitFallback(event);
   }
 
+  /**
+   * A fork left nothing out (selective fork off, or not applied: no _Fork in
+   * this libc): the arena above the top is shared with the child too, and a
+   * page the prefault thread faults in there would be copied at the first
+   * write. No more of that for this heap.
+   */
+  forkedPlainly(): void {
+    this.prefault?.stop();
+  }
+
   /** A child crashed while selective fork was on: plain fork for the rest of this heap's life. */
   selectiveForkOff(reason: string): void {
     // A page faulted in above the top would be shared with every child now.

@@ -104,6 +104,8 @@ export interface CycleHost {
   fellBack(reason: string): void;
   /** A child crashed while selective fork was on: plain fork from now on (reported once). */
   selectiveForkOff(reason: string): void;
+  /** A fork left nothing out (selective fork off, or not applied): the child shares the whole arena. */
+  forkedPlainly(): void;
   /** Sweeper threads could not run: the main thread sweeps instead (reported once per heap). */
   sweeperFailed(error: Error, died?: boolean): void;
 }
@@ -321,6 +323,7 @@ export class Collector {
     c.stats.forkPrepareUs = (r.prepareNs + r.restoreNs) / 1000;
     c.stats.forkCpuUs = r.cpuNs / 1000;
     c.stats.selectiveFork = r.selective;
+    if (!r.selective) h.forkedPlainly();
     h.publish('fork', {
       heapId: h.regions.id, cycleId: c.stats.id, pid: r.pid, pauseUs: c.stats.pauseUs, forkUs: c.stats.forkUs,
       childStartMs, timeMs: performance.now(),

@@ -44,6 +44,11 @@ export class GrowthPrefault {
   /** `thread.ask(from, to)` hands the range to the thread; false when it cannot be done. */
   constructor(private readonly thread: PrefaultThread, private readonly arenaBytes: number) {}
 
+  /** Whether it still asks (not stopped, never refused). */
+  get on(): boolean {
+    return !this.off;
+  }
+
   /** The top grew to `topBytes` (arena offset) with `heapBytes` in use. */
   grown(topBytes: number, heapBytes: number): void {
     if (this.off) return;
@@ -80,8 +85,9 @@ export class GrowthPrefault {
     this.thread.resume();
   }
 
-  /** No more asking (selective fork went off, or the heap closes). */
+  /** No more asking, and the thread drops what it was asked (a child may share the arena above the top now). */
   stop(): void {
+    if (!this.off) this.thread.ask(0, 0);
     this.off = true;
   }
 }
