@@ -15,13 +15,14 @@
  *     the fork lets the thread go on; collect() is not put off;
  *   - the window: how far ahead, when it asks again, what a release undoes.
  */
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { heapInternals } from '../src/internal.js';
 import { GrowthPrefault, MAX_WINDOW_BYTES, MIN_WINDOW_BYTES, prefaultWindow, type PrefaultThread } from '../src/memory/growth-prefault.js';
 import { GRANULE_BYTES } from '../src/memory/layout.js';
 import type { Ref } from '../src/index.js';
-import { closeHeapsAfterEach, makeHeap, withTimeout } from './helpers/common.js';
+import { closeHeap, closeHeapsAfterEach, makeHeap, withTimeout } from './helpers/common.js';
 
 closeHeapsAfterEach();
 
@@ -107,6 +108,39 @@ describe('growth faulted in ahead of the allocator', () => {
         expect(present, 'pages above the top left alone').toBe(0);
       }
     }
+  }, 60_000);
+
+  it('close() while the thread works ends it (joined, no thread left), in this thread and in a worker\'s', async () => {
+    const prefaultThreads = () => readdirSync('/proc/self/task').filter((t) => {
+      try {
+        return readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim() === 'forkgc-prefault';
+      } catch {
+        return false;  // the thread ended meanwhile
+      }
+    }).length;
+    for (let round = 0; round < 3; round++) {
+      const { heap, core } = grownHeap({ maxHeap: '1GiB' }, 8);
+      // A long range, so that close() comes while it is being faulted in.
+      expect(core.addon.prefaultGrowth(core.regions.id, 16 * MiB, 512 * MiB)).toBe(true);
+      expect(prefaultThreads()).toBeGreaterThanOrEqual(1);
+      const t0 = performance.now();
+      await withTimeout(closeHeap(heap), 10_000, 'close');
+      expect(performance.now() - t0).toBeLessThan(5000);
+    }
+    expect(prefaultThreads(), 'every heap\'s thread joined at close').toBe(0);
+    // A heap made, grown and left open in a worker thread that then ends:
+    // the environment's teardown destroys it, and its thread with it.
+    const worker = new Worker(`
+      const { Heap } = await import(${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)});
+      const heap = new Heap({ maxHeap: '256MiB', mode: 'fork', sweepThreads: 0 });
+      const T = heap.defineStruct('T', { a: 'f64', b: 'f64' });
+      for (let i = 0; i < 300000; i++) T.alloc();
+      (await import('node:worker_threads')).parentPort.postMessage('grown');
+    `, { eval: true, type: 'module' } as ConstructorParameters<typeof Worker>[1]);
+    await withTimeout(new Promise((r) => worker.once('message', r)), 20_000, 'worker grown');
+    await withTimeout(new Promise((r) => worker.once('exit', r)), 20_000, 'worker exit');
+    for (let i = 0; i < 100 && prefaultThreads() > 0; i++) await sleep(50);
+    expect(prefaultThreads(), 'the worker\'s heap thread ended with the worker').toBe(0);
   }, 60_000);
 
   it('off where a child would share the arena above the top (selectiveFork: false); on in stw mode', () => {
