@@ -231,6 +231,15 @@ describe('growth faulted in ahead of the allocator', () => {
     expect(calls).toContain('fork');
   }, 60_000);
 
+  it('never put off in stw mode, which does not fork', () => {
+    const heap = makeHeap({ mode: 'stw', auto: true, sweepThreads: 0, minTriggerBytes: '1MiB' });
+    heapInternals(heap).prefault!.busy = () => true;
+    const T = heap.defineStruct('T', { a: 'i32' });
+    for (let i = 0; i < 200_000; i++) T.alloc();
+    heap.safepoint();
+    expect(heap.stats().cycles).toBe(1);
+  });
+
   it('never put off when the heap is short of room: past the pacer\'s soft limit the cycle goes first', () => {
     const heap = makeHeap({ mode: 'fork', auto: true, sweepThreads: 0, maxHeap: '16MiB', minTriggerBytes: '1MiB' });
     const core = heapInternals(heap);

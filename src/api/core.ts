@@ -644,10 +644,11 @@ export class HeapCore implements RefContext, TypeContext {
    * thread's chunk in flight (src/memory/growth-prefault.ts): its fork
    * would wait for that chunk in the pause. Never once the heap is short of
    * room (past the pacer's soft limit, or after a failed allocation): then
-   * the cycle goes first, and the fork waits.
+   * the cycle goes first, and the fork waits. Nor in stw mode, which does
+   * not fork.
    */
   private prefaultDefers(): boolean {
-    if (this.prefault === undefined || this.account.allocationFailed) return false;
+    if (this.prefault === undefined || this.account.allocationFailed || this.options.mode === 'stw') return false;
     if (this.policy.safepointWaits(this.account.liveBytes)) return false;
     return this.prefault.busy();
   }

@@ -48,9 +48,9 @@ export interface HeapOptions {
    * MiB), so that a growing heap does not pay for fresh memory on the
    * application's thread: on the project's VM 0.25-5.9 ms a fresh 2 MiB
    * huge page (native/growth_prefault.cc). The window stays resident when
-   * the heap stops growing. A cycle the pacer starts waits, from one
-   * safepoint to the next, while the thread is faulting a page in (the fork
-   * would wait for it). In fork mode only with selectiveFork, which leaves
+   * the heap stops growing. In fork mode a cycle the pacer starts waits,
+   * from one safepoint to the next, while the thread is faulting a page in
+   * (the fork would wait for it). In fork mode only with selectiveFork, which leaves
    * the arena above the top out of the child (a page there that the child
    * shared would be copied at the first write). Default true.
    */
