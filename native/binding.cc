@@ -464,7 +464,7 @@ Napi::Value PrefaultResume(const Napi::CallbackInfo& info) {
   return a.env().Undefined();
 }
 
-// growthPrefaultFigures(id) -> { bytes, ns, calls, failures } so far.
+// growthPrefaultFigures(id) -> { bytes, ns, calls, failures, faults } so far.
 Napi::Value GrowthPrefaultFiguresOf(const Napi::CallbackInfo& info) {
   Args a(info, "growthPrefaultFigures", 1);
   HeapMemory* h = a.heap(0);
@@ -475,6 +475,7 @@ Napi::Value GrowthPrefaultFiguresOf(const Napi::CallbackInfo& info) {
   o["ns"] = double(f.ns);
   o["calls"] = double(f.calls);
   o["failures"] = double(f.failures);
+  o["faults"] = double(f.faults);
   return o;
 }
 

@@ -12,6 +12,7 @@ struct GrowthPrefaultFigures {
   uint64_t ns = 0;        // time spent faulting them in, on the prefault thread
   uint64_t calls = 0;
   uint64_t failures = 0;  // calls that failed (memory short: the allocator faults the rest itself)
+  uint64_t faults = 0;    // the minor faults they took (this thread's)
 };
 
 // Asks the heap's prefault thread (made on first use) to fault in arena bytes

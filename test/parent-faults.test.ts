@@ -1,6 +1,7 @@
 /**
  * CycleStats.parentMinorFaults read in the order that cannot go low
- * (src/collector/parent-faults.ts): the restore thread may take faults
+ * (src/collector/parent-faults.ts): the heap's threads (restore,
+ * prefault) may take faults
  * between any two reads, and the figure must still count every fault of
  * the application's, and never go below 0. With the reads the other way
  * round it went below the application's own count (-13k in a review).
@@ -9,7 +10,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { faultsSince, markFaults, type FaultReaders } from '../src/collector/parent-faults.js';
 
-/** Counters where the restore thread takes `step` faults before every read of either. */
+/** Counters where the heap's threads take `step` faults before every read of either. */
 function counters(step: () => number): FaultReaders & { app: number; thread: number } {
   const c = {
     app: 0,
@@ -18,7 +19,7 @@ function counters(step: () => number): FaultReaders & { app: number; thread: num
       c.thread += step();
       return c.app + c.thread;
     },
-    restore: () => {
+    threads: () => {
       c.thread += step();
       return c.thread;
     },
@@ -26,7 +27,7 @@ function counters(step: () => number): FaultReaders & { app: number; thread: num
   return c;
 }
 
-describe('the parent\'s faults over a cycle, less the restore thread\'s', () => {
+describe('the parent\'s faults over a cycle, less the heap\'s own threads\'', () => {
   it('counts every fault of the application\'s however the thread works between the reads, and never more than it took in between', () => {
     fc.assert(fc.property(
       fc.nat(100_000), fc.array(fc.nat(5000), { minLength: 4, maxLength: 4 }), fc.nat(1_000_000),

@@ -340,6 +340,10 @@ export class HeapCore implements RefContext, TypeContext {
     this.prefault?.stop();
   }
 
+  prefaultFaults(): number {
+    return this.prefault === undefined || this.closed ? 0 : this.addon.growthPrefaultFigures(this.regions.id).faults;
+  }
+
   /** A child crashed while selective fork was on: plain fork for the rest of this heap's life. */
   selectiveForkOff(reason: string): void {
     // A page faulted in above the top would be shared with every child now.

@@ -87,13 +87,14 @@ export interface CycleStats {
   stalls: StallBreakdown;
   /**
    * The parent process's minor page faults from the cycle's start to its end
-   * (getrusage, all threads), less those this heap's restore thread took
-   * making pages writable again (HeapOptions.restoreWritable: handled in the
-   * kernel without an exception, about 0.2-0.3 µs a page; bytesMadeWritable
-   * says how much it did). The two counts are read one after the other, so
-   * the figure may include a few of that thread's faults, or miss up to 512
-   * of the application's (a chunk in flight when the cycle starts); never
-   * below 0 (src/collector/parent-faults.ts).
+   * (getrusage, all threads), less those this heap's own threads took: the
+   * restore thread making pages writable again (HeapOptions.restoreWritable:
+   * handled in the kernel without an exception, about 0.2-0.3 µs a page;
+   * bytesMadeWritable says how much it did) and the prefault thread
+   * faulting growth in (HeapOptions.prefaultGrowth). The counts are read
+   * one after the other, so the figure may include a few of those threads'
+   * faults, or miss up to 512 of the application's (a chunk in flight when
+   * the cycle starts); never below 0 (src/collector/parent-faults.ts).
    */
   parentMinorFaults: number;
   /**

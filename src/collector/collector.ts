@@ -106,6 +106,8 @@ export interface CycleHost {
   selectiveForkOff(reason: string): void;
   /** A fork left nothing out (selective fork off, or not applied): the child shares the whole arena. */
   forkedPlainly(): void;
+  /** The minor faults the heap's prefault thread took so far (0 without one). */
+  prefaultFaults(): number;
   /** Sweeper threads could not run: the main thread sweeps instead (reported once per heap). */
   sweeperFailed(error: Error, died?: boolean): void;
 }
@@ -601,7 +603,7 @@ export class Collector {
 
   private readonly faultReaders: FaultReaders = {
     process: () => process.resourceUsage().minorPageFault,
-    restore: () => this.restoreFigures().writableFaults,
+    threads: () => this.restoreFigures().writableFaults + this.host.prefaultFaults(),
   };
 
   /** The restore thread's totals so far (all 0 before it first runs). */

@@ -1,8 +1,9 @@
 /**
  * CycleStats.parentMinorFaults: the process's minor faults over a cycle,
- * less those of the heap's restore thread making pages writable
- * (native/huge_page_restore.cc), which are not the exceptions the figure is
- * about.
+ * less those of the heap's own threads, which are not the exceptions the
+ * figure is about: the restore thread making pages writable
+ * (native/huge_page_restore.cc) and the prefault thread faulting growth in
+ * (native/growth_prefault.cc).
  *
  * The two counts cannot be read at one instant, and the thread may work
  * between the reads. So the process's count is read first at the start and
@@ -17,23 +18,23 @@
 export interface FaultReaders {
   /** The process's minor faults so far (all threads). */
   process(): number;
-  /** The restore thread's so far. */
-  restore(): number;
+  /** The heap's own threads' so far (restore and prefault). */
+  threads(): number;
 }
 
 export interface FaultMark {
   process: number;
-  restore: number;
+  threads: number;
 }
 
 /** At the cycle's start. */
 export function markFaults(read: FaultReaders): FaultMark {
   const process = read.process();
-  return { process, restore: read.restore() };
+  return { process, threads: read.threads() };
 }
 
 /** At its end: the application's faults since `start`. */
 export function faultsSince(start: FaultMark, read: FaultReaders): number {
-  const restore = read.restore() - start.restore;
-  return Math.max(0, read.process() - start.process - restore);
+  const threads = read.threads() - start.threads;
+  return Math.max(0, read.process() - start.process - threads);
 }

@@ -60,6 +60,8 @@ export interface PrefaultFigures {
   ns: number;
   calls: number;
   failures: number;
+  /** The minor faults the thread took doing it. */
+  faults: number;
 }
 
 export interface NativeAddon {
@@ -99,7 +101,7 @@ export interface NativeAddon {
    * (native/growth_prefault.cc); false if the kernel cannot.
    */
   prefaultGrowth(id: number, from: number, to: number): boolean;
-  /** Totals of prefaultGrowth so far: bytes faulted in, time spent (ns), calls, failed calls. */
+  /** Totals of prefaultGrowth so far: bytes faulted in, time spent (ns), calls, failed calls, the thread's minor faults. */
   growthPrefaultFigures(id: number): PrefaultFigures;
   /** The prefault thread takes no new chunk until prefaultResume; whether a chunk is in flight now. */
   prefaultQuiesce(id: number): boolean;
