@@ -23,6 +23,7 @@ import { GrowthPrefault, MAX_WINDOW_BYTES, MIN_WINDOW_BYTES, prefaultWindow, typ
 import { GRANULE_BYTES } from '../src/memory/layout.js';
 import type { Ref } from '../src/index.js';
 import { closeHeap, closeHeapsAfterEach, makeHeap, withTimeout } from './helpers/common.js';
+import { threadMinorFaults } from './helpers/faults.js';
 
 closeHeapsAfterEach();
 
@@ -146,10 +147,6 @@ describe('growth faulted in ahead of the allocator', () => {
   }, 60_000);
 
   it('the application takes no fault where the thread went first (4 KiB pages: one a page without it); the thread\'s own are not the parent\'s', async () => {
-    const threadMinorFaults = () => {
-      const stat = readFileSync('/proc/thread-self/stat', 'utf8');
-      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
-    };
     const faults: Record<string, number> = {};
     for (const on of [true, false]) {
       const { heap, T, core } = grownHeap({

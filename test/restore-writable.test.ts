@@ -31,19 +31,13 @@ import { heapInternals } from '../src/internal.js';
 import { residentSpans } from '../src/memory/huge-pages.js';
 import { FREE_RELEASED, SPAN_FREE, SPAN_IN_USE, SPAN_WORDS, SW_AUX, SW_STATE } from '../src/memory/layout.js';
 import { closeHeapsAfterEach, makeHeap } from './helpers/common.js';
+import { threadMinorFaults } from './helpers/faults.js';
 import { expectRefusedRestoreThreadHarmless } from './helpers/restore-thread-refused.js';
 import { vmFlagsAt } from './helpers/smaps.js';
 
 closeHeapsAfterEach();
 
 const MiB = 1024 * 1024;
-
-/** This thread's minor faults so far (field 10 of /proc/thread-self/stat). */
-function threadMinorFaults(): number {
-  const stat = readFileSync('/proc/thread-self/stat', 'utf8');
-  // The fields after the command name (which may hold spaces) start at field 3.
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
-}
 
 /** This process's resident anonymous memory (/proc/self/status, RssAnon). */
 function rssAnonBytes(): number {
