@@ -38,7 +38,7 @@ struct HeapMemory {
   cpu_set_t creatorCpus;
   bool creatorCpusKnown = false;
   HugePageRestorer* hugePageRestorer = nullptr;  // made on first use, main thread only
-  GrowthPrefaulter* growthPrefaulter = nullptr;  // made on first use (growth_prefault.cc's lock)
+  GrowthPrefaulter* growthPrefaulter = nullptr;  // made on first use and stopped by the owner thread, under growth_prefault.cc's lock
   std::atomic<int> attachments{0};
   std::atomic<bool> destroyed{false};
 

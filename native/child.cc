@@ -486,9 +486,12 @@ ForkResult startForkCycle(const ForkRequest& request) {
   // The arena above the top is the parent's alone: the child marks below it,
   // and pages faulted in there ahead of the allocator (growth_prefault.cc)
   // would otherwise be shared, and copied at the parent's first write. From
-  // the first whole huge page up, so that no huge page is split.
+  // the first whole huge page up, so that no huge page is split. Only for a
+  // heap with a prefault thread: without one the two calls buy nothing, and
+  // they are in the pause. (The thread is made and stopped on this thread,
+  // the heap's owner, so the pointer is read without the prefault lock.)
   Region tail;
-  if (result.selective) {
+  if (result.selective && h.growthPrefaulter != nullptr) {
     const size_t unit = h.hugePages ? kHugePageBytes : systemPageSize();
     const uint64_t top = (uint64_t(req.topGranule) * 16 + unit - 1) / unit * unit;
     if (top < h.arena.bytes && madvise(h.arena.base + top, h.arena.bytes - top, MADV_DONTFORK) == 0) {
