@@ -323,14 +323,34 @@ export class TypeRegistry {
       compileInto(uget, uset, true);
       return Object.freeze({ get: Object.freeze(uget), set: Object.freeze(uset) });
     };
-    return Object.freeze({
+    const type = {
       name, id, size, fields: Object.freeze({ ...fields }), alloc: compiledAlloc ? compiledAlloc.alloc : alloc,
       make: compiledAlloc ? compiledAlloc.make : make, is,
       get: frozenGet, set: frozenSet,
-      get unchecked() { return (unchecked ??= makeUnchecked()); },
-    }) as unknown as StructType<F>;
+    };
+    Object.defineProperty(type, UNCHECKED_TABLES, { value: () => (unchecked ??= makeUnchecked()) });
+    Object.defineProperty(type, 'unchecked', UNCHECKED_PROPERTY);
+    return Object.freeze(type) as unknown as StructType<F>;
   }
 }
+
+// A struct type's `unchecked` getter is one function shared by every type,
+// defined on the object after it is made: V8 keeps an object's properties
+// fast only if its accessor is the one its map already records (a frozen
+// literal with a getter, or a getter closure per type, made every type
+// after the first dictionary-mode). In dictionary mode every `Type.alloc()`
+// in optimized code was a generic lookup (a LoadIC call, 4-5 ns) before
+// the inlined allocation, about a tenth of gcbench's main thread. The
+// getter reaches the type's own tables through a non-enumerable symbol
+// property (a constant load for TurboFan, where a WeakMap would be a hash
+// lookup). test/handle-shapes.test.ts holds every handle object to fast
+// properties.
+const UNCHECKED_TABLES = Symbol('forkgc.uncheckedTables');
+const UNCHECKED_PROPERTY: PropertyDescriptor = {
+  get(this: { [UNCHECKED_TABLES]: () => unknown }) { return this[UNCHECKED_TABLES](); },
+  enumerable: true,
+  configurable: true,
+};
 
 function validate(what: string, kind: FieldKind, value: unknown, refs: RefOps): void {
   switch (kind) {
