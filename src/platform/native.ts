@@ -160,7 +160,12 @@ export function native(): NativeAddon {
   const require = createRequire(import.meta.url);
   try {
     const load = require('node-gyp-build') as (dir: string) => unknown;
-    loaded = load(root) as NativeAddon;
+    // A copy of the exports: the object N-API fills is dictionary-mode in V8,
+    // so each `addon.f(...)` would be a generic property lookup in optimized
+    // code (strings.alloc's encoder call among them); a spread copy has fast
+    // properties (test/handle-shapes.test.ts). N-API functions do not use
+    // their receiver.
+    loaded = { ...(load(root) as NativeAddon) };
     return loaded;
   } catch (e) {
     throw new NativeLoadError(
