@@ -3,11 +3,11 @@
 // bytes, strings and maps, roots, registries, a map's iterator, and the
 // addon's exports as the library holds them) must keep V8's fast
 // properties. A struct type was once a frozen object literal with a
-// getter (`unchecked`), which V8
-// makes dictionary-mode: every `Node.alloc()` in optimized code was then a
-// LoadIC call (a generic lookup, 4-5 ns) before the inlined allocation,
-// about a tenth of gcbench's main thread (src/api/type-registry.ts). Not a
-// timing: V8's own answer (%HasFastProperties) for each object.
+// getter (`unchecked`), which V8 makes dictionary-mode: every
+// `Node.alloc()` in optimized code was then a LoadIC call (a generic
+// lookup, 4-5 ns) before the inlined allocation, about a tenth of
+// gcbench's main thread (src/api/type-registry.ts). Not a timing: V8's
+// own answer (%HasFastProperties) for each object.
 import { describe, expect, it } from 'vitest';
 import { traceFixture } from './helpers/v8-trace.js';
 
