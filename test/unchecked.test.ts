@@ -7,7 +7,7 @@
 // the checked ones are not: the reason they exist.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CycleAbortedError, FieldValueError, StaleReferenceError } from '../src/index.js';
+import { CycleAbortedError, FieldValueError, InvalidArgumentError, StaleReferenceError } from '../src/index.js';
 import { heapInternals } from '../src/internal.js';
 import { closeHeapsAfterEach, expectError, isFreed, makeHeap, MODES, type Ref } from './helpers/common.js';
 import { allocateUntilReused, granuleOf } from './helpers/slots.js';
@@ -147,6 +147,32 @@ describe('unchecked accessors, valid Refs', () => {
     roots.forEach((h) => h.release());
     kept.forEach((h) => h.release());
   }, 60_000);
+});
+
+describe('the unchecked property', () => {
+  // One getter serves every struct type (so that V8 keeps the types' fast
+  // properties, test/handle-shapes.test.ts): each type gets its own tables,
+  // the property stays an own enumerable one, and the getter lifted off a
+  // type and called on anything else says so with a coded error.
+  it('is each type\'s own, compiled once, enumerable; a foreign receiver gets ERR_INVALID_ARGUMENT', () => {
+    const heap = makeHeap({ mode: 'stw', auto: false, sweepThreads: 0 });
+    const A = heap.defineStruct('A', { x: 'i32' });
+    const B = heap.defineStruct('B', { y: 'i32' });
+    expect(A.unchecked).toBe(A.unchecked);
+    expect(A.unchecked).not.toBe(B.unchecked);
+    expect(Object.keys(A.unchecked.get)).toEqual(['x']);
+    expect(Object.keys(B.unchecked.get)).toEqual(['y']);
+    expect(Object.keys(A)).toContain('unchecked');
+    expect(Object.isFrozen(A)).toBe(true);
+    const b = B.alloc();
+    B.unchecked.set.y(b, 7);
+    expect(B.get.y(b)).toBe(7);
+    const getter = Object.getOwnPropertyDescriptor(A, 'unchecked')!.get!;
+    for (const receiver of [{}, null, undefined, 1]) {
+      expectError(() => getter.call(receiver), InvalidArgumentError, 'ERR_INVALID_ARGUMENT');
+    }
+    expect(getter.call(Object.create(A))).toBe(A.unchecked);
+  });
 });
 
 describe('unchecked writes while a child marks', () => {

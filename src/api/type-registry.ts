@@ -25,7 +25,7 @@
 // References come first because the descriptor tells the marker only how
 // many there are: it scans u32s from offset 8. Weak ones follow, untraced
 // (src/api/weak.ts).
-import { FieldValueError, TypeDefinitionError, describe } from './errors.js';
+import { FieldValueError, InvalidArgumentError, TypeDefinitionError, describe } from './errors.js';
 import {
   DESCRIPTOR_WORDS, FIRST_STRUCT_TYPE, HEADER_BYTES, KIND_LEAF, KIND_REF_ARRAY, KIND_STRUCT, LARGE_CLASS, MAX_TYPES,
   SIZE_CLASSES, TYPE_BYTES, TYPE_REF_ARRAY, TYPE_STRING, roundToGranules, sizeClassOf,
@@ -347,7 +347,13 @@ export class TypeRegistry {
 // properties.
 const UNCHECKED_TABLES = Symbol('forkgc.uncheckedTables');
 const UNCHECKED_PROPERTY: PropertyDescriptor = {
-  get(this: { [UNCHECKED_TABLES]: () => unknown }) { return this[UNCHECKED_TABLES](); },
+  get(this: { [UNCHECKED_TABLES]?: () => unknown } | null | undefined) {
+    // Called on something else than a struct type only through the
+    // property descriptor (`Object.getOwnPropertyDescriptor(T, 'unchecked').get`).
+    const tables = this == null ? undefined : this[UNCHECKED_TABLES];
+    if (typeof tables !== 'function') throw new InvalidArgumentError('unchecked: read it from a struct type (Type.unchecked)');
+    return tables();
+  },
   enumerable: true,
   configurable: true,
 };
