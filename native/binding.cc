@@ -418,7 +418,8 @@ Napi::Value RestorePages(const Napi::CallbackInfo& info) {
 }
 
 // hugePageRestoreFigures(id) -> { rangesCollapsed, rangesFailed, ns,
-// bytesMadeWritable, writableNs, writableFaults } so far.
+// bytesMadeWritable, writableNs, writableFaults } so far, and `working`:
+// whether the thread has a piece of work in progress now.
 Napi::Value HugePageRestoreFiguresOf(const Napi::CallbackInfo& info) {
   Args a(info, "hugePageRestoreFigures", 1);
   HeapMemory* h = a.heap(0);
@@ -431,7 +432,37 @@ Napi::Value HugePageRestoreFiguresOf(const Napi::CallbackInfo& info) {
   o["bytesMadeWritable"] = double(f.bytesMadeWritable);
   o["writableNs"] = double(f.writableNs);
   o["writableFaults"] = double(f.writableFaults);
+  o["working"] = f.working;
   return o;
+}
+
+// restoreQuiesce(id) -> whether a piece of work is in progress: the heap's
+// restore thread takes no new piece until restoreResume(id)
+// (huge_page_restore.cc).
+Napi::Value RestoreQuiesce(const Napi::CallbackInfo& info) {
+  Args a(info, "restoreQuiesce", 1);
+  HeapMemory* h = a.heap(0);
+  if (!a.ok()) return a.fail();
+  return Napi::Boolean::New(a.env(), hugePageRestoreQuiesce(h));
+}
+
+Napi::Value RestoreResume(const Napi::CallbackInfo& info) {
+  Args a(info, "restoreResume", 1);
+  HeapMemory* h = a.heap(0);
+  if (!a.ok()) return a.fail();
+  hugePageRestoreResume(h);
+  return a.env().Undefined();
+}
+
+// setHugePageRestoreDelayForTesting(id, ms): the heap's restore thread sleeps
+// `ms` (0-60000) after taking each piece of work (tests only: a slow range).
+Napi::Value SetHugePageRestoreDelayForTesting(const Napi::CallbackInfo& info) {
+  Args a(info, "setHugePageRestoreDelayForTesting", 2);
+  HeapMemory* h = a.heap(0);
+  double ms = a.number(1);
+  if (!a.ok()) return a.fail();
+  setHugePageRestoreDelayForTesting(h, ms > 0 && ms <= 60000 ? uint64_t(ms * 1e6) : 0);
+  return a.env().Undefined();
 }
 
 // prefaultGrowth(id, from, to) -> whether the kernel can (growth_prefault.cc):
@@ -612,6 +643,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["releaseArena"] = Napi::Function::New(env, ReleaseArena);
   exports["restorePages"] = Napi::Function::New(env, RestorePages);
   exports["hugePageRestoreFigures"] = Napi::Function::New(env, HugePageRestoreFiguresOf);
+  exports["restoreQuiesce"] = Napi::Function::New(env, RestoreQuiesce);
+  exports["restoreResume"] = Napi::Function::New(env, RestoreResume);
+  exports["setHugePageRestoreDelayForTesting"] = Napi::Function::New(env, SetHugePageRestoreDelayForTesting);
   exports["prefaultGrowth"] = Napi::Function::New(env, PrefaultGrowth);
   exports["growthPrefaultFigures"] = Napi::Function::New(env, GrowthPrefaultFiguresOf);
   exports["prefaultQuiesce"] = Napi::Function::New(env, PrefaultQuiesce);

@@ -18,8 +18,16 @@
 // waited for): a range collapsed while a child shares it would be copied for
 // nothing. A fork that excluded nothing shares every heap's arena, so then
 // every heap's thread waits until that child is reaped
-// (holdEveryHugePageRestore). Ranges the heap gave back to
-// the OS before the cycle are not asked for (src/memory/huge-pages.ts); one
+// (holdEveryHugePageRestore). Waiting for that range is in the pause, and
+// on the project's VM a range takes 1-14 ms (most of it the new huge page's
+// first touch, when the host backs it: docs/performance-log.md, "What the
+// fork waits for at 256 MiB on huge pages"), so a cycle the pacer starts
+// is put off to the next safepoint or turn of the event loop while a piece
+// is in progress, the thread taking no new one (hugePageRestoreQuiesce), as
+// for the prefault thread's chunk (growth_prefault.cc). An explicit
+// collect() starts its cycle in the call, and its fork waits. Ranges the
+// heap gave back to the OS before the cycle are not asked for
+// (src/memory/huge-pages.ts); one
 // the sweep gives back while this thread works is refused by the kernel
 // (measured on 6.18: a range emptied by MADV_DONTNEED fails to merge, and
 // RSS stays down), so the release need not wait for this thread.
@@ -88,7 +96,9 @@ struct HugePageRestorer {
   std::vector<uint8_t> wanted;  // per 2 MiB range: collapse it
   size_t cursor = 0;            // next range to look at
   bool held = true;       // a child may share the arena: do nothing
+  bool quiesced = false;  // a cycle is about to start: take no new piece (hugePageRestoreQuiesce)
   bool collapsing = false;  // a piece of work taken and not yet done (holds wait for it)
+  uint64_t jobDelayNsForTesting = 0;  // sleep this long after taking a piece, before its madvise
   bool stopping = false;
   HugePageRestoreFigures figures;
 };
@@ -230,7 +240,7 @@ void* run(void* arg) {
   std::unique_lock<std::mutex> lock(r->mutex);
   for (;;) {
     r->wake.wait(lock, [r] {
-      return r->stopping || (!r->held && childrenSharingAll.load() == 0 && hasWork(r));
+      return r->stopping || (!r->held && !r->quiesced && childrenSharingAll.load() == 0 && hasWork(r));
     });
     if (r->stopping) return nullptr;
     Job job = nextJob(r);
@@ -240,7 +250,12 @@ void* run(void* arg) {
     // collapsed, or a page made writable, while a child shares it would be
     // copied for nothing).
     r->collapsing = true;
+    const uint64_t delayNs = r->jobDelayNsForTesting;
     lock.unlock();
+    if (delayNs != 0) {
+      timespec d{time_t(delayNs / 1000000000u), long(delayNs % 1000000000u)};
+      while (nanosleep(&d, &d) != 0 && errno == EINTR) {}
+    }
     uint64_t t0 = nowNs();
     // Each page made writable counts as a minor fault of this thread (the
     // kernel's fault handler, reached without an exception): counted apart,
@@ -358,6 +373,30 @@ void holdEveryHugePageRestore() {
   }
 }
 
+bool hugePageRestoreQuiesce(HeapMemory* h) {
+  HugePageRestorer* r = h->hugePageRestorer;
+  if (!r) return false;
+  std::lock_guard<std::mutex> lock(r->mutex);
+  r->quiesced = true;
+  return r->collapsing;
+}
+
+void hugePageRestoreResume(HeapMemory* h) {
+  HugePageRestorer* r = h->hugePageRestorer;
+  if (!r) return;
+  std::lock_guard<std::mutex> lock(r->mutex);
+  if (!r->quiesced) return;
+  r->quiesced = false;
+  r->wake.notify_all();
+}
+
+void setHugePageRestoreDelayForTesting(HeapMemory* h, uint64_t ns) {
+  HugePageRestorer* r = h->hugePageRestorer;
+  if (!r) return;
+  std::lock_guard<std::mutex> lock(r->mutex);
+  r->jobDelayNsForTesting = ns;
+}
+
 void releaseEveryHugePageRestore() {
   if (childrenSharingAll.fetch_sub(1) != 1) return;
   std::lock_guard<std::mutex> all(restorersMutex);
@@ -371,7 +410,9 @@ HugePageRestoreFigures hugePageRestoreFigures(HeapMemory* h) {
   HugePageRestorer* r = h->hugePageRestorer;
   if (!r) return HugePageRestoreFigures();
   std::lock_guard<std::mutex> lock(r->mutex);
-  return r->figures;
+  HugePageRestoreFigures f = r->figures;
+  f.working = r->collapsing;
+  return f;
 }
 
 void stopHugePageRestore(HeapMemory* h) {

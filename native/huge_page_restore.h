@@ -14,6 +14,7 @@ struct HugePageRestoreFigures {
   uint64_t bytesMadeWritable = 0;  // arena and allocation-bitmap bytes MADV_POPULATE_WRITE made writable
   uint64_t writableNs = 0;         // time spent in MADV_POPULATE_WRITE
   uint64_t writableFaults = 0;     // the minor faults that took (this thread's, in the kernel: no exception)
+  bool working = false;            // a piece of work (a range, or 2 MiB to make writable) is in progress now
 };
 
 // Starts (or restarts from the beginning), on the heap's restore thread,
@@ -53,6 +54,16 @@ void holdHugePageRestore(HeapMemory* heap);
 // Counted: several such children may live at once.
 void holdEveryHugePageRestore();
 void releaseEveryHugePageRestore();
+
+// A cycle is about to start: the thread takes no new piece of work until
+// hugePageRestoreResume; returns whether a piece is in progress now (a fork
+// would wait for it: the caller puts the fork off). Main thread.
+bool hugePageRestoreQuiesce(HeapMemory* heap);
+void hugePageRestoreResume(HeapMemory* heap);
+
+// Tests only: the thread sleeps `ns` after taking each piece of work, before
+// its madvise (a range that takes that long); 0 turns it off.
+void setHugePageRestoreDelayForTesting(HeapMemory* heap, uint64_t ns);
 
 // Totals so far (any thread).
 HugePageRestoreFigures hugePageRestoreFigures(HeapMemory* heap);

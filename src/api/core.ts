@@ -37,6 +37,12 @@ import { ByteArrays, RefArrays, Strings, type FieldSpec, type Ref, type StructTy
 import { WeakHolders } from './weak.js';
 import { HeapMaps, MAP_TYPE_NAME, TYPE_MAP } from '../collections/heap-maps.js';
 
+/**
+ * How often a cycle the pacer put off for a piece of work in progress on
+ * the heap's own threads (helpersDefer) looks again, ms.
+ */
+const HELPER_RETRY_MS = 1;
+
 /** The emitter the core reports to: the public Heap. */
 export type CoreEmitter = Pick<EventEmitter, 'rawListeners'>;
 
@@ -69,6 +75,8 @@ export class HeapCore implements RefContext, TypeContext {
   private readonly alloc: Uint32Array;
   private readonly marks: Uint32Array;
   private scheduled = false;
+  /** The pending start when it is an immediate (scheduleIfDue). */
+  private pendingStart: NodeJS.Immediate | undefined = undefined;
   /** options.auto, as a field of its own for the allocation path. */
   private readonly auto: boolean;
   private saidFallback = false;
@@ -95,6 +103,8 @@ export class HeapCore implements RefContext, TypeContext {
    * looking (src/api/accessors.ts).
    */
   private attention = false;
+  /** helpersDefer() stopped the restore thread from taking work; resumeHelpers() lets it go on. */
+  private restoreQuiesced = false;
   private pool: SweepPool | undefined;
   /** Faults the arena in ahead of the allocator's growth (undefined when off; src/internal.ts lists it for tests). */
   readonly prefault: GrowthPrefault | undefined;
@@ -605,8 +615,8 @@ export class HeapCore implements RefContext, TypeContext {
     // pending, and in a program that never yields it stays set, which would
     // start a cycle at every safepoint after the first trigger.
     if (this.options.auto && this.cycleDue()) {
-      if (this.prefaultDefers()) {
-        this.scheduleIfDue();
+      if (this.helpersDefer()) {
+        this.scheduleIfDue(HELPER_RETRY_MS);
         return;
       }
       this.startCycle('safepoint', false);
@@ -630,8 +640,13 @@ export class HeapCore implements RefContext, TypeContext {
       // one cycle ran 20 more one after another.)
       if (this.collector.busy) return this.collector.join();
     }
+    // Not put off for the heap's threads' work in progress (helpersDefer):
+    // the cycle starts here, in the call, and its snapshot is the heap as
+    // the call found it (a program that goes on mutating while the cycle
+    // runs may rely on that, and the tests do); its fork waits for that
+    // work, in the pause.
     const cycle = this.collector.start('explicit', true);
-    this.prefault?.resume();
+    this.resumeHelpers();
     return cycle;
   }
 
@@ -639,37 +654,74 @@ export class HeapCore implements RefContext, TypeContext {
     this.collector.start(trigger, keepAlive).catch(() => {
       // Reported through the 'abort' event.
     });
-    // Forked (or marked, or failed): the prefault thread may go on.
-    this.prefault?.resume();
+    this.resumeHelpers();
   }
 
   /**
-   * Whether a cycle the pacer wants now should wait for the prefault
-   * thread's chunk in flight (src/memory/growth-prefault.ts): its fork
-   * would wait for that chunk in the pause. Never once the heap is short of
-   * room (past the pacer's soft limit, or after a failed allocation): then
-   * the cycle goes first, and the fork waits. Nor in stw mode, which does
-   * not fork.
+   * Whether a cycle wanted now should wait for a piece of work in progress
+   * on the heap's own threads, each of which this stops from taking another
+   * until resumeHelpers(): the prefault thread's chunk
+   * (src/memory/growth-prefault.ts) or the restore thread's range or pages
+   * (native/huge_page_restore.cc). The fork would wait for it in the pause
+   * (1-14 ms on the project's VM). Never once the heap is short of room
+   * (past the pacer's soft limit, or after a failed allocation): then the
+   * cycle goes first, and the fork waits. Nor in stw mode, which does not
+   * fork.
    */
-  private prefaultDefers(): boolean {
-    if (this.prefault === undefined || this.account.allocationFailed || this.options.mode === 'stw') return false;
+  private helpersDefer(): boolean {
+    if (this.account.allocationFailed || this.options.mode === 'stw' || this.closed) return false;
     if (this.policy.safepointWaits(this.account.liveBytes)) return false;
-    return this.prefault.busy();
+    // Both asked, so that both stop taking work.
+    const chunk = this.prefault?.busy() ?? false;
+    this.restoreQuiesced = true;
+    const range = this.addon.restoreQuiesce(this.regions.id);
+    return chunk || range;
   }
 
-  private scheduleIfDue(): void {
-    if (this.scheduled || this.closed || !this.options.auto) return;
+  /** The cycle started (forked, or marked, or failed), or will not: the heap's threads may go on. */
+  private resumeHelpers(): void {
+    this.prefault?.resume();
+    if (this.restoreQuiesced) {
+      this.restoreQuiesced = false;
+      if (!this.closed) this.addon.restoreResume(this.regions.id);
+    }
+  }
+
+  /**
+   * Starts a due cycle from the event loop (a safepoint by the rooting
+   * contract): at the next turn, or `afterMs` later when a helper thread's
+   * piece of work put it off. Unref'd, so a heap does not keep the process
+   * alive; so the retry is a timer, which fires on time while anything else
+   * keeps the loop running, where an unref'd immediate queued from the
+   * check phase, or before a poll with nothing else due, waits for the
+   * loop's next wake-up (7.2 s in a test worker: test/helper-wait.test.ts).
+   */
+  private scheduleIfDue(afterMs = 0): void {
+    if (this.closed || !this.options.auto) return;
+    if (this.scheduled) {
+      // A retry replaces a start pending as an immediate, which may wait for
+      // the loop's next wake-up (below).
+      if (afterMs === 0 || this.pendingStart === undefined) return;
+      clearImmediate(this.pendingStart);
+      this.pendingStart = undefined;
+      this.scheduled = false;
+    }
     if (!this.cycleDue()) return;
     this.scheduled = true;
-    // From the event loop: a safepoint by the rooting contract.
-    setImmediate(() => {
+    const run = () => {
       this.scheduled = false;
+      this.pendingStart = undefined;
       if (this.closed || this.collector.busy) return;
-      if (!this.cycleDue()) return;
-      // The prefault thread's chunk in flight: next turn (it takes no other).
-      if (this.prefaultDefers()) this.scheduleIfDue();
+      if (!this.cycleDue()) {
+        this.resumeHelpers();
+        return;
+      }
+      // A helper thread's piece of work in progress: again in a millisecond (it takes no other meanwhile).
+      if (this.helpersDefer()) this.scheduleIfDue(HELPER_RETRY_MS);
       else this.startCycle('allocation', false);
-    }).unref();
+    };
+    if (afterMs > 0) setTimeout(run, afterMs).unref();
+    else this.pendingStart = setImmediate(run).unref();
   }
 
   /** The pacer's trigger was reached, or an allocation failed at maxHeap since the last cycle started. */

@@ -941,7 +941,9 @@ const LATE_READ_MS = 250;
 const LATE_STREAM_MS = 1000;
 const LATE_MIN_RATE = 8 * 2 ** 20;
 
-const NO_RESTORE: RestoreFigures = { rangesCollapsed: 0, rangesFailed: 0, ns: 0, bytesMadeWritable: 0, writableNs: 0, writableFaults: 0 };
+const NO_RESTORE: RestoreFigures = {
+  rangesCollapsed: 0, rangesFailed: 0, ns: 0, bytesMadeWritable: 0, writableNs: 0, writableFaults: 0, working: false,
+};
 const NONE = new Uint8Array(0);
 
 /** The WATCHDOG message. */

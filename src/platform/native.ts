@@ -52,6 +52,8 @@ export interface RestoreFigures {
   bytesMadeWritable: number;
   writableNs: number;
   writableFaults: number;
+  /** Whether the thread has a piece of work (a range, or 2 MiB to make writable) in progress now. */
+  working: boolean;
 }
 
 /** What a heap's prefault thread has done so far (native/growth_prefault.cc). */
@@ -95,6 +97,11 @@ export interface NativeAddon {
    * faults the restore thread took for it.
    */
   hugePageRestoreFigures(id: number): RestoreFigures;
+  /** The restore thread takes no new piece of work until restoreResume; whether a piece is in progress now. */
+  restoreQuiesce(id: number): boolean;
+  restoreResume(id: number): void;
+  /** Tests only: the restore thread sleeps `ms` after taking each piece of work, before its madvise (0: off). */
+  setHugePageRestoreDelayForTesting(id: number, ms: number): void;
   /**
    * On a thread of the heap's, faults in arena bytes [from, to) (whole
    * chunks, within the arena), instead of what it was asked before
