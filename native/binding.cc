@@ -436,21 +436,22 @@ Napi::Value HugePageRestoreFiguresOf(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// restoreQuiesce(id) -> whether a piece of work is in progress: the heap's
-// restore thread takes no new piece until restoreResume(id)
-// (huge_page_restore.cc).
-Napi::Value RestoreQuiesce(const Napi::CallbackInfo& info) {
-  Args a(info, "restoreQuiesce", 1);
+// A helper thread's quiesce(id) -> whether a piece of work is in progress
+// (it takes no new one until resume(id)), and its resume(id): the prefault
+// thread's (growth_prefault.cc) and the restore thread's
+// (huge_page_restore.cc), exported as prefault/restore Quiesce/Resume.
+Napi::Value HelperQuiesce(const Napi::CallbackInfo& info, const char* name, bool (*quiesce)(HeapMemory*)) {
+  Args a(info, name, 1);
   HeapMemory* h = a.heap(0);
   if (!a.ok()) return a.fail();
-  return Napi::Boolean::New(a.env(), hugePageRestoreQuiesce(h));
+  return Napi::Boolean::New(a.env(), quiesce(h));
 }
 
-Napi::Value RestoreResume(const Napi::CallbackInfo& info) {
-  Args a(info, "restoreResume", 1);
+Napi::Value HelperResume(const Napi::CallbackInfo& info, const char* name, void (*resume)(HeapMemory*)) {
+  Args a(info, name, 1);
   HeapMemory* h = a.heap(0);
   if (!a.ok()) return a.fail();
-  hugePageRestoreResume(h);
+  resume(h);
   return a.env().Undefined();
 }
 
@@ -476,23 +477,6 @@ Napi::Value PrefaultGrowth(const Napi::CallbackInfo& info) {
   if (!a.ok()) return a.fail();
   if (from < 0 || to < 0) return a.fail();
   return Napi::Boolean::New(a.env(), prefaultGrowth(h, uint64_t(from), uint64_t(to)));
-}
-
-// prefaultQuiesce(id) -> whether a chunk is in flight: the heap's prefault
-// thread takes no new chunk until prefaultResume(id) (growth_prefault.cc).
-Napi::Value PrefaultQuiesce(const Napi::CallbackInfo& info) {
-  Args a(info, "prefaultQuiesce", 1);
-  HeapMemory* h = a.heap(0);
-  if (!a.ok()) return a.fail();
-  return Napi::Boolean::New(a.env(), prefaultQuiesce(h));
-}
-
-Napi::Value PrefaultResume(const Napi::CallbackInfo& info) {
-  Args a(info, "prefaultResume", 1);
-  HeapMemory* h = a.heap(0);
-  if (!a.ok()) return a.fail();
-  prefaultResume(h);
-  return a.env().Undefined();
 }
 
 // growthPrefaultFigures(id) -> { bytes, ns, calls, failures, faults } so far.
@@ -643,13 +627,21 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["releaseArena"] = Napi::Function::New(env, ReleaseArena);
   exports["restorePages"] = Napi::Function::New(env, RestorePages);
   exports["hugePageRestoreFigures"] = Napi::Function::New(env, HugePageRestoreFiguresOf);
-  exports["restoreQuiesce"] = Napi::Function::New(env, RestoreQuiesce);
-  exports["restoreResume"] = Napi::Function::New(env, RestoreResume);
+  exports["restoreQuiesce"] = Napi::Function::New(env, [](const Napi::CallbackInfo& i) {
+    return HelperQuiesce(i, "restoreQuiesce", hugePageRestoreQuiesce);
+  });
+  exports["restoreResume"] = Napi::Function::New(env, [](const Napi::CallbackInfo& i) {
+    return HelperResume(i, "restoreResume", hugePageRestoreResume);
+  });
   exports["setHugePageRestoreDelayForTesting"] = Napi::Function::New(env, SetHugePageRestoreDelayForTesting);
   exports["prefaultGrowth"] = Napi::Function::New(env, PrefaultGrowth);
   exports["growthPrefaultFigures"] = Napi::Function::New(env, GrowthPrefaultFiguresOf);
-  exports["prefaultQuiesce"] = Napi::Function::New(env, PrefaultQuiesce);
-  exports["prefaultResume"] = Napi::Function::New(env, PrefaultResume);
+  exports["prefaultQuiesce"] = Napi::Function::New(env, [](const Napi::CallbackInfo& i) {
+    return HelperQuiesce(i, "prefaultQuiesce", prefaultQuiesce);
+  });
+  exports["prefaultResume"] = Napi::Function::New(env, [](const Napi::CallbackInfo& i) {
+    return HelperResume(i, "prefaultResume", prefaultResume);
+  });
   exports["stageChunk"] = Napi::Function::New(env, StageChunk);
   exports["checksumWords"] = Napi::Function::New(env, ChecksumWords);
   // string_encode.cc owns this module's N-API instance data (the per-thread
