@@ -27,8 +27,8 @@
 // for the prefault thread's chunk (growth_prefault.cc). An explicit
 // collect() starts its cycle in the call, and its fork waits. Ranges the
 // heap gave back to the OS before the cycle are not asked for
-// (src/memory/huge-pages.ts); one
-// the sweep gives back while this thread works is refused by the kernel
+// (src/memory/huge-pages.ts); one the sweep gives back while this thread
+// works is refused by the kernel
 // (measured on 6.18: a range emptied by MADV_DONTNEED fails to merge, and
 // RSS stays down), so the release need not wait for this thread.
 // Collapsing copies the range into a new huge page under the mmap write

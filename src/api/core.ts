@@ -103,8 +103,6 @@ export class HeapCore implements RefContext, TypeContext {
    * looking (src/api/accessors.ts).
    */
   private attention = false;
-  /** helpersDefer() stopped the restore thread from taking work; resumeHelpers() lets it go on. */
-  private restoreQuiesced = false;
   private pool: SweepPool | undefined;
   /** Faults the arena in ahead of the allocator's growth (undefined when off; src/internal.ts lists it for tests). */
   readonly prefault: GrowthPrefault | undefined;
@@ -673,18 +671,18 @@ export class HeapCore implements RefContext, TypeContext {
     if (this.policy.safepointWaits(this.account.liveBytes)) return false;
     // Both asked, so that both stop taking work.
     const chunk = this.prefault?.busy() ?? false;
-    this.restoreQuiesced = true;
     const range = this.addon.restoreQuiesce(this.regions.id);
     return chunk || range;
   }
 
-  /** The cycle started (forked, or marked, or failed), or will not: the heap's threads may go on. */
+  /**
+   * The cycle started (forked, or marked, or failed), or will not: the
+   * heap's threads may go on (each resume does nothing to a thread that was
+   * not stopped).
+   */
   private resumeHelpers(): void {
     this.prefault?.resume();
-    if (this.restoreQuiesced) {
-      this.restoreQuiesced = false;
-      if (!this.closed) this.addon.restoreResume(this.regions.id);
-    }
+    if (!this.closed) this.addon.restoreResume(this.regions.id);
   }
 
   /**
