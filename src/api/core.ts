@@ -75,8 +75,9 @@ export class HeapCore implements RefContext, TypeContext {
   private readonly alloc: Uint32Array;
   private readonly marks: Uint32Array;
   private scheduled = false;
-  /** The pending start when it is an immediate (scheduleIfDue). */
+  /** The pending start when it is an immediate, and its backstop timer (scheduleIfDue). */
   private pendingStart: NodeJS.Immediate | undefined = undefined;
+  private pendingBackstop: NodeJS.Timeout | undefined = undefined;
   /** options.auto, as a field of its own for the allocation path. */
   private readonly auto: boolean;
   private saidFallback = false;
@@ -689,26 +690,27 @@ export class HeapCore implements RefContext, TypeContext {
    * Starts a due cycle from the event loop (a safepoint by the rooting
    * contract): at the next turn, or `afterMs` later when a helper thread's
    * piece of work put it off. Unref'd, so a heap does not keep the process
-   * alive; so the retry is a timer, which fires on time while anything else
-   * keeps the loop running, where an unref'd immediate queued from the
-   * check phase, or before a poll with nothing else due, waits for the
-   * loop's next wake-up (7.2 s in a test worker: test/helper-wait.test.ts).
+   * alive. An unref'd immediate alone does not stop the loop's poll from
+   * blocking: queued from a timer's or an immediate's callback, or from the
+   * main script, it runs only when something else wakes the loop (5 s, the
+   * next timer, in test/due-start.test.ts; 7.2 s in a test worker). So it
+   * has a backstop, an unref'd timer of a millisecond (the poll's timeout
+   * counts every timer), and whichever comes first starts the cycle: the
+   * immediate where the loop is busy (the turn programs and tests expect),
+   * the timer where it idles. A retry after a helper's piece is the timer
+   * alone.
    */
   private scheduleIfDue(afterMs = 0): void {
     if (this.closed || !this.options.auto) return;
     if (this.scheduled) {
-      // A retry replaces a start pending as an immediate, which may wait for
-      // the loop's next wake-up (below).
+      // A retry replaces a start pending as an immediate.
       if (afterMs === 0 || this.pendingStart === undefined) return;
-      clearImmediate(this.pendingStart);
-      this.pendingStart = undefined;
-      this.scheduled = false;
+      this.cancelPendingStart();
     }
     if (!this.cycleDue()) return;
     this.scheduled = true;
     const run = () => {
-      this.scheduled = false;
-      this.pendingStart = undefined;
+      this.cancelPendingStart();
       if (this.closed || this.collector.busy) return;
       if (!this.cycleDue()) {
         this.resumeHelpers();
@@ -718,8 +720,21 @@ export class HeapCore implements RefContext, TypeContext {
       if (this.helpersDefer()) this.scheduleIfDue(HELPER_RETRY_MS);
       else this.startCycle('allocation', false);
     };
-    if (afterMs > 0) setTimeout(run, afterMs).unref();
-    else this.pendingStart = setImmediate(run).unref();
+    if (afterMs > 0) {
+      setTimeout(run, afterMs).unref();
+    } else {
+      this.pendingStart = setImmediate(run).unref();
+      this.pendingBackstop = setTimeout(run, HELPER_RETRY_MS).unref();
+    }
+  }
+
+  /** Drops a start pending as an immediate and its backstop (one of them may be the caller). */
+  private cancelPendingStart(): void {
+    this.scheduled = false;
+    if (this.pendingStart !== undefined) clearImmediate(this.pendingStart);
+    if (this.pendingBackstop !== undefined) clearTimeout(this.pendingBackstop);
+    this.pendingStart = undefined;
+    this.pendingBackstop = undefined;
   }
 
   /** The pacer's trigger was reached, or an allocation failed at maxHeap since the last cycle started. */

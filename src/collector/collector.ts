@@ -4,8 +4,9 @@
 // of docs/design.md, numbered as there):
 //
 //  1. Start, at a safepoint only (docs/design.md, invariant 4): from the event loop
-//     (an immediate scheduled when the policy's trigger was crossed), from
-//     heap.safepoint(), or from heap.collect(). Never inside an allocation.
+//     (an immediate scheduled when the policy's trigger was crossed, a timer
+//     its backstop: src/api/core.ts, scheduleIfDue), from heap.safepoint(),
+//     or from heap.collect(). Never inside an allocation.
 //     The previous cycle's sweep has finished, so every span is IN_USE or
 //     FREE and the mark bitmap is all zero.
 //  2. Fork (the only pause). native/child.cc makes a pipe, blocks signals,
