@@ -22,6 +22,20 @@ import { heapInternals } from '../src/internal.js';
 import { SPAN_BITMAP_WORDS, SPAN_GRANULES, SPAN_IN_USE, SPAN_WORDS, SW_STATE } from '../src/memory/layout.js';
 
 const MAX_HEAP = 64 * MiB;
+
+// A longer soak, by hand (not in CI): FORKGC_FUZZ_RUNS programs for each of
+// the two properties below that take it, for at most FORKGC_FUZZ_SECONDS
+// each, e.g. FORKGC_FUZZ_RUNS=5000 FORKGC_FUZZ_SECONDS=600 npx vitest run
+// test/fuzz-api.test.ts. fast-check prints the seed and path of a failure.
+const SOAK_RUNS = Number(process.env.FORKGC_FUZZ_RUNS ?? 0);
+const SOAK_MS = Number(process.env.FORKGC_FUZZ_SECONDS ?? 0) * 1000;
+const runs = (ci: number) => (SOAK_RUNS > 0 ? SOAK_RUNS : ci);
+const timeLimitMs = SOAK_MS > 0 ? SOAK_MS : 25_000;
+const testTimeoutMs = timeLimitMs + 65_000;
+/** In a soak, how many programs a property ran (fast-check says nothing of it when all pass). */
+const soakReport = (what: string, programs: number) => {
+  if (SOAK_RUNS > 0 || SOAK_MS > 0) process.stdout.write(`soak: ${what}: ${programs} programs passed\n`);
+};
 const GRANULES = MAX_HEAP / 16;
 
 // --- the generated program -------------------------------------------------
@@ -475,8 +489,10 @@ describe('fuzz: random API call sequences agree with the shadow model, with only
   it(
     'valid and invalid calls, forged/stale/interior refs, collects — in both modes',
     async () => {
+      let programs = 0;
       await fc.assert(
         fc.asyncProperty(fc.constantFrom<Mode>('fork', 'stw'), fc.array(opArb, { minLength: 10, maxLength: 150 }), async (mode, ops) => {
+          programs++;
           const heap = makeHeap({ mode, maxHeap: MAX_HEAP });
           await runProgram(heap, ops);
           // a closed heap refuses politely
@@ -488,10 +504,11 @@ describe('fuzz: random API call sequences agree with the shadow model, with only
           }
           if (!(e instanceof ForkGcError) || (e as { code?: string }).code !== 'ERR_HEAP_CLOSED') throw new Error(`closed heap: ${describeError(e)}`);
         }),
-        { numRuns: 150, interruptAfterTimeLimit: 25_000 },
+        { numRuns: runs(150), interruptAfterTimeLimit: timeLimitMs },
       );
+      soakReport('calls in both modes', programs);
     },
-    90_000,
+    testTimeoutMs,
   );
 
   // The same programs with a child fault injected into some of their cycles
@@ -502,22 +519,25 @@ describe('fuzz: random API call sequences agree with the shadow model, with only
     'with child faults injected into random cycles, a completed cycle agrees with the model and an aborted one frees nothing',
     async () => {
       let aborts = 0;
+      let programs = 0;
       await fc.assert(
         fc.asyncProperty(
           fc.constantFrom(...CHILD_FAULTS), fc.uniqueArray(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 4 }),
           fc.array(opArb, { minLength: 10, maxLength: 120 }),
           async (kind, cycles, ops) => {
+            programs++;
             const heap = makeHeap({
               mode: 'fork', maxHeap: MAX_HEAP, childTimeoutMs: 200,
               faultInjectionForTesting: { kind, arg: 20, cycles: (id) => cycles.includes(id) },
             });
             aborts += (await runProgram(heap, ops, true)).aborts;
           }),
-        { numRuns: 60, interruptAfterTimeLimit: 25_000 },
+        { numRuns: runs(60), interruptAfterTimeLimit: timeLimitMs },
       );
+      soakReport('child faults', programs);
       expect(aborts, 'some cycles were aborted (the faults took effect)').toBeGreaterThan(0);
     },
-    90_000,
+    testTimeoutMs,
   );
 
   it(
