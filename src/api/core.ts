@@ -43,6 +43,12 @@ import { HeapMaps, MAP_TYPE_NAME, TYPE_MAP } from '../collections/heap-maps.js';
  */
 const HELPER_RETRY_MS = 1;
 
+/**
+ * After how long a due cycle's start, pending as an unref'd immediate, is
+ * taken by its backstop timer instead, ms (scheduleIfDue).
+ */
+const START_BACKSTOP_MS = 1;
+
 /** The emitter the core reports to: the public Heap. */
 export type CoreEmitter = Pick<EventEmitter, 'rawListeners'>;
 
@@ -724,7 +730,7 @@ export class HeapCore implements RefContext, TypeContext {
       setTimeout(run, afterMs).unref();
     } else {
       this.pendingStart = setImmediate(run).unref();
-      this.pendingBackstop = setTimeout(run, HELPER_RETRY_MS).unref();
+      this.pendingBackstop = setTimeout(run, START_BACKSTOP_MS).unref();
     }
   }
 
