@@ -6,24 +6,16 @@
 // loop (checked failing before the fix: 5.0-5.3 s in both; from the main
 // script too, when nothing else woke the loop). An unref'd timer of a
 // millisecond is its backstop now.
-import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { runNodeFixture } from './helpers/fixture.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/due-idle-loop.mjs', import.meta.url));
-
-function run(where: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(process.execPath, [FIXTURE, where], { timeout: 30_000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      resolve({ code: child.exitCode ?? (err ? -1 : 0), stdout, stderr });
-    });
-  });
-}
 
 describe('a due cycle starts while the event loop idles', () => {
   for (const where of ['timer', 'immediate']) {
     it(`made due in a${where === 'immediate' ? 'n' : ''} ${where}'s callback, it forks without waiting for the loop's next wake-up`, async () => {
-      const r = await run(where);
+      const r = await runNodeFixture(FIXTURE, [where]);
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       const m = /^forked after ([\d.]+)\n$/.exec(r.stdout);

@@ -1,7 +1,7 @@
 // A fixture process that prints one JSON event per line on stdout: start it,
 // wait (bounded) for an event by name, kill it. Used by the failure-model
 // tests that need a whole Node process around a heap.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { withTimeout } from './common.js';
 
 export interface Fixture {
@@ -67,4 +67,16 @@ export function startFixture(file: string, opts: object, o: FixtureSpawn = {}): 
       }
     },
   };
+}
+
+/**
+ * Runs `node file ...args` to its end (killed after `timeoutMs`) and gives
+ * its exit code (-1 when killed or not started), stdout and stderr.
+ */
+export function runNodeFixture(file: string, args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [file, ...args], { timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      resolve({ code: child.exitCode ?? (err ? -1 : 0), stdout, stderr });
+    });
+  });
 }
