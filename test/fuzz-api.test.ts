@@ -22,6 +22,7 @@ import { heapInternals } from '../src/internal.js';
 import { SPAN_BITMAP_WORDS, SPAN_GRANULES, SPAN_IN_USE, SPAN_WORDS, SW_STATE } from '../src/memory/layout.js';
 
 const MAX_HEAP = 64 * MiB;
+const GRANULES = MAX_HEAP / 16;
 
 // A longer soak, by hand (not in CI): FORKGC_FUZZ_RUNS programs for each of
 // the two properties below that take it, for at most FORKGC_FUZZ_SECONDS
@@ -36,7 +37,6 @@ const testTimeoutMs = timeLimitMs + 65_000;
 const soakReport = (what: string, programs: number) => {
   if (SOAK_RUNS > 0 || SOAK_MS > 0) process.stdout.write(`soak: ${what}: ${programs} programs passed\n`);
 };
-const GRANULES = MAX_HEAP / 16;
 
 // --- the generated program -------------------------------------------------
 

@@ -1,6 +1,7 @@
-// A fixture process that prints one JSON event per line on stdout: start it,
-// wait (bounded) for an event by name, kill it. Used by the failure-model
-// tests that need a whole Node process around a heap.
+// Fixture processes, for tests that need a whole Node process around a
+// heap. startFixture: one that prints one JSON event per line on stdout:
+// start it, wait (bounded) for an event by name, kill it (the failure-model
+// tests). runNodeFixture: one run to its end, its output and exit code.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { withTimeout } from './common.js';
 
