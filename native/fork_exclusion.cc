@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -82,6 +83,8 @@ struct Mapping {
   bool writable, priv, readable;
   bool fileBacked;     // inode != 0
   bool anonymous;      // a candidate kind: no path, [heap], [anon:..], [stack:tid]
+  bool brkHeap;        // [heap]: malloc's main arena, grown by brk()
+  bool inaccessible;   // ---p: reserved address space, nothing mapped readable
 };
 
 const uint8_t* parseHex(const uint8_t* p, const uint8_t* end, uintptr_t& v) {
@@ -118,6 +121,7 @@ const uint8_t* parseLine(const uint8_t* p, const uint8_t* end, Mapping& m) {
   m.readable = end - perms >= 4 && perms[0] == 'r';
   m.writable = end - perms >= 4 && perms[1] == 'w';
   m.priv = end - perms >= 4 && perms[3] == 'p';
+  m.inaccessible = end - perms >= 4 && perms[0] == '-' && perms[1] == '-' && perms[2] == '-';
   p = skipField(p, end);  // perms
   p = skipField(p, end);  // offset
   p = skipField(p, end);  // dev
@@ -127,6 +131,7 @@ const uint8_t* parseLine(const uint8_t* p, const uint8_t* end, Mapping& m) {
   const uint8_t* path = p;
   while (p < end && *p != '\n') p++;
   const uint8_t* pathEnd = p;
+  m.brkHeap = !m.fileBacked && startsWith(path, pathEnd, "[heap]");
   m.anonymous = !m.fileBacked &&
                 (path == pathEnd || startsWith(path, pathEnd, "[heap]") || startsWith(path, pathEnd, "[anon:") ||
                  startsWith(path, pathEnd, "[stack:"));
@@ -183,9 +188,50 @@ uint32_t forksSinceRead = 0;
 // fork cost grows too little for the check above to see: found in review).
 std::atomic<bool> heapsChanged{false};
 
+// malloc's main arena ([heap]) as the last read found it. The arena grows
+// by brk() at its end, and a run that ends where the read saw it end would
+// leave the growth in every later child: the main thread's malloc'd memory
+// allocated since (ArrayBuffers under 128 KiB: the stream's queued pieces
+// among them) was then copied on its first write while each child lived,
+// 16 faults a 64 KiB buffer (found profiling a full splay run's longest
+// stalls). The program break is one syscall to read.
+struct BrkHeap {
+  uintptr_t start = 0;       // 0: the read found no [heap]
+  uintptr_t end = 0;         // the furthest end seen (a shrunk arena leaves a hole in its run)
+  int run = -1;              // the run that holds it, if it was excluded
+  bool tooSmall = false;     // not excluded only for being under kMinExcludedBytes
+} brkHeap;
+
+uintptr_t programBreak() {
+  long b = syscall(SYS_brk, 0);
+  uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  return (uintptr_t(b) + page - 1) & ~(page - 1);
+}
+
+// Follows the main arena's growth since the read: extends its run, or says
+// the maps must be read again (an arena too small to exclude then that has
+// grown past the threshold).
+bool followBrkHeap() {
+  if (brkHeap.start == 0) return true;
+  uintptr_t brk = programBreak();
+  if (brk <= brkHeap.end) return true;
+  if (brkHeap.run >= 0) {
+    AddressRange& r = runs()[brkHeap.run];
+    if (r.end < brk) {
+      cachedExcludedBytes += brk - (r.end > brkHeap.end ? r.end : brkHeap.end);
+      r.end = brk;
+    }
+  } else if (brkHeap.tooSmall && brk - brkHeap.start >= kMinExcludedBytes) {
+    return false;
+  }
+  brkHeap.end = brk;
+  return true;
+}
+
 bool cacheUsable(const AddressRange* keep, size_t keepCount) {
   if (!cacheValid || runCount == 0 || heapsChanged) return false;
   if (forksSinceRead > 0 && lastForkNs > forkNsAfterRead + forkNsAfterRead / 2 + 100000) return false;
+  if (!followBrkHeap()) return false;
   for (size_t i = 0; i < runCount; i++)
     if (overlapsAny(runs()[i].start, runs()[i].end, keep, keepCount)) return false;
   return true;
@@ -269,7 +315,8 @@ ExclusionFigures applyForkExclusions(const AddressRange* keep, size_t keepCount,
 
     const uint8_t* p = mapsText.base;
     const uint8_t* end = p + length;
-    Mapping prev{0, 0, false, false, false, false, false};
+    Mapping prev{0, 0, false, false, false, false, false, false, false};
+    brkHeap = BrkHeap{};
     bool lastExcluded = false;
     uint64_t probeBytes = 0;
     while (p < end) {
@@ -279,6 +326,20 @@ ExclusionFigures applyForkExclusions(const AddressRange* keep, size_t keepCount,
       bool bssTail = prev.fileBacked && prev.end == m.start;
       bool exclude = m.anonymous && m.priv && m.writable && m.end - m.start >= kMinExcludedBytes && !bssTail &&
                      !overlapsAny(m.start, m.end, keep, keepCount);
+      // A reservation right after an excluded mapping goes into its run:
+      // malloc's arenas on other threads (a heap made on a worker thread
+      // allocates from one) grow by mprotect() into the inaccessible rest
+      // of their 64 MiB, and a run that ended at the read's rw end left the
+      // growth in every later child, copied at its first write while one
+      // lived (test/selective-fork.test.ts). Nothing can be read there, so
+      // the child loses nothing.
+      bool reserveTail = lastExcluded && prev.end == m.start && m.anonymous && m.priv && m.inaccessible &&
+                         !overlapsAny(m.start, m.end, keep, keepCount);
+      if (reserveTail) {
+        pushRun(m.start, m.end, true);
+        prev = m;
+        continue;  // lastExcluded stays true: an excluded mapping after it joins the run
+      }
       if (exclude) {
         f.excluded++;
         f.excludedBytes += m.end - m.start;
@@ -287,6 +348,13 @@ ExclusionFigures applyForkExclusions(const AddressRange* keep, size_t keepCount,
           f.probe = m.start;
         }
         pushRun(m.start, m.end, lastExcluded);
+      }
+      if (m.brkHeap) {
+        brkHeap.start = m.start;
+        brkHeap.end = m.end;
+        brkHeap.run = exclude ? int(runCount) - 1 : -1;
+        brkHeap.tooSmall = !exclude && m.priv && m.writable && m.end - m.start < kMinExcludedBytes && !bssTail &&
+                           !overlapsAny(m.start, m.end, keep, keepCount);
       }
       lastExcluded = exclude;
       prev = m;

@@ -42,7 +42,10 @@
 // Excluded mappings with nothing but holes between them make one run, one
 // madvise() call. The runs are kept for later forks while they stay valid,
 // so most forks read nothing (fork_exclusion.cc, "The cache"): with 1.5 GiB
-// of V8 objects the maps are ~6,500 lines, ~3 ms to read.
+// of V8 objects the maps are ~6,500 lines, ~3 ms to read. Kept runs follow
+// malloc's arenas as they grow (the main one's run to the program break;
+// another thread's takes in its reservation); a mapping made since the
+// read outside the runs' holes stays in the children until the next read.
 //
 // A process-wide mutex (forkLock) serialises the forks of every heap in the
 // process (worker threads share this code), so one thread's exclusions
