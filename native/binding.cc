@@ -466,6 +466,17 @@ Napi::Value SetHugePageRestoreDelayForTesting(const Napi::CallbackInfo& info) {
   return a.env().Undefined();
 }
 
+// setGrowthPrefaultDelayForTesting(id, ms): the heap's prefault thread sleeps
+// `ms` (0-60000) after taking each chunk (tests only: a thread behind the allocator).
+Napi::Value SetGrowthPrefaultDelayForTesting(const Napi::CallbackInfo& info) {
+  Args a(info, "setGrowthPrefaultDelayForTesting", 2);
+  HeapMemory* h = a.heap(0);
+  double ms = a.number(1);
+  if (!a.ok()) return a.fail();
+  setGrowthPrefaultDelayForTesting(h, ms > 0 && ms <= 60000 ? uint64_t(ms * 1e6) : 0);
+  return a.env().Undefined();
+}
+
 // prefaultGrowth(id, from, to) -> whether the kernel can (growth_prefault.cc):
 // the heap's prefault thread faults arena bytes [from, to) in, in the
 // background, instead of what it was asked before.
@@ -634,6 +645,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     return HelperResume(i, "restoreResume", hugePageRestoreResume);
   });
   exports["setHugePageRestoreDelayForTesting"] = Napi::Function::New(env, SetHugePageRestoreDelayForTesting);
+  exports["setGrowthPrefaultDelayForTesting"] = Napi::Function::New(env, SetGrowthPrefaultDelayForTesting);
   exports["prefaultGrowth"] = Napi::Function::New(env, PrefaultGrowth);
   exports["growthPrefaultFigures"] = Napi::Function::New(env, GrowthPrefaultFiguresOf);
   exports["prefaultQuiesce"] = Napi::Function::New(env, [](const Napi::CallbackInfo& i) {

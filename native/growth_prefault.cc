@@ -47,7 +47,13 @@
 // safepoint (or turn of the event loop) to the next, while a chunk is in
 // flight, the thread stopped from taking another (prefaultQuiesce; the
 // collector's fork lets it go on). A fork that left nothing out (selective
-// fork off) keeps the threads held until its child is reaped.
+// fork off) keeps the threads held until its child is reaped. Below the
+// top the child shares every page, so the thread never goes there: it is
+// asked from the first whole chunk above the top, and each fork moves a
+// thread that fell behind the allocator up past the fork's top
+// (prefaultSkipBelow; before, such a thread went on after the fork and its
+// OR of 0 copied the pages it touched there: 337 with no write of the
+// application's, test/growth-prefault.test.ts).
 
 #include "growth_prefault.h"
 
@@ -79,6 +85,7 @@ struct GrowthPrefaulter {
   bool inFlight = false;
   bool quiesced = false;  // take no new chunk (a cycle is about to fork)
   bool stopping = false;
+  uint64_t chunkDelayNsForTesting = 0;  // sleep this long after taking each chunk
   GrowthPrefaultFigures figures;
 };
 
@@ -138,7 +145,12 @@ void* run(void* arg) {
     p->cursor += bytes;
     p->inFlight = true;
     gate.inFlight++;
+    const uint64_t delayNs = p->chunkDelayNsForTesting;
     lock.unlock();
+    if (delayNs > 0) {
+      timespec d{time_t(delayNs / 1000000000u), long(delayNs % 1000000000u)};
+      while (nanosleep(&d, &d) != 0 && errno == EINTR) {}
+    }
     uint64_t t0 = nowNs();
     // Its faults are counted apart, so that the heap can tell the
     // application's faults from these (src/collector/parent-faults.ts).
@@ -192,7 +204,13 @@ bool prefaultGrowth(HeapMemory* h, uint64_t from, uint64_t to) {
     gate.prefaulters.push_back(p);
   }
   const uint64_t arenaBytes = h->arena.bytes;
-  from = std::min<uint64_t>(from, arenaBytes) / p->chunk * p->chunk;
+  // From the first whole chunk at or above `from` (the top): never a page
+  // below it, which the allocator has written already, and which a fork may
+  // share with its child (an atomic OR of 0 there is a write: a copy while
+  // the child lives, a write-protect fault after). The top's own huge page
+  // is resident already; of small pages, up to a chunk's worth above the top
+  // are left to the allocator.
+  from = std::min<uint64_t>((std::min<uint64_t>(from, arenaBytes) + p->chunk - 1) / p->chunk * p->chunk, arenaBytes);
   to = std::min<uint64_t>((std::min<uint64_t>(to, arenaBytes) + p->chunk - 1) / p->chunk * p->chunk, arenaBytes);
   p->cursor = from;
   p->end = std::max(from, to);
@@ -214,6 +232,19 @@ void prefaultResume(HeapMemory* h) {
   if (!p || !p->quiesced) return;
   p->quiesced = false;
   gate.changed.notify_all();
+}
+
+void prefaultSkipBelow(HeapMemory* h, uint64_t top) {
+  std::lock_guard<std::mutex> lock(gate.mutex);
+  GrowthPrefaulter* p = h->growthPrefaulter;
+  if (!p) return;
+  const uint64_t from = std::min<uint64_t>((top + p->chunk - 1) / p->chunk * p->chunk, h->arena.bytes);
+  if (p->cursor < from) p->cursor = std::min(from, p->end);
+}
+
+void setGrowthPrefaultDelayForTesting(HeapMemory* h, uint64_t ns) {
+  std::lock_guard<std::mutex> lock(gate.mutex);
+  if (h->growthPrefaulter) h->growthPrefaulter->chunkDelayNsForTesting = ns;
 }
 
 void holdEveryGrowthPrefault() {

@@ -17,7 +17,8 @@ struct GrowthPrefaultFigures {
 
 // Asks the heap's prefault thread (made on first use) to fault in arena bytes
 // [from, to), in chunks, replacing what it was asked before. Offsets are
-// clamped to the arena and widened to whole chunks. Returns false when the
+// clamped to the arena and narrowed at `from` (the top), widened at `to`, to
+// whole chunks. Returns false when the
 // kernel cannot or the thread cannot start.
 bool prefaultGrowth(HeapMemory* heap, uint64_t from, uint64_t to);
 
@@ -36,6 +37,16 @@ void prefaultResume(HeapMemory* heap);
 // faulted in where that child would share it.
 void holdEveryGrowthPrefault();
 void releaseEveryGrowthPrefault();
+
+// A fork of this heap is about to share arena bytes [0, top) with its
+// child: the thread skips what it was asked below `top` (it may be behind
+// the allocator there), so that it writes no page the child shares. Called
+// with every thread held (holdEveryGrowthPrefault).
+void prefaultSkipBelow(HeapMemory* heap, uint64_t top);
+
+// Tests only: the thread sleeps `ns` after taking each chunk (a thread
+// that falls behind the allocator); 0 turns it off.
+void setGrowthPrefaultDelayForTesting(HeapMemory* heap, uint64_t ns);
 
 // Totals so far (any thread).
 GrowthPrefaultFigures growthPrefaultFigures(HeapMemory* heap);

@@ -102,6 +102,7 @@ export interface NativeAddon {
   restoreResume(id: number): void;
   /** Tests only: the restore thread sleeps `ms` after taking each piece of work, before its madvise (0: off). */
   setHugePageRestoreDelayForTesting(id: number, ms: number): void;
+  setGrowthPrefaultDelayForTesting(id: number, ms: number): void;
   /**
    * On a thread of the heap's, faults in arena bytes [from, to) (whole
    * chunks, within the arena), instead of what it was asked before
