@@ -455,26 +455,26 @@ Napi::Value HelperResume(const Napi::CallbackInfo& info, const char* name, void 
   return a.env().Undefined();
 }
 
-// setHugePageRestoreDelayForTesting(id, ms): the heap's restore thread sleeps
-// `ms` (0-60000) after taking each piece of work (tests only: a slow range).
-Napi::Value SetHugePageRestoreDelayForTesting(const Napi::CallbackInfo& info) {
-  Args a(info, "setHugePageRestoreDelayForTesting", 2);
+// A testing delay of one of the heap's threads: (id, ms), `ms` 0-60000.
+Napi::Value SetThreadDelayForTesting(const Napi::CallbackInfo& info, const char* name, void (*set)(HeapMemory*, uint64_t)) {
+  Args a(info, name, 2);
   HeapMemory* h = a.heap(0);
   double ms = a.number(1);
   if (!a.ok()) return a.fail();
-  setHugePageRestoreDelayForTesting(h, ms > 0 && ms <= 60000 ? uint64_t(ms * 1e6) : 0);
+  set(h, ms > 0 && ms <= 60000 ? uint64_t(ms * 1e6) : 0);
   return a.env().Undefined();
 }
 
+// setHugePageRestoreDelayForTesting(id, ms): the heap's restore thread sleeps
+// `ms` after taking each piece of work (tests only: a slow range).
+Napi::Value SetHugePageRestoreDelayForTesting(const Napi::CallbackInfo& info) {
+  return SetThreadDelayForTesting(info, "setHugePageRestoreDelayForTesting", setHugePageRestoreDelayForTesting);
+}
+
 // setGrowthPrefaultDelayForTesting(id, ms): the heap's prefault thread sleeps
-// `ms` (0-60000) after taking each chunk (tests only: a thread behind the allocator).
+// `ms` after taking each chunk (tests only: a thread behind the allocator).
 Napi::Value SetGrowthPrefaultDelayForTesting(const Napi::CallbackInfo& info) {
-  Args a(info, "setGrowthPrefaultDelayForTesting", 2);
-  HeapMemory* h = a.heap(0);
-  double ms = a.number(1);
-  if (!a.ok()) return a.fail();
-  setGrowthPrefaultDelayForTesting(h, ms > 0 && ms <= 60000 ? uint64_t(ms * 1e6) : 0);
-  return a.env().Undefined();
+  return SetThreadDelayForTesting(info, "setGrowthPrefaultDelayForTesting", setGrowthPrefaultDelayForTesting);
 }
 
 // prefaultGrowth(id, from, to) -> whether the kernel can (growth_prefault.cc):
