@@ -485,9 +485,10 @@ ForkResult startForkCycle(const ForkRequest& request) {
   holdEveryGrowthPrefault();
   // Nor, after the fork, does this heap's thread fault in anything below the
   // top: where it had fallen behind the allocator it would write (an atomic
-  // OR of 0) pages the child shares, each one copied (found as 113-149
-  // pages the child counted copied beyond the parent's own writes, in runs
-  // under load: the demo, cow-map).
+  // OR of 0) pages the child shares, each one copied (the likely cause of
+  // 113-149 pages the child counted copied beyond the parent's own writes
+  // in runs under load: the demo, cow-map; reproduced with a thread made
+  // to fall behind, test/growth-prefault.test.ts).
   prefaultSkipBelow(req.heap, uint64_t(req.topGranule) * kGranuleBytes);
   // The arena above the top is the parent's alone: the child marks below it,
   // and pages faulted in there ahead of the allocator (growth_prefault.cc)
