@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "arena.h"
 #include "marker.h"
 
 // glibc >= 2.34's bare fork (child.cc says why it is used); null before.
@@ -204,7 +205,7 @@ struct BrkHeap {
 
 uintptr_t programBreak() {
   long b = syscall(SYS_brk, 0);
-  uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  uintptr_t page = systemPageSize();
   return (uintptr_t(b) + page - 1) & ~(page - 1);
 }
 
@@ -324,8 +325,10 @@ ExclusionFigures applyForkExclusions(const AddressRange* keep, size_t keepCount,
       p = parseLine(p, end, m);
       f.mappings++;
       bool bssTail = prev.fileBacked && prev.end == m.start;
-      bool exclude = m.anonymous && m.priv && m.writable && m.end - m.start >= kMinExcludedBytes && !bssTail &&
-                     !overlapsAny(m.start, m.end, keep, keepCount);
+      bool kept = overlapsAny(m.start, m.end, keep, keepCount);
+      // Of a kind the child never reads; excluded if big enough to pay.
+      bool candidate = m.anonymous && m.priv && m.writable && !bssTail && !kept;
+      bool exclude = candidate && m.end - m.start >= kMinExcludedBytes;
       // A reservation right after an excluded mapping goes into its run:
       // malloc's arenas on other threads (a heap made on a worker thread
       // allocates from one) grow by mprotect() into the inaccessible rest
@@ -333,8 +336,7 @@ ExclusionFigures applyForkExclusions(const AddressRange* keep, size_t keepCount,
       // growth in every later child, copied at its first write while one
       // lived (test/selective-fork.test.ts). Nothing can be read there, so
       // the child loses nothing.
-      bool reserveTail = lastExcluded && prev.end == m.start && m.anonymous && m.priv && m.inaccessible &&
-                         !overlapsAny(m.start, m.end, keep, keepCount);
+      bool reserveTail = lastExcluded && prev.end == m.start && m.anonymous && m.priv && m.inaccessible && !kept;
       if (reserveTail) {
         pushRun(m.start, m.end, true);
         prev = m;
@@ -353,8 +355,7 @@ ExclusionFigures applyForkExclusions(const AddressRange* keep, size_t keepCount,
         brkHeap.start = m.start;
         brkHeap.end = m.end;
         brkHeap.run = exclude ? int(runCount) - 1 : -1;
-        brkHeap.tooSmall = !exclude && m.priv && m.writable && m.end - m.start < kMinExcludedBytes && !bssTail &&
-                           !overlapsAny(m.start, m.end, keep, keepCount);
+        brkHeap.tooSmall = candidate && !exclude;
       }
       lastExcluded = exclude;
       prev = m;
