@@ -257,6 +257,8 @@ async function main(): Promise<void> {
     machineStealMs: steal0 === null || steal1 === null ? null : steal1 - steal0,
     cycles: heap ? measured.length : v8gc.pausesMs.length,
     abortedCycles: aborts.length,
+    // Fork mode's cycles marked on the main thread (CycleStats.marker; inProcessMarkUs), of `cycles`.
+    forkgcInProcessCycles: heap ? measured.filter((c) => c.marker === 'in-process').length : null,
     cyclesIncludingSetup: heap ? allCycles.length : null,
     gcTotalMs: round(v8Total + forkTotal, 2),
     v8GcCount: v8gc.pausesMs.length,

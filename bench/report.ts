@@ -50,6 +50,13 @@ const num = (v: unknown, digits = 1): string =>
 const mibStr = (v: unknown) => (typeof v === 'number' ? (v / 1048576).toFixed(0) : '–');
 const kibStr = (v: unknown) => (typeof v === 'number' ? (v / 1024).toFixed(0) : '–');
 
+/** Cycles, and of them how many a fork-mode heap marked in-process (inProcessMarkUs), if any. */
+function cyclesCell(r: Row): string {
+  if (typeof r.cycles !== 'number') return '–';
+  const inProcess = r.forkgcInProcessCycles;
+  return typeof inProcess === 'number' && inProcess > 0 && r.system.startsWith('forkgc-fork') ? `${r.cycles} (${inProcess} in-process)` : `${r.cycles}`;
+}
+
 function verifiedMark(r: Row): string {
   if (!r.ok) return `✗ ${String(r.error ?? 'failed').slice(0, 60)}`;
   if (r.verified === false) return `✗ ${r.verifyNote ?? 'check failed'}`;
@@ -117,7 +124,7 @@ export function markdown(f: ResultsFile): string {
       const ratio = v8 && r.ok && typeof r.wallMs === 'number' ? (r.wallMs / v8.wallMs).toFixed(2) : '–';
       L.push(
         `| ${w} | ${r.case} | ${r.system} | ${num(r.wallMs, 0)} | ${ratio} | ${num(r.p50PauseMs, 2)} / ${num(r.p99PauseMs, 2)} / ${num(r.maxPauseMs, 2)} | ` +
-          `${num(r.forkgcPauseMaxMs, 2)} | ${num(r.forkgcStallMaxMs, 2)} / ${num(r.forkgcStallTotalMs, 0)} | ${num(r.opP99Us)} | ${num(r.opMaxMs, 2)} | ${gapSplit(r)} | ${num(r.heartbeatMaxGapMs, 2)} | ${num(r.mainRunMs, 0)} / ${num(r.mainRunDelayMs, 0)} | ${num(r.machineStealMs, 0)} | ${cpuShares(r.mainCpuShares)} | ${mibStr(r.peakRssBytes)} | ${r.cycles ?? '–'} | ` +
+          `${num(r.forkgcPauseMaxMs, 2)} | ${num(r.forkgcStallMaxMs, 2)} / ${num(r.forkgcStallTotalMs, 0)} | ${num(r.opP99Us)} | ${num(r.opMaxMs, 2)} | ${gapSplit(r)} | ${num(r.heartbeatMaxGapMs, 2)} | ${num(r.mainRunMs, 0)} / ${num(r.mainRunDelayMs, 0)} | ${num(r.machineStealMs, 0)} | ${cpuShares(r.mainCpuShares)} | ${mibStr(r.peakRssBytes)} | ${cyclesCell(r)} | ` +
           `${num(r.gcTotalMs, 1)} | ${num(r.forkgcSweepTotalMs, 0)} | ${num(r.markNsPerObject, 1)} | ${verifiedMark(r)} |` +
           (repeated ? ` ${repeatWalls(r)} |` : ''),
       );

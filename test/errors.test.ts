@@ -102,6 +102,10 @@ describe('errors: InvalidOptionError (ERR_INVALID_OPTION)', () => {
     ['gcPercent not a number', { gcPercent: 'lots' }],
     ['negative childTimeoutMs', { childTimeoutMs: -5 }],
     ['negative markStackEntries', { markStackEntries: -1 }],
+    ['negative inProcessMarkUs', { inProcessMarkUs: -1 }],
+    ['fractional inProcessMarkUs', { inProcessMarkUs: 1.5 }],
+    ['inProcessMarkUs over a second', { inProcessMarkUs: 2_000_000 }],
+    ['inProcessMarkUs of a wrong type', { inProcessMarkUs: '100' }],
     ['options that are not an object', 42],
   ];
   it.each(bad)('%s', async (_what, opts) => {

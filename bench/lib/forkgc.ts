@@ -44,6 +44,8 @@ export interface CycleStats {
   id: number;
   mode: 'fork' | 'stw';
   trigger: string;
+  /** Absent in versions before inProcessMarkUs (FORKGC_LIB may load one). */
+  marker?: 'child' | 'in-process';
   pauseUs: number;
   childPid: number;
   markMs: number;

@@ -104,6 +104,17 @@ export interface HeapOptions {
    * use the threads. Default 1000.
    */
   inlineSweepUs?: number;
+  /**
+   * Fork mode: a cycle whose mark the heap expects to take at most this many
+   * microseconds on the main thread (its measured marking speed times the
+   * bytes the last cycle marked), or no longer than its recent fork pauses
+   * if those are longer, marks in-process instead of forking: for a small
+   * live set the fork and the child cost the program more than the mark
+   * they save. A cycle that starts far past its trigger (everything
+   * allocated since may have survived) forks all the same. 0: every cycle
+   * forks. Default 1000.
+   */
+  inProcessMarkUs?: number;
   /** Run sweeps on this Piscina pool instead of a pool of our own (sweepThreads is then ignored). */
   piscina?: PiscinaPool;
   /** Testing only: make the child (or fork, or a sweeper) fail in a chosen way; see FaultKind. */
@@ -176,6 +187,7 @@ export interface ResolvedOptions {
   maxConsecutiveAborts: number;
   sweepThreads: number;
   inlineSweepUs: number;
+  inProcessMarkUs: number;
   piscina: SharedPool | undefined;
   fault: FaultInjection | undefined;
 }
@@ -231,7 +243,7 @@ function int(name: string, value: unknown, fallback: number, min: number, max: n
 const KNOWN = new Set([
   'maxHeap', 'mode', 'hugePages', 'restoreHugePages', 'restoreWritable', 'prefaultGrowth', 'selectiveFork', 'checked', 'gcPercent', 'minTriggerBytes', 'auto', 'childTimeoutMs',
   'markStackEntries', 'maxRoots', 'maxConsecutiveAborts', 'faultInjectionForTesting', 'sweepThreads', 'piscina',
-  'inlineSweepUs',
+  'inlineSweepUs', 'inProcessMarkUs',
 ]);
 
 function pool(value: unknown): SharedPool | undefined {
@@ -337,6 +349,7 @@ export function resolveOptions(options: HeapOptions | undefined): ResolvedOption
     maxConsecutiveAborts: int('maxConsecutiveAborts', o.maxConsecutiveAborts, 3, 1, 1000),
     sweepThreads: int('sweepThreads', o.sweepThreads, Math.min(4, Math.max(1, os.availableParallelism() - 1)), 0, 64),
     inlineSweepUs: int('inlineSweepUs', o.inlineSweepUs, 1000, 0, 1_000_000),
+    inProcessMarkUs: int('inProcessMarkUs', o.inProcessMarkUs, 1000, 0, 1_000_000),
     piscina: pool(o.piscina),
     fault,
   };

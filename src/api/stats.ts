@@ -10,7 +10,13 @@ export interface CycleStats {
   trigger: Trigger;
   /** True when a fork-mode heap ran this cycle stop-the-world (fork failed, or too many aborts). */
   fallback: boolean;
-  /** Mutator pause to start the cycle: the fork() call in fork mode; the whole marking in stw mode (µs). */
+  /**
+   * Who marked: a forked child, or the main thread ('in-process': stw
+   * mode; a fallback; or a fork-mode cycle whose mark the heap expected to
+   * take no longer than inProcessMarkUs or its recent fork pauses).
+   */
+  marker: 'child' | 'in-process';
+  /** Mutator pause to start the cycle: the fork() call when a child marks; the whole marking when the main thread does (µs). */
   pauseUs: number;
   /** The fork() system call alone (µs; 0 in stw mode). */
   forkUs: number;

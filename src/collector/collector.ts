@@ -73,6 +73,7 @@ import { INTAKE_SLICE_NS, PacedIntake, nativeChunkSink } from './intake.js';
 import { SweepDriver, type SweepRun } from './sweep-driver.js';
 import { ChildSession, childVerdict, readBuffer, type Verdict } from './child-session.js';
 import { StallClock, emptyBreakdown } from './stalls.js';
+import { MarkChoice } from './mark-choice.js';
 
 export type Phase = 'idle' | 'marking' | 'sweeping';
 
@@ -146,6 +147,8 @@ interface Cycle extends SweepRun {
   bytesArrived: number;
   /** Set when the child is first judged past its deadline (judgeLate). */
   late?: LateChild;
+  /** Fork mode, marked in-process by choice (mark-choice.ts): what the mark was allowed, µs; 0 otherwise. */
+  inProcessAllowanceUs: number;
 }
 
 /**
@@ -185,6 +188,8 @@ export class Collector {
   private restoreAfterSweep = false;
   /** Selective fork, until a child crashes with it (then plain fork for good). */
   private selectiveFork: boolean;
+  /** Fork mode: whether a cycle marks in a child or in-process (src/collector/mark-choice.ts). */
+  private readonly markChoice: MarkChoice;
   /**
    * A ref'd handle held while someone awaits the cycle in flight (collect(),
    * or a collect() joined behind an automatic cycle): the automatic cycle's
@@ -197,6 +202,7 @@ export class Collector {
   constructor(private readonly host: CycleHost) {
     this.pageBytes = host.addon.layoutConstants().pageSize;
     this.selectiveFork = host.options.selectiveFork;
+    this.markChoice = new MarkChoice(host.options.inProcessMarkUs);
     this.sweeper = new SweepDriver(host, this.account, {
       completed: (c) => this.settle(c as Cycle, { stats: c.stats }),
       failed: (c, error) => this.settle(c as Cycle, { error }),
@@ -262,6 +268,7 @@ export class Collector {
       tally: new SweepTally(),
       faults0: markFaults(this.faultReaders),
       allocatedBefore: this.account.allocatedSinceCycle,
+      inProcessAllowanceUs: 0,
     };
     this.cycle = c;
     const done = new Promise<CycleStats>((resolve, reject) => c.waiters.push({ resolve, reject }));
@@ -281,6 +288,13 @@ export class Collector {
     c.topGranule = a.topGranule;
     if (h.policy.useStopTheWorld(h.options.mode)) {
       c.stats.fallback = h.options.mode === 'fork';
+      c.stats.marker = 'in-process';
+      this.markStopTheWorld(c);
+    } else if (this.markChoice.inProcess(c.allocatedBefore + this.account.allocatedSinceCycle)) {
+      // A small live set: the fork would cost more than the mark it saves
+      // (mark-choice.ts). (allocatedSinceCycle: what cycleStart listeners allocated.)
+      c.stats.marker = 'in-process';
+      c.inProcessAllowanceUs = this.markChoice.allowanceUs;
       this.markStopTheWorld(c);
     } else {
       this.fork(c, keepAlive);
@@ -312,10 +326,12 @@ export class Collector {
       h.fellBack(`could not fork a child: ${r.message} (errno ${r.errno}, from pipe2() or fork())`);
       if (this.cycle !== c) return;  // a 'fallback' listener closed the heap
       c.stats.fallback = true;
+      c.stats.marker = 'in-process';
       this.markStopTheWorld(c);
       return;
     }
     this.phase = 'marking';
+    this.markChoice.forked(pauseNs / 1000);
     // The child now shares every resident page: allocate where it does not.
     h.allocator.childForked(this.account.liveBytes + h.policy.retainFreeBytes(this.account.liveBytes));
     const child = new ChildSession(h.addon, r.pid, r.fd);
@@ -866,6 +882,7 @@ export class Collector {
       s.maxStallUs = w.maxStallUs;
       s.stalls = w.stalls;
       s.parentMinorFaults = faultsSince(c.faults0, this.faultReaders);
+      this.markChoice.marked(s.markMs * 1e6, s.bytesMarked, c.inProcessAllowanceUs);
       h.policy.cycleCompleted(s.liveBytesAfter, s.heapBytesAfter, {
         markMs: Number(c.sweepStartNs - c.startNs) / 1e6, sweepMs: s.sweepMs, allocatedBytes: this.account.allocatedSinceCycle,
       });
@@ -963,7 +980,7 @@ const CRASH_SIGNALS = new Set([4, 5, 6, 7, 8, 11, 31]);
 
 function emptyStats(id: number, mode: 'fork' | 'stw', trigger: Trigger, heapBytes: number): CycleStats {
   return {
-    id, mode, trigger, fallback: false, pauseUs: 0, forkUs: 0, forkPrepareUs: 0, forkCpuUs: 0, selectiveFork: false, childPid: 0, markMs: 0, childMs: 0,
+    id, mode, trigger, fallback: false, marker: mode === 'fork' ? 'child' : 'in-process', pauseUs: 0, forkUs: 0, forkPrepareUs: 0, forkCpuUs: 0, selectiveFork: false, childPid: 0, markMs: 0, childMs: 0,
     childMaxRssKb: 0, cowBytes: 0, objectsMarked: 0, bytesMarked: 0, markStackHighWater: 0, overflowRescans: 0,
     bitmapBytes: 0, streamBytes: 0, objectsFreed: 0, bytesFreed: 0, sweepMs: 0, mainThreadSweepMs: 0, mainThreadSweepMaxMs: 0,
     spansSwept: 0, workerSweepMs: 0, workerSpansSwept: 0, workers: [], heapBytesBefore: heapBytes, heapBytesAfter: heapBytes, liveBytesAfter: 0,

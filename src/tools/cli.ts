@@ -392,12 +392,12 @@ ${n0(c.objectsFreed)} objects freed; ${mib(c.bytesReturned)} MiB returned to the
 
 // ---- forkgc trace -------------------------------------------------------------
 
-interface TraceCmdOptions { seconds: number; records: number; mode: 'fork' | 'stw' }
+interface TraceCmdOptions { seconds: number; records: number; mode: 'fork' | 'stw'; inProcessMarkUs: number }
 
 async function traceCommand(file: string, o: TraceCmdOptions): Promise<void> {
   // The file must be writable before the run, not found out after it.
   writeFileSync(file, '');
-  const heap = new Heap({ mode: o.mode, maxHeap: '1GiB', minTriggerBytes: '8MiB' });
+  const heap = new Heap({ mode: o.mode, maxHeap: '1GiB', minTriggerBytes: '8MiB', inProcessMarkUs: o.inProcessMarkUs });
   const rec = startTrace(heap);
   // The build, then the churn, on one bar counted in tenths of the run: building is the first tenth.
   const buildShare = 0.1;
@@ -560,6 +560,8 @@ export function program(): Command {
     .option('--seconds <s>', 'how long to churn', num(0, 3600), 3)
     .option('--records <n>', 'live records', int(1), 200_000)
     .addOption(new Option('--mode <mode>', 'fork or stw').choices(['fork', 'stw']).default('fork'))
+    .option('--in-process-mark-us <us>', 'fork mode marks a cycle in-process when it expects that mark to take at most this long ' +
+      '(the heap option inProcessMarkUs); 0: every cycle forks', int(0, 1_000_000), 1000)
     .action((file: string, opts: TraceCmdOptions) => traceCommand(file, opts));
 
   p.command('bench')

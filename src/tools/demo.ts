@@ -82,7 +82,9 @@ async function main(): Promise<void> {
     const s = stw.cycles[i];
     console.log(row([
       i + 1,
-      f ? f.pauseUs.toFixed(0) : '', f ? f.markMs.toFixed(1) : '', f ? f.objectsMarked : '',
+      // A cycle fork mode marked on the main thread (inProcessMarkUs: a live set
+      // small enough that its mark takes no longer than a fork) says so.
+      f ? f.pauseUs.toFixed(0) : '', f ? (f.marker === 'in-process' ? 'in-process' : f.markMs.toFixed(1)) : '', f ? f.objectsMarked : '',
       f ? (f.bytesFreed / 2 ** 20).toFixed(1) : '',
       s ? s.pauseUs.toFixed(0) : '', s ? s.objectsMarked : '', s ? (s.bytesFreed / 2 ** 20).toFixed(1) : '',
     ], widths));

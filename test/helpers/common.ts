@@ -30,9 +30,15 @@ export const CHILD_FAULTS: readonly FaultKind[] = [
 
 const openHeaps = new Set<Heap>();
 
-/** A heap with test defaults (maxHeap 64MiB, auto: false) that afterEach closes. */
+/**
+ * A heap with test defaults (maxHeap 64MiB, auto: false, inProcessMarkUs: 0)
+ * that afterEach closes. The suite's heaps are small, and fork mode would
+ * mark most of their cycles after the first in-process; what the suite
+ * tests of fork mode is the child, so every cycle forks unless a test asks
+ * for the choice (test/mark-choice.test.ts).
+ */
 export function makeHeap(opts: HeapOptions = {}): Heap {
-  const heap = new Heap({ maxHeap: '64MiB', auto: false, ...opts });
+  const heap = new Heap({ maxHeap: '64MiB', auto: false, inProcessMarkUs: 0, ...opts });
   openHeaps.add(heap);
   return heap;
 }
