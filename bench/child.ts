@@ -126,6 +126,7 @@ async function main(): Promise<void> {
     heap = new lib.Heap({
       mode: system.mode,
       ...(system.hugePages === undefined ? {} : { hugePages: system.hugePages }),
+      ...(system.alwaysFork ? { inProcessMarkUs: 0 } : {}),
       ...workload.heapOptions(spec.params, system),
       // Diagnosis: e.g. FORKGC_BENCH_HEAP_OPTIONS='{"checked":true}'.
       ...(process.env.FORKGC_BENCH_HEAP_OPTIONS ? JSON.parse(process.env.FORKGC_BENCH_HEAP_OPTIONS) : {}),

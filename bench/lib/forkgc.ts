@@ -108,6 +108,8 @@ export interface HeapOptions {
   markStackEntries?: number;
   /** Exclude from fork() the mappings the child never reads (may be absent in older builds). */
   selectiveFork?: boolean;
+  /** Fork mode's budget for marking in-process instead of forking; 0: every cycle forks (absent before it existed). */
+  inProcessMarkUs?: number;
 }
 
 export interface Heap {

@@ -33,6 +33,7 @@ export const PALETTE: Record<string, string> = {
   'forkgc-stw': '#1f77b4',
   'forkgc-stw-huge': '#17becf',
   'forkgc-fork-unchecked': '#bcbd22',
+  'forkgc-fork-always': '#7f7f7f',
   v8: '#2ca02c',
   'd-gc': '#9467bd',
   'd-gc-fork': '#e377c2',

@@ -184,7 +184,7 @@ export const binaryTrees: Workload<BinaryTreesParams> = {
   unit: '1024 nodes built or checked',
   cases: (full) => [{ depth: full ? 21 : 16 }],
   label: (p) => `depth ${p.depth}`,
-  systems: () => ['forkgc-fork', 'forkgc-fork-unchecked', 'forkgc-stw', 'v8'],
+  systems: () => ['forkgc-fork', 'forkgc-fork-always', 'forkgc-fork-unchecked', 'forkgc-stw', 'v8'],
   // stretch tree of depth 22: 8M nodes x 16 B = 128 MiB; long-lived 64 MiB.
   heapOptions: (p) => ({ maxHeap: p.depth >= 20 ? '2GiB' : '1GiB' }),
   nodeFlags: (p, sys) => (sys.kind === 'v8' && p.depth >= 20 ? ['--max-old-space-size=4096'] : []),

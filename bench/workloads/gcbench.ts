@@ -232,7 +232,7 @@ export const gcBench: Workload<GcBenchParams> = {
       : { stretchTreeDepth: 17, longLivedTreeDepth: 15, arraySize: 500000, minTreeDepth: 4, maxTreeDepth: 14 },
   ],
   label: (p) => `stretch ${p.stretchTreeDepth} / long-lived ${p.longLivedTreeDepth} / max ${p.maxTreeDepth}`,
-  systems: () => ['forkgc-fork', 'forkgc-fork-unchecked', 'forkgc-stw', 'v8'],
+  systems: () => ['forkgc-fork', 'forkgc-fork-always', 'forkgc-fork-unchecked', 'forkgc-stw', 'v8'],
   heapOptions: () => ({ maxHeap: '1GiB' }),
   timeoutMs: (_p, full) => (full ? 600_000 : 120_000),
   expectedOutput: expected,

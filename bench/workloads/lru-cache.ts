@@ -270,7 +270,7 @@ export const lruCache: Workload<LruParams> = {
   unit: 'request',
   cases: (full) => [full ? { capacity: 1_000_000, requests: 4_000_000 } : { capacity: 100_000, requests: 400_000 }],
   label: (p) => `${p.capacity} records, ${p.requests} requests`,
-  systems: () => ['forkgc-fork', 'forkgc-fork-unchecked', 'forkgc-stw', 'v8'],
+  systems: () => ['forkgc-fork', 'forkgc-fork-always', 'forkgc-fork-unchecked', 'forkgc-stw', 'v8'],
   heapOptions: (p) => ({ maxHeap: p.capacity >= 500_000 ? '3GiB' : '1GiB' }),
   nodeFlags: (p, sys) => (sys.kind === 'v8' && p.capacity >= 500_000 ? ['--max-old-space-size=4096'] : []),
   timeoutMs: (_p, full) => (full ? 900_000 : 120_000),

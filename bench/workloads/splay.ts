@@ -396,7 +396,7 @@ export const splay: Workload<SplayParams> = {
   unit: 'op',
   cases: (full) => [full ? { size: 100_000, ops: 1_000_000, payloadDepth: 5 } : { size: 16_000, ops: 80_000, payloadDepth: 5 }],
   label: (p) => `${p.size} nodes, ${p.ops} ops`,
-  systems: () => ['forkgc-fork', 'forkgc-fork-unchecked', 'forkgc-stw', 'v8'],
+  systems: () => ['forkgc-fork', 'forkgc-fork-always', 'forkgc-fork-unchecked', 'forkgc-stw', 'v8'],
   heapOptions: (p) => ({ maxHeap: p.size >= 50_000 ? '3GiB' : '1GiB' }),
   nodeFlags: (p, sys) => (sys.kind === 'v8' && p.size >= 50_000 ? ['--max-old-space-size=4096'] : []),
   timeoutMs: (_p, full) => (full ? 900_000 : 120_000),

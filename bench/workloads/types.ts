@@ -8,7 +8,7 @@
 import type { Heap, HeapOptions } from '../lib/forkgc.js';
 import type { Meter } from '../lib/meter.js';
 
-export type SystemId = 'v8' | 'forkgc-fork' | 'forkgc-stw' | 'forkgc-fork-huge' | 'forkgc-stw-huge' | 'forkgc-fork-unchecked';
+export type SystemId = 'v8' | 'forkgc-fork' | 'forkgc-stw' | 'forkgc-fork-huge' | 'forkgc-stw-huge' | 'forkgc-fork-unchecked' | 'forkgc-fork-always';
 
 export interface SystemSpec {
   id: SystemId;
@@ -17,6 +17,8 @@ export interface SystemSpec {
   hugePages?: boolean;
   /** The workload uses StructType.unchecked accessors (no reference checks; README, "Unchecked accessors"). */
   unchecked?: boolean;
+  /** Every cycle forks (inProcessMarkUs: 0): fork mode without its choice of marking small live sets in-process. */
+  alwaysFork?: boolean;
 }
 
 export const SYSTEMS: Record<SystemId, SystemSpec> = {
@@ -27,6 +29,7 @@ export const SYSTEMS: Record<SystemId, SystemSpec> = {
   'forkgc-fork-huge': { id: 'forkgc-fork-huge', kind: 'forkgc', mode: 'fork', hugePages: true },
   'forkgc-stw-huge': { id: 'forkgc-stw-huge', kind: 'forkgc', mode: 'stw', hugePages: true },
   'forkgc-fork-unchecked': { id: 'forkgc-fork-unchecked', kind: 'forkgc', mode: 'fork', unchecked: true },
+  'forkgc-fork-always': { id: 'forkgc-fork-always', kind: 'forkgc', mode: 'fork', alwaysFork: true },
   v8: { id: 'v8', kind: 'v8' },
 };
 
