@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Heap } from '../src/index.js';
-import { MarkChoice, WORST_CASE_FACTOR } from '../src/collector/mark-choice.js';
+import { MarkChoice, PROBE_FACTOR, WORST_CASE_FACTOR } from '../src/collector/mark-choice.js';
 import { closeHeap, closeHeapsAfterEach, makeHeap, type CycleStats, type HeapOptions } from './helpers/common.js';
 import { Rng, defineSchema } from './helpers/graph.js';
 import { Shadow } from './helpers/model.js';
@@ -12,61 +12,107 @@ import { Shadow } from './helpers/model.js';
 describe('MarkChoice: the rule', () => {
   it('forks until a mark has been measured, and always with a budget of 0', () => {
     const c = new MarkChoice(1000);
-    expect(c.inProcess(0)).toBe(false);
+    expect(c.choose(0)).toBe(0);
     c.forked(600);
-    expect(c.inProcess(0)).toBe(false);
-    c.marked(200_000, 1_000_000);  // 0.2 ns a byte: 1 MB in 0.2 ms
-    expect(c.inProcess(0)).toBe(true);
+    expect(c.choose(0)).toBe(0);
+    c.marked(200_000, 1_000_000, false);  // a child's: 0.2 ns a byte, 1 MB in 0.2 ms
+    expect(c.choose(0)).toBe(PROBE_FACTOR * 1000);  // the one probe, on the child's speed
+    c.marked(50_000, 1_000_000, true, PROBE_FACTOR * 1000);  // its own: 0.05 ns a byte
+    expect(c.choose(0)).toBe(1000);
     const never = new MarkChoice(0);
     never.forked(600);
-    never.marked(1000, 1_000_000);
-    expect(never.inProcess(0)).toBe(false);
+    never.marked(1000, 1_000_000, false);
+    expect(never.choose(0)).toBe(0);
   });
 
-  it('marks in-process while the last live set, at the lowest measured speed, fits the budget or the lowest fork pause', () => {
+  it('tries one in-process mark on the children\'s speed, within PROBE_FACTOR allowances; then its own speed decides', () => {
     const c = new MarkChoice(1000);
-    c.marked(2_000_000, 4_000_000);  // 0.5 ns a byte, 4 MB: 2 ms
+    c.marked(1_500_000, 1_000_000, false);  // a child: 1 MB in 1.5 ms, over the budget, within twice it
+    expect(c.choose(0)).toBe(2000);
+    expect(c.choose(0), 'one probe only').toBe(0);
+    c.marked(1_200_000, 1_000_000, true, 2000);  // in-process: 1.2 ms, over the budget
+    expect(c.choose(0)).toBe(0);
+    c.marked(600_000, 1_000_000, true);  // a faster in-process mark: 0.6 ms
+    expect(c.choose(0)).toBe(1000);
+    const slow = new MarkChoice(1000);
+    slow.marked(3_000_000, 1_000_000, false);  // a child: 3 ms, over twice the budget
+    expect(slow.choose(0)).toBe(0);
+  });
+
+  it('marks in-process while the expected live set, at the lowest measured speed, fits the budget or the shortest fork pause after the first', () => {
+    const c = new MarkChoice(1000);
+    c.marked(2_000_000, 4_000_000, true);  // 0.5 ns a byte, 4 MB: 2 ms
     expect(c.allowanceUs).toBe(1000);
-    expect(c.inProcess(0)).toBe(false);
-    c.forked(2500);
+    expect(c.choose(0)).toBe(0);
+    c.forked(10_000);  // the heap's first fork: not a sample (maps read, cold caches)
+    expect(c.allowanceUs).toBe(1000);
+    expect(c.choose(0)).toBe(0);
     c.forked(3000);
-    expect(c.allowanceUs).toBe(2500);  // the lowest fork pause, longer than the budget
-    expect(c.inProcess(0)).toBe(true);
-    c.marked(16_000_000, 4_000_000);  // a slow sample (4 ns a byte) does not count while a faster one is kept
+    c.forked(2500);
+    expect(c.allowanceUs).toBe(2500);  // the shortest, longer than the budget
+    expect(c.choose(0)).toBeGreaterThan(0);
+    c.marked(16_000_000, 4_000_000, true);  // a slow sample (4 ns a byte) does not count while a faster one is kept
     expect(c.nsPerByte).toBe(0.5);
-    expect(c.inProcess(0)).toBe(true);
+    expect(c.choose(0)).toBeGreaterThan(0);
     const short = new MarkChoice(1000);
+    short.forked(200);
     short.forked(200);  // forks shorter than the budget: the budget
     expect(short.allowanceUs).toBe(1000);
   });
 
-  it('forks a cycle that starts late: what was allocated since may all have survived', () => {
+  it('a live set that grew at the last cycle is expected to grow as much again', () => {
     const c = new MarkChoice(1000);
-    c.marked(100_000, 1_000_000);  // 0.1 ns a byte, 1 MB: 0.1 ms
-    const room = (WORST_CASE_FACTOR * 1_000_000) / 0.1 - 1_000_000;  // bytes whose mark fills the worst case
-    expect(c.inProcess(room - 1024)).toBe(true);
-    expect(c.inProcess(room + 1024)).toBe(false);
+    c.marked(100_000, 1_000_000, true);  // 0.1 ns a byte
+    expect(c.expectedBytes).toBe(1_000_000);
+    c.marked(400_000, 4_000_000, true);
+    expect(c.expectedBytes).toBe(7_000_000);  // 4 MB, plus the 3 MB it grew
+    c.marked(700_000, 7_000_000, true);
+    expect(c.expectedBytes).toBe(10_000_000);
+    expect(c.choose(0)).toBeGreaterThan(0);  // 1 ms at 0.1 ns a byte
+    c.marked(1_100_000, 11_000_000, true);
+    expect(c.expectedBytes).toBe(15_000_000);
+    expect(c.choose(0)).toBe(0);  // 1.5 ms
+    c.marked(500_000, 5_000_000, true);  // shrank: no growth expected
+    expect(c.expectedBytes).toBe(5_000_000);
   });
 
-  it('an in-process mark that runs over twice its allowance replaces every sample', () => {
+  it('uses the children\'s speed only until the main thread has marked', () => {
     const c = new MarkChoice(1000);
-    for (let i = 0; i < 8; i++) c.marked(100_000, 1_000_000);
+    c.marked(1_000_000, 1_000_000, false);  // a child: 1 ns a byte
+    expect(c.nsPerByte).toBe(1);
+    c.marked(100_000, 1_000_000, true);  // in-process: 0.1
     expect(c.nsPerByte).toBeCloseTo(0.1);
-    c.marked(1_500_000, 1_000_000, 1000);  // 1.5 ms against 1 ms allowed: not over twice
+    c.marked(50_000, 1_000_000, false);  // a faster child does not count any more
     expect(c.nsPerByte).toBeCloseTo(0.1);
-    c.marked(2_500_000, 1_000_000, 1000);  // 2.5 ms: over twice
+  });
+
+  it('forks a cycle that starts late: what was allocated since may all have survived', () => {
+    const c = new MarkChoice(1000);
+    c.marked(100_000, 1_000_000, true);  // 0.1 ns a byte, 1 MB: 0.1 ms
+    const room = (WORST_CASE_FACTOR * 1_000_000) / 0.1 - 1_000_000;  // bytes whose mark fills the worst case
+    expect(c.choose(room - 1024)).toBeGreaterThan(0);
+    expect(c.choose(room + 1024)).toBe(0);
+  });
+
+  it('an in-process mark that runs over twice its allowance replaces every in-process sample', () => {
+    const c = new MarkChoice(1000);
+    for (let i = 0; i < 8; i++) c.marked(100_000, 1_000_000, true);
+    expect(c.nsPerByte).toBeCloseTo(0.1);
+    c.marked(1_500_000, 1_000_000, true, 1000);  // 1.5 ms against 1 ms allowed: not over twice
+    expect(c.nsPerByte).toBeCloseTo(0.1);
+    c.marked(2_500_000, 1_000_000, true, 1000);  // 2.5 ms: over twice
     expect(c.nsPerByte).toBeCloseTo(2.5);
-    expect(c.inProcess(0)).toBe(false);
+    expect(c.choose(0)).toBe(0);
   });
 
   it('a cycle that marked nothing predicts nothing more to mark; its speed is not a sample', () => {
     const c = new MarkChoice(1000);
-    c.marked(50_000, 0);
+    c.marked(50_000, 0, false);
     expect(c.nsPerByte).toBe(Infinity);
-    expect(c.inProcess(0)).toBe(false);
-    c.marked(100_000, 1_000_000);
-    c.marked(40_000, 0);
-    expect(c.inProcess(0)).toBe(true);
+    expect(c.choose(0)).toBe(0);
+    c.marked(100_000, 1_000_000, true);
+    c.marked(40_000, 0, true);
+    expect(c.choose(0)).toBeGreaterThan(0);
   });
 });
 

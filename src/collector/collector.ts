@@ -290,11 +290,10 @@ export class Collector {
       c.stats.fallback = h.options.mode === 'fork';
       c.stats.marker = 'in-process';
       this.markStopTheWorld(c);
-    } else if (this.markChoice.inProcess(c.allocatedBefore + this.account.allocatedSinceCycle)) {
+    } else if ((c.inProcessAllowanceUs = this.markChoice.choose(c.allocatedBefore + this.account.allocatedSinceCycle)) > 0) {
       // A small live set: the fork would cost more than the mark it saves
       // (mark-choice.ts). (allocatedSinceCycle: what cycleStart listeners allocated.)
       c.stats.marker = 'in-process';
-      c.inProcessAllowanceUs = this.markChoice.allowanceUs;
       this.markStopTheWorld(c);
     } else {
       this.fork(c, keepAlive);
@@ -882,7 +881,7 @@ export class Collector {
       s.maxStallUs = w.maxStallUs;
       s.stalls = w.stalls;
       s.parentMinorFaults = faultsSince(c.faults0, this.faultReaders);
-      this.markChoice.marked(s.markMs * 1e6, s.bytesMarked, c.inProcessAllowanceUs);
+      this.markChoice.marked(s.markMs * 1e6, s.bytesMarked, s.marker === 'in-process', c.inProcessAllowanceUs);
       h.policy.cycleCompleted(s.liveBytesAfter, s.heapBytesAfter, {
         markMs: Number(c.sweepStartNs - c.startNs) / 1e6, sweepMs: s.sweepMs, allocatedBytes: this.account.allocatedSinceCycle,
       });

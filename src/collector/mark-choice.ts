@@ -2,92 +2,142 @@
 // (the stop-the-world marker, the same code) when the heap expects that
 // mark to be no longer than a fork's own pause. For a small live set the
 // fork costs more than the marking it saves: quick gcbench's in-process
-// marks took 0.67 ms a cycle against fork pauses of 0.7-1.9 ms, and the
+// marks took 0.5-0.7 ms a cycle against fork pauses of 0.7-2 ms, and the
 // forked cycle's other costs (the child on the second CPU, copy-on-write
 // faults, black allocation into fresh spans while it lives, the pipe, the
 // stream) made fork mode 20-40% slower than stw mode in interleaved runs
 // (docs/performance-log.md, "Small heaps marked in-process").
 //
 // The prediction is Go's pacer's assumption, a live set about as large as
-// the last cycle found it: the marker's speed (ns per marked byte, the
-// lowest of the last SAMPLES marks, in-process or in a child; the lowest,
-// for the reason src/collector/sweep-speed.ts gives) times the bytes the
-// last completed cycle marked. It must be within the allowance: the
-// option's budget (inProcessMarkUs), or the lowest recent fork pause if
-// that is longer (a mark no longer than the fork it replaces). And since
-// what was allocated since the last cycle may all have survived, the mark
-// over that much more must be within WORST_CASE_FACTOR allowances: a
-// cycle that starts late (a program that allocated far past the trigger
-// between safepoints) forks. An in-process mark that runs over twice its
-// allowance replaces every speed sample with its own (the machine is
-// slower than the samples say).
+// the last cycle found it, plus the growth the last cycle saw (a cache
+// that is filling keeps filling): the marker's speed times those bytes.
+// The speed is ns per marked byte, the lowest of the last SAMPLES
+// in-process marks (the lowest, for the reason src/collector/sweep-speed.ts
+// gives), or of the children's marks while there has been none in-process.
+// A child's mark of a small live set is slower than the main thread's (cold
+// caches, fixed costs; 0.35-0.44 ms against 0.03-0.11 for 72 KB), so it errs
+// towards forking, and a heap that forks learns no better: while there is
+// no in-process sample, one mark that the children's speed puts within
+// PROBE_FACTOR allowances is tried in-process (a pause at most about as long
+// as the heap's first fork, once), and its own speed decides from then on.
+// The prediction must be within the allowance:
+// the option's budget (inProcessMarkUs), or the shortest fork pause since
+// the first if that is longer (a mark no longer than the fork it replaces;
+// the first fork, which reads the process's maps and meets cold caches,
+// took 2.6-10.8 ms in the quick runs where later ones took 1-2, and would
+// let a growing heap mark in-process far longer than its forks pause).
+// And since what was allocated since the last cycle may all have survived,
+// the mark over that much more must be within WORST_CASE_FACTOR
+// allowances: a cycle that starts late (a program that allocated far past
+// the trigger between safepoints) forks. An in-process mark that runs over
+// twice its allowance replaces every in-process sample with its own (the
+// machine is slower than the samples say).
 //
-// | speed[i]     | ns per marked byte of one measured mark (ring)     |
-// | forkPause[i] | µs of one fork pause (ring; +Infinity: none yet)   |
+// | speed        | ns per marked byte, in-process marks (ring)           |
+// | childSpeed   | ns per marked byte, children's marks (ring)           |
+// | forkPause    | µs of one fork pause, the first fork's left out (ring) |
 
 const SAMPLES = 8;
 /** The mark over everything allocated since the last cycle may take this many allowances at most. */
 export const WORST_CASE_FACTOR = 8;
+/** The one in-process mark tried on the children's speed may be predicted at this many allowances. */
+export const PROBE_FACTOR = 2;
+
+/** Lowest recent figures: a ring of SAMPLES, Infinity where none was taken. */
+class LowestOf {
+  private readonly samples = new Float64Array(SAMPLES).fill(Infinity);
+  private next = 0;
+
+  get lowest(): number {
+    let m = this.samples[0];
+    for (let i = 1; i < SAMPLES; i++) if (this.samples[i] < m) m = this.samples[i];
+    return m;
+  }
+
+  add(v: number): void {
+    this.samples[this.next] = v;
+    this.next = (this.next + 1) % SAMPLES;
+  }
+
+  fill(v: number): void {
+    this.samples.fill(v);
+  }
+}
 
 export class MarkChoice {
-  private readonly speed = new Float64Array(SAMPLES).fill(Infinity);
-  private nextSpeed = 0;
-  private readonly forkPause = new Float64Array(SAMPLES).fill(Infinity);
-  private nextPause = 0;
+  private readonly speed = new LowestOf();
+  private readonly childSpeed = new LowestOf();
+  private readonly forkPause = new LowestOf();
+  private forks = 0;
+  private probed = false;
   private lastBytesMarked = -1;
+  private previousBytesMarked = -1;
 
   /** budgetUs: inProcessMarkUs (0: never mark in-process). */
   constructor(private readonly budgetUs: number) {}
 
-  /** ns per marked byte, the lowest recent sample (Infinity before any mark). */
+  /** ns per marked byte the prediction uses (Infinity before any mark). */
   get nsPerByte(): number {
-    let m = this.speed[0];
-    for (let i = 1; i < SAMPLES; i++) if (this.speed[i] < m) m = this.speed[i];
-    return m;
+    const own = this.speed.lowest;
+    return own !== Infinity ? own : this.childSpeed.lowest;
   }
 
   /** The longest in-process mark the next cycle may choose, µs. */
   get allowanceUs(): number {
-    let pause = this.forkPause[0];
-    for (let i = 1; i < SAMPLES; i++) if (this.forkPause[i] < pause) pause = this.forkPause[i];
+    const pause = this.forkPause.lowest;
     return Math.max(this.budgetUs, pause === Infinity ? 0 : pause);
   }
 
+  /** The live bytes the next cycle is expected to mark: the last cycle's, plus the growth it saw. */
+  get expectedBytes(): number {
+    if (this.lastBytesMarked < 0) return -1;
+    const growth = this.previousBytesMarked < 0 ? 0 : Math.max(0, this.lastBytesMarked - this.previousBytesMarked);
+    return this.lastBytesMarked + growth;
+  }
+
   /**
-   * Whether the cycle starting now marks in-process: the predicted mark,
-   * over the bytes the last cycle marked, within the allowance, and over
-   * those plus `allocatedSinceCycle` within WORST_CASE_FACTOR of it.
+   * Whether the cycle starting now marks in-process, as the µs its mark is
+   * allowed (0: it forks): the predicted mark within the allowance (or, for
+   * the one probe, PROBE_FACTOR of it), and the mark over the last cycle's
+   * bytes plus `allocatedSinceCycle` within WORST_CASE_FACTOR allowances.
    */
-  inProcess(allocatedSinceCycle: number): boolean {
-    if (this.budgetUs === 0 || this.lastBytesMarked < 0) return false;
+  choose(allocatedSinceCycle: number): number {
+    const expected = this.expectedBytes;
+    if (this.budgetUs === 0 || expected < 0) return 0;
     const ns = this.nsPerByte;
-    if (ns === Infinity) return false;
-    const allowanceNs = this.allowanceUs * 1000;
-    return ns * this.lastBytesMarked <= allowanceNs &&
-      ns * (this.lastBytesMarked + Math.max(0, allocatedSinceCycle)) <= WORST_CASE_FACTOR * allowanceNs;
+    if (ns === Infinity) return 0;
+    const probe = this.speed.lowest === Infinity;
+    if (probe && this.probed) return 0;
+    const allowanceUs = this.allowanceUs * (probe ? PROBE_FACTOR : 1);
+    const fits = ns * expected <= allowanceUs * 1000 &&
+      ns * (this.lastBytesMarked + Math.max(0, allocatedSinceCycle)) <= WORST_CASE_FACTOR * this.allowanceUs * 1000;
+    if (!fits) return 0;
+    if (probe) this.probed = true;
+    return allowanceUs;
   }
 
-  /** A fork's pause, µs (the call's wall time). */
+  /** A fork's pause, µs (the call's wall time). The heap's first is not a sample. */
   forked(pauseUs: number): void {
-    this.forkPause[this.nextPause] = pauseUs;
-    this.nextPause = (this.nextPause + 1) % SAMPLES;
+    if (this.forks++ > 0) this.forkPause.add(pauseUs);
   }
 
   /**
-   * A completed cycle's mark: `ns` over `bytes` marked, in a child or in
+   * A completed cycle's mark: `ns` over `bytes` marked, by a child or in
    * process. `allowanceUs` is what an in-process mark chosen by inProcess()
    * was allowed (0 for any other): one that ran over twice it replaces
-   * every sample.
+   * every in-process sample.
    */
-  marked(ns: number, bytes: number, allowanceUs = 0): void {
+  marked(ns: number, bytes: number, inProcess: boolean, allowanceUs = 0): void {
+    this.previousBytesMarked = this.lastBytesMarked;
     this.lastBytesMarked = bytes;
     if (bytes <= 0) return;
     const perByte = ns / bytes;
-    if (allowanceUs > 0 && ns > 2 * allowanceUs * 1000) {
+    if (!inProcess) {
+      this.childSpeed.add(perByte);
+    } else if (allowanceUs > 0 && ns > 2 * allowanceUs * 1000) {
       this.speed.fill(Math.max(perByte, this.nsPerByte * 2));
-      return;
+    } else {
+      this.speed.add(perByte);
     }
-    this.speed[this.nextSpeed] = perByte;
-    this.nextSpeed = (this.nextSpeed + 1) % SAMPLES;
   }
 }
