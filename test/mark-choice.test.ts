@@ -4,76 +4,79 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Heap } from '../src/index.js';
-import { MarkChoice, PROBE_FACTOR, WORST_CASE_FACTOR } from '../src/collector/mark-choice.js';
+import { LATE_FACTOR, MarkChoice, PROBE_FACTOR } from '../src/collector/mark-choice.js';
 import { closeHeap, closeHeapsAfterEach, makeHeap, type CycleStats, type HeapOptions } from './helpers/common.js';
 import { Rng, defineSchema } from './helpers/graph.js';
 import { Shadow } from './helpers/model.js';
 
+/** A pacer goal (16 MiB, the default minTriggerBytes) for the rule's tests. */
+const GOAL = 16 * 2 ** 20;
+
 describe('MarkChoice: the rule', () => {
   it('forks until a mark has been measured, and always with a budget of 0', () => {
     const c = new MarkChoice(1000);
-    expect(c.choose(0)).toBe(0);
+    expect(c.choose(0, GOAL)).toBe(0);
     c.forked(600);
-    expect(c.choose(0)).toBe(0);
+    expect(c.choose(0, GOAL)).toBe(0);
     c.marked(200_000, 1_000_000, false);  // a child's: 0.2 ns a byte, 1 MB in 0.2 ms
-    expect(c.choose(0)).toBe(PROBE_FACTOR * 1000);  // the one probe, on the child's speed
+    expect(c.choose(0, GOAL)).toBe(PROBE_FACTOR * 1000);  // the one probe, on the child's speed
     c.marked(50_000, 1_000_000, true, PROBE_FACTOR * 1000);  // its own: 0.05 ns a byte
-    expect(c.choose(0)).toBe(1000);
+    expect(c.choose(0, GOAL)).toBe(1000);
     const never = new MarkChoice(0);
     never.forked(600);
     never.marked(1000, 1_000_000, false);
-    expect(never.choose(0)).toBe(0);
+    expect(never.choose(0, GOAL)).toBe(0);
   });
 
   it('tries one in-process mark on the children\'s speed, within PROBE_FACTOR allowances; then its own speed decides', () => {
     const c = new MarkChoice(1000);
     c.marked(1_500_000, 1_000_000, false);  // a child: 1 MB in 1.5 ms, over the budget, within twice it
-    expect(c.choose(0)).toBe(2000);
-    expect(c.choose(0), 'one probe only').toBe(0);
+    expect(c.choose(0, GOAL)).toBe(2000);
+    expect(c.choose(0, GOAL), 'one probe only').toBe(0);
     c.marked(1_200_000, 1_000_000, true, 2000);  // in-process: 1.2 ms, over the budget
-    expect(c.choose(0)).toBe(0);
+    expect(c.choose(0, GOAL)).toBe(0);
     c.marked(600_000, 1_000_000, true);  // a faster in-process mark: 0.6 ms
-    expect(c.choose(0)).toBe(1000);
+    expect(c.choose(0, GOAL)).toBe(1000);
     const slow = new MarkChoice(1000);
     slow.marked(3_000_000, 1_000_000, false);  // a child: 3 ms, over twice the budget
-    expect(slow.choose(0)).toBe(0);
+    expect(slow.choose(0, GOAL)).toBe(0);
   });
 
-  it('marks in-process while the expected live set, at the lowest measured speed, fits the budget or the shortest fork pause after the first', () => {
+  it('marks in-process while the last live set, at the lowest measured speed, fits the budget or the median fork pause after the first', () => {
     const c = new MarkChoice(1000);
     c.marked(2_000_000, 4_000_000, true);  // 0.5 ns a byte, 4 MB: 2 ms
     expect(c.allowanceUs).toBe(1000);
-    expect(c.choose(0)).toBe(0);
+    expect(c.choose(0, GOAL)).toBe(0);
     c.forked(10_000);  // the heap's first fork: not a sample (maps read, cold caches)
     expect(c.allowanceUs).toBe(1000);
-    expect(c.choose(0)).toBe(0);
+    expect(c.choose(0, GOAL)).toBe(0);
     c.forked(3000);
     c.forked(2500);
-    expect(c.allowanceUs).toBe(2500);  // the shortest, longer than the budget
-    expect(c.choose(0)).toBeGreaterThan(0);
+    expect(c.allowanceUs).toBe(2500);  // the median (the lower of two), longer than the budget
+    expect(c.choose(0, GOAL)).toBeGreaterThan(0);
+    c.forked(4000);
+    expect(c.allowanceUs).toBe(3000);  // the median of three
+    c.forked(1200);
+    c.forked(1100);
+    expect(c.allowanceUs).toBe(2500);  // of 1100, 1200, 2500, 3000, 4000
     c.marked(16_000_000, 4_000_000, true);  // a slow sample (4 ns a byte) does not count while a faster one is kept
     expect(c.nsPerByte).toBe(0.5);
-    expect(c.choose(0)).toBeGreaterThan(0);
+    expect(c.choose(0, GOAL)).toBeGreaterThan(0);
     const short = new MarkChoice(1000);
     short.forked(200);
     short.forked(200);  // forks shorter than the budget: the budget
     expect(short.allowanceUs).toBe(1000);
   });
 
-  it('a live set that grew at the last cycle is expected to grow as much again', () => {
+  it('expects the live set the last cycle marked, whatever it was before', () => {
     const c = new MarkChoice(1000);
     c.marked(100_000, 1_000_000, true);  // 0.1 ns a byte
-    expect(c.expectedBytes).toBe(1_000_000);
-    c.marked(400_000, 4_000_000, true);
-    expect(c.expectedBytes).toBe(7_000_000);  // 4 MB, plus the 3 MB it grew
-    c.marked(700_000, 7_000_000, true);
-    expect(c.expectedBytes).toBe(10_000_000);
-    expect(c.choose(0)).toBeGreaterThan(0);  // 1 ms at 0.1 ns a byte
-    c.marked(1_100_000, 11_000_000, true);
-    expect(c.expectedBytes).toBe(15_000_000);
-    expect(c.choose(0)).toBe(0);  // 1.5 ms
-    c.marked(500_000, 5_000_000, true);  // shrank: no growth expected
-    expect(c.expectedBytes).toBe(5_000_000);
+    c.marked(900_000, 9_000_000, true);  // grew to 9 MB: 0.9 ms expected, not 1.7 as a trend would say
+    expect(c.choose(0, GOAL)).toBe(1000);
+    c.marked(1_100_000, 11_000_000, true);  // 1.1 ms
+    expect(c.choose(0, GOAL)).toBe(0);
+    c.marked(500_000, 5_000_000, true);
+    expect(c.choose(0, GOAL)).toBe(1000);
   });
 
   it('uses the children\'s speed only until the main thread has marked', () => {
@@ -86,12 +89,11 @@ describe('MarkChoice: the rule', () => {
     expect(c.nsPerByte).toBeCloseTo(0.1);
   });
 
-  it('forks a cycle that starts late: what was allocated since may all have survived', () => {
+  it('forks a cycle that starts late: past LATE_FACTOR pacer goals of allocation since the last cycle', () => {
     const c = new MarkChoice(1000);
     c.marked(100_000, 1_000_000, true);  // 0.1 ns a byte, 1 MB: 0.1 ms
-    const room = (WORST_CASE_FACTOR * 1_000_000) / 0.1 - 1_000_000;  // bytes whose mark fills the worst case
-    expect(c.choose(room - 1024)).toBeGreaterThan(0);
-    expect(c.choose(room + 1024)).toBe(0);
+    expect(c.choose(LATE_FACTOR * GOAL, GOAL)).toBeGreaterThan(0);
+    expect(c.choose(LATE_FACTOR * GOAL + 1, GOAL)).toBe(0);
   });
 
   it('an in-process mark that runs over twice its allowance replaces every in-process sample', () => {
@@ -102,17 +104,17 @@ describe('MarkChoice: the rule', () => {
     expect(c.nsPerByte).toBeCloseTo(0.1);
     c.marked(2_500_000, 1_000_000, true, 1000);  // 2.5 ms: over twice
     expect(c.nsPerByte).toBeCloseTo(2.5);
-    expect(c.choose(0)).toBe(0);
+    expect(c.choose(0, GOAL)).toBe(0);
   });
 
   it('a cycle that marked nothing predicts nothing more to mark; its speed is not a sample', () => {
     const c = new MarkChoice(1000);
     c.marked(50_000, 0, false);
     expect(c.nsPerByte).toBe(Infinity);
-    expect(c.choose(0)).toBe(0);
+    expect(c.choose(0, GOAL)).toBe(0);
     c.marked(100_000, 1_000_000, true);
     c.marked(40_000, 0, true);
-    expect(c.choose(0)).toBeGreaterThan(0);
+    expect(c.choose(0, GOAL)).toBeGreaterThan(0);
   });
 });
 
@@ -200,9 +202,7 @@ describe('fork mode marks a small live set in-process', () => {
     expect((await fork.collect()).marker).toBe('child');
   });
 
-  it('a cycle that starts late forks: everything allocated since the last cycle may have survived', async () => {
-    // One small live object: its marks measure a high speed per byte (the
-    // fixed costs), so a modest allocation is "late" by far.
+  it('a cycle that starts late forks: past twice the pacer\'s goal of allocation since the last cycle', async () => {
     const heap = choosing({ maxHeap: '256MiB' });
     const Rec = heap.defineStruct('LateRec', { v: 'i32' });
     heap.root(Rec.alloc({ v: 1 }));
@@ -212,19 +212,15 @@ describe('fork mode marks a small live set in-process', () => {
     garbage(100);
     const second = await heap.collect();
     expect([first.marker, second.marker]).toEqual(['child', 'in-process']);
-    // 20 MiB of byte arrays since the last cycle: had they all survived,
-    // their mark at the speed the rule holds (the lowest of the two marks'
-    // ns a byte) would take far over WORST_CASE_FACTOR allowances (the
-    // budget, or the shortest fork pause if longer).
-    const nsPerByte = Math.min(first.markMs * 1e6 / first.bytesMarked, second.markMs * 1e6 / second.bytesMarked);
-    const allowanceNs = Math.max(50_000, first.pauseUs) * 1000;
-    const late = 20 * 2 ** 20;
-    expect(nsPerByte * late, `${nsPerByte} ns a byte`).toBeGreaterThan(2 * WORST_CASE_FACTOR * allowanceNs);
+    // The goal of a heap this small is minTriggerBytes (16 MiB): 40 MiB of
+    // byte arrays since the last cycle is past LATE_FACTOR of it.
+    const late = 40 * 2 ** 20;
+    expect(late).toBeGreaterThan(LATE_FACTOR * 16 * 2 ** 20);
     for (let made = 0; made < late; made += 64_000) heap.bytes.alloc(64_000);
     const third = await heap.collect();
     expect(third.marker).toBe('child');
     expect(third.objectsFreed).toBe(Math.ceil(late / 64_000));
-    // Back to the steady state: in-process again.
+    // On time again: in-process.
     garbage(100);
     const fourth = await heap.collect();
     expect(fourth.marker).toBe('in-process');

@@ -290,7 +290,7 @@ export class Collector {
       c.stats.fallback = h.options.mode === 'fork';
       c.stats.marker = 'in-process';
       this.markStopTheWorld(c);
-    } else if ((c.inProcessAllowanceUs = this.markChoice.choose(c.allocatedBefore + this.account.allocatedSinceCycle)) > 0) {
+    } else if ((c.inProcessAllowanceUs = this.markChoice.choose(c.allocatedBefore + this.account.allocatedSinceCycle, h.policy.goal)) > 0) {
       // A small live set: the fork would cost more than the mark it saves
       // (mark-choice.ts). (allocatedSinceCycle: what cycleStart listeners allocated.)
       c.stats.marker = 'in-process';

@@ -9,8 +9,8 @@
 // (docs/performance-log.md, "Small heaps marked in-process").
 //
 // The prediction is Go's pacer's assumption, a live set about as large as
-// the last cycle found it, plus the growth the last cycle saw (a cache
-// that is filling keeps filling): the marker's speed times those bytes.
+// the last cycle found it: the marker's speed times those bytes.
+//
 // The speed is ns per marked byte, the lowest of the last SAMPLES
 // in-process marks (the lowest, for the reason src/collector/sweep-speed.ts
 // gives), or of the children's marks while there has been none in-process.
@@ -20,31 +20,45 @@
 // no in-process sample, one mark that the children's speed puts within
 // PROBE_FACTOR allowances is tried in-process (a pause at most about as long
 // as the heap's first fork, once), and its own speed decides from then on.
-// The prediction must be within the allowance:
-// the option's budget (inProcessMarkUs), or the shortest fork pause since
-// the first if that is longer (a mark no longer than the fork it replaces;
-// the first fork, which reads the process's maps and meets cold caches,
-// took 2.6-10.8 ms in the quick runs where later ones took 1-2, and would
-// let a growing heap mark in-process far longer than its forks pause).
-// And since what was allocated since the last cycle may all have survived,
-// the mark over that much more must be within WORST_CASE_FACTOR
-// allowances: a cycle that starts late (a program that allocated far past
-// the trigger between safepoints) forks. An in-process mark that runs over
-// twice its allowance replaces every in-process sample with its own (the
-// machine is slower than the samples say).
 //
-// | speed        | ns per marked byte, in-process marks (ring)           |
-// | childSpeed   | ns per marked byte, children's marks (ring)           |
-// | forkPause    | µs of one fork pause, the first fork's left out (ring) |
+// The allowance is the option's budget (inProcessMarkUs), or the median of
+// the heap's recent fork pauses if that is longer: a mark no longer than the
+// fork it replaces usually takes (the median, not the shortest, which is the
+// luckiest of a noisy few: quick binary-trees' in-process marks took
+// 1.15-1.26 ms and its forks 1.2-1.8). The heap's first fork is no sample:
+// it reads the process's maps and meets cold caches (2.6-10.8 ms in the
+// quick runs where later forks took 1-2), and a heap that then marked
+// in-process would keep it as its allowance for good.
+//
+// What the prediction does not see is a live set that grew since the last
+// cycle: by at most what was allocated since, which for a cycle the pacer
+// started on time is under its goal (gcPercent% of the live bytes, at least
+// minTriggerBytes). A cycle that starts late, past LATE_FACTOR goals (a
+// program that allocated far past its trigger between safepoints, or called
+// collect() after that much), forks; an on-time one may mark up to a goal's
+// worth more than predicted, once: its measured mark is the next cycle's
+// prediction, and an in-process mark that runs over twice its allowance
+// replaces every in-process sample with its own (the machine is slower than
+// the samples say). Two rules tried and dropped: the last cycle's growth
+// added again (binary-trees' live set is the same at every cycle, but the
+// garbage a cycle meets mid-tree is not, and the term made the choice
+// flip), and a bound on the mark over everything allocated since (eight
+// allowances): at binary-trees' 2 MiB live set and 16 MiB trigger it was
+// nine predicted marks, so its cycles forked or not by a few percent of
+// speed.
+//
+// | speed        | ns per marked byte, in-process marks (ring)                 |
+// | childSpeed   | ns per marked byte, children's marks (ring)                 |
+// | forkPause    | µs of one fork pause, the first fork's left out (ring; median) |
 
 const SAMPLES = 8;
-/** The mark over everything allocated since the last cycle may take this many allowances at most. */
-export const WORST_CASE_FACTOR = 8;
+/** A cycle that starts after this many pacer goals of allocation since the last one forks. */
+export const LATE_FACTOR = 2;
 /** The one in-process mark tried on the children's speed may be predicted at this many allowances. */
 export const PROBE_FACTOR = 2;
 
-/** Lowest recent figures: a ring of SAMPLES, Infinity where none was taken. */
-class LowestOf {
+/** Recent figures: a ring of SAMPLES, Infinity where none was taken. */
+class Recent {
   private readonly samples = new Float64Array(SAMPLES).fill(Infinity);
   private next = 0;
 
@@ -52,6 +66,12 @@ class LowestOf {
     let m = this.samples[0];
     for (let i = 1; i < SAMPLES; i++) if (this.samples[i] < m) m = this.samples[i];
     return m;
+  }
+
+  /** The median of the samples taken (the lower of the middle two), Infinity if none. */
+  get median(): number {
+    const taken = Array.from(this.samples).filter((v) => v !== Infinity).sort((a, b) => a - b);
+    return taken.length ? taken[(taken.length - 1) >> 1] : Infinity;
   }
 
   add(v: number): void {
@@ -65,13 +85,12 @@ class LowestOf {
 }
 
 export class MarkChoice {
-  private readonly speed = new LowestOf();
-  private readonly childSpeed = new LowestOf();
-  private readonly forkPause = new LowestOf();
+  private readonly speed = new Recent();
+  private readonly childSpeed = new Recent();
+  private readonly forkPause = new Recent();
   private forks = 0;
   private probed = false;
   private lastBytesMarked = -1;
-  private previousBytesMarked = -1;
 
   /** budgetUs: inProcessMarkUs (0: never mark in-process). */
   constructor(private readonly budgetUs: number) {}
@@ -84,34 +103,26 @@ export class MarkChoice {
 
   /** The longest in-process mark the next cycle may choose, µs. */
   get allowanceUs(): number {
-    const pause = this.forkPause.lowest;
+    const pause = this.forkPause.median;
     return Math.max(this.budgetUs, pause === Infinity ? 0 : pause);
-  }
-
-  /** The live bytes the next cycle is expected to mark: the last cycle's, plus the growth it saw. */
-  get expectedBytes(): number {
-    if (this.lastBytesMarked < 0) return -1;
-    const growth = this.previousBytesMarked < 0 ? 0 : Math.max(0, this.lastBytesMarked - this.previousBytesMarked);
-    return this.lastBytesMarked + growth;
   }
 
   /**
    * Whether the cycle starting now marks in-process, as the µs its mark is
-   * allowed (0: it forks): the predicted mark within the allowance (or, for
-   * the one probe, PROBE_FACTOR of it), and the mark over the last cycle's
-   * bytes plus `allocatedSinceCycle` within WORST_CASE_FACTOR allowances.
+   * allowed (0: it forks): the mark over the last cycle's marked bytes
+   * within the allowance (or, for the one probe, PROBE_FACTOR of it), and
+   * `allocatedSinceCycle` within LATE_FACTOR of the pacer's `goalBytes`.
    */
-  choose(allocatedSinceCycle: number): number {
-    const expected = this.expectedBytes;
+  choose(allocatedSinceCycle: number, goalBytes: number): number {
+    const expected = this.lastBytesMarked;
     if (this.budgetUs === 0 || expected < 0) return 0;
+    if (allocatedSinceCycle > LATE_FACTOR * goalBytes) return 0;
     const ns = this.nsPerByte;
     if (ns === Infinity) return 0;
     const probe = this.speed.lowest === Infinity;
     if (probe && this.probed) return 0;
     const allowanceUs = this.allowanceUs * (probe ? PROBE_FACTOR : 1);
-    const fits = ns * expected <= allowanceUs * 1000 &&
-      ns * (this.lastBytesMarked + Math.max(0, allocatedSinceCycle)) <= WORST_CASE_FACTOR * this.allowanceUs * 1000;
-    if (!fits) return 0;
+    if (ns * expected > allowanceUs * 1000) return 0;
     if (probe) this.probed = true;
     return allowanceUs;
   }
@@ -128,7 +139,6 @@ export class MarkChoice {
    * every in-process sample.
    */
   marked(ns: number, bytes: number, inProcess: boolean, allowanceUs = 0): void {
-    this.previousBytesMarked = this.lastBytesMarked;
     this.lastBytesMarked = bytes;
     if (bytes <= 0) return;
     const perByte = ns / bytes;
