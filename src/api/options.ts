@@ -107,12 +107,12 @@ export interface HeapOptions {
   /**
    * Fork mode: a cycle whose mark the heap expects to take at most this many
    * microseconds on the main thread (its measured marking speed times the
-   * bytes the last cycle marked), or no longer than its recent fork pauses
-   * if those are longer, marks in-process instead of forking: for a small
-   * live set the fork and the child cost the program more than the mark
-   * they save. A cycle that starts far past its trigger (everything
-   * allocated since may have survived) forks all the same. 0: every cycle
-   * forks. Default 1000.
+   * bytes the last cycle marked), or no longer than the median of its recent
+   * fork pauses if that is longer, marks in-process instead of forking: for
+   * a small live set the fork and the child cost the program more than the
+   * mark they save (src/collector/mark-choice.ts). A cycle that starts late
+   * (past twice the pacer's goal of allocation since the last one) forks all
+   * the same. 0: every cycle forks. Default 1000.
    */
   inProcessMarkUs?: number;
   /** Run sweeps on this Piscina pool instead of a pool of our own (sweepThreads is then ignored). */
