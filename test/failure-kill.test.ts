@@ -47,7 +47,10 @@ interface Rig {
 function rig(kind: FaultKind, arg: number, CHAINS: number): Rig {
   const fault = { on: false };
   const heap = new Heap({
-    maxHeap: '256MiB', auto: false, sweepThreads: 0, maxConsecutiveAborts: 1000,
+    // inProcessMarkUs: 0: every cycle forks (the kills are the point). This
+    // live set marks in-process in about the time of a fork, and a fresh
+    // clone's run once marked a cycle in-process: no child to kill.
+    maxHeap: '256MiB', auto: false, sweepThreads: 0, maxConsecutiveAborts: 1000, inProcessMarkUs: 0,
     faultInjectionForTesting: { kind, arg, cycles: () => fault.on },
   });
   const Rec = heap.defineStruct('Rec', { next: 'ref', a: 'i32', b: 'f64' });
