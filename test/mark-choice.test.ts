@@ -177,6 +177,7 @@ describe('fork mode marks a small live set in-process', () => {
     // Every cycle freed exactly the 3000 records of garbage made before it,
     // and marked the 2000 records, their strings and the array.
     expect(all.map((c) => c.objectsFreed)).toEqual([3000, 3000, 3000, 3000]);
+    expect(heap.stats().inProcessCycles).toBe(3);
     expect(new Set(all.map((c) => c.objectsMarked))).toEqual(new Set([4001]));
   }, 30_000);
 
@@ -191,12 +192,14 @@ describe('fork mode marks a small live set in-process', () => {
     expect(intact()).toBe(true);
     expect(all.map((c) => c.marker)).toEqual(['child', 'child', 'child']);
     expect(all.every((c) => c.childPid > 0 && c.objectsFreed === 3000)).toBe(true);
+    expect(heap.stats().inProcessCycles).toBe(0);
   }, 30_000);
 
   it('stw mode says in-process, fork mode says child (cycles before the choice, and the option turned off)', async () => {
     const stw = makeHeap({ mode: 'stw' });
     stw.bytes.alloc(10);
     expect((await stw.collect()).marker).toBe('in-process');
+    expect(stw.stats().inProcessCycles).toBe(1);
     const fork = makeHeap({ mode: 'fork' });
     fork.bytes.alloc(10);
     expect((await fork.collect()).marker).toBe('child');

@@ -783,6 +783,7 @@ export class HeapCore implements RefContext, TypeContext {
       cycles: t.cycles,
       abortedCycles: t.aborted,
       fallbackCycles: t.fallback,
+      inProcessCycles: t.inProcess,
       heapBytes: this.allocator.heapBytes,
       liveBytes: t.liveBytes - out.bytes,
       objects: t.objects - out.objects,

@@ -128,6 +128,8 @@ export interface HeapStats {
   cycles: number;
   abortedCycles: number;
   fallbackCycles: number;
+  /** Completed cycles marked on the main thread (CycleStats.marker 'in-process'): all in stw mode; in fork mode, fallbacks and the cycles inProcessMarkUs chose. */
+  inProcessCycles: number;
   /** Bytes of spans holding objects. */
   heapBytes: number;
   /**

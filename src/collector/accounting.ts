@@ -34,6 +34,7 @@ export class Accounting {
   cycles = 0;
   aborted = 0;
   fallback = 0;
+  inProcess = 0;
   freedTotal = 0;
   returnedTotal = 0;
   maxPauseUs = 0;
@@ -84,6 +85,7 @@ export class Accounting {
   cycleCompleted(s: CycleStats): void {
     this.cycles++;
     if (s.fallback) this.fallback++;
+    if (s.marker === 'in-process') this.inProcess++;
     this.returnedTotal += s.bytesReturned;
     this.pauseUs += s.pauseUs;
     this.maxPauseUs = Math.max(this.maxPauseUs, s.pauseUs);
