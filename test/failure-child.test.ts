@@ -568,6 +568,17 @@ describe('the watchdog judges the child, not when the main thread looks', () => 
           seen.push(`${ev} at ${(performance.now() - t0).toFixed(0)} ms`);
         });
       }
+      // When the watchdog looked at the late child, and how much of its
+      // stream had arrived: the trickling child's whole stream got through
+      // twice in full suites (WATCHDOG expected), which needs looks a
+      // second and more apart; the failure's message says what they were.
+      const looks: string[] = [];
+      const collector = heapInternals(heap).collector as unknown as { judgeLate(c: { bytesArrived: number }): void };
+      const judge = collector.judgeLate.bind(collector);
+      collector.judgeLate = (c) => {
+        looks.push(`${(performance.now() - t0).toFixed(0)} ms: ${c.bytesArrived} B`);
+        judge(c);
+      };
       const done = heap.collect().then((s) => s.objectsFreed, (e: { reason?: string }) => e.reason);
       const unsettled = () => {
         let child = 'none';
@@ -578,7 +589,7 @@ describe('the watchdog judges the child, not when the main thread looks', () => 
         }
         return `collect; phase ${heap.stats().phase}; events: ${seen.join(', ') || 'none'}; child ${child}`;
       };
-      expect(await withTimeout(done, 20_000, unsettled)).toBe(k.expect);
+      expect(await withTimeout(done, 20_000, unsettled), `looks at the late child: ${looks.join('; ') || 'none'}; events: ${seen.join(', ')}`).toBe(k.expect);
       expect(longest, `the longest wait on the collector (${kind})`).toBeLessThan(150);
     }, 60_000);
   }
