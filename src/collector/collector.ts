@@ -290,13 +290,17 @@ export class Collector {
       c.stats.fallback = h.options.mode === 'fork';
       c.stats.marker = 'in-process';
       this.markStopTheWorld(c);
-    } else if ((c.inProcessAllowanceUs = this.markChoice.choose(c.allocatedBefore + this.account.allocatedSinceCycle, h.policy.goal)) > 0) {
-      // A small live set: the fork would cost more than the mark it saves
-      // (mark-choice.ts). (allocatedSinceCycle: what cycleStart listeners allocated.)
-      c.stats.marker = 'in-process';
-      this.markStopTheWorld(c);
     } else {
-      this.fork(c, keepAlive);
+      // A small live set marks in-process: the fork would cost more than the
+      // mark it saves (mark-choice.ts). (allocatedSinceCycle: what
+      // cycleStart listeners allocated.)
+      c.inProcessAllowanceUs = this.markChoice.choose(c.allocatedBefore + this.account.allocatedSinceCycle, h.policy.goal);
+      if (c.inProcessAllowanceUs > 0) {
+        c.stats.marker = 'in-process';
+        this.markStopTheWorld(c);
+      } else {
+        this.fork(c, keepAlive);
+      }
     }
     return done;
   }

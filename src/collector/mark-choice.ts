@@ -11,7 +11,7 @@
 // The prediction is Go's pacer's assumption, a live set about as large as
 // the last cycle found it: the marker's speed times those bytes.
 //
-// The speed is ns per marked byte, the lowest of the last SAMPLES
+// The speed is ns per marked byte, the lowest of the last eight
 // in-process marks (the lowest, for the reason src/collector/sweep-speed.ts
 // gives), or of the children's marks while there has been none in-process.
 // A child's mark of a small live set is slower than the main thread's (cold
@@ -51,43 +51,17 @@
 // | childSpeed   | ns per marked byte, children's marks (ring)                 |
 // | forkPause    | µs of one fork pause, the first fork's left out (ring; median) |
 
-const SAMPLES = 8;
+import { RecentSamples } from './recent-samples.js';
+
 /** A cycle that starts after this many pacer goals of allocation since the last one forks. */
 export const LATE_FACTOR = 2;
 /** The one in-process mark tried on the children's speed may be predicted at this many allowances. */
 export const PROBE_FACTOR = 2;
 
-/** Recent figures: a ring of SAMPLES, Infinity where none was taken. */
-class Recent {
-  private readonly samples = new Float64Array(SAMPLES).fill(Infinity);
-  private next = 0;
-
-  get lowest(): number {
-    let m = this.samples[0];
-    for (let i = 1; i < SAMPLES; i++) if (this.samples[i] < m) m = this.samples[i];
-    return m;
-  }
-
-  /** The median of the samples taken (the lower of the middle two), Infinity if none. */
-  get median(): number {
-    const taken = Array.from(this.samples).filter((v) => v !== Infinity).sort((a, b) => a - b);
-    return taken.length ? taken[(taken.length - 1) >> 1] : Infinity;
-  }
-
-  add(v: number): void {
-    this.samples[this.next] = v;
-    this.next = (this.next + 1) % SAMPLES;
-  }
-
-  fill(v: number): void {
-    this.samples.fill(v);
-  }
-}
-
 export class MarkChoice {
-  private readonly speed = new Recent();
-  private readonly childSpeed = new Recent();
-  private readonly forkPause = new Recent();
+  private readonly speed = new RecentSamples();
+  private readonly childSpeed = new RecentSamples();
+  private readonly forkPause = new RecentSamples();
   private forks = 0;
   private probed = false;
   private lastBytesMarked = -1;
@@ -134,7 +108,7 @@ export class MarkChoice {
 
   /**
    * A completed cycle's mark: `ns` over `bytes` marked, by a child or in
-   * process. `allowanceUs` is what an in-process mark chosen by inProcess()
+   * process. `allowanceUs` is what an in-process mark chosen by choose()
    * was allowed (0 for any other): one that ran over twice it replaces
    * every in-process sample.
    */

@@ -1,31 +1,26 @@
 // The main thread's sweep speed, as the inline-sweep decision sees it
 // (src/collector/sweep-driver.ts): ns per span, the lowest of the last
-// SAMPLES measured sweeps. On a shared machine a sweep that the scheduler
-// preempts measures milliseconds it did not spend sweeping; the lowest
+// eight measured sweeps (recent-samples.ts). On a shared machine a sweep
+// that the scheduler preempts measures milliseconds it did not spend sweeping; the lowest
 // recent figure is what a sweep costs when it runs, and an average would
 // keep a few preempted ones for many cycles and send small heaps to the
 // threads for nothing. The other way round - the machine really is slower
 // now - an inline sweep overruns its deadline, and an overrun replaces
 // every sample: the next sweeps go to the threads, whose own measured
 // sweeps (the same code on the same machine) bring the figure back down.
-//
-// | samples[i] | ns per span of one measured sweep (ring, oldest overwritten) |
 
-const SAMPLES = 8;
+import { RecentSamples } from './recent-samples.js';
 
 export class SweepSpeed {
-  private readonly samples: Float64Array;
-  private next = 0;
+  private readonly samples: RecentSamples;
 
   constructor(firstGuessNs: number) {
-    this.samples = new Float64Array(SAMPLES).fill(firstGuessNs);
+    this.samples = new RecentSamples(firstGuessNs);
   }
 
   /** The figure the decision uses: ns per span. */
   get nsPerSpan(): number {
-    let m = this.samples[0];
-    for (let i = 1; i < SAMPLES; i++) if (this.samples[i] < m) m = this.samples[i];
-    return m;
+    return this.samples.lowest;
   }
 
   /** Forgets every sample: the speed is `ns` per span from now on (a test's lever, and what an overrun does). */
@@ -35,8 +30,7 @@ export class SweepSpeed {
 
   /** A sweep that went through `spans` spans in `ns`. */
   measured(ns: number, spans: number): void {
-    this.samples[this.next] = ns / spans;
-    this.next = (this.next + 1) % SAMPLES;
+    this.samples.add(ns / spans);
   }
 
   /** An inline sweep ran past its deadline after `spans` spans in `ns`: no earlier sample counts. */
