@@ -117,6 +117,11 @@ uint64_t nowNs() {
 // waits no longer for it than for a huge page on an ordinary machine.
 constexpr size_t kSmallPageChunkBytes = 256u << 10;
 
+// The first chunk boundary at or above `offset`, within the arena.
+uint64_t chunkAtOrAbove(const GrowthPrefaulter* p, uint64_t offset, uint64_t arenaBytes) {
+  return std::min<uint64_t>((std::min<uint64_t>(offset, arenaBytes) + p->chunk - 1) / p->chunk * p->chunk, arenaBytes);
+}
+
 // Faults [at, at + bytes) in for writing without changing a byte of it
 // (the top of this file says why so); 0 or an errno.
 int faultIn(uint8_t* at, size_t bytes) {
@@ -210,8 +215,8 @@ bool prefaultGrowth(HeapMemory* h, uint64_t from, uint64_t to) {
   // the child lives, a write-protect fault after). The top's own huge page
   // is resident already; of small pages, up to a chunk's worth above the top
   // are left to the allocator.
-  from = std::min<uint64_t>((std::min<uint64_t>(from, arenaBytes) + p->chunk - 1) / p->chunk * p->chunk, arenaBytes);
-  to = std::min<uint64_t>((std::min<uint64_t>(to, arenaBytes) + p->chunk - 1) / p->chunk * p->chunk, arenaBytes);
+  from = chunkAtOrAbove(p, from, arenaBytes);
+  to = chunkAtOrAbove(p, to, arenaBytes);
   p->cursor = from;
   p->end = std::max(from, to);
   gate.changed.notify_all();
@@ -238,7 +243,7 @@ void prefaultSkipBelow(HeapMemory* h, uint64_t top) {
   std::lock_guard<std::mutex> lock(gate.mutex);
   GrowthPrefaulter* p = h->growthPrefaulter;
   if (!p) return;
-  const uint64_t from = std::min<uint64_t>((top + p->chunk - 1) / p->chunk * p->chunk, h->arena.bytes);
+  const uint64_t from = chunkAtOrAbove(p, top, h->arena.bytes);
   if (p->cursor < from) p->cursor = std::min(from, p->end);
 }
 
