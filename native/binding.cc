@@ -502,6 +502,7 @@ Napi::Value GrowthPrefaultFiguresOf(const Napi::CallbackInfo& info) {
   o["calls"] = double(f.calls);
   o["failures"] = double(f.failures);
   o["faults"] = double(f.faults);
+  o["working"] = f.working;
   return o;
 }
 

@@ -266,7 +266,10 @@ void releaseEveryGrowthPrefault() {
 
 GrowthPrefaultFigures growthPrefaultFigures(HeapMemory* h) {
   std::lock_guard<std::mutex> lock(gate.mutex);
-  return h->growthPrefaulter ? h->growthPrefaulter->figures : GrowthPrefaultFigures();
+  if (!h->growthPrefaulter) return GrowthPrefaultFigures();
+  GrowthPrefaultFigures f = h->growthPrefaulter->figures;
+  f.working = h->growthPrefaulter->inFlight;
+  return f;
 }
 
 void stopGrowthPrefault(HeapMemory* h) {

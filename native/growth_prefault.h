@@ -13,6 +13,7 @@ struct GrowthPrefaultFigures {
   uint64_t calls = 0;
   uint64_t failures = 0;  // calls that failed (memory short: the allocator faults the rest itself)
   uint64_t faults = 0;    // the minor faults they took (this thread's)
+  bool working = false;   // a chunk is being faulted in now (read without stopping the thread, unlike quiesce)
 };
 
 // Asks the heap's prefault thread (made on first use) to fault in arena bytes

@@ -107,7 +107,7 @@ describe('growth faulted in ahead of the allocator', () => {
         expect(present, 'pages above the top faulted in').toBe(256);
       } else {
         expect(core.prefault).toBeUndefined();
-        expect(figures).toEqual({ bytes: 0, ns: 0, calls: 0, failures: 0, faults: 0 });
+        expect(figures).toEqual({ bytes: 0, ns: 0, calls: 0, failures: 0, faults: 0, working: false });
         expect(present, 'pages above the top left alone').toBe(0);
       }
     }

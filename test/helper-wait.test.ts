@@ -19,6 +19,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { heapInternals } from '../src/internal.js';
+import type { CycleStats } from '../src/index.js';
 import { closeHeapsAfterEach, makeHeap } from './helpers/common.js';
 
 closeHeapsAfterEach();
@@ -131,5 +132,37 @@ describe.skipIf(!populates)('a cycle is not forked while the heap\'s threads are
     expect(dueAt, 'a cycle came due').toBeGreaterThan(0);
     expect(startedAt, 'the cycle started').toBeGreaterThan(0);
     expect(startedAt - dueAt, 'ms from due to start').toBeLessThan(800);
+  });
+
+  // Only a fork waits for the helpers' pieces: a cycle the marker choice
+  // marks in-process (src/collector/mark-choice.ts) was put off all the
+  // same, up to 100 ms, before the choice was asked first. Here it starts
+  // at the safepoint where it came due, with the prefault thread in a 2 s chunk.
+  it('a cycle that will mark in-process is not put off: it starts at the safepoint where it came due', { timeout: 60_000 }, async () => {
+    const heap = makeHeap({ maxHeap: '2GiB', mode: 'fork', auto: true, sweepThreads: 0, inProcessMarkUs: 50_000, minTriggerBytes: '32MiB' });
+    const core = heapInternals(heap);
+    const T = heap.defineStruct('DeferInProcessT', { next: 'ref', v: 'f64' });
+    heap.root(T.alloc());
+    await heap.collect();  // the first cycle forks; its figures let the next mark in-process
+    core.addon.setGrowthPrefaultDelayForTesting(core.regions.id, 2000);
+    const cycle = new Promise<CycleStats>((resolve) => heap.once('cycle', resolve));
+    let started = false;
+    heap.on('cycleStart', () => { started = true; });
+    let dueBeforeStart = 0;
+    let sawBusy = false;
+    try {
+      for (let round = 0; !started && round < 100_000; round++) {
+        for (let i = 0; i < 1000; i++) T.alloc();
+        sawBusy ||= core.addon.growthPrefaultFigures(core.regions.id).working;
+        if (core.policy.shouldCollect(core.account.allocatedSinceCycle)) dueBeforeStart++;
+        heap.safepoint();
+      }
+    } finally {
+      core.addon.setGrowthPrefaultDelayForTesting(core.regions.id, 0);
+    }
+    expect(started, 'the cycle started').toBe(true);
+    expect((await cycle).marker).toBe('in-process');
+    expect(sawBusy, 'the prefault thread was in a chunk').toBe(true);
+    expect(dueBeforeStart, 'safepoints at which the cycle was due (the last started it)').toBe(1);
   });
 });

@@ -683,11 +683,12 @@ export class HeapCore implements RefContext, TypeContext {
    * (native/huge_page_restore.cc). The fork would wait for it in the pause
    * (1-14 ms on the project's VM). Never once the heap is short of room
    * (past the pacer's soft limit, or after a failed allocation): then the
-   * cycle goes first, and the fork waits. Nor in stw mode, which does not
-   * fork.
+   * cycle goes first, and the fork waits. Nor when the cycle will not fork
+   * (stw mode, a fallback, a live set the marker choice marks in-process:
+   * src/collector/mark-choice.ts).
    */
   private helpersDefer(): boolean {
-    if (this.account.allocationFailed || this.options.mode === 'stw' || this.closed) return false;
+    if (this.account.allocationFailed || this.closed || !this.collector.wouldFork()) return false;
     if (this.policy.safepointWaits(this.account.liveBytes)) return false;
     // Both asked, so that both stop taking work.
     const chunk = this.prefault?.busy() ?? false;

@@ -210,6 +210,18 @@ export class Collector {
     host.allocator.stalls = this.stalls;
   }
 
+  /**
+   * Whether a cycle started now would fork (not marked in-process by the
+   * mode, a fallback or the marker choice): only a fork waits for the heap's
+   * threads' work in progress (core.ts, helpersDefer). Asked before start(),
+   * with what start() will ask (cycleStart listeners' allocation aside).
+   */
+  wouldFork(): boolean {
+    const h = this.host;
+    if (h.policy.useStopTheWorld(h.options.mode)) return false;
+    return this.markChoice.wouldChoose(this.account.allocatedSinceCycle, h.policy.goal) === 0;
+  }
+
   /** Sweeper threads were found unusable between sweeps or during one: the main thread sweeps from now on. */
   sweeperThreadsLost(): void { this.sweeper.threadsLost(); }
 

@@ -88,6 +88,13 @@ export class MarkChoice {
    * `allocatedSinceCycle` within LATE_FACTOR of the pacer's `goalBytes`.
    */
   choose(allocatedSinceCycle: number, goalBytes: number): number {
+    const allowanceUs = this.wouldChoose(allocatedSinceCycle, goalBytes);
+    if (allowanceUs > 0 && this.speed.lowest === Infinity) this.probed = true;
+    return allowanceUs;
+  }
+
+  /** What choose() would answer now, without using up the probe. */
+  wouldChoose(allocatedSinceCycle: number, goalBytes: number): number {
     const expected = this.lastBytesMarked;
     if (this.budgetUs === 0 || expected < 0) return 0;
     if (allocatedSinceCycle > LATE_FACTOR * goalBytes) return 0;
@@ -96,9 +103,7 @@ export class MarkChoice {
     const probe = this.speed.lowest === Infinity;
     if (probe && this.probed) return 0;
     const allowanceUs = this.allowanceUs * (probe ? PROBE_FACTOR : 1);
-    if (ns * expected > allowanceUs * 1000) return 0;
-    if (probe) this.probed = true;
-    return allowanceUs;
+    return ns * expected > allowanceUs * 1000 ? 0 : allowanceUs;
   }
 
   /** A fork's pause, µs (the call's wall time). The heap's first is not a sample. */

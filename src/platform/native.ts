@@ -64,6 +64,8 @@ export interface PrefaultFigures {
   failures: number;
   /** The minor faults the thread took doing it. */
   faults: number;
+  /** A chunk is being faulted in now (a look that does not stop the thread, unlike prefaultQuiesce). */
+  working: boolean;
 }
 
 export interface NativeAddon {
