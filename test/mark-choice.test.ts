@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Heap } from '../src/index.js';
-import { LATE_FACTOR, MarkChoice, PROBE_FACTOR } from '../src/collector/mark-choice.js';
+import { LATE_FACTOR, MarkChoice, PROBE_FACTOR, REPROBE_AFTER } from '../src/collector/mark-choice.js';
 import { closeHeap, closeHeapsAfterEach, makeHeap, type CycleStats, type HeapOptions } from './helpers/common.js';
 import { Rng, defineSchema } from './helpers/graph.js';
 import { Shadow } from './helpers/model.js';
@@ -104,6 +104,41 @@ describe('MarkChoice: the rule', () => {
     expect(c.nsPerByte).toBeCloseTo(0.1);
     c.marked(2_500_000, 1_000_000, true, 1000);  // 2.5 ms: over twice
     expect(c.nsPerByte).toBeCloseTo(2.5);
+    expect(c.choose(0, GOAL)).toBe(0);
+  });
+
+  // Seen beside two CPU hogs: the probe of quick binary-trees marked in 4.9
+  // ms (preempted) where its marks take 0.7, and the heap forked its 13
+  // remaining cycles (pauses of 1.3-9 ms): nothing replaced the slow samples.
+  it('after REPROBE_AFTER forks in a row an in-process mark is tried again; a slow one puts the next try as far off', () => {
+    const c = new MarkChoice(1000);
+    c.forked(10_000);  // the first fork: no sample
+    for (let i = 0; i < 8; i++) c.marked(100_000, 1_000_000, true);  // 0.1 ns a byte
+    c.marked(5_000_000, 1_000_000, true, 1000);  // preempted: 5 ms against 1 allowed
+    expect(c.nsPerByte).toBeCloseTo(5);
+    const forkInRow = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        expect(c.choose(0, GOAL), `fork ${i + 1} of ${n}`).toBe(0);
+        c.forked(1500);
+        c.marked(1_000_000, 1_000_000, false);  // a child: 1 ns a byte
+      }
+    };
+    forkInRow(REPROBE_AFTER);
+    // 1 MB at the children's 1 ns a byte (faster than the samples in doubt)
+    // within PROBE_FACTOR allowances (the median fork pause, 1.5 ms).
+    expect(c.wouldChoose(0, GOAL), 'asking does not use it up').toBe(PROBE_FACTOR * 1500);
+    expect(c.choose(0, GOAL)).toBe(PROBE_FACTOR * 1500);
+    c.marked(7_000_000, 1_000_000, true, PROBE_FACTOR * 1500);  // slow again: 7 ms, over twice its 3 ms
+    forkInRow(REPROBE_AFTER);
+    expect(c.choose(0, GOAL), 'the next try').toBe(PROBE_FACTOR * 1500);
+    c.marked(100_000, 1_000_000, true, PROBE_FACTOR * 1500);  // 0.1 ms: its own speed again
+    expect(c.choose(0, GOAL)).toBe(1500);
+    // A live set that grew past what the faster speed can mark within the
+    // probe's allowance is not tried: 4 MB at 1 ns a byte is 4 ms against 3.
+    c.marked(4_000_000, 4_000_000, false);
+    c.marked(40_000_000, 4_000_000, true, 1500);  // 40 ms: the samples replaced (10 ns a byte)
+    forkInRow(REPROBE_AFTER);
+    for (let i = 0; i < 3; i++) c.marked(4_000_000, 4_000_000, false);
     expect(c.choose(0, GOAL)).toBe(0);
   });
 

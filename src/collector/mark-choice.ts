@@ -20,6 +20,15 @@
 // no in-process sample, one mark that the children's speed puts within
 // PROBE_FACTOR allowances is tried in-process (a pause at most about as long
 // as the heap's first fork, once), and its own speed decides from then on.
+// The same probe comes again after REPROBE_AFTER forks in a row: an
+// in-process mark preempted on a loaded machine (4.9 ms for a mark of
+// 0.7, quick binary-trees beside two CPU hogs) replaces the in-process
+// samples with its own (below), and with no in-process mark after it
+// nothing would ever replace them: that heap forked its 13 remaining
+// cycles, each pause 1.3-9 ms where its marks took 0.7. A probe that is
+// slow again puts the next one REPROBE_AFTER forks off; so the cost of
+// trying is at most one pause of about PROBE_FACTOR allowances in
+// REPROBE_AFTER + 1 cycles.
 //
 // The allowance is the option's budget (inProcessMarkUs), or the median of
 // the heap's recent fork pauses if that is longer: a mark no longer than the
@@ -57,6 +66,8 @@ import { RecentSamples } from './recent-samples.js';
 export const LATE_FACTOR = 2;
 /** The one in-process mark tried on the children's speed may be predicted at this many allowances. */
 export const PROBE_FACTOR = 2;
+/** After this many forks in a row, an in-process mark is tried again (as the first probe). */
+export const REPROBE_AFTER = 8;
 
 export class MarkChoice {
   private readonly speed = new RecentSamples();
@@ -64,6 +75,8 @@ export class MarkChoice {
   private readonly forkPause = new RecentSamples();
   private forks = 0;
   private probed = false;
+  /** Cycles marked by a child since the last in-process mark (or since the heap began). */
+  private forksInRow = 0;
   private lastBytesMarked = -1;
 
   /** budgetUs: inProcessMarkUs (0: never mark in-process). */
@@ -84,12 +97,15 @@ export class MarkChoice {
   /**
    * Whether the cycle starting now marks in-process, as the µs its mark is
    * allowed (0: it forks): the mark over the last cycle's marked bytes
-   * within the allowance (or, for the one probe, PROBE_FACTOR of it), and
+   * within the allowance (or, for a probe, PROBE_FACTOR of it), and
    * `allocatedSinceCycle` within LATE_FACTOR of the pacer's `goalBytes`.
    */
   choose(allocatedSinceCycle: number, goalBytes: number): number {
     const allowanceUs = this.wouldChoose(allocatedSinceCycle, goalBytes);
-    if (allowanceUs > 0 && this.speed.lowest === Infinity) this.probed = true;
+    if (allowanceUs > 0) {
+      if (this.speed.lowest === Infinity) this.probed = true;
+      this.forksInRow = 0;
+    }
     return allowanceUs;
   }
 
@@ -98,10 +114,14 @@ export class MarkChoice {
     const expected = this.lastBytesMarked;
     if (this.budgetUs === 0 || expected < 0) return 0;
     if (allocatedSinceCycle > LATE_FACTOR * goalBytes) return 0;
-    const ns = this.nsPerByte;
+    const first = this.speed.lowest === Infinity;
+    if (first && this.probed) return 0;
+    const again = !first && this.forksInRow >= REPROBE_AFTER;
+    // A probe again predicts with the faster of the two speeds: the
+    // in-process samples are the ones in doubt.
+    const ns = again ? Math.min(this.speed.lowest, this.childSpeed.lowest) : this.nsPerByte;
     if (ns === Infinity) return 0;
-    const probe = this.speed.lowest === Infinity;
-    if (probe && this.probed) return 0;
+    const probe = first || again;
     const allowanceUs = this.allowanceUs * (probe ? PROBE_FACTOR : 1);
     return ns * expected > allowanceUs * 1000 ? 0 : allowanceUs;
   }
@@ -119,6 +139,7 @@ export class MarkChoice {
    */
   marked(ns: number, bytes: number, inProcess: boolean, allowanceUs = 0): void {
     this.lastBytesMarked = bytes;
+    this.forksInRow = inProcess ? 0 : this.forksInRow + 1;
     if (bytes <= 0) return;
     const perByte = ns / bytes;
     if (!inProcess) {
