@@ -78,6 +78,24 @@ function repeatWalls(r: Row): string {
   return walls.map((w, i) => (scavenges[i] === null ? String(w) : `${w} [${scavenges[i]}]`)).join(', ');
 }
 
+/**
+ * With --repeat: the median over rounds of this row's wall over V8's in the
+ * same round. A round runs a case's systems one after another, so on a
+ * machine whose speed drifts from one round to the next (walls of every
+ * system 30-50% slower in two rounds of five, seen on the project's VM)
+ * this compares runs made minutes apart at most, where the ratio of the two
+ * median runs may pair a fast round's with a slow one's.
+ */
+export function perRoundRatio(r: Row, v8: Row | undefined): string {
+  const walls = r.repeats?.wallMs as number[] | undefined;
+  const base = v8?.repeats?.wallMs as number[] | undefined;
+  if (!r.ok || !walls || !base || walls.length !== base.length || walls.length === 0) return '–';
+  const ratios = walls.map((w, i) => w / base[i]).sort((a, b) => a - b);
+  const mid = ratios.length >> 1;
+  const median = ratios.length % 2 ? ratios[mid] : (ratios[mid - 1] + ratios[mid]) / 2;
+  return median.toFixed(2);
+}
+
 export function markdown(f: ResultsFile): string {
   const L: string[] = [];
   const m = f.machine as Record<string, any>;
@@ -104,6 +122,8 @@ export function markdown(f: ResultsFile): string {
   if ((f.repeat ?? 1) > 1) {
     L.push(`Every row is the run of median wall time of ${f.repeat} runs, the rounds interleaved (every figure of a row from that one run;`);
     L.push('the walls of all runs are in the last column; for V8 rows, each with its scavenges in brackets).');
+    L.push('"× v8 per round" is the median over the rounds of a row\'s wall over V8\'s in the same round, which a machine');
+    L.push('whose speed drifts between rounds moves less than the ratio of the two median runs.');
   }
   L.push('');
   if (f.skipped.length) {
@@ -114,16 +134,16 @@ export function markdown(f: ResultsFile): string {
   L.push('');
   const repeated = (f.repeat ?? 1) > 1;
   L.push(
-    `| workload | case | system | wall ms | × v8 | GC pause p50 / p99 / max ms | forkgc pause max ms | GC-attributable stall max / total ms | mutator p99 µs | mutator max ms | longest gap: run / wait / off ms | heartbeat max gap ms | main thread run / wait ms | steal ms | main thread's CPUs | peak RSS MiB | cycles | GC pause total ms | sweep total ms | mark ns/obj | ok |${repeated ? ' walls of all runs ms |' : ''}`,
+    `| workload | case | system | wall ms | × v8 |${repeated ? ' × v8 per round |' : ''} GC pause p50 / p99 / max ms | forkgc pause max ms | GC-attributable stall max / total ms | mutator p99 µs | mutator max ms | longest gap: run / wait / off ms | heartbeat max gap ms | main thread run / wait ms | steal ms | main thread's CPUs | peak RSS MiB | cycles | GC pause total ms | sweep total ms | mark ns/obj | ok |${repeated ? ' walls of all runs ms |' : ''}`,
   );
-  L.push(`|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|:-:|${repeated ? '---|' : ''}`);
+  L.push(`|---|---|---|--:|--:|${repeated ? '--:|' : ''}--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|:-:|${repeated ? '---|' : ''}`);
   for (const w of MAIN) {
     const rows = f.results.filter((r) => r.workload === w);
     const v8 = rows.find((r) => r.system === 'v8' && r.ok);
     for (const r of rows) {
       const ratio = v8 && r.ok && typeof r.wallMs === 'number' ? (r.wallMs / v8.wallMs).toFixed(2) : '–';
       L.push(
-        `| ${w} | ${r.case} | ${r.system} | ${num(r.wallMs, 0)} | ${ratio} | ${num(r.p50PauseMs, 2)} / ${num(r.p99PauseMs, 2)} / ${num(r.maxPauseMs, 2)} | ` +
+        `| ${w} | ${r.case} | ${r.system} | ${num(r.wallMs, 0)} | ${ratio} |${repeated ? ` ${perRoundRatio(r, v8)} |` : ''} ${num(r.p50PauseMs, 2)} / ${num(r.p99PauseMs, 2)} / ${num(r.maxPauseMs, 2)} | ` +
           `${num(r.forkgcPauseMaxMs, 2)} | ${num(r.forkgcStallMaxMs, 2)} / ${num(r.forkgcStallTotalMs, 0)} | ${num(r.opP99Us)} | ${num(r.opMaxMs, 2)} | ${gapSplit(r)} | ${num(r.heartbeatMaxGapMs, 2)} | ${num(r.mainRunMs, 0)} / ${num(r.mainRunDelayMs, 0)} | ${num(r.machineStealMs, 0)} | ${cpuShares(r.mainCpuShares)} | ${mibStr(r.peakRssBytes)} | ${cyclesCell(r)} | ` +
           `${num(r.gcTotalMs, 1)} | ${num(r.forkgcSweepTotalMs, 0)} | ${num(r.markNsPerObject, 1)} | ${verifiedMark(r)} |` +
           (repeated ? ` ${repeatWalls(r)} |` : ''),
