@@ -297,9 +297,14 @@ describe('growth faulted in ahead of the allocator', () => {
     const heap = makeHeap({ mode: 'stw', auto: true, sweepThreads: 0, minTriggerBytes: '1MiB' });
     heapInternals(heap).prefault!.busy = () => true;
     const T = heap.defineStruct('T', { a: 'i32' });
+    let started = 0;
+    heap.on('cycleStart', () => { started++; });
     for (let i = 0; i < 200_000; i++) T.alloc();
     heap.safepoint();
-    expect(heap.stats().cycles).toBe(1);
+    // Started at the safepoint; not necessarily completed there: a sweep
+    // inline that runs over twice its budget on a loaded machine leaves the
+    // rest to slices (stats().cycles was 0 once in a fresh clone's run).
+    expect(started).toBe(1);
   });
 
   it('never put off when the heap is short of room: past the pacer\'s soft limit the cycle goes first', () => {
