@@ -64,7 +64,7 @@ import { RecentSamples } from './recent-samples.js';
 
 /** A cycle that starts after this many pacer goals of allocation since the last one forks. */
 export const LATE_FACTOR = 2;
-/** The one in-process mark tried on the children's speed may be predicted at this many allowances. */
+/** A probe (the first in-process mark, on the children's speed, and each try after REPROBE_AFTER forks) may be predicted at this many allowances. */
 export const PROBE_FACTOR = 2;
 /** After this many forks in a row, an in-process mark is tried again (as the first probe). */
 export const REPROBE_AFTER = 8;
